@@ -1,0 +1,215 @@
+package catalog
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket"
+)
+
+// Pricing is what a function version charges. Money is exact: every amount is
+// a decimal, never a float.
+type Pricing struct {
+	Currency          string          `json:"currency"`
+	PerCall           decimal.Decimal `json:"per_call"`
+	PerComputeMs      decimal.Decimal `json:"per_compute_ms"`
+	FreeCallsPerMonth int64           `json:"free_calls_per_month"`
+	// Tiers, when present, replace PerCall with graduated prices on the
+	// month's billable calls: the first Tiers[0].UpTo calls at Tiers[0].PerCall,
+	// the next ones up to Tiers[1].UpTo at Tiers[1].PerCall, and so on. The last
+	// tier has UpTo 0, meaning "and beyond".
+	Tiers []Tier `json:"tiers,omitempty"`
+}
+
+// Tier is one step of graduated per-call pricing.
+type Tier struct {
+	UpTo    int64           `json:"up_to"`
+	PerCall decimal.Decimal `json:"per_call"`
+}
+
+// MaxPriceScale is the most decimal places a price may carry (a
+// compute-millisecond can cost well under a millionth of a dollar).
+const MaxPriceScale = 12
+
+var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
+
+// PricingInput is pricing as a caller sends it: money as decimal strings.
+type PricingInput struct {
+	Currency          string      `json:"currency"`
+	PerCall           string      `json:"per_call"`
+	PerComputeMs      string      `json:"per_compute_ms"`
+	FreeCallsPerMonth *int64      `json:"free_calls_per_month"`
+	Tiers             []TierInput `json:"tiers,omitempty"`
+}
+
+// TierInput is one tier as a caller sends it.
+type TierInput struct {
+	UpTo    int64  `json:"up_to"`
+	PerCall string `json:"per_call"`
+}
+
+// ParsePrice parses a non-negative decimal price string, recording a problem
+// under field in v when it is not one.
+func ParsePrice(v fnmarket.Validation, field, s string) decimal.Decimal {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		v.Add(field, "is required, as a decimal string such as \"0.0001\"")
+		return decimal.Zero
+	}
+	if !decimalPattern.MatchString(s) {
+		v.Add(field, "must be a non-negative decimal string such as \"0.0001\"")
+		return decimal.Zero
+	}
+	d, err := decimal.NewFromString(s)
+	if err != nil {
+		v.Add(field, "must be a decimal string")
+		return decimal.Zero
+	}
+	if -d.Exponent() > MaxPriceScale {
+		v.Add(field, fmt.Sprintf("may have at most %d decimal places", MaxPriceScale))
+	}
+	if d.GreaterThan(decimal.NewFromInt(1000)) {
+		v.Add(field, "must be at most 1000")
+	}
+	return d
+}
+
+var decimalPattern = regexp.MustCompile(`^[0-9]{1,12}(\.[0-9]{1,18})?$`)
+
+// Parse validates the input and returns the pricing; problems are recorded in
+// v under "pricing.<field>".
+func (in *PricingInput) Parse(v fnmarket.Validation) Pricing {
+	if in == nil {
+		v.Add("pricing", "is required")
+		return Pricing{}
+	}
+	p := Pricing{Currency: strings.ToUpper(strings.TrimSpace(in.Currency))}
+	if p.Currency == "" {
+		p.Currency = "USD"
+	}
+	if !currencyPattern.MatchString(p.Currency) {
+		v.Add("pricing.currency", "must be a three-letter ISO 4217 code such as USD")
+	}
+	if len(in.Tiers) == 0 || in.PerCall != "" {
+		p.PerCall = ParsePrice(v, "pricing.per_call", in.PerCall)
+	}
+	p.PerComputeMs = ParsePrice(v, "pricing.per_compute_ms", in.PerComputeMs)
+	if in.FreeCallsPerMonth != nil {
+		if *in.FreeCallsPerMonth < 0 || *in.FreeCallsPerMonth > 1_000_000_000 {
+			v.Add("pricing.free_calls_per_month", "must be between 0 and 1000000000")
+		} else {
+			p.FreeCallsPerMonth = *in.FreeCallsPerMonth
+		}
+	}
+	if len(in.Tiers) > 10 {
+		v.Add("pricing.tiers", "may have at most 10 tiers")
+		return p
+	}
+	var prev int64
+	for i, t := range in.Tiers {
+		field := fmt.Sprintf("pricing.tiers[%d]", i)
+		last := i == len(in.Tiers)-1
+		switch {
+		case last && t.UpTo != 0:
+			v.Add(field+".up_to", "the last tier must have up_to 0 (no upper bound)")
+		case !last && t.UpTo <= prev:
+			v.Add(field+".up_to", "must be greater than the previous tier's up_to")
+		}
+		prev = t.UpTo
+		p.Tiers = append(p.Tiers, Tier{UpTo: t.UpTo, PerCall: ParsePrice(v, field+".per_call", t.PerCall)})
+	}
+	return p
+}
+
+// Input turns pricing back into its wire form.
+func (p Pricing) Input() PricingInput {
+	free := p.FreeCallsPerMonth
+	in := PricingInput{Currency: p.Currency, PerCall: p.PerCall.String(), PerComputeMs: p.PerComputeMs.String(), FreeCallsPerMonth: &free}
+	for _, t := range p.Tiers {
+		in.Tiers = append(in.Tiers, TierInput{UpTo: t.UpTo, PerCall: t.PerCall.String()})
+	}
+	return in
+}
+
+// CallsCost is the price of billable calls number from+1 .. from+n of a month
+// (free calls already taken out), honouring graduated tiers. It is additive:
+// CallsCost(0, a+b) == CallsCost(0, a) + CallsCost(a, b), which lets the
+// gateway price calls one at a time with the same code billing uses for a month.
+func (p Pricing) CallsCost(from, n int64) decimal.Decimal {
+	if n <= 0 {
+		return decimal.Zero
+	}
+	if len(p.Tiers) == 0 {
+		return p.PerCall.Mul(decimal.NewFromInt(n))
+	}
+	total := decimal.Zero
+	lo := int64(0)
+	start, end := from, from+n
+	for _, t := range p.Tiers {
+		hi := t.UpTo
+		if hi == 0 {
+			hi = end
+		}
+		a, b := max(lo, start), min(hi, end)
+		if b > a {
+			total = total.Add(t.PerCall.Mul(decimal.NewFromInt(b - a)))
+		}
+		lo = hi
+		if lo >= end {
+			break
+		}
+	}
+	return total
+}
+
+// ComputeCost is the price of computeMs compute-milliseconds.
+func (p Pricing) ComputeCost(computeMs int64) decimal.Decimal {
+	return p.PerComputeMs.Mul(decimal.NewFromInt(computeMs))
+}
+
+// Usage is what one consumer used of one function version in one month.
+type Usage struct {
+	Calls     int64
+	ComputeMs int64
+	// FreeCalls is how many of Calls the month's free tier covers; billing
+	// decides it (see FreeCalls).
+	FreeCalls int64
+	// BillableBefore counts billable calls of the same function this month
+	// that were priced before these, so graduated tiers continue.
+	BillableBefore int64
+}
+
+// Cost is the exact, unrounded price of u: billable calls through the tiers
+// plus compute. Free calls waive the per-call price only.
+func (p Pricing) Cost(u Usage) decimal.Decimal {
+	billable := u.Calls - u.FreeCalls
+	if billable < 0 {
+		billable = 0
+	}
+	return p.CallsCost(u.BillableBefore, billable).Add(p.ComputeCost(u.ComputeMs))
+}
+
+// FreeCalls returns how many of calls the free tier still covers when
+// usedFree free calls of the month are already taken.
+func (p Pricing) FreeCalls(calls, usedFree int64) int64 {
+	left := p.FreeCallsPerMonth - usedFree
+	if left <= 0 || calls <= 0 {
+		return 0
+	}
+	return min(left, calls)
+}
+
+// CallCost is the exact price of one call that took computeMs when callsBefore
+// calls of the same function were already made by the same consumer this
+// month. The gateway uses it for spend caps; it agrees with Cost summed over a
+// month.
+func (p Pricing) CallCost(callsBefore, computeMs int64) decimal.Decimal {
+	c := p.ComputeCost(computeMs)
+	if callsBefore >= p.FreeCallsPerMonth {
+		c = c.Add(p.CallsCost(callsBefore-p.FreeCallsPerMonth, 1))
+	}
+	return c
+}
