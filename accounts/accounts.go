@@ -1,0 +1,301 @@
+// Package accounts owns the people who sign in (accounts, with bcrypt
+// password hashes) and the API keys consumers call functions with (kept only
+// as SHA-256 hashes behind a visible prefix).
+package accounts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"golang.org/x/crypto/bcrypt"
+	"gorm.io/gorm"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/internal/database"
+)
+
+// Account is someone who signs in to the portal.
+type Account struct {
+	ID        string
+	Email     string
+	Name      string
+	CreatedAt time.Time
+}
+
+// APIKey is a consumer's credential for the gateway. The full key is never
+// stored; Secret is set only in the answer to its creation.
+type APIKey struct {
+	ID              string
+	AccountID       string
+	Name            string
+	Prefix          string
+	Secret          string
+	MonthlySpendCap *decimal.Decimal
+	CreatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+}
+
+// KeyPrefix starts every API key, so leaked keys are easy to recognise.
+const KeyPrefix = "fnm_"
+
+// BcryptCost is the work factor for password hashes.
+const BcryptCost = 11
+
+// Store keeps accounts and API keys.
+type Store struct {
+	db    *database.DB
+	clock fnmarket.Clock
+	cost  int
+}
+
+// NewStore returns an account store. cost is the bcrypt cost (0 for BcryptCost;
+// tests may pass bcrypt.MinCost).
+func NewStore(db *database.DB, clock fnmarket.Clock, cost int) *Store {
+	if clock == nil {
+		clock = fnmarket.SystemClock{}
+	}
+	if cost == 0 {
+		cost = BcryptCost
+	}
+	return &Store{db: db, clock: clock, cost: cost}
+}
+
+type accountRow struct {
+	ID           string `gorm:"primaryKey"`
+	Email        string
+	Name         string
+	PasswordHash string
+	CreatedAt    time.Time
+}
+
+func (accountRow) TableName() string { return "accounts" }
+
+func (r accountRow) domain() Account {
+	return Account{ID: r.ID, Email: r.Email, Name: r.Name, CreatedAt: r.CreatedAt.UTC()}
+}
+
+type keyRow struct {
+	ID              string `gorm:"primaryKey"`
+	AccountID       string
+	Name            string
+	Prefix          string
+	KeyHash         string
+	MonthlySpendCap *string
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
+	LastUsedAt      *time.Time
+	RevokedAt       *time.Time
+}
+
+func (keyRow) TableName() string { return "api_keys" }
+
+func (r keyRow) domain() APIKey {
+	k := APIKey{ID: r.ID, AccountID: r.AccountID, Name: r.Name, Prefix: r.Prefix, CreatedAt: r.CreatedAt.UTC(), LastUsedAt: utcPtr(r.LastUsedAt), RevokedAt: utcPtr(r.RevokedAt)}
+	if r.MonthlySpendCap != nil {
+		if d, err := decimal.NewFromString(*r.MonthlySpendCap); err == nil {
+			k.MonthlySpendCap = &d
+		}
+	}
+	return k
+}
+
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// Models lists the row types, so a test can check the migrated schema.
+func Models() []any { return []any{&accountRow{}, &keyRow{}} }
+
+// NormalizeEmail lower-cases and trims an email address.
+func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// SignUp creates an account; the email must be new.
+func (s *Store) SignUp(ctx context.Context, email, name, password string) (Account, error) {
+	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.cost)
+	if err != nil {
+		return Account{}, fmt.Errorf("hash password: %w", err)
+	}
+	r := accountRow{ID: fnmarket.NewID("acc"), Email: NormalizeEmail(email), Name: strings.TrimSpace(name), PasswordHash: string(hash), CreatedAt: s.clock.Now()}
+	conflict := &fnmarket.Error{Code: fnmarket.ECONFLICT, Message: "an account with that email exists", Fields: map[string]string{"email": "is already registered"}}
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&accountRow{}).Where("email = ?", r.Email).Count(&n).Error; err != nil {
+			return err
+		}
+		if n > 0 {
+			return conflict
+		}
+		return tx.Create(&r).Error
+	})
+	if errors.Is(err, gorm.ErrDuplicatedKey) {
+		return Account{}, conflict
+	}
+	if err != nil {
+		return Account{}, wrap("sign up", err)
+	}
+	return r.domain(), nil
+}
+
+// dummyHash makes a login for an unknown email cost as much as a real one, so
+// response time does not tell which emails are registered.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("fnmarket-timing-equaliser"), bcrypt.MinCost)
+
+// Authenticate checks an email and password.
+func (s *Store) Authenticate(ctx context.Context, email, password string) (Account, error) {
+	bad := fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "wrong email or password")
+	var r accountRow
+	err := s.db.WithContext(ctx).Where("email = ?", NormalizeEmail(email)).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		return Account{}, bad
+	}
+	if err != nil {
+		return Account{}, wrap("authenticate", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(r.PasswordHash), []byte(password)) != nil {
+		return Account{}, bad
+	}
+	return r.domain(), nil
+}
+
+// Account returns an account by id.
+func (s *Store) Account(ctx context.Context, id string) (Account, error) {
+	var r accountRow
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return Account{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no such account")
+	}
+	if err != nil {
+		return Account{}, wrap("find account", err)
+	}
+	return r.domain(), nil
+}
+
+// AccountsByID returns accounts by id.
+func (s *Store) AccountsByID(ctx context.Context, ids []string) (map[string]Account, error) {
+	var rows []accountRow
+	if len(ids) > 0 {
+		if err := s.db.WithContext(ctx).Where("id IN ?", ids).Find(&rows).Error; err != nil {
+			return nil, wrap("list accounts", err)
+		}
+	}
+	out := make(map[string]Account, len(rows))
+	for _, r := range rows {
+		out[r.ID] = r.domain()
+	}
+	return out, nil
+}
+
+// CreateKey issues a new API key: 24 random bytes (192 bits) after
+// KeyPrefix. The returned key's Secret is the only time the full key exists.
+func (s *Store) CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (APIKey, error) {
+	secret := KeyPrefix + fnmarket.RandomToken(24)
+	now := s.clock.Now()
+	r := keyRow{ID: fnmarket.NewID("key"), AccountID: accountID, Name: strings.TrimSpace(name), Prefix: secret[:len(KeyPrefix)+8],
+		KeyHash: fnmarket.HashAPIKey(secret), CreatedAt: now, UpdatedAt: now}
+	if spendCap != nil {
+		c := spendCap.String()
+		r.MonthlySpendCap = &c
+	}
+	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
+		return APIKey{}, wrap("create key", err)
+	}
+	k := r.domain()
+	k.Secret = secret
+	return k, nil
+}
+
+// Keys lists an account's keys, newest first, after the cursor (a key id)
+// and at most limit.
+func (s *Store) Keys(ctx context.Context, accountID string) ([]APIKey, error) {
+	var rows []keyRow
+	if err := s.db.WithContext(ctx).Where("account_id = ?", accountID).Order("created_at DESC, id").Find(&rows).Error; err != nil {
+		return nil, wrap("list keys", err)
+	}
+	out := make([]APIKey, len(rows))
+	for i, r := range rows {
+		out[i] = r.domain()
+	}
+	return out, nil
+}
+
+// RevokeKey revokes one of the account's keys. Another account's key is
+// reported as not found.
+func (s *Store) RevokeKey(ctx context.Context, accountID, id string) error {
+	now := s.clock.Now()
+	var r keyRow
+	err := s.db.WithContext(ctx).Where("id = ? AND account_id = ?", id, accountID).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return fnmarket.Errorf(fnmarket.ENOTFOUND, "no key %q among yours", id)
+	}
+	if err != nil {
+		return wrap("find key", err)
+	}
+	if r.RevokedAt != nil {
+		return nil
+	}
+	return wrap("revoke key", s.db.WithContext(ctx).Model(&keyRow{}).Where("id = ?", id).
+		Updates(map[string]any{"revoked_at": now, "updated_at": now}).Error)
+}
+
+// GatewayKey is what the gateway needs to know of a key.
+type GatewayKey struct {
+	ID              string
+	AccountID       string
+	MonthlySpendCap *decimal.Decimal
+	Revoked         bool
+}
+
+// KeyByHash finds a key by the hash of its secret.
+func (s *Store) KeyByHash(ctx context.Context, hash string) (GatewayKey, error) {
+	var r keyRow
+	err := s.db.WithContext(ctx).Where("key_hash = ?", hash).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return GatewayKey{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "unknown key")
+	}
+	if err != nil {
+		return GatewayKey{}, wrap("find key", err)
+	}
+	k := r.domain()
+	return GatewayKey{ID: k.ID, AccountID: k.AccountID, MonthlySpendCap: k.MonthlySpendCap, Revoked: k.RevokedAt != nil}, nil
+}
+
+// KeysChangedSince returns the hashes of keys changed (revoked) at or after since.
+func (s *Store) KeysChangedSince(ctx context.Context, since time.Time) ([]string, error) {
+	var hashes []string
+	err := s.db.WithContext(ctx).Model(&keyRow{}).Where("updated_at >= ?", since.UTC()).Pluck("key_hash", &hashes).Error
+	return hashes, wrap("keys changed", err)
+}
+
+// TouchKeys records when keys were last used (from rolled-up usage); it only
+// moves last_used_at forward. tx is the caller's transaction.
+func TouchKeys(tx *gorm.DB, lastUsed map[string]time.Time) error {
+	for id, t := range lastUsed {
+		err := tx.Model(&keyRow{}).Where("id = ? AND (last_used_at IS NULL OR last_used_at < ?)", id, t.UTC()).
+			Update("last_used_at", t.UTC()).Error
+		if err != nil {
+			return fmt.Errorf("touch key %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+func wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *fnmarket.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

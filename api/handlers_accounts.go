@@ -1,0 +1,233 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"net/mail"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/catalog"
+)
+
+func (s *Server) handleHealth() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	}
+}
+
+// accountJSON is an account as the API shows it.
+type accountJSON struct {
+	ID        string      `json:"id"`
+	Email     string      `json:"email"`
+	Name      string      `json:"name"`
+	Vendor    *vendorJSON `json:"vendor"`
+	CreatedAt string      `json:"created_at"`
+}
+
+type vendorJSON struct {
+	Slug        string `json:"slug"`
+	DisplayName string `json:"display_name"`
+	CreatedAt   string `json:"created_at"`
+}
+
+func toVendorJSON(v catalog.Vendor) *vendorJSON {
+	return &vendorJSON{Slug: v.Slug, DisplayName: v.DisplayName, CreatedAt: rfc3339(v.CreatedAt)}
+}
+
+func (s *Server) accountView(ctx context.Context, a accounts.Account) (accountJSON, error) {
+	out := accountJSON{ID: a.ID, Email: a.Email, Name: a.Name, CreatedAt: rfc3339(a.CreatedAt)}
+	v, err := s.Catalog.VendorByAccount(ctx, a.ID)
+	switch fnmarket.ErrorCode(err) {
+	case "":
+		out.Vendor = toVendorJSON(v)
+	case fnmarket.ENOTFOUND:
+	default:
+		return out, err
+	}
+	return out, nil
+}
+
+type signupRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+	Name     string `json:"name"`
+}
+
+var commonPasswords = map[string]bool{"password": true, "password1": true, "password123": true, "1234567890": true, "12345678910": true,
+	"qwertyuiop": true, "iloveyou12": true, "letmein123": true, "0123456789": true, "passw0rd123": true, "administrator": true}
+
+func (r *signupRequest) validate() error {
+	v := fnmarket.Validation{}
+	validateEmail(v, r.Email)
+	switch {
+	case utf8.RuneCountInString(r.Password) < 10:
+		v.Add("password", "must be at least 10 characters")
+	case len(r.Password) > 72:
+		v.Add("password", "must be at most 72 bytes")
+	case commonPasswords[strings.ToLower(r.Password)] || allSame(r.Password):
+		v.Add("password", "is too easy to guess")
+	case strings.EqualFold(r.Password, r.Email):
+		v.Add("password", "must not be your email")
+	}
+	validateText(v, "name", r.Name, 1, 100)
+	return v.Err()
+}
+
+func allSame(s string) bool {
+	for i := 1; i < len(s); i++ {
+		if s[i] != s[0] {
+			return false
+		}
+	}
+	return true
+}
+
+func validateEmail(v fnmarket.Validation, email string) {
+	e := strings.TrimSpace(email)
+	if e == "" {
+		v.Add("email", "is required")
+		return
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Address != e || len(e) > 254 || !strings.Contains(e[strings.LastIndex(e, "@"):], ".") {
+		v.Add("email", "must be an email address such as ada@example.com")
+	}
+}
+
+func validateText(v fnmarket.Validation, field, s string, min, max int) {
+	n := utf8.RuneCountInString(strings.TrimSpace(s))
+	switch {
+	case n < min && min == 1:
+		v.Add(field, "is required")
+	case n < min:
+		v.Add(field, "is too short")
+	case n > max:
+		v.Add(field, "must be at most "+itoa(max)+" characters")
+	}
+}
+
+type sessionJSON struct {
+	Token     string      `json:"token"`
+	ExpiresAt string      `json:"expires_at"`
+	Account   accountJSON `json:"account"`
+}
+
+func (s *Server) startSession(c echo.Context, status int, a accounts.Account) error {
+	tok, exp, err := s.sessions.Issue(a.ID)
+	if err != nil {
+		return err
+	}
+	view, err := s.accountView(c.Request().Context(), a)
+	if err != nil {
+		return err
+	}
+	s.setSessionCookies(c, tok, exp)
+	c.Response().Header().Set("Cache-Control", "no-store")
+	return c.JSON(status, sessionJSON{Token: tok, ExpiresAt: rfc3339(exp), Account: view})
+}
+
+func (s *Server) handleSignup() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req signupRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		if err := req.validate(); err != nil {
+			return err
+		}
+		a, err := s.Accounts.SignUp(c.Request().Context(), req.Email, req.Name, req.Password)
+		if err != nil {
+			return err
+		}
+		s.log.InfoContext(c.Request().Context(), "account created", "account", a.ID)
+		return s.startSession(c, http.StatusCreated, a)
+	}
+}
+
+type loginRequest struct {
+	Email    string `json:"email"`
+	Password string `json:"password"`
+}
+
+func (s *Server) handleLogin() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req loginRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		if strings.TrimSpace(req.Email) == "" {
+			v.Add("email", "is required")
+		}
+		if req.Password == "" {
+			v.Add("password", "is required")
+		}
+		if err := v.Err(); err != nil {
+			return err
+		}
+		a, err := s.Accounts.Authenticate(c.Request().Context(), req.Email, req.Password)
+		if err != nil {
+			return err
+		}
+		return s.startSession(c, http.StatusOK, a)
+	}
+}
+
+func (s *Server) handleLogout() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		s.clearSessionCookies(c)
+		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+func (s *Server) handleMe() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		a, err := s.Accounts.Account(c.Request().Context(), accountID(c))
+		if fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
+			return fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "the session's account no longer exists")
+		}
+		if err != nil {
+			return err
+		}
+		view, err := s.accountView(c.Request().Context(), a)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, view)
+	}
+}
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9-]{3,40}$`)
+
+type vendorRequest struct {
+	Slug        string `json:"slug"`
+	DisplayName string `json:"display_name"`
+}
+
+func (s *Server) handleBecomeVendor() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req vendorRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		if !slugPattern.MatchString(req.Slug) {
+			v.Add("slug", "must be 3 to 40 characters of a-z, 0-9 and -")
+		}
+		validateText(v, "display_name", req.DisplayName, 1, 100)
+		if err := v.Err(); err != nil {
+			return err
+		}
+		ven, err := s.Catalog.CreateVendor(c.Request().Context(), accountID(c), req.Slug, strings.TrimSpace(req.DisplayName))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, toVendorJSON(ven))
+	}
+}

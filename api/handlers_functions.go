@@ -1,0 +1,404 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/catalog"
+)
+
+// BackendPreparer validates and stores non-HTTP backends (wasm modules) when a
+// version is created, returning the backend document to keep.
+type BackendPreparer interface {
+	PrepareBackend(ctx context.Context, in BackendInput) (catalog.Backend, error)
+}
+
+// BackendInput is a backend as a vendor sends it.
+type BackendInput struct {
+	Type         string `json:"type"`
+	URL          string `json:"url,omitempty"`
+	ModuleBase64 string `json:"module_base64,omitempty"`
+	MemoryPages  int    `json:"memory_pages,omitempty"`
+}
+
+var functionNamePattern = regexp.MustCompile(`^[a-z0-9-]{2,60}$`)
+
+// versionInput is the part of a request that defines a version.
+type versionInput struct {
+	Backend            *BackendInput         `json:"backend"`
+	Pricing            *catalog.PricingInput `json:"pricing"`
+	TimeoutMs          *int                  `json:"timeout_ms"`
+	RateLimitPerSecond *int                  `json:"rate_limit_per_second"`
+}
+
+// DefaultTimeoutMs is a version's timeout when the vendor names none.
+const DefaultTimeoutMs = 10_000
+
+func (s *Server) parseVersion(ctx context.Context, v fnmarket.Validation, in versionInput) catalog.NewVersion {
+	nv := catalog.NewVersion{TimeoutMs: DefaultTimeoutMs}
+	nv.Pricing = in.Pricing.Parse(v)
+	if in.TimeoutMs != nil {
+		nv.TimeoutMs = *in.TimeoutMs
+		if nv.TimeoutMs < catalog.MinTimeoutMs || nv.TimeoutMs > catalog.MaxTimeoutMs {
+			v.Add("timeout_ms", fmt.Sprintf("must be between %d and %d", catalog.MinTimeoutMs, catalog.MaxTimeoutMs))
+		}
+	}
+	if in.RateLimitPerSecond != nil {
+		nv.RateLimitPerSecond = *in.RateLimitPerSecond
+		if nv.RateLimitPerSecond < 0 || nv.RateLimitPerSecond > 1_000_000 {
+			v.Add("rate_limit_per_second", "must be between 0 (the gateway's default) and 1000000")
+		}
+	}
+	if in.Backend == nil {
+		v.Add("backend", "is required")
+		return nv
+	}
+	switch in.Backend.Type {
+	case catalog.BackendHTTP:
+		u, err := url.Parse(in.Backend.URL)
+		if in.Backend.URL == "" {
+			v.Add("backend.url", "is required")
+		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" {
+			v.Add("backend.url", "must be an absolute http(s) URL without credentials or fragment")
+		} else if len(v) == 0 && s.CheckUpstream != nil {
+			// Resolving a host is slow; only do it for otherwise valid input.
+			if err := s.CheckUpstream(ctx, in.Backend.URL); err != nil {
+				if f := fnmarket.ErrorFields(err); len(f) > 0 {
+					for k, m := range f {
+						v.Add(k, m)
+					}
+				} else {
+					v.Add("backend.url", fnmarket.ErrorMessage(err))
+				}
+			}
+		}
+		if in.Backend.ModuleBase64 != "" {
+			v.Add("backend.module_base64", "is only for wasm backends")
+		}
+		nv.Backend = catalog.Backend{Type: catalog.BackendHTTP, URL: in.Backend.URL}
+	case catalog.BackendWasm:
+		if s.Backends == nil {
+			v.Add("backend.type", "wasm backends are not enabled on this server")
+			return nv
+		}
+		if len(v) > 0 {
+			return nv
+		}
+		b, err := s.Backends.PrepareBackend(ctx, *in.Backend)
+		if err != nil {
+			if f := fnmarket.ErrorFields(err); len(f) > 0 {
+				for k, m := range f {
+					v.Add(k, m)
+				}
+			} else {
+				v.Add("backend", fnmarket.ErrorMessage(err))
+			}
+		}
+		nv.Backend = b
+	case "":
+		v.Add("backend.type", "is required: \"http\" or \"wasm\"")
+	default:
+		v.Add("backend.type", "must be \"http\" or \"wasm\"")
+	}
+	return nv
+}
+
+type createFunctionRequest struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	versionInput
+}
+
+type patchFunctionRequest struct {
+	Description *string `json:"description"`
+}
+
+type publishRequest struct {
+	Version *int `json:"version"`
+}
+
+// versionJSON is a version as the API shows it.
+type versionJSON struct {
+	Version            int                  `json:"version"`
+	Backend            catalog.Backend      `json:"backend"`
+	Pricing            catalog.PricingInput `json:"pricing"`
+	TimeoutMs          int                  `json:"timeout_ms"`
+	RateLimitPerSecond int                  `json:"rate_limit_per_second"`
+	EverPublished      bool                 `json:"ever_published"`
+	CreatedAt          string               `json:"created_at"`
+}
+
+type functionJSON struct {
+	ID               string        `json:"id"`
+	Vendor           string        `json:"vendor"`
+	Name             string        `json:"name"`
+	Description      string        `json:"description"`
+	PublishedVersion *int          `json:"published_version"`
+	Versions         []versionJSON `json:"versions"`
+	CreatedAt        string        `json:"created_at"`
+	UpdatedAt        string        `json:"updated_at"`
+}
+
+func toVersionJSON(v catalog.Version) versionJSON {
+	return versionJSON{Version: v.Version, Backend: v.Backend, Pricing: v.Pricing.Input(), TimeoutMs: v.TimeoutMs,
+		RateLimitPerSecond: v.RateLimitPerSecond, EverPublished: v.EverPublished, CreatedAt: rfc3339(v.CreatedAt)}
+}
+
+func toFunctionJSON(f catalog.Function) functionJSON {
+	out := functionJSON{ID: f.ID, Vendor: f.VendorSlug, Name: f.Name, Description: f.Description, PublishedVersion: f.PublishedVersion,
+		Versions: []versionJSON{}, CreatedAt: rfc3339(f.CreatedAt), UpdatedAt: rfc3339(f.UpdatedAt)}
+	for _, v := range f.Versions {
+		out.Versions = append(out.Versions, toVersionJSON(v))
+	}
+	return out
+}
+
+// vendor returns the caller's vendor, or a forbidden problem when the account
+// has not become one.
+func (s *Server) vendor(c echo.Context) (catalog.Vendor, error) {
+	v, err := s.Catalog.VendorByAccount(c.Request().Context(), accountID(c))
+	if fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
+		return v, fnmarket.Errorf(fnmarket.EFORBIDDEN, "become a vendor first: POST /api/v1/vendor")
+	}
+	return v, err
+}
+
+func (s *Server) handleCreateFunction() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req createFunctionRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		if !functionNamePattern.MatchString(req.Name) {
+			v.Add("name", "must be 2 to 60 characters of a-z, 0-9 and -")
+		}
+		validateText(v, "description", req.Description, 0, 10_000)
+		nv := s.parseVersion(c.Request().Context(), v, req.versionInput)
+		if err := v.Err(); err != nil {
+			return err
+		}
+		f, err := s.Catalog.CreateFunction(c.Request().Context(), ven, req.Name, req.Description, nv)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, toFunctionJSON(f))
+	}
+}
+
+func (s *Server) handleListFunctions() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		fs, err := s.Catalog.Functions(c.Request().Context(), ven)
+		if err != nil {
+			return err
+		}
+		out := list[functionJSON]{Items: []functionJSON{}}
+		for _, f := range fs {
+			out.Items = append(out.Items, toFunctionJSON(f))
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func (s *Server) handleGetFunction() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		f, err := s.Catalog.Function(c.Request().Context(), ven, c.Param("id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, toFunctionJSON(f))
+	}
+}
+
+func (s *Server) handlePatchFunction() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req patchFunctionRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		if req.Description == nil {
+			v.Add("description", "is required")
+		} else {
+			validateText(v, "description", *req.Description, 0, 10_000)
+		}
+		if err := v.Err(); err != nil {
+			return err
+		}
+		f, err := s.Catalog.UpdateDescription(c.Request().Context(), ven, c.Param("id"), *req.Description)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, toFunctionJSON(f))
+	}
+}
+
+func (s *Server) handleAddVersion() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req versionInput
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		// Check ownership before the (possibly slow) backend preparation.
+		if _, err := s.Catalog.Function(c.Request().Context(), ven, c.Param("id")); err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		nv := s.parseVersion(c.Request().Context(), v, req)
+		if err := v.Err(); err != nil {
+			return err
+		}
+		ver, err := s.Catalog.AddVersion(c.Request().Context(), ven, c.Param("id"), nv)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, toVersionJSON(ver))
+	}
+}
+
+func (s *Server) handlePublish() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req publishRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		if req.Version == nil || *req.Version < 1 {
+			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "name the version to publish", Fields: map[string]string{"version": "must be a version number, 1 or more"}}
+		}
+		f, err := s.Catalog.Publish(c.Request().Context(), ven, c.Param("id"), *req.Version)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, toFunctionJSON(f))
+	}
+}
+
+func (s *Server) handleUnpublish() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		f, err := s.Catalog.Unpublish(c.Request().Context(), ven, c.Param("id"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, toFunctionJSON(f))
+	}
+}
+
+// listingJSON is a published function in the public catalog.
+type listingJSON struct {
+	Vendor           string               `json:"vendor"`
+	VendorName       string               `json:"vendor_name"`
+	Name             string               `json:"name"`
+	Description      string               `json:"description"`
+	Pricing          catalog.PricingInput `json:"pricing"`
+	PublishedVersion int                  `json:"published_version"`
+	TimeoutMs        int                  `json:"timeout_ms"`
+	InvokeURL        string               `json:"invoke_url"`
+	Curl             string               `json:"curl,omitempty"`
+}
+
+func (s *Server) toListingJSON(l catalog.Listing, detail bool) listingJSON {
+	out := listingJSON{Vendor: l.VendorSlug, VendorName: l.VendorName, Name: l.Name, Description: l.Description,
+		Pricing: l.Published.Pricing.Input(), PublishedVersion: l.Published.Version, TimeoutMs: l.Published.TimeoutMs,
+		InvokeURL: strings.TrimRight(s.GatewayURL, "/") + "/v1/invoke/" + l.VendorSlug + "/" + l.Name}
+	if detail {
+		out.Curl = fmt.Sprintf("curl -X POST %s \\\n  -H 'Authorization: Bearer $FNMARKET_API_KEY' \\\n  -H 'Content-Type: application/json' \\\n  -d '{}'", out.InvokeURL)
+	}
+	return out
+}
+
+func (s *Server) handleCatalogSearch() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		q := strings.TrimSpace(c.QueryParam("q"))
+		limit := 50
+		if ls := c.QueryParam("limit"); ls != "" {
+			n, err := strconv.Atoi(ls)
+			if err != nil || n < 1 || n > 100 {
+				return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "bad limit", Fields: map[string]string{"limit": "must be between 1 and 100"}}
+			}
+			limit = n
+		}
+		if len(q) > 200 {
+			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "query too long", Fields: map[string]string{"q": "must be at most 200 characters"}}
+		}
+		ls, err := s.Catalog.Search(c.Request().Context(), q, c.QueryParam("cursor"), limit+1)
+		if err != nil {
+			return err
+		}
+		out := list[listingJSON]{Items: []listingJSON{}}
+		for i, l := range ls {
+			if i == limit {
+				out.NextCursor = ls[i-1].VendorSlug + "/" + ls[i-1].Name
+				break
+			}
+			out.Items = append(out.Items, s.toListingJSON(l, false))
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func (s *Server) handleCatalogListing() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		l, err := s.Catalog.Listing(c.Request().Context(), c.Param("vendor"), c.Param("name"))
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, s.toListingJSON(l, true))
+	}
+}
+
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func rfc3339Ptr(t *time.Time) *string {
+	if t == nil {
+		return nil
+	}
+	s := rfc3339(*t)
+	return &s
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+var _ = json.Marshal

@@ -1,0 +1,101 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/catalog"
+)
+
+type createKeyRequest struct {
+	Name            string  `json:"name"`
+	MonthlySpendCap *string `json:"monthly_spend_cap"`
+}
+
+func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
+	v := fnmarket.Validation{}
+	validateText(v, "name", r.Name, 1, 100)
+	var capd *decimal.Decimal
+	if r.MonthlySpendCap != nil {
+		d := catalog.ParsePrice(v, "monthly_spend_cap", *r.MonthlySpendCap)
+		if _, bad := v["monthly_spend_cap"]; !bad {
+			switch {
+			case d.IsZero():
+				v.Add("monthly_spend_cap", "must be above zero (leave it out for no cap)")
+			case -d.Exponent() > 6:
+				v.Add("monthly_spend_cap", "may have at most 6 decimal places")
+			}
+		}
+		capd = &d
+	}
+	return capd, v.Err()
+}
+
+// keyJSON is a key as lists show it: never the secret.
+type keyJSON struct {
+	ID              string  `json:"id"`
+	Name            string  `json:"name"`
+	Prefix          string  `json:"prefix"`
+	Key             string  `json:"key,omitempty"`
+	MonthlySpendCap *string `json:"monthly_spend_cap"`
+	CreatedAt       string  `json:"created_at"`
+	LastUsedAt      *string `json:"last_used_at"`
+	RevokedAt       *string `json:"revoked_at"`
+}
+
+func toKeyJSON(k accounts.APIKey) keyJSON {
+	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Key: k.Secret, CreatedAt: rfc3339(k.CreatedAt),
+		LastUsedAt: rfc3339Ptr(k.LastUsedAt), RevokedAt: rfc3339Ptr(k.RevokedAt)}
+	if k.MonthlySpendCap != nil {
+		s := k.MonthlySpendCap.StringFixed(max(2, -k.MonthlySpendCap.Exponent()))
+		out.MonthlySpendCap = &s
+	}
+	return out
+}
+
+func (s *Server) handleCreateKey() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req createKeyRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		capd, err := req.validate()
+		if err != nil {
+			return err
+		}
+		k, err := s.Accounts.CreateKey(c.Request().Context(), accountID(c), strings.TrimSpace(req.Name), capd)
+		if err != nil {
+			return err
+		}
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.JSON(http.StatusCreated, toKeyJSON(k))
+	}
+}
+
+func (s *Server) handleListKeys() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ks, err := s.Accounts.Keys(c.Request().Context(), accountID(c))
+		if err != nil {
+			return err
+		}
+		out := list[keyJSON]{Items: []keyJSON{}}
+		for _, k := range ks {
+			out.Items = append(out.Items, toKeyJSON(k))
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+}
+
+func (s *Server) handleRevokeKey() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if err := s.Accounts.RevokeKey(c.Request().Context(), accountID(c), c.Param("id")); err != nil {
+			return err
+		}
+		return c.NoContent(http.StatusNoContent)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+)
+
+// config is everything read from the environment and flags, once, in run.
+type config struct {
+	Addr                  string
+	DataDir               string
+	DatabaseURL           string
+	RedisURL              string
+	JWTSecret             string
+	RateLimitPerKey       int
+	AllowPrivateUpstreams bool
+	MaxBodyBytes          int64
+	StripeSecretKey       string
+	StripeAPIBase         string
+	StripeWebhookSecret   string
+	PlatformFeeRate       decimal.Decimal
+	PublicURL             string
+	RollupInterval        time.Duration
+	ShutdownTimeout       time.Duration
+	LogLevel              string
+	// Bill-only flags.
+	Period  string
+	Through string
+}
+
+func parseConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var c config
+	fs := flag.NewFlagSet("fnmarket "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.Addr, "addr", env("FNMARKET_ADDR", "127.0.0.1:8080"), "listen address (FNMARKET_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", env("FNMARKET_DATA_DIR", "./data"), "embedded default's data directory (FNMARKET_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; empty: embedded SQLite (DATABASE_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis URL or comma-separated cluster seeds; empty: in-process (REDIS_URL)")
+	fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL)")
+	fs.StringVar(&c.LogLevel, "log-level", env("FNMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (FNMARKET_LOG_LEVEL)")
+	fs.StringVar(&c.Period, "period", "", "bill: the month to bill, YYYY-MM")
+	fs.StringVar(&c.Through, "through", "", "bill: \"now\" to issue a draft for a month not yet over")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	c.JWTSecret = getenv("FNMARKET_JWT_SECRET")
+	c.StripeSecretKey = getenv("STRIPE_SECRET_KEY")
+	c.StripeAPIBase = getenv("STRIPE_API_BASE")
+	c.StripeWebhookSecret = getenv("STRIPE_WEBHOOK_SECRET")
+	var err error
+	if c.RateLimitPerKey, err = strconv.Atoi(env("FNMARKET_RATE_LIMIT_PER_KEY", "100")); err != nil || c.RateLimitPerKey < 0 {
+		return c, fmt.Errorf("FNMARKET_RATE_LIMIT_PER_KEY must be a whole number, 0 or more")
+	}
+	if c.AllowPrivateUpstreams, err = strconv.ParseBool(env("FNMARKET_ALLOW_PRIVATE_UPSTREAMS", "false")); err != nil {
+		return c, fmt.Errorf("FNMARKET_ALLOW_PRIVATE_UPSTREAMS must be true or false")
+	}
+	if c.MaxBodyBytes, err = strconv.ParseInt(env("FNMARKET_MAX_BODY_BYTES", strconv.Itoa(6<<20)), 10, 64); err != nil || c.MaxBodyBytes <= 0 {
+		return c, fmt.Errorf("FNMARKET_MAX_BODY_BYTES must be a positive number of bytes")
+	}
+	if c.PlatformFeeRate, err = decimal.NewFromString(env("FNMARKET_PLATFORM_FEE_RATE", "0.20")); err != nil || c.PlatformFeeRate.IsNegative() || c.PlatformFeeRate.GreaterThan(decimal.NewFromInt(1)) {
+		return c, fmt.Errorf("FNMARKET_PLATFORM_FEE_RATE must be a decimal between 0 and 1")
+	}
+	if c.RollupInterval, err = time.ParseDuration(env("FNMARKET_ROLLUP_INTERVAL", "2s")); err != nil || c.RollupInterval <= 0 {
+		return c, fmt.Errorf("FNMARKET_ROLLUP_INTERVAL must be a duration such as 2s")
+	}
+	if c.ShutdownTimeout, err = time.ParseDuration(env("FNMARKET_SHUTDOWN_TIMEOUT", "20s")); err != nil {
+		return c, fmt.Errorf("FNMARKET_SHUTDOWN_TIMEOUT must be a duration such as 20s")
+	}
+	return c, nil
+}
+
+// jwtSecret returns the configured session key or, when none is set, one
+// generated once and kept in the data directory (mode 0600).
+func (c config) jwtSecret() ([]byte, error) {
+	if c.JWTSecret != "" {
+		if len(c.JWTSecret) < 32 {
+			return nil, errors.New("FNMARKET_JWT_SECRET must be at least 32 characters")
+		}
+		return []byte(c.JWTSecret), nil
+	}
+	path := filepath.Join(c.DataDir, "jwt-secret")
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	buf := make([]byte, 32)
+	if _, err := rand.Read(buf); err != nil {
+		return nil, err
+	}
+	secret := hex.EncodeToString(buf)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		// Another process won the race; use its secret.
+		b, err := os.ReadFile(path)
+		return []byte(strings.TrimSpace(string(b))), err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keep session key: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		return nil, fmt.Errorf("keep session key: %w", err)
+	}
+	return []byte(secret), nil
+}

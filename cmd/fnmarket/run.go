@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/internal/database"
+	"github.com/fnmarket/fnmarket/internal/redisx"
+)
+
+const usage = `usage: fnmarket <command> [flags]
+
+commands:
+  serve     portal API, web pages, gateway and billing worker in one process
+  api       the portal API and web pages alone
+  gateway   the invocation gateway alone
+  worker    the billing worker alone (roll-up, Stripe sync)
+  migrate   apply schema migrations
+  bill      --period YYYY-MM [--through now]: issue a month's invoices (safe to re-run)
+`
+
+// run is the whole program; main only supplies the process's context,
+// arguments, environment and streams, so tests can start it on :0.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) < 2 {
+			return errors.New("no command given")
+		}
+		return nil
+	}
+	cmd := args[1]
+	switch cmd {
+	case "serve", "api", "gateway", "worker", "migrate", "bill":
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	cfg, err := parseConfig(cmd, args[2:], getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log := newLogger(stderr, cfg.LogLevel)
+	a := &app{cfg: cfg, log: log, clock: fnmarket.SystemClock{}, stdout: stdout}
+	defer a.close()
+	if err := a.openStores(ctx); err != nil {
+		return err
+	}
+	switch cmd {
+	case "migrate":
+		fmt.Fprintln(stdout, "migrations applied")
+		return nil
+	case "bill":
+		return a.bill(ctx)
+	}
+	return a.serve(ctx, cmd)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+// app holds the parts one process runs, in the order they are closed.
+type app struct {
+	cfg    config
+	log    *slog.Logger
+	clock  fnmarket.Clock
+	stdout io.Writer
+
+	db       *database.DB
+	redis    *redisx.Conn
+	accounts *accounts.Store
+	catalog  *catalog.Store
+	registry *prometheus.Registry
+
+	closers []func()
+}
+
+func (a *app) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+}
+
+func (a *app) openStores(ctx context.Context) error {
+	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	db, err := database.Open(openCtx, a.cfg.DatabaseURL, a.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	a.db = db
+	a.closers = append(a.closers, func() { _ = db.Close() })
+	if err := db.Migrate(openCtx); err != nil {
+		return err
+	}
+	a.accounts = accounts.NewStore(db, a.clock, 0)
+	a.catalog = catalog.NewStore(db, a.clock)
+	return nil
+}
+
+func (a *app) openRedis(ctx context.Context) error {
+	if a.redis != nil {
+		return nil
+	}
+	openCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	r, err := redisx.Open(openCtx, a.cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	a.redis = r
+	a.closers = append(a.closers, func() { _ = r.Close() })
+	return nil
+}
+
+func (a *app) serve(ctx context.Context, cmd string) error {
+	if err := a.openRedis(ctx); err != nil {
+		return err
+	}
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	ln, err := net.Listen("tcp", a.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
+	}
+	base := "http://" + ln.Addr().String()
+	if a.cfg.PublicURL == "" {
+		a.cfg.PublicURL = base
+	}
+	parts, err := a.buildParts(ctx, cmd)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("GET /readyz", a.handleReady)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	if parts.gateway != nil {
+		mux.Handle("/v1/invoke/", parts.gateway)
+	}
+	if parts.api != nil {
+		mux.Handle("/", parts.api)
+	} else {
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			api.WriteProblem(w, fnmarket.Errorf(fnmarket.ENOTFOUND, "this process runs only the %s", cmd))
+		})
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	backend := "embedded SQLite + in-process Redis"
+	if a.cfg.DatabaseURL != "" || a.cfg.RedisURL != "" {
+		backend = fmt.Sprintf("database=%s redis=%s", a.db.Dialect, map[bool]string{true: "external", false: "in-process"}[a.cfg.RedisURL != ""])
+	}
+	fmt.Fprintf(a.stdout, "fnmarket %s listening on %s (%s)\n", cmd, base, backend)
+	a.log.Info("started", "command", cmd, "addr", ln.Addr().String(), "database", string(a.db.Dialect))
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	// Ordered shutdown: stop accepting and drain in-flight calls, then stop
+	// the parts (flush metering, finish the roll-up), then close stores.
+	a.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		a.log.Warn("shutdown: in-flight requests cut", "err", err)
+	}
+	for i := len(parts.stop) - 1; i >= 0; i-- {
+		if err := parts.stop[i](sctx); err != nil {
+			a.log.Error("shutdown step failed", "err", err)
+		}
+	}
+	a.log.Info("stopped")
+	return nil
+}
+
+func (a *app) handleReady(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	var problems []string
+	if err := a.db.Ping(ctx); err != nil {
+		problems = append(problems, "database unreachable")
+	}
+	if a.redis != nil {
+		if err := a.redis.Ping(ctx).Err(); err != nil {
+			problems = append(problems, "redis unreachable")
+		}
+	}
+	if len(problems) > 0 {
+		api.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: strings.Join(problems, ", ")})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"status":"ready"}`)
+}
+
+// parts are the HTTP handlers and background loops one command runs.
+type parts struct {
+	api     http.Handler
+	gateway http.Handler
+	stop    []func(context.Context) error
+}
+
+func (a *app) buildParts(ctx context.Context, cmd string) (*parts, error) {
+	p := &parts{}
+	secret, err := a.cfg.jwtSecret()
+	if err != nil {
+		return nil, err
+	}
+	if cmd == "serve" || cmd == "api" {
+		srv := api.NewServer(api.Deps{
+			Logger:       a.log,
+			Accounts:     a.accounts,
+			Catalog:      a.catalog,
+			Sessions:     api.NewSessions(secret, 24*time.Hour, a.clock),
+			GatewayURL:   a.cfg.PublicURL,
+			MaxBodyBytes: 48 << 20,
+		})
+		p.api = srv
+	}
+	return p, nil
+}
+
+func (a *app) bill(ctx context.Context) error {
+	return errors.New("bill: not wired yet")
+}
