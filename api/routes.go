@@ -1,7 +1,5 @@
 package api
 
-
-
 // routes lists every route the API serves; the OpenAPI document must list
 // the same (TestOpenAPICoversRoutes).
 func (s *Server) routes() {

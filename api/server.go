@@ -119,7 +119,8 @@ func jsonProblem(err error) error {
 	case errors.As(err, &se):
 		return fnmarket.Errorf(fnmarket.EINVALID, "malformed JSON at byte %d", se.Offset)
 	case errors.As(err, &te):
-		field := te.Field
+		// Embedded request structs show up in the path; callers never see them.
+		field := strings.ReplaceAll(te.Field, "versionInput.", "")
 		if field == "" {
 			field = "body"
 		}

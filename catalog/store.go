@@ -364,13 +364,16 @@ type Listing struct {
 // ("vendor/name") and at most limit of them.
 func (s *Store) Search(ctx context.Context, q, after string, limit int) ([]Listing, error) {
 	type row struct {
-		functionRow `gorm:"embedded"`
-		Slug        string
-		DisplayName string
+		ID, VendorID, Name, Description string
+		PublishedVersion                *int
+		CreatedAt, UpdatedAt            time.Time
+		Slug, DisplayName               string
 	}
 	var rows []row
 	tx := s.db.WithContext(ctx).Table("functions").
-		Select("functions.*, vendors.slug AS slug, vendors.display_name AS display_name").
+		Select("functions.id AS id, functions.vendor_id AS vendor_id, functions.name AS name, functions.description AS description, " +
+			"functions.published_version AS published_version, functions.created_at AS created_at, functions.updated_at AS updated_at, " +
+			"vendors.slug AS slug, vendors.display_name AS display_name").
 		Joins("JOIN vendors ON vendors.id = functions.vendor_id").
 		Where("functions.published_version IS NOT NULL")
 	if q != "" {
@@ -386,7 +389,7 @@ func (s *Store) Search(ctx context.Context, q, after string, limit int) ([]Listi
 	frs := make([]functionRow, len(rows))
 	vendors := map[string]Vendor{}
 	for i, r := range rows {
-		frs[i] = r.functionRow
+		frs[i] = functionRow{ID: r.ID, VendorID: r.VendorID, Name: r.Name, Description: r.Description, PublishedVersion: r.PublishedVersion, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
 		vendors[r.VendorID] = Vendor{ID: r.VendorID, Slug: r.Slug, DisplayName: r.DisplayName}
 	}
 	fs, err := s.withVersions(ctx, frs, vendors)
