@@ -59,4 +59,3 @@ func TestUpDownUp(t *testing.T) {
 		})
 	}
 }
-

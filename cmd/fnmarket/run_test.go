@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fnmarket/fnmarket/internal/testenv"
+)
+
+// syncBuffer collects what run writes, safely across goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is one fnmarket process started through run.
+type instance struct {
+	url  string
+	logs *syncBuffer
+	stop func() error
+}
+
+// start runs `fnmarket <cmd>` on 127.0.0.1:0 with env and returns once it
+// listens.
+func start(t *testing.T, cmd string, env map[string]string) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	getenv := func(k string) string { return env[k] }
+	go func() {
+		err := run(ctx, []string{"fnmarket", cmd, "--addr", "127.0.0.1:0"}, getenv, pw, logs)
+		_ = pw.CloseWithError(io.EOF)
+		done <- err
+	}()
+	urlRe := regexp.MustCompile(`listening on (http://\S+)`)
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := urlRe.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+		close(found)
+	}()
+	var url string
+	select {
+	case u, ok := <-found:
+		if !ok {
+			cancel()
+			t.Fatalf("fnmarket %s exited before listening: %v\n%s", cmd, <-done, logs.String())
+		}
+		url = u
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("fnmarket %s did not start\n%s", cmd, logs.String())
+	}
+	var once sync.Once
+	var stopErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case stopErr = <-done:
+			case <-time.After(60 * time.Second):
+				t.Errorf("fnmarket %s did not stop", cmd)
+			}
+		})
+		return stopErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	return &instance{url: url, logs: logs, stop: stop}
+}
+
+// baseEnv is the environment for backend b: a temp data dir, and the real
+// services when the backend has them (each test its own schema and prefix is
+// not possible through the environment, so real runs use their own schema).
+func baseEnv(t *testing.T, b testenv.Backend) map[string]string {
+	env := map[string]string{"FNMARKET_DATA_DIR": t.TempDir(), "FNMARKET_ALLOW_PRIVATE_UPSTREAMS": "true"}
+	if b.DatabaseURL != "" {
+		dsn, cleanup := testenv.PostgresSchema(t, b.DatabaseURL)
+		t.Cleanup(cleanup)
+		env["DATABASE_URL"] = dsn
+	}
+	if b.RedisURL != "" {
+		env["REDIS_URL"] = b.RedisURL
+	}
+	return env
+}
+
+type client struct {
+	t    *testing.T
+	base string
+}
+
+func (c client) call(method, path, token string, body any, want int) map[string]any {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.base+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != want {
+		c.t.Fatalf("%s %s: %d, want %d: %s", method, path, res.StatusCode, want, raw)
+	}
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return out
+}
+
+// TestServeEndToEnd starts the real program and drives the foundation's user
+// flows over HTTP, then shuts it down as SIGTERM would.
+func TestServeEndToEnd(t *testing.T) {
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			env := baseEnv(t, b)
+			inst := start(t, "serve", env)
+			c := client{t: t, base: inst.url}
+			c.call("GET", "/healthz", "", nil, 200)
+			c.call("GET", "/readyz", "", nil, 200)
+
+			vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
+			c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
+			fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{
+				"name": "echo", "description": "echoes",
+				"backend":    map[string]any{"type": "http", "url": "http://127.0.0.1:1/echo"},
+				"pricing":    map[string]any{"per_call": "0.0001", "per_compute_ms": "0.000002", "free_calls_per_month": 10},
+				"timeout_ms": 2000,
+			}, 201)
+			id := fn["id"].(string)
+			c.call("PATCH", "/api/v1/functions/"+id, vendor, map[string]any{"description": "echoes back"}, 200)
+			c.call("POST", "/api/v1/functions/"+id+"/versions", vendor, map[string]any{
+				"backend": map[string]any{"type": "http", "url": "http://127.0.0.1:1/echo2"},
+				"pricing": map[string]any{"per_call": "0.0002", "per_compute_ms": "0"}}, 201)
+			c.call("POST", "/api/v1/functions/"+id+"/publish", vendor, map[string]any{"version": 2}, 200)
+			if items := c.call("GET", "/api/v1/catalog?q=echo", "", nil, 200)["items"].([]any); len(items) != 1 {
+				t.Fatalf("catalog has %d items", len(items))
+			}
+			consumer := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "c@example.com", "password": "correct horse battery", "name": "C"}, 201)["token"].(string)
+			me := c.call("GET", "/api/v1/me", consumer, nil, 200)
+			if me["email"] != "c@example.com" {
+				t.Errorf("me: %v", me)
+			}
+			key := c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "app"}, 201)
+			secret := key["key"].(string)
+			c.call("DELETE", "/api/v1/keys/"+key["id"].(string), consumer, nil, 204)
+			c.call("GET", "/api/v1/openapi.json", "", nil, 200)
+
+			if err := inst.stop(); err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+			logs := inst.logs.String()
+			for _, secretText := range []string{secret, "correct horse battery", vendor, consumer} {
+				if strings.Contains(logs, secretText) {
+					t.Errorf("a secret appears in the logs")
+				}
+			}
+			if !strings.Contains(logs, `"msg":"stopped"`) {
+				t.Errorf("no clean stop in the logs:\n%s", logs)
+			}
+		})
+	}
+}
