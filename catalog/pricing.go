@@ -115,6 +115,8 @@ func (in *PricingInput) Parse(v fnmarket.Validation) Pricing {
 		switch {
 		case last && t.UpTo != 0:
 			v.Add(field+".up_to", "the last tier must have up_to 0 (no upper bound)")
+		case !last && t.UpTo == 0:
+			v.Add(field+".up_to", "only the last tier may be open-ended (up_to 0)")
 		case !last && t.UpTo <= prev:
 			v.Add(field+".up_to", "must be greater than the previous tier's up_to")
 		}

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 )
 
 //go:embed postgres/*.sql sqlite/*.sql
@@ -28,9 +29,17 @@ const (
 // Provider returns a goose provider for db's dialect, with no global state.
 func Provider(db *sql.DB, d Dialect) (*goose.Provider, error) {
 	var gd goose.Dialect
+	var opts []goose.ProviderOption
 	switch d {
 	case Postgres:
 		gd = goose.DialectPostgres
+		// Replicas starting together take turns: an advisory lock serialises
+		// their migrations.
+		locker, err := lock.NewPostgresSessionLocker()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
 	case SQLite:
 		gd = goose.DialectSQLite3
 	default:
@@ -40,7 +49,7 @@ func Provider(db *sql.DB, d Dialect) (*goose.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return goose.NewProvider(gd, db, sub)
+	return goose.NewProvider(gd, db, sub, opts...)
 }
 
 // Up applies every pending migration.

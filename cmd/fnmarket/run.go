@@ -32,6 +32,7 @@ commands:
   worker    the billing worker alone (roll-up, Stripe sync)
   migrate   apply schema migrations
   bill      --period YYYY-MM [--through now]: issue a month's invoices (safe to re-run)
+  probe     URL: exit 0 if URL answers 200 (container health checks)
 `
 
 // run is the whole program; main only supplies the process's context,
@@ -45,6 +46,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	}
 	cmd := args[1]
+	if cmd == "probe" {
+		return probe(ctx, args[2:])
+	}
 	switch cmd {
 	case "serve", "api", "gateway", "worker", "migrate", "bill":
 	default:
@@ -253,4 +257,26 @@ func (a *app) buildParts(ctx context.Context, cmd string) (*parts, error) {
 
 func (a *app) bill(ctx context.Context) error {
 	return errors.New("bill: not wired yet")
+}
+
+// probe checks a URL answers 200, for health checks in images without curl.
+func probe(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: fnmarket probe URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return err
+	}
+	res, err := (&http.Client{}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %d", args[0], res.StatusCode)
+	}
+	return nil
 }

@@ -1,0 +1,16 @@
+# Build a static fnmarket binary (pure Go: no cgo, the SQLite driver included).
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/fnmarket ./cmd/fnmarket
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/fnmarket /usr/local/bin/fnmarket
+ENV FNMARKET_ADDR=0.0.0.0:8080 FNMARKET_DATA_DIR=/var/lib/fnmarket
+VOLUME /var/lib/fnmarket
+EXPOSE 8080
+USER nonroot
+ENTRYPOINT ["/usr/local/bin/fnmarket"]
+CMD ["serve"]

@@ -1,0 +1,100 @@
+package catalog
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket"
+)
+
+func d(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+func TestCallsCostTiers(t *testing.T) {
+	t.Parallel()
+	p := Pricing{Tiers: []Tier{{UpTo: 100, PerCall: d("0.01")}, {UpTo: 1000, PerCall: d("0.005")}, {UpTo: 0, PerCall: d("0.001")}}}
+	cases := []struct {
+		from, n int64
+		want    string
+	}{
+		{0, 0, "0"},
+		{0, 1, "0.01"},
+		{0, 100, "1"},
+		{0, 101, "1.005"},
+		{99, 2, "0.015"},
+		{100, 900, "4.5"},
+		{0, 2000, "6.5"},
+		{1500, 10, "0.01"},
+	}
+	for _, c := range cases {
+		if got := p.CallsCost(c.from, c.n); !got.Equal(d(c.want)) {
+			t.Errorf("CallsCost(%d, %d) = %s, want %s", c.from, c.n, got, c.want)
+		}
+	}
+}
+
+// TestCallCostSumsToMonthCost checks the gateway's per-call pricing and the
+// month's pricing agree exactly, free tier and tiers included.
+func TestCallCostSumsToMonthCost(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(1, 2))
+	pricings := []Pricing{
+		{PerCall: d("0.0001"), PerComputeMs: d("0.0000021"), FreeCallsPerMonth: 100},
+		{PerCall: d("0"), PerComputeMs: d("0.000000000001")},
+		{PerComputeMs: d("0.00001"), FreeCallsPerMonth: 7, Tiers: []Tier{{UpTo: 50, PerCall: d("0.002")}, {UpTo: 0, PerCall: d("0.0015")}}},
+	}
+	for _, p := range pricings {
+		sum := decimal.Zero
+		var calls, ms int64
+		for i := 0; i < 500; i++ {
+			c := r.Int64N(3000) + 1
+			sum = sum.Add(p.CallCost(calls, c))
+			calls++
+			ms += c
+		}
+		free := p.FreeCalls(calls, 0)
+		month := p.Cost(Usage{Calls: calls, ComputeMs: ms, FreeCalls: free})
+		if !sum.Equal(month) {
+			t.Errorf("%+v: sum of calls %s != month %s", p, sum, month)
+		}
+	}
+}
+
+func TestParsePricing(t *testing.T) {
+	t.Parallel()
+	free := int64(100)
+	neg := int64(-1)
+	cases := []struct {
+		name  string
+		in    PricingInput
+		field string
+	}{
+		{"ok", PricingInput{PerCall: "0.0001", PerComputeMs: "0.0000021", FreeCallsPerMonth: &free}, ""},
+		{"tiny", PricingInput{PerCall: "0.000000000001", PerComputeMs: "0"}, ""},
+		{"too precise", PricingInput{PerCall: "0.0000000000001", PerComputeMs: "0"}, "pricing.per_call"},
+		{"negative", PricingInput{PerCall: "-1", PerComputeMs: "0"}, "pricing.per_call"},
+		{"exponent", PricingInput{PerCall: "1e-4", PerComputeMs: "0"}, "pricing.per_call"},
+		{"missing", PricingInput{PerCall: "1"}, "pricing.per_compute_ms"},
+		{"bad currency", PricingInput{Currency: "dollars", PerCall: "1", PerComputeMs: "0"}, "pricing.currency"},
+		{"negative free", PricingInput{PerCall: "1", PerComputeMs: "0", FreeCallsPerMonth: &neg}, "pricing.free_calls_per_month"},
+		{"open tier not last", PricingInput{PerComputeMs: "0", Tiers: []TierInput{{UpTo: 0, PerCall: "1"}, {UpTo: 0, PerCall: "1"}}}, "pricing.tiers[0].up_to"},
+		{"last tier bounded", PricingInput{PerComputeMs: "0", Tiers: []TierInput{{UpTo: 10, PerCall: "1"}}}, "pricing.tiers[0].up_to"},
+	}
+	for _, c := range cases {
+		v := fnmarket.Validation{}
+		p := c.in.Parse(v)
+		if c.field == "" {
+			if len(v) != 0 {
+				t.Errorf("%s: unexpected problems %v", c.name, v)
+			}
+			if p.Currency != "USD" {
+				t.Errorf("%s: currency %q, want USD by default", c.name, p.Currency)
+			}
+			continue
+		}
+		if _, ok := v[c.field]; !ok {
+			t.Errorf("%s: problems %v do not name %s", c.name, v, c.field)
+		}
+	}
+}
