@@ -1,0 +1,641 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/metering"
+)
+
+// Key is what the gateway needs to know about an API key.
+type Key struct {
+	ID         string
+	ConsumerID string
+	// MonthlySpendCap is the key's cap; nil means none.
+	MonthlySpendCap *decimal.Decimal
+	Revoked         bool
+}
+
+// KeyStore looks API keys up by hash. The gateway calls it only on cache
+// misses and from its invalidation poller, never once per call.
+type KeyStore interface {
+	// KeyByHash returns the key whose fnmarket.HashAPIKey is hash, revoked or
+	// not; an *fnmarket.Error with code ENOTFOUND when there is none.
+	KeyByHash(ctx context.Context, hash string) (Key, error)
+	// KeysChangedSince returns the hashes of keys created, revoked or changed
+	// at or after since.
+	KeysChangedSince(ctx context.Context, since time.Time) ([]string, error)
+}
+
+// FunctionRef names a function by its vendor's slug and its name.
+type FunctionRef struct {
+	VendorSlug string
+	Name       string
+}
+
+// RouteStore looks callable function versions up. The gateway calls it only
+// on cache misses and from its invalidation poller.
+type RouteStore interface {
+	// Route returns what runs a call of vendorSlug/name: the published version
+	// when version is 0, else that version if it was ever published. It
+	// returns an *fnmarket.Error with code ENOTFOUND for an unknown or
+	// unpublished function and for a version never published.
+	Route(ctx context.Context, vendorSlug, name string, version int) (catalog.Route, error)
+	// FunctionsChangedSince returns the functions published, unpublished or
+	// otherwise changed at or after since.
+	FunctionsChangedSince(ctx context.Context, since time.Time) ([]FunctionRef, error)
+}
+
+// Admitter decides whether one call may go ahead under its key's rate limit
+// and spend cap.
+type Admitter interface {
+	Admit(ctx context.Context, req metering.AdmissionRequest) (metering.Admission, error)
+}
+
+// Meter counts finished calls. Record must not block the call path.
+type Meter interface {
+	Record(c metering.Call)
+}
+
+// Invoker runs calls on one type of backend ("http" is built in; others, such
+// as "wasm", are added with RegisterInvoker).
+//
+// Invoke writes the function's answer to w, including the X-Compute-Ms
+// header (and, for an answer streamed without a known length, the
+// X-Compute-Ms trailer announced in a Trailer header). The gateway has already
+// set X-Invocation-Id and the rate-limit headers on w; Invoke must keep them.
+// r.Body is already capped at the gateway's body limit.
+//
+// When it cannot give the function's answer, Invoke returns an error, best an
+// *fnmarket.Error with code EUNREACHABLE, EUPSTREAMTIME or ETOOLARGE. If it
+// had not yet written the status (Outcome.HeadersSent false) the gateway
+// answers the caller with that error as problem+json; otherwise the gateway
+// cuts the connection so the caller sees an incomplete answer.
+type Invoker interface {
+	Invoke(w http.ResponseWriter, r *http.Request, call *Invocation) (Outcome, error)
+}
+
+// Invocation is one admitted call on its way to a function.
+type Invocation struct {
+	// ID is the call's X-Invocation-Id.
+	ID string
+	// Route is the function version that runs the call.
+	Route catalog.Route
+	// Rest is the escaped path after the function's name ("" or starting
+	// with "/"), to be appended to the backend's path.
+	Rest string
+	// At is when the gateway accepted the call, from its clock.
+	At time.Time
+	// Timeout is the version's TimeoutMs (or the gateway's default): a call
+	// not finished by then is cut and billed as exactly Timeout of compute.
+	Timeout time.Duration
+
+	body *cappedBody
+}
+
+// BodyTooLarge reports whether reading the request body hit the gateway's
+// body limit, in which case the call is answered 413 and not billed unless the
+// function answered anyway.
+func (c *Invocation) BodyTooLarge() bool { return c.body != nil && c.body.hit.Load() }
+
+// Outcome is what an Invoker reports about one call.
+type Outcome struct {
+	// Reached means the function received the call and either answered (with
+	// any status) or ran into the timeout: the call is billable.
+	Reached bool
+	// Status is the status the caller was sent (0 if none yet).
+	Status int
+	// ComputeMs is the billed compute: whole milliseconds, at least 1,
+	// rounded up (see ComputeMs); the timeout for a call cut at the timeout.
+	ComputeMs int64
+	// TimedOut means the function had not finished within the timeout.
+	TimedOut bool
+	// HeadersSent means the status and headers were already written to the caller.
+	HeadersSent bool
+}
+
+// ComputeMs turns a measured duration into billed compute-milliseconds:
+// rounded up to a whole millisecond, and never less than 1.
+func ComputeMs(d time.Duration) int64 {
+	ms := int64((d + time.Millisecond - 1) / time.Millisecond)
+	return max(ms, 1)
+}
+
+// Defaults for Config fields left zero.
+const (
+	DefaultPathPrefix          = "/v1/invoke/"
+	DefaultMaxBodyBytes        = 6 << 20
+	DefaultBufferResponseBytes = 1 << 20
+	DefaultTimeout             = 30 * time.Second
+	DefaultPollInterval        = 500 * time.Millisecond
+	DefaultClockSkew           = 5 * time.Second
+	DefaultMaxEntryAge         = 30 * time.Second
+	DefaultNegativeTTL         = 2 * time.Second
+	DefaultKeyCacheSize        = 100_000
+	DefaultRouteCacheSize      = 10_000
+	DefaultStoreTimeout        = 5 * time.Second
+	DefaultDialTimeout         = 5 * time.Second
+)
+
+// Config tunes a Gateway. Zero fields take the defaults above.
+type Config struct {
+	// PathPrefix is the part of the request path before {vendor}; set it to
+	// "/" when the handler is mounted behind http.StripPrefix("/v1/invoke").
+	PathPrefix string
+	// DefaultRateLimitPerKey is calls per second per API key; 0 means no
+	// limit. A version's RateLimitPerSecond, when above zero, lowers it.
+	DefaultRateLimitPerKey int
+	// MaxBodyBytes is the largest request body accepted (413 above it).
+	MaxBodyBytes int64
+	// BufferResponseBytes: answers with a Content-Length up to this are read
+	// whole before they are sent, so their X-Compute-Ms header is final.
+	// Others are streamed and carry the final value in the X-Compute-Ms trailer.
+	BufferResponseBytes int64
+	// DefaultTimeout applies to versions whose TimeoutMs is not set.
+	DefaultTimeout time.Duration
+	// AllowPrivateUpstreams lets backends live at loopback, private and
+	// other non-public addresses (development and tests only).
+	AllowPrivateUpstreams bool
+	// PollInterval is how often the invalidation poller asks the stores
+	// what changed.
+	PollInterval time.Duration
+	// ClockSkew is how far back each poll reaches before the previous one,
+	// to cover clock differences between replicas and the database.
+	ClockSkew time.Duration
+	// MaxEntryAge is the longest a cached key or route is trusted, should
+	// the poller miss a change or the stores be unreachable.
+	MaxEntryAge time.Duration
+	// NegativeTTL is how long an unknown key or function is remembered as unknown.
+	NegativeTTL time.Duration
+	// KeyCacheSize and RouteCacheSize bound the caches (entries each; the
+	// negative caches are bounded by the same numbers).
+	KeyCacheSize   int
+	RouteCacheSize int
+	// StoreTimeout bounds one store lookup.
+	StoreTimeout time.Duration
+	// DialTimeout bounds connecting to an HTTP backend.
+	DialTimeout time.Duration
+	// Registerer receives the gateway's Prometheus metrics; nil keeps them
+	// in a private registry.
+	Registerer prometheus.Registerer
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Clock decides call times and cache ages; nil is the system clock.
+	Clock fnmarket.Clock
+}
+
+func (c *Config) setDefaults() {
+	if c.PathPrefix == "" {
+		c.PathPrefix = DefaultPathPrefix
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.BufferResponseBytes <= 0 {
+		c.BufferResponseBytes = DefaultBufferResponseBytes
+	}
+	if c.DefaultTimeout <= 0 {
+		c.DefaultTimeout = DefaultTimeout
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = DefaultPollInterval
+	}
+	if c.ClockSkew <= 0 {
+		c.ClockSkew = DefaultClockSkew
+	}
+	if c.MaxEntryAge <= 0 {
+		c.MaxEntryAge = DefaultMaxEntryAge
+	}
+	if c.NegativeTTL <= 0 {
+		c.NegativeTTL = DefaultNegativeTTL
+	}
+	if c.KeyCacheSize <= 0 {
+		c.KeyCacheSize = DefaultKeyCacheSize
+	}
+	if c.RouteCacheSize <= 0 {
+		c.RouteCacheSize = DefaultRouteCacheSize
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = DefaultStoreTimeout
+	}
+	if c.DialTimeout <= 0 {
+		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = fnmarket.SystemClock{}
+	}
+}
+
+// routeKey names one cached route; version 0 is "the published one".
+type routeKey struct {
+	vendor, name string
+	version      int
+}
+
+func (k routeKey) tag() string { return k.vendor + "/" + k.name }
+
+// Gateway is the invocation handler: authenticate, route, limit, dispatch,
+// measure, meter. It is an http.Handler for the PathPrefix.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	clock    fnmarket.Clock
+	keyStore KeyStore
+	routeDB  RouteStore
+	admitter Admitter
+	meter    Meter
+	metrics  *metrics
+
+	keys   *readThrough[string, Key]
+	routes *readThrough[routeKey, catalog.Route]
+
+	httpInv *httpInvoker
+
+	invMu    sync.RWMutex
+	invokers map[string]Invoker
+
+	runMu   sync.Mutex
+	stop    context.CancelFunc
+	running sync.WaitGroup
+}
+
+// New returns a Gateway over its stores, admitter and meter, with the HTTP
+// invoker registered for backend type "http". Call Start to run the
+// invalidation poller and Close to stop it.
+func New(cfg Config, keys KeyStore, routes RouteStore, admitter Admitter, meter Meter) (*Gateway, error) {
+	if keys == nil || routes == nil || admitter == nil || meter == nil {
+		return nil, errors.New("gateway: a key store, route store, admitter and meter are required")
+	}
+	cfg.setDefaults()
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: register metrics: %w", err)
+	}
+	g := &Gateway{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		clock:    cfg.Clock,
+		keyStore: keys,
+		routeDB:  routes,
+		admitter: admitter,
+		meter:    meter,
+		metrics:  m,
+		invokers: make(map[string]Invoker),
+	}
+	g.keys = &readThrough[string, Key]{
+		found:    newLRUCache[string, Key](cfg.KeyCacheSize, nil),
+		missing:  newLRUCache[string, struct{}](cfg.KeyCacheSize, nil),
+		maxAge:   cfg.MaxEntryAge,
+		negTTL:   cfg.NegativeTTL,
+		timeout:  cfg.StoreTimeout,
+		clock:    cfg.Clock,
+		load:     keys.KeyByHash,
+		onLookup: m.cacheLookups("key"),
+	}
+	g.routes = &readThrough[routeKey, catalog.Route]{
+		found:   newLRUCache[routeKey, catalog.Route](cfg.RouteCacheSize, routeKey.tag),
+		missing: newLRUCache[routeKey, struct{}](cfg.RouteCacheSize, routeKey.tag),
+		maxAge:  cfg.MaxEntryAge,
+		negTTL:  cfg.NegativeTTL,
+		timeout: cfg.StoreTimeout,
+		clock:   cfg.Clock,
+		load: func(ctx context.Context, k routeKey) (catalog.Route, error) {
+			return routes.Route(ctx, k.vendor, k.name, k.version)
+		},
+		onLookup: m.cacheLookups("route"),
+	}
+	g.httpInv = newHTTPInvoker(cfg)
+	g.invokers[catalog.BackendHTTP] = g.httpInv
+	return g, nil
+}
+
+// RegisterInvoker makes the gateway run versions whose backend type is
+// backendType with inv, replacing any invoker already registered for it.
+func (g *Gateway) RegisterInvoker(backendType string, inv Invoker) {
+	g.invMu.Lock()
+	defer g.invMu.Unlock()
+	g.invokers[backendType] = inv
+}
+
+func (g *Gateway) invoker(backendType string) (Invoker, bool) {
+	g.invMu.RLock()
+	defer g.invMu.RUnlock()
+	inv, ok := g.invokers[backendType]
+	return inv, ok
+}
+
+// Start runs the invalidation poller until ctx ends or Close is called.
+// Without it, cached keys and routes are trusted for up to MaxEntryAge.
+func (g *Gateway) Start(ctx context.Context) {
+	g.runMu.Lock()
+	defer g.runMu.Unlock()
+	if g.stop != nil {
+		return
+	}
+	ctx, g.stop = context.WithCancel(ctx)
+	g.running.Go(func() { g.poll(ctx) })
+}
+
+// Close stops the invalidation poller and closes idle upstream connections.
+// It does not wait for calls in flight: the HTTP server's Shutdown does that.
+func (g *Gateway) Close() error {
+	g.runMu.Lock()
+	if g.stop != nil {
+		g.stop()
+	}
+	g.runMu.Unlock()
+	g.running.Wait()
+	g.httpInv.transport.CloseIdleConnections()
+	return nil
+}
+
+// poll drops cached keys and routes the stores report as changed. Each poll
+// reaches ClockSkew further back than the last successful one, so a change
+// stamped by a clock a little behind ours is still seen.
+func (g *Gateway) poll(ctx context.Context) {
+	keysSince := g.clock.Now().Add(-g.cfg.ClockSkew)
+	routesSince := keysSince
+	t := time.NewTicker(g.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := g.clock.Now()
+		if err := g.pollKeys(ctx, keysSince); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			g.metrics.pollErrors.WithLabelValues("key").Inc()
+			g.log.LogAttrs(ctx, slog.LevelWarn, "gateway: poll changed keys", slog.Any("err", err))
+		} else {
+			keysSince = now.Add(-g.cfg.ClockSkew)
+		}
+		if err := g.pollRoutes(ctx, routesSince); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			g.metrics.pollErrors.WithLabelValues("route").Inc()
+			g.log.LogAttrs(ctx, slog.LevelWarn, "gateway: poll changed functions", slog.Any("err", err))
+		} else {
+			routesSince = now.Add(-g.cfg.ClockSkew)
+		}
+	}
+}
+
+func (g *Gateway) pollKeys(ctx context.Context, since time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+	defer cancel()
+	hashes, err := g.keyStore.KeysChangedSince(ctx, since)
+	if err != nil {
+		return err
+	}
+	for _, h := range hashes {
+		g.keys.drop(h)
+	}
+	return nil
+}
+
+func (g *Gateway) pollRoutes(ctx context.Context, since time.Time) error {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.StoreTimeout)
+	defer cancel()
+	refs, err := g.routeDB.FunctionsChangedSince(ctx, since)
+	if err != nil {
+		return err
+	}
+	for _, f := range refs {
+		g.routes.dropTag(routeKey{vendor: f.VendorSlug, name: f.Name}.tag())
+	}
+	return nil
+}
+
+// ServeHTTP answers one invocation.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	started := time.Now()
+	id := newInvocationID()
+	h := w.Header()
+	h.Set(headerInvocationID, id)
+
+	vendor, name, version, rest, ok := parseInvokePath(r.URL.EscapedPath(), g.cfg.PathPrefix)
+	if !ok {
+		g.refuse(w, r, "", "", fnmarket.Errorf(fnmarket.ENOTFOUND, "no such function; call /v1/invoke/{vendor}/{name}[@{version}][/{path}]"))
+		return
+	}
+	key, err := g.authenticate(r)
+	if err != nil {
+		g.refuse(w, r, "", "", err)
+		return
+	}
+	route, err := g.routes.get(r.Context(), routeKey{vendor: vendor, name: name, version: version})
+	if err != nil {
+		if fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
+			err = fnmarket.Errorf(fnmarket.ENOTFOUND, "no published function %s/%s%s", vendor, name, versionSuffix(version))
+		} else {
+			err = &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "look up function", Err: err}
+		}
+		g.refuse(w, r, "", "", err)
+		return
+	}
+	// From here on the function is known to exist, so its names are safe
+	// metric labels (a caller cannot grow their number).
+	vendor, name = route.VendorSlug, route.Function
+	if r.ContentLength > g.cfg.MaxBodyBytes {
+		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit of %d bytes", g.cfg.MaxBodyBytes))
+		return
+	}
+	inv, ok := g.invoker(route.Version.Backend.Type)
+	if !ok {
+		g.refuse(w, r, vendor, name, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: fmt.Errorf("no invoker for backend type %q", route.Version.Backend.Type)})
+		return
+	}
+	at := g.clock.Now()
+	adm, err := g.admitter.Admit(r.Context(), metering.AdmissionRequest{
+		Caller: metering.Caller{
+			ConsumerID:         key.ConsumerID,
+			KeyID:              key.ID,
+			RateLimitPerSecond: effectiveRateLimit(g.cfg.DefaultRateLimitPerKey, route.Version.RateLimitPerSecond),
+			MonthlySpendCap:    key.MonthlySpendCap,
+		},
+		FunctionID: route.FunctionID,
+		Version:    route.Version.Version,
+		Pricing:    route.Version.Pricing,
+		At:         at,
+	})
+	if err != nil {
+		g.refuse(w, r, vendor, name, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "admit call", Err: err})
+		return
+	}
+	setRateLimitHeaders(h, adm)
+	if !adm.Allowed {
+		if adm.Reason == fnmarket.ESPENDCAP {
+			g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.ESPENDCAP, "this API key has reached its monthly spend cap"))
+			return
+		}
+		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(adm.RetryAfter), 10))
+		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.ERATELIMITED, "rate limit of %d calls per second reached", adm.Limit))
+		return
+	}
+
+	timeout := time.Duration(route.Version.TimeoutMs) * time.Millisecond
+	if timeout <= 0 {
+		timeout = g.cfg.DefaultTimeout
+	}
+	call := &Invocation{ID: id, Route: route, Rest: rest, At: at, Timeout: timeout}
+	if r.Body != nil && r.Body != http.NoBody {
+		call.body = newCappedBody(r.Body, g.cfg.MaxBodyBytes)
+		r.Body = call.body
+	}
+	out, err := inv.Invoke(w, r, call)
+	callerGone := r.Context().Err() != nil
+	if out.Reached {
+		g.meter.Record(metering.Call{
+			InvocationID: id,
+			ConsumerID:   key.ConsumerID,
+			KeyID:        key.ID,
+			FunctionID:   route.FunctionID,
+			Version:      route.Version.Version,
+			Pricing:      route.Version.Pricing,
+			CallsBefore:  adm.CallsBefore,
+			At:           at,
+			ComputeMs:    out.ComputeMs,
+			Billable:     true,
+			Error:        out.TimedOut || out.Status >= 500 || (err != nil && !callerGone),
+		})
+	}
+	if err != nil {
+		g.logCallError(r, call, key, out, err, callerGone)
+	}
+	switch {
+	case err == nil:
+		g.metrics.observe(vendor, name, out.Status, time.Since(started))
+	case !out.HeadersSent:
+		if out.Reached {
+			h.Set(headerComputeMs, strconv.FormatInt(out.ComputeMs, 10))
+		}
+		status := writeProblem(w, err)
+		g.metrics.observe(vendor, name, status, time.Since(started))
+	default:
+		// The answer is already on its way and cannot become a problem:
+		// cut the connection so the caller sees it is incomplete.
+		g.metrics.observe(vendor, name, 0, time.Since(started))
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// refuse answers a call the gateway turned down before it reached the
+// function. Refusals are never billed and never recorded with the meter.
+func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, vendor, name string, err error) {
+	if fnmarket.ErrorCode(err) == fnmarket.EINTERNAL {
+		g.log.LogAttrs(r.Context(), slog.LevelError, "gateway: refuse call",
+			slog.String("invocation_id", w.Header().Get(headerInvocationID)),
+			slog.String("vendor", vendor), slog.String("function", name),
+			slog.Any("err", err))
+	}
+	status := writeProblem(w, err)
+	g.metrics.count(vendor, name, statusClass(status))
+}
+
+func (g *Gateway) logCallError(r *http.Request, call *Invocation, key Key, out Outcome, err error, callerGone bool) {
+	level := slog.LevelWarn
+	if callerGone {
+		level = slog.LevelDebug
+	}
+	if fnmarket.ErrorCode(err) == fnmarket.EINTERNAL && !callerGone {
+		level = slog.LevelError
+	}
+	g.log.LogAttrs(r.Context(), level, "gateway: call failed",
+		slog.String("invocation_id", call.ID),
+		slog.String("vendor", call.Route.VendorSlug),
+		slog.String("function", call.Route.Function),
+		slog.Int("version", call.Route.Version.Version),
+		slog.String("key_id", key.ID),
+		slog.Bool("billed", out.Reached),
+		slog.Bool("timed_out", out.TimedOut),
+		slog.Bool("caller_gone", callerGone),
+		slog.Any("err", err))
+}
+
+// authenticate finds the caller's key from the Authorization bearer token or
+// the X-API-Key header. The key itself is only ever hashed, never kept or logged.
+func (g *Gateway) authenticate(r *http.Request) (Key, error) {
+	raw := presentedKey(r)
+	if raw == "" {
+		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
+	}
+	k, err := g.keys.get(r.Context(), fnmarket.HashAPIKey(raw))
+	switch {
+	case fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND:
+		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "the API key is not valid")
+	case err != nil:
+		return Key{}, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "look up API key", Err: err}
+	case k.Revoked:
+		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "the API key has been revoked")
+	}
+	return k, nil
+}
+
+func presentedKey(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			return strings.TrimSpace(a[7:])
+		}
+		return ""
+	}
+	return strings.TrimSpace(r.Header.Get("X-Api-Key"))
+}
+
+func effectiveRateLimit(def, version int) int {
+	if version > 0 && (def <= 0 || version < def) {
+		return version
+	}
+	return max(def, 0)
+}
+
+func setRateLimitHeaders(h http.Header, adm metering.Admission) {
+	if adm.Limit <= 0 {
+		return
+	}
+	h.Set("X-RateLimit-Limit", strconv.Itoa(adm.Limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(adm.Remaining, 0)))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(ceilSeconds(adm.Reset), 10))
+}
+
+// ceilSeconds is d in whole seconds, rounded up, at least 1.
+func ceilSeconds(d time.Duration) int64 {
+	return max(int64((d+time.Second-1)/time.Second), 1)
+}
+
+func versionSuffix(v int) string {
+	if v == 0 {
+		return ""
+	}
+	return "@" + strconv.Itoa(v)
+}
+
+func newInvocationID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:]) // never fails (crypto/rand documents it crashes instead)
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,355 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/fnmarket/fnmarket"
+)
+
+// httpInvoker runs calls on "http" backends: a reverse proxy that streams
+// both ways, over one shared, tuned transport.
+type httpInvoker struct {
+	transport   *http.Transport
+	bufferLimit int64
+}
+
+func newHTTPInvoker(cfg Config) *httpInvoker {
+	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
+	if !cfg.AllowPrivateUpstreams {
+		dialer.Control = dialGuard
+	}
+	return &httpInvoker{
+		transport: &http.Transport{
+			Proxy:                 nil, // never from the environment
+			DialContext:           dialer.DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			// Pass the caller's Accept-Encoding and the function's encoded
+			// body through untouched.
+			DisableCompression: true,
+		},
+		bufferLimit: cfg.BufferResponseBytes,
+	}
+}
+
+// callTimeout is the cause of a call's context when the version's timeout ends it.
+type callTimeout struct{}
+
+func (callTimeout) Error() string { return "the function's timeout passed" }
+
+// Invoke forwards the call to the version's backend URL and streams the answer back.
+func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invocation) (Outcome, error) {
+	target, err := backendURL(call.Route.Version.Backend.URL, call.Rest, r.URL.RawQuery)
+	if err != nil {
+		return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend URL is not valid", Err: err}
+	}
+	ctx, cancel := context.WithTimeoutCause(r.Context(), call.Timeout, callTimeout{})
+	defer cancel()
+
+	// base anchors every measurement on the monotonic clock; sent is the
+	// offset (plus one, so zero means "not yet") at which the request headers
+	// were written to the upstream connection: compute time starts there.
+	base := time.Now()
+	var sent atomic.Int64
+	trace := &httptrace.ClientTrace{
+		WroteHeaders: func() { sent.CompareAndSwap(0, int64(time.Since(base))+1) },
+	}
+	out, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), r.Method, target.String(), nil)
+	if err != nil {
+		return Outcome{}, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: fmt.Errorf("build upstream request: %w", err)}
+	}
+	out.URL = target
+	out.Host = target.Host
+	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		out.Body = r.Body
+		out.ContentLength = r.ContentLength // -1: unknown, sent chunked
+	} else {
+		out.Body = http.NoBody
+	}
+	out.Header = forwardHeaders(r, call.ID)
+
+	computeSince := func(end time.Duration) int64 {
+		s := sent.Load()
+		if s == 0 {
+			return ComputeMs(end)
+		}
+		return ComputeMs(end - time.Duration(s-1))
+	}
+	timedOut := func() bool { _, ok := context.Cause(ctx).(callTimeout); return ok }
+	timeoutOutcome := func(headersSent bool, status int) (Outcome, error) {
+		return Outcome{Reached: true, TimedOut: true, ComputeMs: ComputeMs(call.Timeout), Status: status, HeadersSent: headersSent},
+			fnmarket.Errorf(fnmarket.EUPSTREAMTIME, "the function did not answer within its timeout of %d ms", call.Timeout.Milliseconds())
+	}
+
+	resp, err := h.transport.RoundTrip(out)
+	if err != nil {
+		err = withoutURL(err)
+		switch {
+		case call.BodyTooLarge():
+			return Outcome{}, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit")
+		case isBlockedDial(err):
+			return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend address is not allowed", Err: err}
+		case timedOut() && sent.Load() != 0:
+			return timeoutOutcome(false, 0)
+		case timedOut():
+			// Never connected within the timeout: the function did no work.
+			return Outcome{TimedOut: true}, &fnmarket.Error{Code: fnmarket.EUPSTREAMTIME, Message: "could not reach the function within its timeout", Err: err}
+		}
+		return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "could not reach the function", Err: err}
+	}
+	defer resp.Body.Close()
+	headersAt := time.Since(base)
+	dst := w.Header()
+	rc := http.NewResponseController(w)
+
+	if resp.StatusCode < 200 {
+		// Only 101 Switching Protocols gets here, and the gateway strips
+		// Upgrade from requests: a function that switches anyway is broken.
+		return Outcome{Reached: true, ComputeMs: computeSince(headersAt)},
+			fnmarket.Errorf(fnmarket.EUNREACHABLE, "the function answered with an unsupported status %d", resp.StatusCode)
+	}
+	noBody := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
+		resp.StatusCode == http.StatusNotModified
+	if noBody {
+		copyAnswerHeaders(dst, resp.Header)
+		ms := computeSince(headersAt)
+		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
+		w.WriteHeader(resp.StatusCode)
+		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
+	}
+
+	if resp.ContentLength >= 0 && resp.ContentLength <= h.bufferLimit && len(resp.Trailer) == 0 {
+		// Small answer of known length: read it whole first, so the header
+		// carries the final compute time and a timeout can still be a 504.
+		body := make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(resp.Body, body); err != nil {
+			if timedOut() {
+				return timeoutOutcome(false, 0)
+			}
+			ms := computeSince(time.Since(base))
+			return Outcome{Reached: true, ComputeMs: ms},
+				&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: err}
+		}
+		ms := computeSince(time.Since(base))
+		copyAnswerHeaders(dst, resp.Header)
+		dst.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = w.Write(body)
+		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
+	}
+
+	// Streamed answer: headers now, with the compute time so far; the body
+	// as it comes, flushed after every read; the final compute time as a
+	// trailer. Dropping Content-Length makes HTTP/1.1 use chunked encoding,
+	// which is what carries trailers.
+	copyAnswerHeaders(dst, resp.Header)
+	dst.Del("Content-Length")
+	dst.Add("Trailer", headerComputeMs)
+	for k := range resp.Trailer {
+		if k != headerComputeMs {
+			dst.Add("Trailer", k)
+		}
+	}
+	dst.Set(headerComputeMs, strconv.FormatInt(computeSince(headersAt), 10))
+	w.WriteHeader(resp.StatusCode)
+	_ = rc.Flush()
+
+	readErr, writeErr := stream(w, rc, resp.Body)
+	end := time.Since(base)
+	switch {
+	case readErr != nil && timedOut():
+		return timeoutOutcome(true, resp.StatusCode)
+	case writeErr != nil || (readErr != nil && r.Context().Err() != nil):
+		// The caller went away; the function still did the work so far.
+		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: computeSince(end), HeadersSent: true},
+			&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the caller went away", Err: errors.Join(readErr, writeErr)}
+	case readErr != nil:
+		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: computeSince(end), HeadersSent: true},
+			&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: readErr}
+	}
+	ms := computeSince(end)
+	for k, vv := range resp.Trailer {
+		if k != headerComputeMs {
+			dst[k] = vv
+		}
+	}
+	dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
+	return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
+}
+
+// withoutURL drops the request URL from a transport error: the error is
+// logged, and the URL carries the caller's query, which may hold secrets.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// stream copies src to w, flushing after every read so server-sent events and
+// chunks reach the caller as the function produces them.
+func stream(w io.Writer, rc *http.ResponseController, src io.Reader) (readErr, writeErr error) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return nil, werr
+			}
+			if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
+				return nil, ferr
+			}
+		}
+		if err == io.EOF {
+			return nil, nil
+		}
+		if err != nil {
+			return err, nil
+		}
+	}
+}
+
+// backendURL appends the call's escaped rest path and query to the backend URL.
+func backendURL(raw, rest, rawQuery string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("backend URL must be absolute http or https")
+	}
+	t := *u
+	t.User = nil
+	t.Fragment, t.RawFragment = "", ""
+	if rest != "" {
+		p := strings.TrimSuffix(u.EscapedPath(), "/") + rest
+		unescaped, err := url.PathUnescape(p)
+		if err != nil {
+			return nil, fmt.Errorf("call path: %w", err)
+		}
+		t.Path, t.RawPath = unescaped, p
+	}
+	switch {
+	case u.RawQuery == "":
+		t.RawQuery = rawQuery
+	case rawQuery != "":
+		t.RawQuery = u.RawQuery + "&" + rawQuery
+	}
+	return &t, nil
+}
+
+// forwardHeaders is the caller's headers as the function sees them: end-to-end
+// headers only, without the caller's credentials, plus X-Forwarded-* and the
+// invocation id.
+func forwardHeaders(r *http.Request, invocationID string) http.Header {
+	h := r.Header.Clone()
+	removeHopByHop(h)
+	for _, k := range []string{"Authorization", "X-Api-Key", "Cookie"} {
+		delete(h, k)
+	}
+	if _, ok := h["User-Agent"]; !ok {
+		h["User-Agent"] = []string{""} // do not let Go add its own
+	}
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		h.Set("X-Forwarded-For", ip)
+	}
+	h.Set("X-Forwarded-Host", r.Host)
+	if r.TLS != nil {
+		h.Set("X-Forwarded-Proto", "https")
+	} else {
+		h.Set("X-Forwarded-Proto", "http")
+	}
+	h.Set(headerInvocationID, invocationID)
+	return h
+}
+
+// copyAnswerHeaders copies the function's end-to-end answer headers into dst,
+// keeping the ones the gateway already set (X-Invocation-Id, rate limits).
+func copyAnswerHeaders(dst, src http.Header) {
+	removeHopByHop(src)
+	for k, vv := range src {
+		if _, set := dst[k]; set || k == headerComputeMs {
+			continue
+		}
+		dst[k] = vv
+	}
+}
+
+// removeHopByHop deletes the hop-by-hop headers of RFC 9110 section 7.6.1,
+// including those the Connection header names.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				delete(h, textproto.CanonicalMIMEHeaderKey(f))
+			}
+		}
+	}
+	for k := range h {
+		if isHopByHop(k) {
+			delete(h, k)
+		}
+	}
+}
+
+func isHopByHop(canonicalKey string) bool {
+	switch canonicalKey {
+	case "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return strings.HasPrefix(canonicalKey, "Proxy-")
+}
+
+// cappedBody is a request body that fails with *http.MaxBytesError once more
+// than the limit is read, as http.MaxBytesReader does, and remembers that it did
+// so the gateway can tell "too large" from "upstream unreachable".
+type cappedBody struct {
+	rc    io.ReadCloser
+	limit int64
+	left  int64
+	hit   atomic.Bool
+}
+
+func newCappedBody(rc io.ReadCloser, limit int64) *cappedBody {
+	return &cappedBody{rc: rc, limit: limit, left: limit}
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.hit.Load() {
+		return 0, &http.MaxBytesError{Limit: b.limit}
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1] // one byte past the limit is enough to know
+	}
+	n, err := b.rc.Read(p)
+	if int64(n) <= b.left {
+		b.left -= int64(n)
+		return n, err
+	}
+	n, b.left = int(b.left), 0
+	b.hit.Store(true)
+	return n, &http.MaxBytesError{Limit: b.limit}
+}
+
+func (b *cappedBody) Close() error { return b.rc.Close() }
