@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -11,39 +10,8 @@ import (
 	"github.com/fnmarket/fnmarket"
 )
 
-// Problem is an RFC 9457 problem document with fnmarket's stable code.
-type Problem struct {
-	Type   string            `json:"type"`
-	Title  string            `json:"title"`
-	Status int               `json:"status"`
-	Detail string            `json:"detail,omitempty"`
-	Code   string            `json:"code"`
-	Errors map[string]string `json:"errors,omitempty"`
-}
-
-// ProblemFor turns any error into the problem callers see. Internal errors
-// show no detail.
-func ProblemFor(err error) Problem {
-	code := fnmarket.ErrorCode(err)
-	status := fnmarket.HTTPStatus(code)
-	return Problem{
-		Type:   "https://fnmarket.dev/problems/" + code,
-		Title:  http.StatusText(status),
-		Status: status,
-		Detail: fnmarket.ErrorMessage(err),
-		Code:   code,
-		Errors: fnmarket.ErrorFields(err),
-	}
-}
-
 // WriteProblem writes err as application/problem+json.
-func WriteProblem(w http.ResponseWriter, err error) {
-	p := ProblemFor(err)
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(p.Status)
-	_ = json.NewEncoder(w).Encode(p)
-}
+func WriteProblem(w http.ResponseWriter, err error) { fnmarket.WriteProblem(w, err) }
 
 // errorHandler is echo's one error handler: it maps codes to problem+json
 // and logs only internal errors.

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/gateway"
+)
+
+// gatewayKeys serves the gateway's key lookups (cache misses only) from the
+// accounts store.
+type gatewayKeys struct{ s *accounts.Store }
+
+var _ gateway.KeyStore = gatewayKeys{}
+
+func (k gatewayKeys) KeyByHash(ctx context.Context, hash string) (gateway.Key, error) {
+	gk, err := k.s.KeyByHash(ctx, hash)
+	if err != nil {
+		return gateway.Key{}, err
+	}
+	return gateway.Key{ID: gk.ID, ConsumerID: gk.AccountID, MonthlySpendCap: gk.MonthlySpendCap, Revoked: gk.Revoked}, nil
+}
+
+func (k gatewayKeys) KeysChangedSince(ctx context.Context, since time.Time) ([]string, error) {
+	return k.s.KeysChangedSince(ctx, since)
+}
+
+// gatewayRoutes serves the gateway's route lookups from the catalog.
+type gatewayRoutes struct{ s *catalog.Store }
+
+var _ gateway.RouteStore = gatewayRoutes{}
+
+func (r gatewayRoutes) Route(ctx context.Context, vendorSlug, name string, version int) (catalog.Route, error) {
+	return r.s.Route(ctx, vendorSlug, name, version)
+}
+
+func (r gatewayRoutes) FunctionsChangedSince(ctx context.Context, since time.Time) ([]gateway.FunctionRef, error) {
+	refs, err := r.s.FunctionsChangedSince(ctx, since)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]gateway.FunctionRef, len(refs))
+	for i, f := range refs {
+		out[i] = gateway.FunctionRef{VendorSlug: f.VendorSlug, Name: f.Name}
+	}
+	return out, nil
+}
