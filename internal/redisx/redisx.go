@@ -46,6 +46,9 @@ func Open(ctx context.Context, url string) (*Conn, error) {
 	opts.ReadTimeout = 2 * time.Second
 	opts.WriteTimeout = 2 * time.Second
 	opts.PoolSize = 64
+	// Honour per-call deadlines (the limiter gives Redis ~75 ms before it
+	// decides locally) on single servers and clusters alike.
+	opts.ContextTimeoutEnabled = true
 	opts.MinIdleConns = 4
 	c := &Conn{UniversalClient: redis.NewUniversalClient(&opts)}
 	if err := c.Ping(ctx).Err(); err != nil {
@@ -64,7 +67,7 @@ func OpenEmbedded() (*Conn, error) {
 		return nil, fmt.Errorf("start embedded redis: %w", err)
 	}
 	c := &Conn{
-		UniversalClient: redis.NewClient(&redis.Options{Addr: m.Addr(), PoolSize: 32}),
+		UniversalClient: redis.NewClient(&redis.Options{Addr: m.Addr(), PoolSize: 32, ContextTimeoutEnabled: true}),
 		Embedded:        m,
 		stop:            make(chan struct{}),
 	}

@@ -1,0 +1,143 @@
+package metering
+
+import (
+	"encoding/json"
+	"sort"
+	"time"
+)
+
+// aggregate is the sum of some calls of one shard, in the shape a flush
+// applies to Redis: live hash increments, per-function call counts and
+// per-key spend in pico-units.
+type aggregate struct {
+	live  map[string]int64
+	calls map[fcKey]int64
+	spend map[spendKey]int64
+	n     int64 // how many calls are summed
+}
+
+func newAggregate() *aggregate {
+	return &aggregate{live: map[string]int64{}, calls: map[fcKey]int64{}, spend: map[spendKey]int64{}}
+}
+
+func (a *aggregate) empty() bool { return a.n == 0 && len(a.live) == 0 }
+
+// addCall adds one call. It is deterministic, so replaying a spooled call
+// gives exactly what recording it gave.
+func (a *aggregate) addCall(c Call) {
+	at := c.At.UTC()
+	rk := rowKey{
+		HourStart:  at.Truncate(time.Hour).Unix(),
+		ConsumerID: c.ConsumerID,
+		KeyID:      c.KeyID,
+		FunctionID: c.FunctionID,
+		Version:    c.Version,
+	}
+	a.n++
+	a.live[rk.field(metricCalls)]++
+	if c.Error {
+		a.live[rk.field(metricErrors)]++
+	}
+	if !c.Billable {
+		return
+	}
+	a.live[rk.field(metricBillable)]++
+	if c.ComputeMs != 0 {
+		a.live[rk.field(metricComputeMs)] += c.ComputeMs
+	}
+	a.live[rk.field(histogramMetric(histogramBucket(c.ComputeMs)))]++
+	month := monthOf(at)
+	a.calls[fcKey{ConsumerID: c.ConsumerID, FunctionID: c.FunctionID, Month: month}]++
+	if p := toPico(c.Pricing.CallCost(c.CallsBefore, c.ComputeMs)); p != 0 {
+		a.spend[spendKey{ConsumerID: c.ConsumerID, KeyID: c.KeyID, Month: month}] += p
+	}
+}
+
+// merge adds b into a.
+func (a *aggregate) merge(b *aggregate) {
+	a.n += b.n
+	for k, v := range b.live {
+		a.live[k] += v
+	}
+	for k, v := range b.calls {
+		a.calls[k] += v
+	}
+	for k, v := range b.spend {
+		a.spend[k] += v
+	}
+}
+
+// aggregateJSON is an aggregate as the spool stores it.
+type aggregateJSON struct {
+	N     int64            `json:"n"`
+	Live  map[string]int64 `json:"live,omitempty"`
+	Calls []fcDelta        `json:"calls,omitempty"`
+	Spend []spendDelta     `json:"spend,omitempty"`
+}
+
+type fcDelta struct {
+	fcKey
+	N int64 `json:"n"`
+}
+
+type spendDelta struct {
+	spendKey
+	Pico int64 `json:"p"`
+}
+
+func (a *aggregate) MarshalJSON() ([]byte, error) {
+	j := aggregateJSON{N: a.n, Live: a.live}
+	for k, v := range a.calls {
+		j.Calls = append(j.Calls, fcDelta{k, v})
+	}
+	for k, v := range a.spend {
+		j.Spend = append(j.Spend, spendDelta{k, v})
+	}
+	return json.Marshal(j)
+}
+
+func (a *aggregate) UnmarshalJSON(b []byte) error {
+	var j aggregateJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*a = *newAggregate()
+	a.n = j.N
+	for k, v := range j.Live {
+		a.live[k] += v
+	}
+	for _, d := range j.Calls {
+		a.calls[d.fcKey] += d.N
+	}
+	for _, d := range j.Spend {
+		a.spend[d.spendKey] += d.Pico
+	}
+	return nil
+}
+
+// scriptArgs lays the aggregate out for flushScript: KEYS are the applied
+// marker, the live hash, then every fc and spend key; ARGV are the marker
+// TTL, the counter TTL, the number of live fields, field/increment pairs, then
+// one increment per counter key. Increments travel as decimal strings so Lua
+// never turns them into floating point.
+func (a *aggregate) scriptArgs(ks keyspace, shard int, flushID string, appliedTTL, counterTTL time.Duration) ([]string, []any) {
+	keys := []string{ks.applied(shard, flushID), ks.live(shard)}
+	args := []any{int64(appliedTTL / time.Second), int64(counterTTL / time.Second), len(a.live)}
+	fields := make([]string, 0, len(a.live))
+	for f := range a.live {
+		fields = append(fields, f)
+	}
+	sort.Strings(fields)
+	for _, f := range fields {
+		args = append(args, f, a.live[f])
+	}
+	for k, v := range a.calls {
+		keys = append(keys, ks.functionCalls(shard, k))
+		args = append(args, v)
+	}
+	for k, v := range a.spend {
+		keys = append(keys, ks.spend(shard, k))
+		args = append(args, v)
+	}
+	return keys, args
+}

@@ -1,0 +1,555 @@
+package metering
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"github.com/shopspring/decimal"
+)
+
+// flushScript applies one flush exactly once: the applied marker, set only if
+// absent, makes a resend with the same id a no-op.
+var flushScript = redis.NewScript(`
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  return 0
+end
+local n = tonumber(ARGV[3])
+local i = 4
+for j = 1, n do
+  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+for k = 3, #KEYS do
+  redis.call('INCRBY', KEYS[k], ARGV[i])
+  redis.call('EXPIRE', KEYS[k], ARGV[2])
+  i = i + 1
+end
+return 1
+`)
+
+// MeterConfig configures a Meter.
+type MeterConfig struct {
+	// Redis holds the counters.
+	Redis redis.UniversalClient
+	// Prefix is put before every Redis key.
+	Prefix string
+	// SpoolDir is where calls are logged before they reach Redis; one meter
+	// per directory (it is locked).
+	SpoolDir string
+	// FlushInterval is how often counters go to Redis; default 200ms.
+	FlushInterval time.Duration
+	// MaxBackoff bounds the wait between retries while Redis fails; default 5s.
+	MaxBackoff time.Duration
+	// SendTimeout bounds one flush round trip; default 5s.
+	SendTimeout time.Duration
+	// AppliedTTL is how long Redis remembers a flush id; default 7 days.
+	AppliedTTL time.Duration
+	// CounterTTL is how long month counters (spend, calls per function) live
+	// after their last increment; default 62 days.
+	CounterTTL time.Duration
+	// CompactBytes: once everything is acknowledged and the spool segment is
+	// larger than this, it is replaced by an empty one; default 1 MiB.
+	CompactBytes int64
+	// RotateBytes: a segment larger than this is rotated even while flushes
+	// are outstanding, carrying them over; default 64 MiB.
+	RotateBytes int64
+	// Logger receives flush failures; default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *MeterConfig) withDefaults() {
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = 200 * time.Millisecond
+	}
+	if c.MaxBackoff <= 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 5 * time.Second
+	}
+	if c.AppliedTTL <= 0 {
+		c.AppliedTTL = 7 * 24 * time.Hour
+	}
+	if c.CounterTTL <= 0 {
+		c.CounterTTL = 62 * 24 * time.Hour
+	}
+	if c.CompactBytes <= 0 {
+		c.CompactBytes = 1 << 20
+	}
+	if c.RotateBytes <= 0 {
+		c.RotateBytes = 64 << 20
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// keyMonth names one API key's month.
+type keyMonth struct{ KeyID, Month string }
+
+// meterHooks are test seams that make a flush stop at a given step, as a
+// crash would.
+type meterHooks struct {
+	beforeSend func(f *flush) error
+	afterSend  func(f *flush) error
+}
+
+// Meter counts finished calls: each call is appended to a local spool, summed
+// in memory and flushed to Redis per shard every FlushInterval, idempotently.
+type Meter struct {
+	cfg MeterConfig
+	ks  keyspace
+	log *slog.Logger
+
+	flushMu sync.Mutex // one flush (or rotation) at a time
+
+	mu           sync.Mutex
+	dir          string
+	lock         *os.File
+	file         *os.File
+	seq          int64
+	size, base   int64
+	shards       [NumShards]*aggregate
+	unacked      []*flush
+	unackedShard [NumShards]int
+	pendSpend    map[keyMonth]int64
+	pendCalls    map[fcKey]int64
+	backlog      int64
+	closed       bool
+
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
+	hooks    meterHooks
+}
+
+// NewMeter opens the spool in cfg.SpoolDir, replays what an earlier process
+// left there (unacknowledged flushes are resent with their ids, calls not yet
+// in any flush are flushed anew) and starts flushing in the background.
+func NewMeter(cfg MeterConfig) (*Meter, error) {
+	cfg.withDefaults()
+	if cfg.Redis == nil {
+		return nil, errors.New("new meter: no redis client")
+	}
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("new meter: no spool directory")
+	}
+	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
+		return nil, fmt.Errorf("new meter: create spool dir: %w", err)
+	}
+	lock, err := lockDir(cfg.SpoolDir)
+	if err != nil {
+		return nil, fmt.Errorf("new meter: %w", err)
+	}
+	m := &Meter{
+		cfg:       cfg,
+		ks:        keyspace{prefix: cfg.Prefix},
+		log:       cfg.Logger,
+		dir:       cfg.SpoolDir,
+		lock:      lock,
+		pendSpend: map[keyMonth]int64{},
+		pendCalls: map[fcKey]int64{},
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	for i := range m.shards {
+		m.shards[i] = newAggregate()
+	}
+	if err := m.recover(); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("new meter: %w", err)
+	}
+	go m.loop()
+	return m, nil
+}
+
+// recover replays the newest complete spool segment into memory and starts a
+// fresh segment holding that state.
+func (m *Meter) recover() error {
+	seqs, err := listSegments(m.dir)
+	if err != nil {
+		return err
+	}
+	var st spoolState
+	found := false
+	for i := len(seqs) - 1; i >= 0 && !found; i-- {
+		path := filepath.Join(m.dir, segmentName(seqs[i]))
+		s, complete, bad, err := replaySegment(path)
+		if err != nil {
+			return err
+		}
+		if !complete {
+			m.log.Warn("metering spool: ignoring segment cut short while being created", "segment", path)
+			continue
+		}
+		if bad > 0 {
+			m.log.Warn("metering spool: skipped unreadable lines (torn by an OS crash?)", "segment", path, "lines", bad)
+		}
+		st, found = s, true
+	}
+	if len(seqs) > 0 {
+		m.seq = seqs[len(seqs)-1]
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if found {
+		for _, f := range st.unacked {
+			m.addUnackedLocked(f)
+			m.addPendingLocked(f.agg, 1)
+			m.backlog += f.agg.n
+		}
+		for i, a := range st.carried {
+			m.shards[i].merge(a)
+			m.addPendingLocked(a, 1)
+			m.backlog += a.n
+		}
+		if m.backlog > 0 {
+			m.log.Info("metering spool: replaying calls left by an earlier run", "calls", m.backlog, "unacknowledged_flushes", len(st.unacked))
+		}
+	}
+	return m.rotateLocked()
+}
+
+// rotateLocked starts a new segment holding the current state (flushes not
+// acknowledged, calls not yet in a flush), syncs it, then removes every older
+// segment. Until the new one is complete and synced the old one stays the
+// truth, so a crash at any point loses and doubles nothing.
+func (m *Meter) rotateLocked() error {
+	seq := m.seq + 1
+	path := filepath.Join(m.dir, segmentName(seq))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("create spool segment: %w", err)
+	}
+	var buf []byte
+	add := func(r spoolRecord) error {
+		b, err := encodeRecord(r)
+		buf = append(buf, b...)
+		return err
+	}
+	err = add(spoolRecord{T: recHeader})
+	// Intents first: an intent resets its shard's carried calls on replay,
+	// and these carried calls are not in it.
+	for _, fl := range m.unacked {
+		err = errors.Join(err, add(spoolRecord{T: recFlush, ID: fl.id, Shard: fl.shard, Agg: fl.agg}))
+	}
+	for i, a := range m.shards {
+		if !a.empty() {
+			err = errors.Join(err, add(spoolRecord{T: recCarry, Shard: i, Agg: a}))
+		}
+	}
+	err = errors.Join(err, add(spoolRecord{T: recSnapshot}))
+	if err == nil {
+		_, err = f.Write(buf)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(m.dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write spool segment %s: %w", path, err)
+	}
+	if m.file != nil {
+		m.file.Close()
+	}
+	m.file, m.seq, m.size, m.base = f, seq, int64(len(buf)), int64(len(buf))
+	seqs, err := listSegments(m.dir)
+	if err != nil {
+		return err
+	}
+	for _, s := range seqs {
+		if s != seq {
+			if err := os.Remove(filepath.Join(m.dir, segmentName(s))); err != nil {
+				m.log.Warn("metering spool: remove old segment", "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+func (m *Meter) addUnackedLocked(f *flush) {
+	m.unacked = append(m.unacked, f)
+	m.unackedShard[f.shard]++
+}
+
+// addPendingLocked adds (sign 1) or removes (sign -1) an aggregate's spend and
+// call counts from what this process has not yet seen confirmed by Redis.
+func (m *Meter) addPendingLocked(a *aggregate, sign int64) {
+	for k, v := range a.spend {
+		km := keyMonth{KeyID: k.KeyID, Month: k.Month}
+		if m.pendSpend[km] += sign * v; m.pendSpend[km] == 0 {
+			delete(m.pendSpend, km)
+		}
+	}
+	for k, v := range a.calls {
+		if m.pendCalls[k] += sign * v; m.pendCalls[k] == 0 {
+			delete(m.pendCalls, k)
+		}
+	}
+}
+
+// Record counts one finished call. It appends the call to the spool with one
+// write(2) (so a killed process loses nothing it recorded) and never waits on
+// Redis. A spool write error is logged; the call is still counted in memory.
+func (m *Meter) Record(c Call) {
+	c.At = c.At.UTC()
+	line, err := encodeRecord(spoolRecord{T: recCall, Call: &c})
+	if err != nil {
+		m.log.Error("metering: encode call", "invocation_id", c.InvocationID, "err", err)
+		return
+	}
+	one := newAggregate()
+	one.addCall(c)
+	shard := shardOf(c.ConsumerID)
+
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		m.log.Error("metering: call recorded after Close is lost", "invocation_id", c.InvocationID)
+		return
+	}
+	if n, err := m.file.Write(line); err != nil {
+		m.log.Error("metering: append call to spool", "invocation_id", c.InvocationID, "err", err)
+	} else {
+		m.size += int64(n)
+	}
+	m.shards[shard].merge(one)
+	m.addPendingLocked(one, 1)
+	m.backlog++
+}
+
+// Backlog is how many recorded calls Redis has not yet confirmed.
+func (m *Meter) Backlog() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.backlog
+}
+
+// PendingSpend is the spend of keyID in the month of month that this process
+// recorded but Redis has not yet confirmed.
+func (m *Meter) PendingSpend(keyID string, month time.Time) decimal.Decimal {
+	return fromPico(m.pendingSpendPico(keyID, month))
+}
+
+func (m *Meter) pendingSpendPico(keyID string, month time.Time) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pendSpend[keyMonth{KeyID: keyID, Month: monthOf(month)}]
+}
+
+// PendingCalls is how many billable calls of functionID by consumerID in the
+// month of month this process recorded but Redis has not yet confirmed.
+func (m *Meter) PendingCalls(consumerID, functionID string, month time.Time) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pendCalls[fcKey{ConsumerID: consumerID, FunctionID: functionID, Month: monthOf(month)}]
+}
+
+func (m *Meter) loop() {
+	defer close(m.done)
+	t := time.NewTicker(m.cfg.FlushInterval)
+	defer t.Stop()
+	backoff := time.Duration(0)
+	var retryAt time.Time
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			if now.Before(retryAt) {
+				continue
+			}
+		}
+		if err := m.flushOnce(context.Background()); err != nil {
+			backoff = min(max(2*backoff, m.cfg.FlushInterval), m.cfg.MaxBackoff)
+			retryAt = time.Now().Add(backoff)
+			m.log.Warn("metering: flush to redis failed; will retry", "err", err, "retry_in", backoff, "backlog", m.Backlog())
+			continue
+		}
+		backoff = 0
+	}
+}
+
+// flushOnce cuts a flush for every shard with new calls (unless that shard
+// still has one outstanding), logs the intents, syncs the spool, and sends
+// every outstanding flush to Redis, oldest first.
+func (m *Meter) flushOnce(ctx context.Context) error {
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return errors.New("flush: meter is closed")
+	}
+	var werr error
+	for s, a := range m.shards {
+		if a.empty() || m.unackedShard[s] > 0 {
+			continue
+		}
+		f := &flush{id: uuid.NewString(), shard: s, agg: a}
+		line, err := encodeRecord(spoolRecord{T: recFlush, ID: f.id, Shard: s, Agg: a})
+		if err == nil {
+			var n int
+			n, err = m.file.Write(line)
+			m.size += int64(n)
+		}
+		if err != nil {
+			// Without the intent on disk the calls stay where they are; they
+			// go out in a later flush.
+			werr = fmt.Errorf("log flush intent: %w", err)
+			break
+		}
+		m.shards[s] = newAggregate()
+		m.addUnackedLocked(f)
+	}
+	if werr == nil && m.size > m.cfg.RotateBytes {
+		werr = m.rotateLocked()
+	}
+	file := m.file
+	outstanding := append([]*flush(nil), m.unacked...)
+	m.mu.Unlock()
+	if werr != nil {
+		return fmt.Errorf("flush: %w", werr)
+	}
+	if len(outstanding) == 0 {
+		return nil
+	}
+	// Intents are durable before Redis sees them, so an applied flush is
+	// always one the spool knows by id.
+	if err := file.Sync(); err != nil {
+		return fmt.Errorf("flush: sync spool: %w", err)
+	}
+	for _, f := range outstanding {
+		if h := m.hooks.beforeSend; h != nil {
+			if err := h(f); err != nil {
+				return err
+			}
+		}
+		if err := m.send(ctx, f); err != nil {
+			return fmt.Errorf("flush %s of shard %d: %w", f.id, f.shard, err)
+		}
+		if h := m.hooks.afterSend; h != nil {
+			if err := h(f); err != nil {
+				return err
+			}
+		}
+		m.ack(f)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.unacked) == 0 && m.size-m.base > m.cfg.CompactBytes && m.allEmptyLocked() {
+		if err := m.rotateLocked(); err != nil {
+			return fmt.Errorf("flush: compact spool: %w", err)
+		}
+	}
+	return nil
+}
+
+func (m *Meter) allEmptyLocked() bool {
+	for _, a := range m.shards {
+		if !a.empty() {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Meter) send(ctx context.Context, f *flush) error {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.SendTimeout)
+	defer cancel()
+	keys, args := f.agg.scriptArgs(m.ks, f.shard, f.id, m.cfg.AppliedTTL, m.cfg.CounterTTL)
+	if err := flushScript.Run(ctx, m.cfg.Redis, keys, args...).Err(); err != nil {
+		return fmt.Errorf("run flush script: %w", err)
+	}
+	return nil
+}
+
+// ack records that Redis holds f. A lost ack only means f is sent again,
+// which its applied marker turns into a no-op.
+func (m *Meter) ack(f *flush) {
+	line, _ := encodeRecord(spoolRecord{T: recAck, ID: f.id})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if n, err := m.file.Write(line); err != nil {
+		m.log.Warn("metering: log flush ack", "flush_id", f.id, "err", err)
+	} else {
+		m.size += int64(n)
+	}
+	for i, u := range m.unacked {
+		if u == f {
+			m.unacked = append(m.unacked[:i], m.unacked[i+1:]...)
+			break
+		}
+	}
+	m.unackedShard[f.shard]--
+	m.addPendingLocked(f.agg, -1)
+	m.backlog -= f.agg.n
+}
+
+// Close stops the background flushing and flushes everything recorded,
+// retrying until ctx ends. What is still undelivered then stays in the
+// spool and is sent by the next meter opened on the same directory.
+func (m *Meter) Close(ctx context.Context) error {
+	m.stopOnce.Do(func() { close(m.stop) })
+	<-m.done
+	var lastErr error
+	wait := 50 * time.Millisecond
+	for m.Backlog() > 0 {
+		if lastErr = m.flushOnce(ctx); lastErr == nil {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+			wait = min(2*wait, time.Second)
+			continue
+		}
+		break
+	}
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	var err error
+	if m.backlog == 0 && m.size > m.base {
+		err = m.rotateLocked()
+	}
+	m.closed = true
+	err = errors.Join(err, m.file.Close(), m.lock.Close())
+	if m.backlog > 0 {
+		return fmt.Errorf("close meter: %d calls not yet in redis are kept in spool %s: %w", m.backlog, m.dir, errors.Join(lastErr, ctx.Err()))
+	}
+	if err != nil {
+		return fmt.Errorf("close meter: %w", err)
+	}
+	return nil
+}
+
+// abandon stops the meter as kill -9 would: no flush, files just closed.
+func (m *Meter) abandon() {
+	m.stopOnce.Do(func() { close(m.stop) })
+	<-m.done
+	m.flushMu.Lock()
+	defer m.flushMu.Unlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	m.file.Close()
+	m.lock.Close()
+}

@@ -1,0 +1,224 @@
+package metering
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fnmarket/fnmarket/internal/testenv"
+)
+
+func TestMeterConcurrentRecordExact(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		rdb, prefix := testenv.Redis(t, b)
+		m := newTestMeter(t, rdb, prefix, t.TempDir(), 5*time.Millisecond)
+		const workers, each = 16, 150
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				for i := range each {
+					m.Record(genCall(w*each + i))
+				}
+			})
+		}
+		wg.Wait()
+		var want totals
+		for i := range workers * each {
+			want.add(genCall(i))
+		}
+		closeMeter(t, m)
+		if got := m.Backlog(); got != 0 {
+			t.Fatalf("backlog after close = %d, want 0", got)
+		}
+		if got := redisTotals(t, rdb, prefix, true); !got.equal(want) {
+			t.Fatalf("redis holds %v, want %v", got, want)
+		}
+	})
+}
+
+func TestFlushIdempotentByID(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		rdb, prefix := testenv.Redis(t, b)
+		m := newTestMeter(t, rdb, prefix, t.TempDir(), time.Hour)
+		defer closeMeter(t, m)
+		var want totals
+		agg := newAggregate()
+		for i := range 50 {
+			c := genCall(i)
+			c.ConsumerID, c.KeyID = "con_0", "key_0_0" // one shard
+			agg.addCall(c)
+			want.add(c)
+		}
+		f := &flush{id: "flush-fixed-id", shard: shardOf("con_0"), agg: agg}
+		for range 3 {
+			if err := m.send(context.Background(), f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := redisTotals(t, rdb, prefix, true); !got.equal(want) {
+			t.Fatalf("after sending the same flush 3 times redis holds %v, want once: %v", got, want)
+		}
+	})
+}
+
+func TestSpoolReplayAfterCrash(t *testing.T) {
+	errCrash := errors.New("simulated crash")
+	tests := []struct {
+		name string
+		// crashHooks makes the last flush before the crash stop at a step.
+		hooks      meterHooks
+		rotate     bool // a tiny RotateBytes, so segments rotate with flushes outstanding
+		flushFirst bool // flush the first calls fully before recording more
+	}{
+		{name: "never flushed"},
+		{name: "first part flushed and acknowledged", flushFirst: true},
+		{name: "crash after intent, before send", flushFirst: true, hooks: meterHooks{beforeSend: func(*flush) error { return errCrash }}},
+		{name: "crash after redis applied, before ack", flushFirst: true, hooks: meterHooks{afterSend: func(*flush) error { return errCrash }}},
+		{name: "rotated with flushes outstanding", flushFirst: true, rotate: true, hooks: meterHooks{afterSend: func(*flush) error { return errCrash }}},
+	}
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		for _, tc := range tests {
+			t.Run(tc.name, func(t *testing.T) {
+				rdb, prefix := testenv.Redis(t, b)
+				dir := t.TempDir()
+				ctx := context.Background()
+				cfg := MeterConfig{Redis: rdb, Prefix: prefix, SpoolDir: dir, FlushInterval: time.Hour, Logger: quietLogger()}
+				if tc.rotate {
+					cfg.RotateBytes = 2048
+				}
+				m, err := NewMeter(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var want totals
+				for i := range 120 {
+					m.Record(genCall(i))
+					want.add(genCall(i))
+				}
+				if tc.flushFirst {
+					if err := m.flushOnce(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for i := 120; i < 300; i++ {
+					m.Record(genCall(i))
+					want.add(genCall(i))
+				}
+				m.hooks = tc.hooks
+				if err := m.flushOnce(ctx); err != nil && !errors.Is(err, errCrash) {
+					t.Fatal(err)
+				}
+				for i := 300; i < 330; i++ {
+					m.Record(genCall(i))
+					want.add(genCall(i))
+				}
+				m.abandon()
+
+				// A second crash right after replay must not double anything either.
+				m2, err := NewMeter(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := m2.Backlog(); got == 0 {
+					t.Fatal("replay found nothing to send")
+				}
+				m2.abandon()
+
+				m3, err := NewMeter(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				closeMeter(t, m3)
+				if got := redisTotals(t, rdb, prefix, true); !got.equal(want) {
+					t.Fatalf("after crash and replay redis holds %v, want %v", got, want)
+				}
+				entries, err := os.ReadDir(dir)
+				if err != nil {
+					t.Fatal(err)
+				}
+				var segments int
+				for _, e := range entries {
+					if e.Name() != "LOCK" {
+						segments++
+						if info, _ := e.Info(); info.Size() > 200 {
+							t.Errorf("spool segment %s is %d bytes after a clean close, want compacted", e.Name(), info.Size())
+						}
+					}
+				}
+				if segments != 1 {
+					t.Errorf("%d spool segments after close, want 1", segments)
+				}
+			})
+		}
+	})
+}
+
+func TestSpoolIsLocked(t *testing.T) {
+	t.Parallel()
+	b := testenv.Backends()[0]
+	rdb, prefix := testenv.Redis(t, b)
+	dir := t.TempDir()
+	m := newTestMeter(t, rdb, prefix, dir, time.Hour)
+	defer closeMeter(t, m)
+	if _, err := NewMeter(MeterConfig{Redis: rdb, Prefix: prefix, SpoolDir: dir, Logger: quietLogger()}); err == nil {
+		t.Fatal("a second meter opened the same spool")
+	}
+}
+
+func TestMeterRedisUnreachable(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		conn, prefix := testenv.Redis(t, b)
+		rdb, proxy, ok := proxiedClient(t, b, conn)
+		if !ok {
+			t.Skip("the proxy cannot stand in front of a cluster")
+		}
+		m := newTestMeter(t, rdb, prefix, t.TempDir(), 5*time.Millisecond)
+		var want totals
+
+		// Fully down: nothing can be delivered, nothing is lost.
+		proxy.setUp(false)
+		for i := range 200 {
+			m.Record(genCall(i))
+			want.add(genCall(i))
+		}
+		if err := m.flushOnce(context.Background()); err == nil {
+			t.Fatal("flush succeeded with redis unreachable")
+		}
+		if got := m.Backlog(); got != 200 {
+			t.Fatalf("backlog with redis down = %d, want 200", got)
+		}
+		l := newTestLimiter(t, rdb, prefix, nil, m)
+		a, err := l.Admit(context.Background(), AdmissionRequest{Caller: Caller{ConsumerID: "con_0", KeyID: "key_0_0", RateLimitPerSecond: 10}, FunctionID: "fn_0"})
+		if err != nil || !a.Degraded || !a.Allowed {
+			t.Fatalf("admission with redis down = %+v, %v; want allowed and degraded", a, err)
+		}
+
+		// Flapping while calls keep coming: connections cut mid-flush may
+		// lose replies of applied flushes, whose resends must not double.
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for i := 200; i < 2000; i++ {
+				m.Record(genCall(i))
+				if i%50 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		})
+		for i := 200; i < 2000; i++ {
+			want.add(genCall(i))
+		}
+		for i := range 8 {
+			proxy.setUp(i%2 == 1)
+			time.Sleep(15 * time.Millisecond)
+		}
+		wg.Wait()
+		proxy.setUp(true)
+		closeMeter(t, m)
+		if got := redisTotals(t, conn, prefix, true); !got.equal(want) {
+			t.Fatalf("after the outage redis holds %v, want %v", got, want)
+		}
+	})
+}

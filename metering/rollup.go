@@ -1,0 +1,365 @@
+package metering
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/internal/database"
+)
+
+// moveScript atomically turns a shard's live counters into a batch and logs
+// the batch in the shard's pending set; nothing happens when live is empty.
+// KEYS: live, batch, pending. ARGV: batch id.
+var moveScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('SADD', KEYS[3], ARGV[1])
+return 1
+`)
+
+// Roll-up steps, named for the crash-injection seam.
+const (
+	stepMoved     = "moved"     // live renamed to a batch, logged as pending
+	stepRead      = "read"      // batch read from Redis
+	stepInTx      = "in-tx"     // rows written, transaction not yet committed
+	stepCommitted = "committed" // transaction committed, batch still in Redis
+)
+
+// RollupConfig configures a Rollup.
+type RollupConfig struct {
+	// DB receives the usage.
+	DB *database.DB
+	// Redis holds the counters.
+	Redis redis.UniversalClient
+	// Prefix is put before every Redis key; the same as the Meter's.
+	Prefix string
+	// OnBatch, when set, runs inside each batch's transaction with its rows
+	// (for example to bump api_keys.last_used_at); an error aborts the batch.
+	OnBatch func(tx *gorm.DB, rows []UsageRow) error
+	// Clock stamps usage_batches.applied_at; default fnmarket.SystemClock.
+	Clock fnmarket.Clock
+	// Logger receives failures in Run; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Rollup moves counters out of Redis into usage_hourly and usage_latency,
+// each batch exactly once, however many workers run it and wherever one
+// stops.
+type Rollup struct {
+	cfg RollupConfig
+	ks  keyspace
+	// failAt is a test seam: a non-nil error for a step stops the roll-up
+	// there, as a crash would.
+	failAt func(step string) error
+}
+
+// RollupStats counts what one pass did.
+type RollupStats struct {
+	// Batches were written to the database by this pass.
+	Batches int
+	// Skipped batches had already been written (by another worker or an
+	// earlier pass that stopped before cleaning up).
+	Skipped int
+	// Rows is the number of usage_hourly rows written.
+	Rows int
+	// Calls is the number of calls in the batches written.
+	Calls int64
+}
+
+// NewRollup returns a Rollup.
+func NewRollup(cfg RollupConfig) (*Rollup, error) {
+	if cfg.DB == nil || cfg.Redis == nil {
+		return nil, errors.New("new rollup: needs a database and a redis client")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = fnmarket.SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Rollup{cfg: cfg, ks: keyspace{prefix: cfg.Prefix}}, nil
+}
+
+// Run rolls up every interval until ctx ends; failures are logged and retried.
+func (r *Rollup) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if st, err := r.RunOnce(ctx); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.cfg.Logger.Error("metering: roll-up failed; will retry", "err", err, "batches", st.Batches)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce rolls up every shard once: first the batches a previous pass left
+// pending, then the live counters.
+func (r *Rollup) RunOnce(ctx context.Context) (RollupStats, error) {
+	var st RollupStats
+	var errs []error
+	for shard := range NumShards {
+		if err := r.rollShard(ctx, shard, &st); err != nil {
+			if ctx.Err() != nil {
+				return st, fmt.Errorf("roll up usage: %w", ctx.Err())
+			}
+			errs = append(errs, fmt.Errorf("shard %d: %w", shard, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return st, fmt.Errorf("roll up usage: %w", err)
+	}
+	return st, nil
+}
+
+func (r *Rollup) fail(step string) error {
+	if r.failAt == nil {
+		return nil
+	}
+	return r.failAt(step)
+}
+
+func (r *Rollup) rollShard(ctx context.Context, shard int, st *RollupStats) error {
+	ids, err := r.cfg.Redis.SMembers(ctx, r.ks.pending(shard)).Result()
+	if err != nil {
+		return fmt.Errorf("list pending batches: %w", err)
+	}
+	for _, id := range ids {
+		if err := r.applyBatch(ctx, shard, id, st); err != nil {
+			return err
+		}
+	}
+	id := uuid.NewString()
+	moved, err := moveScript.Run(ctx, r.cfg.Redis,
+		[]string{r.ks.live(shard), r.ks.batch(shard, id), r.ks.pending(shard)}, id).Int()
+	if err != nil {
+		return fmt.Errorf("move live counters to batch %s: %w", id, err)
+	}
+	if moved == 0 {
+		return nil
+	}
+	if err := r.fail(stepMoved); err != nil {
+		return err
+	}
+	return r.applyBatch(ctx, shard, id, st)
+}
+
+// applyBatch writes one batch to the database in one transaction keyed by
+// its id, then, only after the commit, drops it from Redis.
+func (r *Rollup) applyBatch(ctx context.Context, shard int, id string, st *RollupStats) error {
+	h, err := r.cfg.Redis.HGetAll(ctx, r.ks.batch(shard, id)).Result()
+	if err != nil {
+		return fmt.Errorf("read usage batch %s: %w", id, err)
+	}
+	if len(h) > 0 {
+		if err := r.fail(stepRead); err != nil {
+			return err
+		}
+		rows, err := rowsFromHash(h, nil)
+		if err != nil {
+			return fmt.Errorf("roll up usage batch %s: %w", id, err)
+		}
+		applied, err := r.writeBatch(ctx, shard, id, rows)
+		if err != nil {
+			return fmt.Errorf("roll up usage batch %s: %w", id, err)
+		}
+		if applied {
+			st.Batches++
+			st.Rows += len(rows)
+			for _, row := range rows {
+				st.Calls += row.Calls
+			}
+		} else {
+			st.Skipped++
+		}
+		if err := r.fail(stepCommitted); err != nil {
+			return err
+		}
+	}
+	// An empty batch was already written and deleted by someone who stopped
+	// before (or raced us to) removing it from pending.
+	_, err = r.cfg.Redis.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, r.ks.batch(shard, id))
+		p.SRem(ctx, r.ks.pending(shard), id)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("drop rolled-up batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// usageBatchRow is a row of usage_batches.
+type usageBatchRow struct {
+	ID        string    `gorm:"column:id;primaryKey"`
+	Shard     int       `gorm:"column:shard"`
+	RowCount  int       `gorm:"column:row_count"`
+	AppliedAt time.Time `gorm:"column:applied_at"`
+}
+
+func (usageBatchRow) TableName() string { return "usage_batches" }
+
+// usageHourlyRow is a row of usage_hourly.
+type usageHourlyRow struct {
+	HourStart     int64  `gorm:"column:hour_start;primaryKey"`
+	ConsumerID    string `gorm:"column:consumer_id;primaryKey"`
+	KeyID         string `gorm:"column:key_id;primaryKey"`
+	FunctionID    string `gorm:"column:function_id;primaryKey"`
+	Version       int    `gorm:"column:version;primaryKey"`
+	Calls         int64  `gorm:"column:calls"`
+	BillableCalls int64  `gorm:"column:billable_calls"`
+	ComputeMs     int64  `gorm:"column:compute_ms"`
+	Errors        int64  `gorm:"column:errors"`
+}
+
+func (usageHourlyRow) TableName() string { return "usage_hourly" }
+
+// usageLatencyRow is a row of usage_latency.
+type usageLatencyRow struct {
+	FunctionID string `gorm:"column:function_id;primaryKey"`
+	HourStart  int64  `gorm:"column:hour_start;primaryKey"`
+	Version    int    `gorm:"column:version;primaryKey"`
+	Bucket     int    `gorm:"column:bucket;primaryKey"`
+	Calls      int64  `gorm:"column:calls"`
+}
+
+func (usageLatencyRow) TableName() string { return "usage_latency" }
+
+func addColumns(table string, cols ...string) clause.Set {
+	m := make(map[string]any, len(cols))
+	for _, c := range cols {
+		m[c] = gorm.Expr(table + "." + c + " + excluded." + c)
+	}
+	return clause.Assignments(m)
+}
+
+// writeBatch writes rows under batch id in one transaction. It reports
+// applied=false when the batch was already in the database.
+func (r *Rollup) writeBatch(ctx context.Context, shard int, id string, rows []UsageRow) (bool, error) {
+	hourly := make([]usageHourlyRow, 0, len(rows))
+	type latKey struct {
+		fn          string
+		hour        int64
+		version, bk int
+	}
+	lat := map[latKey]int64{}
+	for _, u := range rows {
+		hour := u.HourStart.Unix()
+		hourly = append(hourly, usageHourlyRow{
+			HourStart: hour, ConsumerID: u.ConsumerID, KeyID: u.KeyID, FunctionID: u.FunctionID, Version: u.Version,
+			Calls: u.Calls, BillableCalls: u.BillableCalls, ComputeMs: u.ComputeMs, Errors: u.Errors,
+		})
+		for b, n := range u.Histogram {
+			if n != 0 {
+				lat[latKey{u.FunctionID, hour, u.Version, b}] += n
+			}
+		}
+	}
+	latency := make([]usageLatencyRow, 0, len(lat))
+	for k, n := range lat {
+		latency = append(latency, usageLatencyRow{FunctionID: k.fn, HourStart: k.hour, Version: k.version, Bucket: k.bk, Calls: n})
+	}
+	// A stable order makes concurrent workers lock rows in the same order.
+	sort.Slice(hourly, func(i, j int) bool { return lessHourly(hourly[i], hourly[j]) })
+	sort.Slice(latency, func(i, j int) bool {
+		a, b := latency[i], latency[j]
+		if a.FunctionID != b.FunctionID {
+			return a.FunctionID < b.FunctionID
+		}
+		if a.HourStart != b.HourStart {
+			return a.HourStart < b.HourStart
+		}
+		if a.Version != b.Version {
+			return a.Version < b.Version
+		}
+		return a.Bucket < b.Bucket
+	})
+
+	errAlready := errors.New("batch already applied")
+	err := r.cfg.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var n int64
+		if err := tx.Model(&usageBatchRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
+			return fmt.Errorf("look up batch: %w", err)
+		}
+		if n > 0 {
+			return errAlready
+		}
+		// The batch row goes first: a second worker on the same batch waits
+		// here on the primary key, then fails, before touching any counter.
+		if err := tx.Create(&usageBatchRow{ID: id, Shard: shard, RowCount: len(rows), AppliedAt: r.cfg.Clock.Now().UTC()}).Error; err != nil {
+			return fmt.Errorf("insert batch: %w", err)
+		}
+		if len(hourly) > 0 {
+			err := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "hour_start"}, {Name: "consumer_id"}, {Name: "key_id"}, {Name: "function_id"}, {Name: "version"}},
+				DoUpdates: addColumns("usage_hourly", "calls", "billable_calls", "compute_ms", "errors"),
+			}).CreateInBatches(&hourly, 500).Error
+			if err != nil {
+				return fmt.Errorf("upsert usage_hourly: %w", err)
+			}
+		}
+		if len(latency) > 0 {
+			err := tx.Clauses(clause.OnConflict{
+				Columns:   []clause.Column{{Name: "function_id"}, {Name: "hour_start"}, {Name: "version"}, {Name: "bucket"}},
+				DoUpdates: addColumns("usage_latency", "calls"),
+			}).CreateInBatches(&latency, 1000).Error
+			if err != nil {
+				return fmt.Errorf("upsert usage_latency: %w", err)
+			}
+		}
+		if r.cfg.OnBatch != nil {
+			if err := r.cfg.OnBatch(tx, rows); err != nil {
+				return fmt.Errorf("on-batch hook: %w", err)
+			}
+		}
+		return r.fail(stepInTx)
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, errAlready):
+		return false, nil
+	}
+	// A duplicate key means another worker committed the same batch first
+	// (on PostgreSQL our insert waited for it, then failed); a failed commit
+	// may still have committed. Either way the batch row tells the truth.
+	var n int64
+	if cerr := r.cfg.DB.WithContext(ctx).Model(&usageBatchRow{}).Where("id = ?", id).Count(&n).Error; cerr == nil && n > 0 {
+		return false, nil
+	}
+	return false, err
+}
+
+func lessHourly(a, b usageHourlyRow) bool {
+	if a.HourStart != b.HourStart {
+		return a.HourStart < b.HourStart
+	}
+	if a.ConsumerID != b.ConsumerID {
+		return a.ConsumerID < b.ConsumerID
+	}
+	if a.KeyID != b.KeyID {
+		return a.KeyID < b.KeyID
+	}
+	if a.FunctionID != b.FunctionID {
+		return a.FunctionID < b.FunctionID
+	}
+	return a.Version < b.Version
+}

@@ -1,0 +1,193 @@
+package metering
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// Spool record types. A segment starts with a snapshot (header, the flushes
+// still unacknowledged, the calls carried over not yet in any flush, and a
+// snapshot-complete marker); after it come calls, flush intents and acks in
+// the order they happened.
+const (
+	recHeader   = "h" // segment header
+	recCarry    = "g" // calls carried from an older segment, summed, not yet in any flush
+	recSnapshot = "s" // the snapshot part of the segment is complete and synced
+	recCall     = "c" // one recorded call
+	recFlush    = "f" // flush intent: id, shard and exactly what it adds to Redis
+	recAck      = "a" // Redis confirmed the flush with this id
+)
+
+// spoolRecord is one line of a spool segment.
+type spoolRecord struct {
+	T     string     `json:"t"`
+	Call  *Call      `json:"call,omitempty"`
+	ID    string     `json:"id,omitempty"`
+	Shard int        `json:"shard,omitempty"`
+	Agg   *aggregate `json:"agg,omitempty"`
+}
+
+func encodeRecord(r spoolRecord) ([]byte, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode spool record %s: %w", r.T, err)
+	}
+	return append(b, '\n'), nil
+}
+
+// flush is one batch of a shard's counters on its way to Redis; its id makes
+// sending it again harmless.
+type flush struct {
+	id    string
+	shard int
+	agg   *aggregate
+}
+
+// spoolState is what replaying a segment recovers.
+type spoolState struct {
+	unacked []*flush
+	carried [NumShards]*aggregate
+}
+
+const segmentPrefix, segmentSuffix = "spool-", ".log"
+
+func segmentName(seq int64) string {
+	return fmt.Sprintf("%s%016d%s", segmentPrefix, seq, segmentSuffix)
+}
+
+// listSegments returns the spool segments in dir, oldest first.
+func listSegments(dir string) ([]int64, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list spool %s: %w", dir, err)
+	}
+	var seqs []int64
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasPrefix(n, segmentPrefix) || !strings.HasSuffix(n, segmentSuffix) {
+			continue
+		}
+		seq, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(n, segmentPrefix), segmentSuffix), 10, 64)
+		if err != nil {
+			continue
+		}
+		seqs = append(seqs, seq)
+	}
+	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
+	return seqs, nil
+}
+
+// replaySegment reads one segment. complete is false when the segment has no
+// snapshot marker: it was cut short while being created and the segment
+// before it still holds the truth. A torn last line (an OS crash mid-write)
+// is skipped; badLines counts such lines.
+func replaySegment(path string) (st spoolState, complete bool, badLines int, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return st, false, 0, fmt.Errorf("open spool segment: %w", err)
+	}
+	defer f.Close()
+	for i := range st.carried {
+		st.carried[i] = newAggregate()
+	}
+	byID := map[string]int{}
+	r := bufio.NewReaderSize(f, 1<<16)
+	for {
+		line, rerr := r.ReadBytes('\n')
+		if len(line) > 0 {
+			var rec spoolRecord
+			if line[len(line)-1] != '\n' || json.Unmarshal(line, &rec) != nil {
+				badLines++
+			} else {
+				if perr := st.apply(rec, byID, &complete); perr != nil {
+					badLines++
+				}
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return st, false, badLines, fmt.Errorf("read spool segment %s: %w", path, rerr)
+		}
+	}
+	var unacked []*flush
+	for _, fl := range st.unacked {
+		if fl != nil {
+			unacked = append(unacked, fl)
+		}
+	}
+	st.unacked = unacked
+	return st, complete, badLines, nil
+}
+
+func (st *spoolState) apply(rec spoolRecord, byID map[string]int, complete *bool) error {
+	if rec.Shard < 0 || rec.Shard >= NumShards {
+		return errors.New("shard out of range")
+	}
+	switch rec.T {
+	case recHeader:
+	case recSnapshot:
+		*complete = true
+	case recCarry:
+		if rec.Agg == nil {
+			return errors.New("carry without aggregate")
+		}
+		st.carried[rec.Shard].merge(rec.Agg)
+	case recCall:
+		if rec.Call == nil {
+			return errors.New("call record without call")
+		}
+		st.carried[shardOf(rec.Call.ConsumerID)].addCall(*rec.Call)
+	case recFlush:
+		if rec.Agg == nil || rec.ID == "" {
+			return errors.New("flush without id or aggregate")
+		}
+		// The intent holds every call of its shard logged before it.
+		st.carried[rec.Shard] = newAggregate()
+		if _, dup := byID[rec.ID]; !dup {
+			byID[rec.ID] = len(st.unacked)
+			st.unacked = append(st.unacked, &flush{id: rec.ID, shard: rec.Shard, agg: rec.Agg})
+		}
+	case recAck:
+		if i, ok := byID[rec.ID]; ok {
+			st.unacked[i] = nil
+		}
+	default:
+		return fmt.Errorf("unknown record type %q", rec.T)
+	}
+	return nil
+}
+
+// syncDir makes a directory's entries (created, removed files) durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// lockDir takes an exclusive advisory lock on dir, so two meters never share
+// a spool. The lock goes away with the process, even on kill -9.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open spool lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock spool %s (is another process using it?): %w", dir, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,260 @@
+package metering
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/internal/database"
+)
+
+// liveScript reads a shard's live counters and every pending batch in one
+// atomic step, so a batch being moved or rolled up is seen exactly once.
+// KEYS: live, pending. ARGV: the batch key prefix. It answers
+// {live fields, id1, batch1 fields, id2, batch2 fields, ...}; batch keys are
+// built inside, all in the shard's slot.
+var liveScript = redis.NewScript(`
+local res = {redis.call('HGETALL', KEYS[1])}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  res[#res + 1] = id
+  res[#res + 1] = redis.call('HGETALL', ARGV[1] .. id)
+end
+return res
+`)
+
+// Granularity is the length of the periods Usage sums over.
+type Granularity string
+
+// Granularities Usage accepts.
+const (
+	// GranularityHour sums per UTC hour.
+	GranularityHour Granularity = "hour"
+	// GranularityDay sums per UTC day.
+	GranularityDay Granularity = "day"
+	// GranularityTotal sums the whole range into one period starting at From.
+	GranularityTotal Granularity = "total"
+)
+
+// UsageFilter selects usage for Usage. ConsumerID gives a consumer's own view;
+// FunctionIDs gives a vendor's view of its functions, summed over consumers.
+// At least one must be set (both narrow together); a non-nil empty
+// FunctionIDs matches nothing.
+type UsageFilter struct {
+	ConsumerID  string
+	FunctionIDs []string
+	// From and To bound hour starts: From <= hour < To; a zero To is open.
+	From, To time.Time
+	// Granularity defaults to GranularityHour.
+	Granularity Granularity
+}
+
+// UsagePeriod is the usage of one function version in one period.
+type UsagePeriod struct {
+	PeriodStart   time.Time
+	FunctionID    string
+	Version       int
+	Calls         int64
+	BillableCalls int64
+	ComputeMs     int64
+	Errors        int64
+}
+
+// LatencyHour is the compute-ms histogram of one function version in one
+// hour: calls per HistogramBounds bucket, plus the overflow bucket.
+type LatencyHour struct {
+	HourStart time.Time
+	Version   int
+	Histogram []int64
+}
+
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	DB     *database.DB
+	Redis  redis.UniversalClient
+	Prefix string // the Meter's Redis key prefix
+}
+
+// Store reads usage: rolled up from the database, not yet rolled up from Redis.
+type Store struct {
+	cfg StoreConfig
+	ks  keyspace
+}
+
+// NewStore returns a Store.
+func NewStore(cfg StoreConfig) *Store { return &Store{cfg: cfg, ks: keyspace{prefix: cfg.Prefix}} }
+
+// Usage sums rolled-up usage per function version and period, oldest period
+// first.
+func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error) {
+	if f.ConsumerID == "" && f.FunctionIDs == nil {
+		return nil, fnmarket.Errorf(fnmarket.EINVALID, "usage needs a consumer or a set of functions")
+	}
+	if f.FunctionIDs != nil && len(f.FunctionIDs) == 0 {
+		return []UsagePeriod{}, nil
+	}
+	var period string
+	switch f.Granularity {
+	case GranularityHour, "":
+		period = "hour_start"
+	case GranularityDay:
+		period = "(hour_start - (hour_start % 86400))"
+	case GranularityTotal:
+		period = "0"
+	default:
+		return nil, fnmarket.Errorf(fnmarket.EINVALID, "granularity must be hour, day or total")
+	}
+	q := s.cfg.DB.WithContext(ctx).Table("usage_hourly").
+		Select("function_id, version, "+period+" AS period_start, "+
+			"CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(billable_calls) AS BIGINT) AS billable_calls, "+
+			"CAST(SUM(compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(errors) AS BIGINT) AS errors").
+		Where("hour_start >= ?", f.From.Unix())
+	if !f.To.IsZero() {
+		q = q.Where("hour_start < ?", f.To.Unix())
+	}
+	if f.ConsumerID != "" {
+		q = q.Where("consumer_id = ?", f.ConsumerID)
+	}
+	if f.FunctionIDs != nil {
+		q = q.Where("function_id IN ?", f.FunctionIDs)
+	}
+	group := "function_id, version"
+	if period != "0" {
+		group += ", " + period
+	}
+	var rows []struct {
+		FunctionID    string
+		Version       int
+		PeriodStart   int64
+		Calls         int64
+		BillableCalls int64
+		ComputeMs     int64
+		Errors        int64
+	}
+	if err := q.Group(group).Order("period_start, function_id, version").Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("read usage: %w", err)
+	}
+	out := make([]UsagePeriod, 0, len(rows))
+	for _, r := range rows {
+		start := time.Unix(r.PeriodStart, 0).UTC()
+		if f.Granularity == GranularityTotal {
+			start = f.From.UTC()
+		}
+		out = append(out, UsagePeriod{
+			PeriodStart: start, FunctionID: r.FunctionID, Version: r.Version,
+			Calls: r.Calls, BillableCalls: r.BillableCalls, ComputeMs: r.ComputeMs, Errors: r.Errors,
+		})
+	}
+	return out, nil
+}
+
+// LiveUsage returns a consumer's usage still in Redis (live counters and
+// batches moved out but not yet committed), one row per hour, key and function
+// version. Batches already committed to the database are left out; a batch
+// committing while this runs may still be missed or seen twice, so it is for
+// previews, never for invoices.
+func (s *Store) LiveUsage(ctx context.Context, consumerID string) ([]UsageRow, error) {
+	if consumerID == "" {
+		return nil, fnmarket.Errorf(fnmarket.EINVALID, "live usage needs a consumer")
+	}
+	shard := shardOf(consumerID)
+	res, err := liveScript.Run(ctx, s.cfg.Redis, []string{s.ks.live(shard), s.ks.pending(shard)}, s.ks.batch(shard, "")).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("read live usage: %w", err)
+	}
+	if len(res) == 0 || len(res)%2 != 1 {
+		return nil, fmt.Errorf("read live usage: unexpected answer of %d values", len(res))
+	}
+	hashes := []any{res[0]}
+	var ids []string
+	idHash := map[string]any{}
+	for i := 1; i+1 < len(res); i += 2 {
+		id, _ := res[i].(string)
+		ids = append(ids, id)
+		idHash[id] = res[i+1]
+	}
+	if len(ids) > 0 {
+		var done []string
+		if err := s.cfg.DB.WithContext(ctx).Model(&usageBatchRow{}).Where("id IN ?", ids).Pluck("id", &done).Error; err != nil {
+			return nil, fmt.Errorf("read live usage: look up committed batches: %w", err)
+		}
+		for _, id := range done {
+			delete(idHash, id)
+		}
+		for _, id := range ids {
+			if h, ok := idHash[id]; ok {
+				hashes = append(hashes, h)
+			}
+		}
+	}
+	sum := map[rowKey]*UsageRow{}
+	for _, h := range hashes {
+		flat, ok := h.([]any)
+		if !ok || len(flat)%2 != 0 {
+			return nil, fmt.Errorf("read live usage: unexpected hash %T", h)
+		}
+		m := make(map[string]string, len(flat)/2)
+		for i := 0; i < len(flat); i += 2 {
+			k, _ := flat[i].(string)
+			v, _ := flat[i+1].(string)
+			m[k] = v
+		}
+		rows, err := rowsFromHash(m, func(k rowKey) bool { return k.ConsumerID == consumerID })
+		if err != nil {
+			return nil, fmt.Errorf("read live usage: %w", err)
+		}
+		for _, r := range rows {
+			k := rowKey{HourStart: r.HourStart.Unix(), ConsumerID: r.ConsumerID, KeyID: r.KeyID, FunctionID: r.FunctionID, Version: r.Version}
+			if t, ok := sum[k]; ok {
+				t.Calls += r.Calls
+				t.BillableCalls += r.BillableCalls
+				t.ComputeMs += r.ComputeMs
+				t.Errors += r.Errors
+				for i := range t.Histogram {
+					t.Histogram[i] += r.Histogram[i]
+				}
+				continue
+			}
+			sum[k] = &r
+		}
+	}
+	out := make([]UsageRow, 0, len(sum))
+	for _, r := range sum {
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return lessHourly(
+			usageHourlyRow{HourStart: a.HourStart.Unix(), ConsumerID: a.ConsumerID, KeyID: a.KeyID, FunctionID: a.FunctionID, Version: a.Version},
+			usageHourlyRow{HourStart: b.HourStart.Unix(), ConsumerID: b.ConsumerID, KeyID: b.KeyID, FunctionID: b.FunctionID, Version: b.Version})
+	})
+	return out, nil
+}
+
+// Latency returns the compute-ms histogram of a function per hour and
+// version for hours from <= hour < to, oldest first.
+func (s *Store) Latency(ctx context.Context, functionID string, from, to time.Time) ([]LatencyHour, error) {
+	var rows []usageLatencyRow
+	err := s.cfg.DB.WithContext(ctx).
+		Where("function_id = ? AND hour_start >= ? AND hour_start < ?", functionID, from.Unix(), to.Unix()).
+		Order("hour_start, version, bucket").Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("read latency of %s: %w", functionID, err)
+	}
+	var out []LatencyHour
+	for _, r := range rows {
+		if r.Bucket < 0 || r.Bucket > len(HistogramBounds) {
+			continue
+		}
+		n := len(out)
+		if n == 0 || out[n-1].HourStart.Unix() != r.HourStart || out[n-1].Version != r.Version {
+			out = append(out, LatencyHour{HourStart: time.Unix(r.HourStart, 0).UTC(), Version: r.Version, Histogram: make([]int64, len(HistogramBounds)+1)})
+			n++
+		}
+		out[n-1].Histogram[r.Bucket] += r.Calls
+	}
+	return out, nil
+}
