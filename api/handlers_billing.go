@@ -16,6 +16,7 @@ import (
 type UsageQuery struct {
 	ConsumerID  string
 	VendorID    string
+	FunctionIDs []string // the vendor's functions, with VendorID
 	From, To    time.Time
 	Granularity string // "hour" or "day"
 }
@@ -106,6 +107,14 @@ func (s *Server) handleUsage(vendor bool) echo.HandlerFunc {
 				return err
 			}
 			q.VendorID = ven.ID
+			fs, err := s.Catalog.Functions(c.Request().Context(), ven)
+			if err != nil {
+				return err
+			}
+			q.FunctionIDs = []string{}
+			for _, f := range fs {
+				q.FunctionIDs = append(q.FunctionIDs, f.ID)
+			}
 		} else {
 			q.ConsumerID = accountID(c)
 		}

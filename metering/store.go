@@ -50,11 +50,15 @@ type UsageFilter struct {
 	From, To time.Time
 	// Granularity defaults to GranularityHour.
 	Granularity Granularity
+	// PerConsumer keeps consumers apart instead of summing over them (the
+	// free tier counts per consumer, so pricing a vendor's usage needs it).
+	PerConsumer bool
 }
 
 // UsagePeriod is the usage of one function version in one period.
 type UsagePeriod struct {
 	PeriodStart   time.Time
+	ConsumerID    string // set only with UsageFilter.PerConsumer
 	FunctionID    string
 	Version       int
 	Calls         int64
@@ -108,9 +112,6 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 		return nil, fnmarket.Errorf(fnmarket.EINVALID, "granularity must be hour, day or total")
 	}
 	q := s.cfg.DB.WithContext(ctx).Table("usage_hourly").
-		Select("function_id, version, "+period+" AS period_start, "+
-			"CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(billable_calls) AS BIGINT) AS billable_calls, "+
-			"CAST(SUM(compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(errors) AS BIGINT) AS errors").
 		Where("hour_start >= ?", f.From.Unix())
 	if !f.To.IsZero() {
 		q = q.Where("hour_start < ?", f.To.Unix())
@@ -122,10 +123,19 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 		q = q.Where("function_id IN ?", f.FunctionIDs)
 	}
 	group := "function_id, version"
+	consumer := "'' AS consumer_id, "
+	if f.PerConsumer {
+		group += ", consumer_id"
+		consumer = "consumer_id, "
+	}
+	q = q.Select(consumer + "function_id, version, " + period + " AS period_start, " +
+		"CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(billable_calls) AS BIGINT) AS billable_calls, " +
+		"CAST(SUM(compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(errors) AS BIGINT) AS errors")
 	if period != "0" {
 		group += ", " + period
 	}
 	var rows []struct {
+		ConsumerID    string
 		FunctionID    string
 		Version       int
 		PeriodStart   int64
@@ -144,7 +154,7 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 			start = f.From.UTC()
 		}
 		out = append(out, UsagePeriod{
-			PeriodStart: start, FunctionID: r.FunctionID, Version: r.Version,
+			PeriodStart: start, ConsumerID: r.ConsumerID, FunctionID: r.FunctionID, Version: r.Version,
 			Calls: r.Calls, BillableCalls: r.BillableCalls, ComputeMs: r.ComputeMs, Errors: r.Errors,
 		})
 	}

@@ -22,6 +22,7 @@ type config struct {
 	DataDir               string
 	DatabaseURL           string
 	RedisURL              string
+	RedisPrefix           string
 	JWTSecret             string
 	RateLimitPerKey       int
 	AllowPrivateUpstreams bool
@@ -53,6 +54,7 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&c.DataDir, "data-dir", env("FNMARKET_DATA_DIR", "./data"), "embedded default's data directory (FNMARKET_DATA_DIR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; empty: embedded SQLite (DATABASE_URL)")
 	fs.StringVar(&c.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis URL or comma-separated cluster seeds; empty: in-process (REDIS_URL)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("FNMARKET_REDIS_PREFIX", "fnm:"), "prefix of every Redis key (FNMARKET_REDIS_PREFIX)")
 	fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env("FNMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (FNMARKET_LOG_LEVEL)")
 	fs.StringVar(&c.Period, "period", "", "bill: the month to bill, YYYY-MM")

@@ -8,8 +8,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
+
+	"gorm.io/gorm"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -19,8 +23,10 @@ import (
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/redisx"
+	"github.com/fnmarket/fnmarket/metering"
 )
 
 const usage = `usage: fnmarket <command> [flags]
@@ -96,7 +102,8 @@ type app struct {
 	catalog  *catalog.Store
 	registry *prometheus.Registry
 
-	closers []func()
+	closers      []func()
+	rollupPasses atomic.Int64
 }
 
 func (a *app) close() {
@@ -228,31 +235,172 @@ func (a *app) handleReady(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, `{"status":"ready"}`)
 }
 
-// parts are the HTTP handlers and background loops one command runs.
+// parts are the HTTP handlers and background loops one command runs; stop
+// runs in reverse order of registration at shutdown, after the HTTP server
+// has drained.
 type parts struct {
-	api     http.Handler
+	api     *api.Server
 	gateway http.Handler
 	stop    []func(context.Context) error
 }
 
+func (p *parts) onStop(f func(context.Context) error) { p.stop = append(p.stop, f) }
+
 func (a *app) buildParts(ctx context.Context, cmd string) (*parts, error) {
 	p := &parts{}
-	secret, err := a.cfg.jwtSecret()
-	if err != nil {
-		return nil, err
+	// Stop order (reverse of registration): gateway, meter, worker.
+	if cmd == "serve" || cmd == "worker" {
+		if err := a.startWorker(ctx, p, cmd == "serve"); err != nil {
+			return nil, err
+		}
+	}
+	if cmd == "serve" || cmd == "gateway" {
+		if err := a.startGateway(ctx, p); err != nil {
+			return nil, err
+		}
 	}
 	if cmd == "serve" || cmd == "api" {
-		srv := api.NewServer(api.Deps{
-			Logger:       a.log,
-			Accounts:     a.accounts,
-			Catalog:      a.catalog,
-			Sessions:     api.NewSessions(secret, 24*time.Hour, a.clock),
-			GatewayURL:   a.cfg.PublicURL,
-			MaxBodyBytes: 48 << 20,
-		})
-		p.api = srv
+		if err := a.buildAPI(p); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
+}
+
+func (a *app) buildAPI(p *parts) error {
+	secret, err := a.cfg.jwtSecret()
+	if err != nil {
+		return err
+	}
+	usage := metering.NewStore(metering.StoreConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix})
+	p.api = api.NewServer(api.Deps{
+		Logger:   a.log,
+		Accounts: a.accounts,
+		Catalog:  a.catalog,
+		Sessions: api.NewSessions(secret, 24*time.Hour, a.clock),
+		CheckUpstream: func(ctx context.Context, raw string) error {
+			return gateway.CheckUpstreamURL(ctx, raw, a.cfg.AllowPrivateUpstreams)
+		},
+		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
+		GatewayURL:   a.cfg.PublicURL,
+		MaxBodyBytes: 48 << 20,
+	})
+	return nil
+}
+
+func (a *app) startGateway(ctx context.Context, p *parts) error {
+	meter, err := metering.NewMeter(metering.MeterConfig{
+		Redis:    a.redis,
+		Prefix:   a.cfg.RedisPrefix,
+		SpoolDir: filepath.Join(a.cfg.DataDir, "spool"),
+		Logger:   a.log,
+	})
+	if err != nil {
+		return fmt.Errorf("start meter: %w", err)
+	}
+	p.onStop(func(ctx context.Context) error {
+		if err := meter.Close(ctx); err != nil {
+			return fmt.Errorf("flush metering: %w", err)
+		}
+		return nil
+	})
+	limiter, err := metering.NewLimiter(metering.LimiterConfig{Redis: a.redis, Prefix: a.cfg.RedisPrefix, Pending: meter, Clock: a.clock, Logger: a.log})
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{
+		DefaultRateLimitPerKey: a.cfg.RateLimitPerKey,
+		MaxBodyBytes:           a.cfg.MaxBodyBytes,
+		AllowPrivateUpstreams:  a.cfg.AllowPrivateUpstreams,
+		Registerer:             a.registry,
+		Logger:                 a.log,
+		Clock:                  a.clock,
+	}, gatewayKeys{a.accounts}, gatewayRoutes{a.catalog}, limiter, meter)
+	if err != nil {
+		return err
+	}
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fnmarket_metering_backlog_calls",
+		Help: "Calls recorded by this gateway and not yet confirmed by Redis.",
+	}, func() float64 { return float64(meter.Backlog()) }))
+	gw.Start(ctx)
+	p.onStop(func(context.Context) error { return gw.Close() })
+	p.gateway = gw
+	return nil
+}
+
+// startWorker runs the roll-up loop. Each pass runs to its end even when
+// shutdown begins; with final set (the embedded serve), one last pass after
+// the gateway has flushed moves everything into the database before exit.
+func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
+	rollup, err := metering.NewRollup(metering.RollupConfig{
+		DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix, Clock: a.clock, Logger: a.log,
+		OnBatch: func(tx *gorm.DB, rows []metering.UsageRow) error {
+			return accounts.TouchKeys(tx, lastUsed(rows, a.clock.Now()))
+		},
+	})
+	if err != nil {
+		return err
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(a.cfg.RollupInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				a.rollOnce(rollup)
+			}
+		}
+	}()
+	a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "fnmarket_rollup_passes_total", Help: "Roll-up passes run by this worker.",
+	}, func() float64 { return float64(a.rollupPasses.Load()) }))
+	p.onStop(func(ctx context.Context) error {
+		close(stop)
+		<-done
+		if final {
+			if _, err := rollup.RunOnce(ctx); err != nil {
+				return fmt.Errorf("final roll-up: %w", err)
+			}
+		}
+		return nil
+	})
+	return nil
+}
+
+func (a *app) rollOnce(r *metering.Rollup) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	a.rollupPasses.Add(1)
+	st, err := r.RunOnce(ctx)
+	if err != nil {
+		a.log.Warn("roll-up pass failed; it will be retried", "err", err)
+		return
+	}
+	if st.Batches > 0 {
+		a.log.Debug("rolled up", "batches", st.Batches, "rows", st.Rows, "calls", st.Calls)
+	}
+}
+
+// lastUsed gives each key in rows a last-used time: the end of its latest
+// hour, or now if that is sooner (accurate to the roll-up interval).
+func lastUsed(rows []metering.UsageRow, now time.Time) map[string]time.Time {
+	out := map[string]time.Time{}
+	for _, r := range rows {
+		t := r.HourStart.Add(time.Hour)
+		if t.After(now) {
+			t = now
+		}
+		if t.After(out[r.KeyID]) {
+			out[r.KeyID] = t
+		}
+	}
+	return out
 }
 
 func (a *app) bill(ctx context.Context) error {

@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +110,7 @@ func baseEnv(t *testing.T, b testenv.Backend) map[string]string {
 	}
 	if b.RedisURL != "" {
 		env["REDIS_URL"] = b.RedisURL
+		env["FNMARKET_REDIS_PREFIX"] = "t" + testenv.RandomSuffix() + ":"
 	}
 	return env
 }
@@ -117,6 +121,26 @@ type client struct {
 }
 
 func (c client) call(method, path, token string, body any, want int) map[string]any {
+	c.t.Helper()
+	out, _ := c.do(method, path, token, body, want)
+	return out
+}
+
+// invoke calls a function through the gateway with an API key.
+func (c client) invoke(path, key, body string) (*http.Response, string) {
+	c.t.Helper()
+	req, _ := http.NewRequest("POST", c.base+path, strings.NewReader(body))
+	req.Header.Set("X-API-Key", key)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatalf("invoke %s: %v", path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	return res, string(raw)
+}
+
+func (c client) do(method, path, token string, body any, want int) (map[string]any, http.Header) {
 	c.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -141,7 +165,7 @@ func (c client) call(method, path, token string, body any, want int) map[string]
 	}
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
-	return out
+	return out, res.Header
 }
 
 // TestServeEndToEnd starts the real program and drives the foundation's user
@@ -193,6 +217,110 @@ func TestServeEndToEnd(t *testing.T) {
 			}
 			if !strings.Contains(logs, `"msg":"stopped"`) {
 				t.Errorf("no clean stop in the logs:\n%s", logs)
+			}
+		})
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, within)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestInvokeMeterRestart calls a function through the real gateway, sees the
+// call in usage within seconds, sees a revoked key refused within 2 s, and
+// after a graceful restart finds every call still counted once.
+func TestInvokeMeterRestart(t *testing.T) {
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-API-Key") != "" || r.Header.Get("Authorization") != "" {
+			http.Error(w, "credentials leaked upstream", 500)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"path":%q,"invocation":%q}`, r.URL.Path, r.Header.Get("X-Invocation-Id"))
+	}))
+	defer upstream.Close()
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			env := baseEnv(t, b)
+			inst := start(t, "serve", env)
+			c := client{t: t, base: inst.url}
+			vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
+			c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
+			fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{
+				"name": "echo", "backend": map[string]any{"type": "http", "url": upstream.URL + "/base"},
+				"pricing":    map[string]any{"per_call": "0.001", "per_compute_ms": "0.000002", "free_calls_per_month": 3},
+				"timeout_ms": 5000,
+			}, 201)
+			c.call("POST", "/api/v1/functions/"+fn["id"].(string)+"/publish", vendor, map[string]any{"version": 1}, 200)
+			consumer := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "c@example.com", "password": "correct horse battery", "name": "C"}, 201)["token"].(string)
+			key := c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "app"}, 201)
+			secret := key["key"].(string)
+
+			const calls = 10
+			var computeMs int64
+			for i := 0; i < calls; i++ {
+				res, body := c.invoke("/v1/invoke/acme/echo/items/7?x=1", secret, `{"n":1}`)
+				if res.StatusCode != 200 || !strings.Contains(body, `"path":"/base/items/7"`) {
+					t.Fatalf("invoke: %d %s", res.StatusCode, body)
+				}
+				ms, err := strconv.ParseInt(res.Header.Get("X-Compute-Ms"), 10, 64)
+				if err != nil || ms < 1 || res.Header.Get("X-Invocation-Id") == "" {
+					t.Fatalf("headers: %v", res.Header)
+				}
+				computeMs += ms
+			}
+			if res, _ := c.invoke("/v1/invoke/acme/nope", secret, ""); res.StatusCode != 404 {
+				t.Errorf("unknown function: %d", res.StatusCode)
+			}
+			if res, _ := c.invoke("/v1/invoke/acme/echo", "fnm_not_a_key", ""); res.StatusCode != 401 {
+				t.Errorf("bad key: %d", res.StatusCode)
+			}
+			usageTotals := func(token, path string) (calls, ms int64) {
+				out := c.call("GET", path, token, nil, 200)
+				for _, it := range out["items"].([]any) {
+					row := it.(map[string]any)
+					calls += int64(row["calls"].(float64))
+					ms += int64(row["compute_ms"].(float64))
+				}
+				return
+			}
+			eventually(t, 10*time.Second, "usage shows the calls", func() bool {
+				n, ms := usageTotals(consumer, "/api/v1/usage?granularity=hour")
+				return n == calls && ms == computeMs
+			})
+			if n, _ := usageTotals(vendor, "/api/v1/vendor/usage?granularity=day"); n != calls {
+				t.Errorf("vendor usage shows %d calls, want %d", n, calls)
+			}
+			if n, _ := usageTotals(vendor, "/api/v1/usage"); n != 0 {
+				t.Errorf("the vendor's own consumer usage shows %d calls of someone else's", n)
+			}
+			c.call("DELETE", "/api/v1/keys/"+key["id"].(string), consumer, nil, 204)
+			eventually(t, 2*time.Second, "revoked key refused", func() bool {
+				res, _ := c.invoke("/v1/invoke/acme/echo", secret, "")
+				return res.StatusCode == 401
+			})
+			if err := inst.stop(); err != nil {
+				t.Fatal(err)
+			}
+			inst2 := start(t, "serve", env)
+			c2 := client{t: t, base: inst2.url}
+			login := c2.call("POST", "/api/v1/auth/login", "", map[string]any{"email": "c@example.com", "password": "correct horse battery"}, 200)["token"].(string)
+			c = c2
+			n, ms := usageTotals(login, "/api/v1/usage?granularity=day")
+			if n != calls || ms != computeMs {
+				t.Errorf("after restart: %d calls %d ms, want %d and %d", n, ms, calls, computeMs)
+			}
+			keys := c2.call("GET", "/api/v1/keys", login, nil, 200)["items"].([]any)
+			if keys[0].(map[string]any)["last_used_at"] == nil {
+				t.Error("key has no last_used_at after use")
 			}
 		})
 	}
