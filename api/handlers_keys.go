@@ -22,7 +22,7 @@ func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
 	validateText(v, "name", r.Name, 1, 100)
 	var capd *decimal.Decimal
 	if r.MonthlySpendCap != nil {
-		d := catalog.ParsePrice(v, "monthly_spend_cap", *r.MonthlySpendCap)
+		d := catalog.ParseAmount(v, "monthly_spend_cap", *r.MonthlySpendCap, decimal.NewFromInt(1_000_000_000))
 		if _, bad := v["monthly_spend_cap"]; !bad {
 			switch {
 			case d.IsZero():

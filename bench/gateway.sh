@@ -51,7 +51,12 @@ FNMARKET_ADDR=127.0.0.1:9104 FNMARKET_DATA_DIR="$WORK/data" REDIS_URL="$REDIS_UR
 
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:9104/readyz >/dev/null 2>&1 && break; sleep 0.2; done
 J='Content-Type: application/json'
-api() { curl -fsS -X "$1" "http://127.0.0.1:9104$2" -H "$J" ${3:+-H "Authorization: Bearer $3"} ${4:+-d "$4"}; }
+api() {
+  local args=(-sS --fail-with-body -X "$1" "http://127.0.0.1:9104$2" -H "$J")
+  [ -n "$3" ] && args+=(-H "Authorization: Bearer $3")
+  [ -n "${4:-}" ] && args+=(-d "$4")
+  curl "${args[@]}" || { echo "API call $1 $2 failed" >&2; tail -5 "$WORK/fnmarket.log" >&2; return 1; }
+}
 TOK=$(api POST /api/v1/auth/signup "" '{"email":"bench@example.com","password":"correct horse battery","name":"Bench"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
 api POST /api/v1/vendor "$TOK" '{"slug":"bench","display_name":"Bench"}' >/dev/null
 FID=$(api POST /api/v1/functions "$TOK" '{"name":"noop","backend":{"type":"http","url":"http://127.0.0.1:9101/"},"pricing":{"per_call":"0.0001","per_compute_ms":"0.000002","free_calls_per_month":100},"timeout_ms":5000}' | sed -E 's/^\{"id":"([^"]+)".*/\1/')

@@ -51,9 +51,16 @@ type TierInput struct {
 	PerCall string `json:"per_call"`
 }
 
-// ParsePrice parses a non-negative decimal price string, recording a problem
-// under field in v when it is not one.
+// ParsePrice parses a non-negative decimal price string (at most 1000 per
+// unit), recording a problem under field in v when it is not one.
 func ParsePrice(v fnmarket.Validation, field, s string) decimal.Decimal {
+	return ParseAmount(v, field, s, decimal.NewFromInt(1000))
+}
+
+// ParseAmount parses a non-negative decimal string of at most MaxPriceScale
+// places and at most maxValue, recording a problem under field in v when it
+// is not one.
+func ParseAmount(v fnmarket.Validation, field, s string, maxValue decimal.Decimal) decimal.Decimal {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		v.Add(field, "is required, as a decimal string such as \"0.0001\"")
@@ -71,8 +78,8 @@ func ParsePrice(v fnmarket.Validation, field, s string) decimal.Decimal {
 	if -d.Exponent() > MaxPriceScale {
 		v.Add(field, fmt.Sprintf("may have at most %d decimal places", MaxPriceScale))
 	}
-	if d.GreaterThan(decimal.NewFromInt(1000)) {
-		v.Add(field, "must be at most 1000")
+	if d.GreaterThan(maxValue) {
+		v.Add(field, "must be at most "+maxValue.String())
 	}
 	return d
 }
