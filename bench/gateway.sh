@@ -45,7 +45,7 @@ http {
 CONF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & PIDS+=($!); NGINX_PID=$!
 
-FNMARKET_ADDR=127.0.0.1:9104 FNMARKET_DATA_DIR="$WORK/data" REDIS_URL="$REDIS_URL" \
+FNMARKET_ADDR=127.0.0.1:9104 FNMARKET_DEBUG_ADDR=127.0.0.1:9105 FNMARKET_DATA_DIR="$WORK/data" REDIS_URL="$REDIS_URL" \
   FNMARKET_ALLOW_PRIVATE_UPSTREAMS=true FNMARKET_RATE_LIMIT_PER_KEY=0 FNMARKET_LOG_LEVEL=warn \
   "$WORK/fnmarket" serve >"$WORK/fnmarket.out" 2>"$WORK/fnmarket.log" & PIDS+=($!); FN_PID=$!
 
@@ -88,6 +88,9 @@ printf "%-34s %10s %10s %10s %11s\n" "target" "req/s" "p50" "p99" "peak RSS"
 run "(a) upstream direct" http://127.0.0.1:9101/ "$UP_PID" "" a
 run "(b) httputil.ReverseProxy" http://127.0.0.1:9102/ "$RP_PID" "" b
 run "(c) nginx 1 worker" http://127.0.0.1:9103/ "$NGINX_PID" "" c
+if [ -n "${PROFILE:-}" ]; then
+  (sleep 1; curl -s -o "$PROFILE" "http://127.0.0.1:9105/debug/pprof/profile?seconds=$((DUR-2))") &
+fi
 run "(d) fnmarket gateway" http://127.0.0.1:9104/v1/invoke/bench/noop "$FN_PID" "X-API-Key: $KEY" d
 awk -v d="$(cat "$WORK/rps.d")" -v b="$(cat "$WORK/rps.b")" -v c="$(cat "$WORK/rps.c")" \
   'BEGIN { printf "ratios: (d)/(b) = %.2f   (d)/(c) = %.2f\n", d/b, d/c }'

@@ -35,6 +35,7 @@ type config struct {
 	RollupInterval        time.Duration
 	ShutdownTimeout       time.Duration
 	LogLevel              string
+	DebugAddr             string
 	// Bill-only flags.
 	Period  string
 	Through string
@@ -57,6 +58,7 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("FNMARKET_REDIS_PREFIX", "fnm:"), "prefix of every Redis key (FNMARKET_REDIS_PREFIX)")
 	fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env("FNMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (FNMARKET_LOG_LEVEL)")
+	fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
 	fs.StringVar(&c.Period, "period", "", "bill: the month to bill, YYYY-MM")
 	fs.StringVar(&c.Through, "through", "", "bill: \"now\" to issue a draft for a month not yet over")
 	if err := fs.Parse(args); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -184,6 +185,11 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if a.cfg.DebugAddr != "" {
+		dbg := &http.Server{Addr: a.cfg.DebugAddr, Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = dbg.ListenAndServe() }()
+		a.closers = append(a.closers, func() { _ = dbg.Close() })
+	}
 	backend := "embedded SQLite + in-process Redis"
 	if a.cfg.DatabaseURL != "" || a.cfg.RedisURL != "" {
 		backend = fmt.Sprintf("database=%s redis=%s", a.db.Dialect, map[bool]string{true: "external", false: "in-process"}[a.cfg.RedisURL != ""])
@@ -427,4 +433,15 @@ func probe(ctx context.Context, args []string) error {
 		return fmt.Errorf("%s answered %d", args[0], res.StatusCode)
 	}
 	return nil
+}
+
+// pprofMux serves the profiler on its own listener, never on the public one.
+func pprofMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return m
 }
