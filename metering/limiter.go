@@ -84,6 +84,7 @@ type LimiterConfig struct {
 // gateway replica sharing Redis, and the key's monthly spend cap. When Redis
 // cannot answer in time it decides locally and says so (Degraded).
 type Limiter struct {
+	pipe   *pipeliner
 	cfg    LimiterConfig
 	ks     keyspace
 	client redis.Scripter
@@ -121,7 +122,12 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	if c, ok := inner.(*redis.Client); ok {
 		client = c.WithTimeout(cfg.Timeout)
 	}
+	scripter, _ := client.(redis.Cmdable)
+	if scripter == nil {
+		scripter = inner
+	}
 	return &Limiter{
+		pipe:      newPipeliner(scripter, admitScript, 4, cfg.Timeout),
 		cfg:       cfg,
 		ks:        keyspace{prefix: cfg.Prefix},
 		client:    client,
@@ -177,8 +183,7 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 		interval = 1e6 / float64(burst)
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	res, err := admitScript.Run(rctx, l.client, keys,
-		at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), burst, threshold).Slice()
+	res, err := l.pipe.run(rctx, keys, at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), burst, threshold)
 	cancel()
 	if err == nil {
 		var a Admission
