@@ -1,0 +1,120 @@
+// Package billing turns rolled-up usage into money: it prices each consumer's
+// month with catalog.Pricing (the same code the gateway's spend caps use),
+// issues invoices, keeps their lifecycle, computes vendor statements, and syncs
+// invoices and payouts with Stripe.
+//
+// # What a line counts
+//
+// An invoice has one line per function version used in the month. A line's
+// calls are the calls the meter counted as chargeable (usage_hourly's
+// billable_calls; calls the platform does not charge for never reach an
+// invoice). free_calls are the calls the monthly free tier covers,
+// billable_calls = calls - free_calls are the calls charged at the per-call
+// price, and compute_ms is charged at per_compute_ms whether or not the call
+// was free (the free tier waives the per-call price only).
+//
+// # Free tier and graduated tiers across versions
+//
+// The free tier counts per consumer, per function, per UTC calendar month, not
+// per version. A month's usage of one function is split deterministically: its
+// versions are taken in ascending version order, and each version receives
+// free calls up to its own free_calls_per_month minus the free calls the
+// earlier versions already took (catalog.Pricing.FreeCalls with the running
+// total). Graduated tiers continue the same way: each version's billable
+// calls are priced as if they followed the earlier versions' billable calls
+// (catalog.Usage.BillableBefore). The rule depends only on the month's totals,
+// never on the order calls arrived, so re-running billing gives the same lines.
+//
+// # Rounding
+//
+// Each line's exact amount (a decimal, never a float) is rounded once, to
+// cents, half-even ("banker's rounding": 0.125 -> 0.12, 0.135 -> 0.14), which
+// does not drift upward over many lines. The invoice subtotal and total are the
+// sum of the rounded lines (no tax or discount yet, so total == subtotal), and
+// total_cents is total in whole cents. Every currency is kept to two decimal
+// places; zero-decimal currencies such as JPY are not supported.
+//
+// # Currencies
+//
+// A line's currency is its version's pricing currency (USD when unset). A
+// consumer gets one invoice per month per currency used; the unique key is
+// (consumer_id, period_start, currency). Upcoming returns one preview per
+// currency for the same reason.
+//
+// # Periods, drafts and idempotency
+//
+// BillPeriod bills one UTC calendar month. A month not yet over is refused
+// unless ThroughNow is set, which creates or refreshes DRAFT invoices from the
+// usage rolled up so far. Once the month is over, BillPeriod turns drafts into
+// open (finalized) invoices and creates missing ones; invoices already open,
+// paid or void are never touched again, so re-running creates nothing twice
+// and changes nothing. After every consumer's invoice for the month is issued,
+// the month is recorded as closed (billing_periods).
+//
+// # Late usage
+//
+// Usage that is rolled up for a month after that month's invoice was issued
+// is never lost: the next month's invoice carries an adjustment line (kind
+// "adjustment", period_start of the earlier month) per function version whose
+// usage grew. The adjustment re-prices the earlier month's whole usage of that
+// version with the same rules and charges the difference from what earlier
+// invoices (open, paid or void) already billed for it, so the amounts billed
+// for a month always add up to the price of its full usage, rounded per line.
+// An adjustment can be negative for one version when late calls of a lower
+// version take free calls or cheaper tiers from a higher one; the function's
+// total never goes down. Closed months are looked back at for
+// Config.AdjustmentLookbackMonths (default 12); a month that was never closed
+// is billed in full when it is billed, never by adjustment. Runs of the same
+// month may overlap safely (the unique key decides), but months should be
+// billed one at a time: two different months billed at the same moment could
+// both charge the same late usage of an earlier month.
+//
+// # Lifecycle
+//
+// An invoice moves draft -> open -> paid or void; every other move is an
+// error. Each transition is written to invoice_events with its time and what
+// drove it (billing, operator, stripe). A failed payment (invoice.payment_failed)
+// is recorded as an event and leaves the invoice open. An invoice whose total is
+// zero is marked paid as soon as it is issued, since there is nothing to
+// collect; so is one whose total is negative (only possible through negative
+// adjustments), whose credit is not carried forward. An invoice settled before
+// it reached Stripe is never pushed afterwards.
+//
+// # Vendor statements
+//
+// When an invoice is issued, each vendor's share of it is written
+// (vendor_shares): gross is the sum of that vendor's rounded lines on the
+// invoice, the platform fee is gross * Config.PlatformFeeRate rounded half-even
+// to cents, and net = gross - fee. A month's statement sums the shares of that
+// month's open and paid invoices (void ones are left out), so a vendor's gross
+// equals the sum of its lines on consumers' invoices and its net equals the sum
+// of what it is paid. Adjustment lines count in the month of the invoice that
+// carries them.
+//
+// # Stripe
+//
+// Stripe is optional. When configured, issued invoices with a non-zero total
+// are pushed to Stripe: the customer is created on the consumer's first
+// invoice (stripe_customers), a Stripe invoice is created (excluding pending
+// items), one invoice item per non-zero line is attached to it, and it is
+// finalized. Every request carries an idempotency key derived from our ids
+// (fnm-cus-<consumer>, fnm-inv-<invoice>-create, fnm-inv-<invoice>-item-<line>,
+// fnm-inv-<invoice>-finalize, fnm-pay-<invoice>-<vendor>), and each object's
+// Stripe id is stored as soon as it exists, so a retry, even after Stripe's
+// 24-hour key window, neither charges nor pays twice. When Stripe is down or
+// answers with an error, the invoice stays issued locally with sync_status
+// "pending" (or "failed" for a request Stripe rejects as invalid) and SyncPending
+// retries later; billing never waits on Stripe.
+//
+// After an invoice is paid, each vendor with a Connect account and a positive
+// net receives a transfer of that net; vendors not yet onboarded are paid by a
+// later SyncPending once they are.
+//
+// Webhooks are verified with the endpoint secret. The event's API version is
+// not checked (IgnoreAPIVersionMismatch): the fields read here (the invoice
+// id) are the same in every API version, and a Stripe account upgrade must not
+// stop invoices being marked paid. The signature's age is checked against the
+// injected clock instead of the library's wall clock. Processed event ids are
+// stored in the same transaction as the change they cause, so a redelivered
+// event is a no-op and a failed one is retried by Stripe.
+package billing
