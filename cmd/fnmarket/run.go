@@ -23,6 +23,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/database"
@@ -102,6 +103,7 @@ type app struct {
 	accounts *accounts.Store
 	catalog  *catalog.Store
 	registry *prometheus.Registry
+	billing  *billing.Biller
 
 	closers      []func()
 	rollupPasses atomic.Int64
@@ -273,12 +275,39 @@ func (a *app) buildParts(ctx context.Context, cmd string) (*parts, error) {
 	return p, nil
 }
 
+// biller builds the billing engine (once per process).
+func (a *app) biller() (*billing.Biller, error) {
+	if a.billing != nil {
+		return a.billing, nil
+	}
+	fee := a.cfg.PlatformFeeRate
+	b, err := billing.New(billing.Config{
+		DB: a.db, Catalog: a.catalog, Accounts: a.accounts, Clock: a.clock, Logger: a.log,
+		Live:            a.usageStore(),
+		PlatformFeeRate: &fee,
+		Stripe:          billing.StripeConfig{SecretKey: a.cfg.StripeSecretKey, APIBase: a.cfg.StripeAPIBase, WebhookSecret: a.cfg.StripeWebhookSecret},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start billing: %w", err)
+	}
+	a.billing = b
+	return b, nil
+}
+
+func (a *app) usageStore() *metering.Store {
+	return metering.NewStore(metering.StoreConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix})
+}
+
 func (a *app) buildAPI(p *parts) error {
 	secret, err := a.cfg.jwtSecret()
 	if err != nil {
 		return err
 	}
-	usage := metering.NewStore(metering.StoreConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix})
+	b, err := a.biller()
+	if err != nil {
+		return err
+	}
+	usage := a.usageStore()
 	p.api = api.NewServer(api.Deps{
 		Logger:   a.log,
 		Accounts: a.accounts,
@@ -288,6 +317,8 @@ func (a *app) buildAPI(p *parts) error {
 			return gateway.CheckUpstreamURL(ctx, raw, a.cfg.AllowPrivateUpstreams)
 		},
 		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
+		Billing:      billingAPI{b},
+		Webhooks:     b,
 		GatewayURL:   a.cfg.PublicURL,
 		MaxBodyBytes: 48 << 20,
 	})
@@ -348,6 +379,17 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 	if err != nil {
 		return err
 	}
+	b, err := a.biller()
+	if err != nil {
+		return err
+	}
+	// Stripe sync retries pending invoices and payouts with their original
+	// idempotency keys; it never blocks the roll-up for long.
+	var syncEvery time.Duration
+	if a.cfg.StripeSecretKey != "" {
+		syncEvery = 30 * time.Second
+	}
+	var lastSync time.Time
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -360,6 +402,10 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 				return
 			case <-t.C:
 				a.rollOnce(rollup)
+				if syncEvery > 0 && time.Since(lastSync) >= syncEvery {
+					a.syncStripe(b)
+					lastSync = time.Now()
+				}
 			}
 		}
 	}()
@@ -377,6 +423,19 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 		return nil
 	})
 	return nil
+}
+
+func (a *app) syncStripe(b *billing.Biller) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := b.SyncPending(ctx)
+	if err != nil {
+		a.log.Warn("stripe sync failed; it will be retried", "err", err)
+		return
+	}
+	if res.InvoiceFailures > 0 || res.PayoutFailures > 0 {
+		a.log.Warn("stripe sync left work pending", "invoice_failures", res.InvoiceFailures, "payout_failures", res.PayoutFailures)
+	}
 }
 
 func (a *app) rollOnce(r *metering.Rollup) {
@@ -409,8 +468,51 @@ func lastUsed(rows []metering.UsageRow, now time.Time) map[string]time.Time {
 	return out
 }
 
+// bill rolls everything metered so far into the database, issues the
+// month's invoices (idempotently) and, with Stripe configured, syncs them.
 func (a *app) bill(ctx context.Context) error {
-	return errors.New("bill: not wired yet")
+	period, err := time.Parse("2006-01", a.cfg.Period)
+	if err != nil {
+		return fmt.Errorf("bill: --period must be a month such as 2026-10")
+	}
+	if a.cfg.Through != "" && a.cfg.Through != "now" {
+		return fmt.Errorf("bill: --through takes only \"now\"")
+	}
+	if err := a.openRedis(ctx); err != nil {
+		return err
+	}
+	rollup, err := metering.NewRollup(metering.RollupConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix, Clock: a.clock, Logger: a.log,
+		OnBatch: func(tx *gorm.DB, rows []metering.UsageRow) error {
+			return accounts.TouchKeys(tx, lastUsed(rows, a.clock.Now()))
+		}})
+	if err != nil {
+		return err
+	}
+	st, err := rollup.RunOnce(ctx)
+	if err != nil {
+		return fmt.Errorf("bill: roll up usage first: %w", err)
+	}
+	b, err := a.biller()
+	if err != nil {
+		return err
+	}
+	rep, err := b.BillPeriod(ctx, period, billing.Options{ThroughNow: a.cfg.Through == "now"})
+	if err != nil {
+		if fnmarket.ErrorCode(err) == fnmarket.EINTERNAL {
+			return fmt.Errorf("bill %s: %w", a.cfg.Period, err)
+		}
+		return fmt.Errorf("bill %s: %s", a.cfg.Period, fnmarket.ErrorMessage(err))
+	}
+	fmt.Fprintf(a.stdout, "rolled up %d calls; %s: %d consumers, %d invoices created, %d finalized, %d refreshed, %d unchanged, %d late-usage lines (draft: %v)\n",
+		st.Calls, a.cfg.Period, rep.Consumers, rep.Created, rep.Finalized, rep.Refreshed, rep.Unchanged, rep.AdjustmentLines, rep.Draft)
+	if a.cfg.StripeSecretKey != "" {
+		res, err := b.SyncPending(ctx)
+		if err != nil {
+			return fmt.Errorf("bill: stripe sync: %w", err)
+		}
+		fmt.Fprintf(a.stdout, "stripe: %d invoices synced (%d failed, retried by the worker), %d payouts (%d failed)\n", res.Invoices, res.InvoiceFailures, res.Payouts, res.PayoutFailures)
+	}
+	return nil
 }
 
 // probe checks a URL answers 200, for health checks in images without curl.
