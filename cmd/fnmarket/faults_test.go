@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,12 +20,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
 // TestMain lets a test re-run this binary as a real fnmarket process
 // (FNMARKET_TEST_CHILD=1), so a test can kill -9 it.
 func TestMain(m *testing.M) {
+	redis.SetLogger(redisLogger{slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if os.Getenv("FNMARKET_TEST_CHILD") == "1" {
 		ctx, stop := signalContext()
 		defer stop()
