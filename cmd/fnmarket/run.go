@@ -29,6 +29,7 @@ import (
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/metering"
+	"github.com/fnmarket/fnmarket/web"
 )
 
 const usage = `usage: fnmarket <command> [flags]
@@ -322,6 +323,7 @@ func (a *app) buildAPI(p *parts) error {
 		GatewayURL:   a.cfg.PublicURL,
 		MaxBodyBytes: 48 << 20,
 	})
+	web.Register(p.api.Echo(), web.Options{})
 	return nil
 }
 

@@ -1,0 +1,300 @@
+package web
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/catalog"
+)
+
+// fakeGateway stands in for the gateway, metering and billing, which other
+// packages provide: it authenticates X-API-Key against the real accounts
+// store (so revocation is real), routes with the real catalog store, proxies
+// to the function's upstream, answers X-Compute-Ms and X-Invocation-Id, and
+// remembers each billed call so it can serve usage, latency, the upcoming
+// invoice and statements through the API's UsageReader and BillingReader.
+type fakeGateway struct {
+	accounts *accounts.Store
+	catalog  *catalog.Store
+	client   *http.Client
+
+	mu    sync.Mutex
+	calls []billedCall
+}
+
+type billedCall struct {
+	at          time.Time
+	consumerID  string
+	vendorID    string
+	functionID  string
+	function    string // vendor/name
+	version     int
+	pricing     catalog.Pricing
+	computeMs   int64
+	status      int
+	cost        decimal.Decimal
+	callsBefore int64
+}
+
+var (
+	_ api.UsageReader   = (*fakeGateway)(nil)
+	_ api.BillingReader = (*fakeGateway)(nil)
+	_ http.Handler      = (*fakeGateway)(nil)
+)
+
+func newFakeGateway(a *accounts.Store, c *catalog.Store) *fakeGateway {
+	return &fakeGateway{accounts: a, catalog: c, client: &http.Client{Timeout: 10 * time.Second}}
+}
+
+func (g *fakeGateway) billed() []billedCall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.calls)
+}
+
+func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	key := r.Header.Get("X-API-Key")
+	if key == "" {
+		key = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+	}
+	if key == "" {
+		api.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "send an API key in X-API-Key"))
+		return
+	}
+	k, err := g.accounts.KeyByHash(ctx, fnmarket.HashAPIKey(key))
+	if err != nil || k.Revoked {
+		api.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "unknown or revoked API key"))
+		return
+	}
+	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/v1/invoke/"), "/", 3)
+	if len(parts) < 2 {
+		api.WriteProblem(w, fnmarket.Errorf(fnmarket.ENOTFOUND, "no such function"))
+		return
+	}
+	route, err := g.catalog.Route(ctx, parts[0], parts[1], 0)
+	if err != nil {
+		api.WriteProblem(w, err)
+		return
+	}
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, r.Method, route.Version.Backend.URL, r.Body)
+	if err != nil {
+		api.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: err})
+		return
+	}
+	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
+	res, err := g.client.Do(req)
+	if err != nil {
+		api.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNREACHABLE, "the function could not be reached"))
+		return
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	ms := max(1, int64(math.Ceil(float64(time.Since(start).Microseconds())/1000)))
+
+	g.mu.Lock()
+	var before int64
+	for _, c := range g.calls {
+		if c.consumerID == k.AccountID && c.functionID == route.FunctionID {
+			before++
+		}
+	}
+	g.calls = append(g.calls, billedCall{at: time.Now().UTC(), consumerID: k.AccountID, vendorID: route.VendorID, functionID: route.FunctionID,
+		function: route.VendorSlug + "/" + route.Function, version: route.Version.Version, pricing: route.Version.Pricing, computeMs: ms,
+		status: res.StatusCode, cost: route.Version.Pricing.CallCost(before, ms), callsBefore: before})
+	n := len(g.calls)
+	g.mu.Unlock()
+
+	w.Header().Set("Content-Type", res.Header.Get("Content-Type"))
+	w.Header().Set("X-Invocation-Id", fmt.Sprintf("inv_test_%d", n))
+	w.Header().Set("X-Compute-Ms", strconv.FormatInt(ms, 10))
+	w.WriteHeader(res.StatusCode)
+	_, _ = w.Write(body)
+}
+
+func truncate(t time.Time, granularity string) time.Time {
+	if granularity == "hour" {
+		return t.Truncate(time.Hour)
+	}
+	return time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+}
+
+// Usage sums billed calls per function, version and period.
+func (g *fakeGateway) Usage(_ context.Context, q api.UsageQuery) ([]api.UsageRow, error) {
+	type key struct {
+		fn      string
+		version int
+		period  time.Time
+	}
+	rows := map[key]*api.UsageRow{}
+	costs := map[key]decimal.Decimal{}
+	for _, c := range g.billed() {
+		if (q.ConsumerID != "" && c.consumerID != q.ConsumerID) || (q.VendorID != "" && c.vendorID != q.VendorID) || c.at.Before(q.From) || !c.at.Before(q.To) {
+			continue
+		}
+		k := key{c.functionID, c.version, truncate(c.at, q.Granularity)}
+		r := rows[k]
+		if r == nil {
+			r = &api.UsageRow{Function: c.function, FunctionID: c.functionID, Version: c.version, PeriodStart: k.period.Format(time.RFC3339), Currency: c.pricing.Currency}
+			rows[k] = r
+		}
+		r.Calls++
+		r.ComputeMs += c.computeMs
+		if c.status >= 500 {
+			r.Errors++
+		}
+		costs[k] = costs[k].Add(c.cost)
+	}
+	out := make([]api.UsageRow, 0, len(rows))
+	for k, r := range rows {
+		r.Cost = costs[k].String()
+		out = append(out, *r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PeriodStart+out[i].Function < out[j].PeriodStart+out[j].Function })
+	return out, nil
+}
+
+// Latency reports nearest-rank p50 and p99 compute-ms per period.
+func (g *fakeGateway) Latency(_ context.Context, functionID string, from, to time.Time, granularity string) ([]api.LatencyPoint, error) {
+	by := map[time.Time][]int64{}
+	for _, c := range g.billed() {
+		if c.functionID == functionID && !c.at.Before(from) && c.at.Before(to) {
+			p := truncate(c.at, granularity)
+			by[p] = append(by[p], c.computeMs)
+		}
+	}
+	var out []api.LatencyPoint
+	for p, ms := range by {
+		slices.Sort(ms)
+		rank := func(q float64) int64 { return ms[max(0, int(math.Ceil(q*float64(len(ms))))-1)] }
+		out = append(out, api.LatencyPoint{PeriodStart: p.Format(time.RFC3339), Calls: int64(len(ms)), P50Ms: rank(0.5), P99Ms: rank(0.99)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].PeriodStart < out[j].PeriodStart })
+	return out, nil
+}
+
+type invoiceLine struct {
+	Function      string `json:"function"`
+	Version       int    `json:"version"`
+	Calls         int64  `json:"calls"`
+	FreeCalls     int64  `json:"free_calls"`
+	BillableCalls int64  `json:"billable_calls"`
+	ComputeMs     int64  `json:"compute_ms"`
+	Amount        string `json:"amount"`
+}
+
+type invoice struct {
+	ID              string        `json:"id"`
+	PeriodStart     string        `json:"period_start"`
+	PeriodEnd       string        `json:"period_end"`
+	Status          string        `json:"status"`
+	Currency        string        `json:"currency"`
+	Subtotal        string        `json:"subtotal"`
+	Total           string        `json:"total"`
+	TotalCents      int64         `json:"total_cents"`
+	Lines           []invoiceLine `json:"lines"`
+	StripeInvoiceID string        `json:"stripe_invoice_id"`
+}
+
+func monthStart(t time.Time) time.Time {
+	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+}
+
+// pastInvoice is a canned, paid invoice for last month, so the invoices list
+// has something to show.
+func pastInvoice() invoice {
+	start := monthStart(time.Now().UTC()).AddDate(0, -1, 0)
+	return invoice{ID: "inv_past_1", PeriodStart: start.Format(time.RFC3339), PeriodEnd: start.AddDate(0, 1, 0).Format(time.RFC3339), Status: "paid", Currency: "USD",
+		Subtotal: "12.34", Total: "12.34", TotalCents: 1234, StripeInvoiceID: "in_test_1",
+		Lines: []invoiceLine{{Function: "acme/legacy", Version: 1, Calls: 123_400, FreeCalls: 0, BillableCalls: 123_400, ComputeMs: 0, Amount: "12.34"}}}
+}
+
+func (g *fakeGateway) Invoices(context.Context, string) (any, error) {
+	return []invoice{pastInvoice()}, nil
+}
+
+func (g *fakeGateway) Invoice(_ context.Context, _ string, id string) (any, error) {
+	if p := pastInvoice(); id == p.ID {
+		return p, nil
+	}
+	return nil, fnmarket.Errorf(fnmarket.ENOTFOUND, "no invoice %q among yours", id)
+}
+
+// Upcoming prices this month's calls per function version, each line rounded
+// half-even to cents once, as billing does.
+func (g *fakeGateway) Upcoming(_ context.Context, consumerID string) (any, error) {
+	start := monthStart(time.Now().UTC())
+	type key struct {
+		fn      string
+		version int
+	}
+	lines := map[key]*invoiceLine{}
+	exact := map[key]decimal.Decimal{}
+	var order []key
+	for _, c := range g.billed() {
+		if c.consumerID != consumerID || c.at.Before(start) {
+			continue
+		}
+		k := key{c.function, c.version}
+		if lines[k] == nil {
+			lines[k] = &invoiceLine{Function: c.function, Version: c.version}
+			order = append(order, k)
+		}
+		l := lines[k]
+		l.Calls++
+		l.ComputeMs += c.computeMs
+		if c.callsBefore < c.pricing.FreeCallsPerMonth {
+			l.FreeCalls++
+		} else {
+			l.BillableCalls++
+		}
+		exact[k] = exact[k].Add(c.cost)
+	}
+	inv := invoice{ID: "upcoming", PeriodStart: start.Format(time.RFC3339), PeriodEnd: start.AddDate(0, 1, 0).Format(time.RFC3339), Status: "preview", Currency: "USD", Lines: []invoiceLine{}}
+	total := decimal.Zero
+	for _, k := range order {
+		amt := exact[k].RoundBank(2)
+		lines[k].Amount = amt.StringFixed(2)
+		total = total.Add(amt)
+		inv.Lines = append(inv.Lines, *lines[k])
+	}
+	inv.Subtotal, inv.Total, inv.TotalCents = total.StringFixed(2), total.StringFixed(2), total.Shift(2).IntPart()
+	return []invoice{inv}, nil
+}
+
+// Statements reports this month's gross for the vendor, with a 20% fee.
+func (g *fakeGateway) Statements(_ context.Context, vendorID string) (any, error) {
+	gross := decimal.Zero
+	for _, c := range g.billed() {
+		if c.vendorID == vendorID {
+			gross = gross.Add(c.cost)
+		}
+	}
+	gross = gross.RoundBank(2)
+	fee := gross.Mul(decimal.RequireFromString("0.2")).RoundBank(2)
+	start := monthStart(time.Now().UTC())
+	return []map[string]string{
+		{"period_start": start.Format(time.RFC3339), "currency": "USD", "gross": gross.StringFixed(2), "platform_fee": fee.StringFixed(2), "net": gross.Sub(fee).StringFixed(2), "payout_status": "pending"},
+		{"period_start": start.AddDate(0, -1, 0).Format(time.RFC3339), "currency": "USD", "gross": "120.00", "platform_fee": "24.00", "net": "96.00", "payout_status": "paid"},
+	}, nil
+}
+
+// OnboardVendor sends the browser straight back, as if Stripe were done.
+func (g *fakeGateway) OnboardVendor(_ context.Context, _ string, returnURL string) (string, error) {
+	return returnURL + "?stripe=connected", nil
+}

@@ -1,0 +1,433 @@
+// Consumer pages: the public catalog, a function's page with its curl
+// example and "try it" box, API keys, usage charts and invoices.
+
+import { api, asList, query, Problem } from './api.js';
+import { h, mount, field, formError, showErrors, clearErrors, busy, toast, copyButton, fmtTime, fmtMonth, fmtInt, button } from './dom.js';
+import { state, forgetKey } from './state.js';
+import { render as renderMarkdown, plainText } from './markdown.js';
+import { pricingRows, pricingSummary } from './pricing.js';
+import { moneyString, sum, money, parseDec, add } from './money.js';
+import { timeChart, buckets, bucketOf, ranges } from './charts.js';
+
+const enc = encodeURIComponent;
+
+// notAvailable is shown where a route this server does not serve (yet) would be.
+export function notAvailable(what) {
+  return h('p', { class: 'notice', dataset: { unavailable: '' } }, `${what}: not available on this server yet.`);
+}
+
+// ---- Catalog -------------------------------------------------------------
+
+export async function catalogPage(main, _p, ctx) {
+  const q = ctx.query.get('q') || '';
+  const input = h('input', { type: 'search', id: 'catalog-q', name: 'q', value: q, placeholder: 'Search functions: malware, resize, geocode…', autocomplete: 'off' });
+  const results = h('div', { class: 'cards', id: 'catalog-results', 'aria-live': 'polite' });
+  const count = h('p', { class: 'muted small', id: 'catalog-count' });
+  const form = h('form', { class: 'search', role: 'search' },
+    h('label', { for: 'catalog-q', class: 'visually-hidden' }, 'Search the catalog'), input,
+    h('button', { type: 'submit', class: 'btn btn-primary' }, 'Search'));
+  let seq = 0;
+  async function search() {
+    const mine = ++seq;
+    const text = input.value.trim();
+    history.replaceState(null, '', `${location.pathname}${query({ q: text })}`);
+    let items;
+    try {
+      items = asList(await api('GET', `/api/v1/catalog${query({ q: text })}`));
+    } catch (e) {
+      if (mine !== seq || !ctx.alive()) return;
+      if (e instanceof Problem && e.fields && e.fields.q) { count.textContent = `Search ${e.fields.q}.`; return; }
+      throw e;
+    }
+    if (mine !== seq || !ctx.alive()) return;
+    count.textContent = items.length === 1 ? '1 function' : `${items.length} functions`;
+    if (!items.length) {
+      mount(results, h('div', { class: 'empty' }, text ? `Nothing matches “${text}”.` : 'No functions are published yet.',
+        state.me ? [' ', h('a', { href: '/vendor', 'data-link': '' }, 'Publish the first one.')] : null));
+      return;
+    }
+    mount(results, items.map(card));
+  }
+  let timer = 0;
+  input.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(() => search().catch((e) => toast(e.message)), 200); });
+  form.addEventListener('submit', (ev) => { ev.preventDefault(); clearTimeout(timer); search().catch((e) => toast(e.message)); });
+  mount(main,
+    h('section', { class: 'hero' },
+      h('h1', null, 'Functions you pay for by the call'),
+      h('p', { class: 'lead' }, 'Find one function that does one job well. Call it over plain REST with an API key, and pay only for the calls and compute-milliseconds you use.'),
+      form),
+    count, results);
+  await search();
+}
+
+function card(item) {
+  const href = `/functions/${enc(item.vendor)}/${enc(item.name)}`;
+  return h('article', { class: 'card' },
+    h('h2', { class: 'card-title' }, h('a', { href, 'data-link': '' }, item.name)),
+    h('p', { class: 'card-vendor muted' }, 'by ', item.vendor_name || item.vendor),
+    h('p', { class: 'card-desc' }, plainText(item.description) || 'No description.'),
+    h('p', { class: 'card-price' }, pricingSummary(item.pricing)));
+}
+
+// ---- Function page --------------------------------------------------------
+
+const statusText = { 200: 'OK', 201: 'Created', 202: 'Accepted', 204: 'No Content', 400: 'Bad Request', 401: 'Unauthorized', 402: 'Payment Required', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+export async function functionPage(main, [vendor, name], ctx) {
+  const fn = await api('GET', `/api/v1/catalog/${enc(vendor)}/${enc(name)}`);
+  if (!ctx.alive()) return;
+  const invokeURL = new URL(fn.invoke_url || `/v1/invoke/${enc(vendor)}/${enc(name)}`, location.origin).href;
+  const curlText = `curl -X POST ${invokeURL} \\\n  -H "X-API-Key: $FNMARKET_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '{}'`;
+  const curlPre = h('pre', { class: 'code', id: 'curl-example' }, h('code', null, curlText));
+  const desc = h('div', { class: 'markdown', id: 'fn-description' }, renderMarkdown(fn.description || 'No description yet.'));
+
+  mount(main,
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/catalog', 'data-link': '' }, 'Catalog'), ' / ', fn.vendor_name || fn.vendor),
+    h('header', { class: 'page-head' },
+      h('h1', null, fn.name),
+      h('p', { class: 'muted' }, 'by ', h('strong', null, fn.vendor_name || fn.vendor), ` · version ${fn.published_version} · times out after ${fmtInt(fn.timeout_ms)} ms`)),
+    h('div', { class: 'layout-2' },
+      h('div', null,
+        h('section', { class: 'panel' }, h('h2', null, 'About'), desc),
+        h('section', { class: 'panel' }, h('h2', null, 'Call it'),
+          h('p', null, 'Send any request to the function’s URL with your API key in ', h('code', null, 'X-API-Key'), ' (or ', h('code', null, 'Authorization: Bearer'), '). Its answer comes back as it is, with ', h('code', null, 'X-Compute-Ms'), ' and ', h('code', null, 'X-Invocation-Id'), '.'),
+          h('div', { class: 'code-box' }, curlPre, copyButton(() => curlText, null, 'Copy curl')),
+          state.me ? null : h('p', { class: 'muted small' }, h('a', { href: `/signup?next=${enc('/keys')}`, 'data-link': '' }, 'Create an account'), ' to get an API key.')),
+        tryIt(invokeURL)),
+      h('aside', null,
+        h('section', { class: 'panel' }, h('h2', null, 'Pricing'),
+          h('table', { class: 'kv', id: 'fn-pricing' }, h('tbody', null, pricingRows(fn.pricing).map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v))))),
+          h('p', { class: 'muted small' }, 'Cost of a call = per-call price + compute-ms × price per compute-ms. Free calls waive the per-call price only. Gateway refusals (bad key, rate limit, spend cap) are never billed.')))));
+}
+
+function tryIt(invokeURL) {
+  const err = formError();
+  const keys = state.sessionKeys;
+  const keySelect = h('select', { id: 'try-key-choice' },
+    keys.map((k) => h('option', { value: k.id }, `${k.name} (${k.prefix}…) — created in this tab`)),
+    h('option', { value: '' }, 'Paste a key…'));
+  const choice = keys.length ? field({ label: 'API key', name: 'key_choice', control: keySelect, hint: 'Keys you create are held in this tab’s memory only, until you reload.' }) : null;
+  const paste = field({ label: keys.length ? 'Key to use' : 'API key', name: 'key', type: 'password', hint: 'Keys are shown once, when created on the API keys page. Paste one here; it is not stored.',
+    attrs: { autocomplete: 'off', spellcheck: 'false', id: 'try-key' } });
+  const method = field({ label: 'Method', name: 'method', control: h('select', null, ['POST', 'GET', 'PUT', 'DELETE'].map((m) => h('option', { value: m }, m))) });
+  const body = field({ label: 'Request body', name: 'body', type: 'textarea', value: '{\n  "hello": "world"\n}', attrs: { rows: 5, spellcheck: 'false', class: 'mono', id: 'try-body-input' } });
+  const send = h('button', { type: 'submit', class: 'btn btn-primary', id: 'try-send' }, 'Send request');
+  const out = h('div', { class: 'try-result', id: 'try-result', 'aria-live': 'polite' });
+  const syncPaste = () => { if (choice) paste.hidden = keySelect.value !== ''; };
+  keySelect.addEventListener('change', syncPaste);
+  syncPaste();
+  const methodSel = method.querySelector('select');
+  methodSel.addEventListener('change', () => { body.hidden = methodSel.value === 'GET'; });
+
+  const form = h('form', { class: 'form', id: 'try-form', novalidate: true }, err, choice, paste, h('div', { class: 'grid-2 try-meta' }, method), body, send);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    let key = '';
+    if (choice && keySelect.value) key = (state.sessionKeys.find((k) => k.id === keySelect.value) || {}).key || '';
+    else key = paste.querySelector('input').value.trim();
+    if (!key) { showErrors(form, { message: 'Choose or paste an API key.', fields: { key: 'is required: paste an API key' } }); return; }
+    const init = { method: methodSel.value, headers: { 'X-API-Key': key }, credentials: 'omit', cache: 'no-store' };
+    if (methodSel.value !== 'GET') {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = body.querySelector('textarea').value;
+    }
+    await busy(send, async () => {
+      const started = performance.now();
+      let res;
+      try {
+        res = await fetch(invokeURL, init);
+      } catch (e) {
+        mount(out, h('p', { class: 'notice notice-bad' }, 'The request did not get through (network error, or the gateway is on another origin that does not allow it).'));
+        return;
+      }
+      const text = await res.text();
+      const ms = Math.round(performance.now() - started);
+      let shown = text;
+      try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch { /* not JSON: as it is */ }
+      if (shown.length > 65536) shown = `${shown.slice(0, 65536)}\n… (cut at 64 KiB)`;
+      const ok = res.status >= 200 && res.status < 300;
+      const hint = { 401: 'The key is missing, wrong or revoked.', 402: 'The key’s monthly spend cap is reached.', 404: 'The function is not published (or not found).', 429: 'Rate limited: slow down.' }[res.status];
+      mount(out,
+        h('div', { class: 'try-status-line' },
+          h('span', { class: ['badge', ok ? 'badge-good' : 'badge-bad'], id: 'try-status' }, `${res.status} ${statusText[res.status] || res.statusText || ''}`.trim()),
+          h('span', { class: 'muted small' }, ` round trip ${ms} ms`), hint ? h('span', { class: 'muted small' }, ` · ${hint}`) : null),
+        h('dl', { class: 'kv-list' },
+          h('dt', null, 'X-Compute-Ms'), h('dd', { id: 'try-compute-ms' }, res.headers.get('X-Compute-Ms') || '—'),
+          h('dt', null, 'X-Invocation-Id'), h('dd', { id: 'try-invocation-id', class: 'mono' }, res.headers.get('X-Invocation-Id') || '—'),
+          h('dt', null, 'Content-Type'), h('dd', null, res.headers.get('Content-Type') || '—')),
+        h('pre', { class: 'code', id: 'try-body' }, h('code', null, shown || '(empty body)')));
+    });
+  });
+  return h('section', { class: 'panel', id: 'try-it' }, h('h2', null, 'Try it'),
+    h('p', { class: 'muted small' }, 'Sends a real, billed call through the gateway with your key.'), form, out);
+}
+
+// ---- API keys -------------------------------------------------------------
+
+export async function keysPage(main, _p, ctx) {
+  const list = h('div', { id: 'keys-list' });
+  const fresh = h('div', { id: 'new-key-slot' });
+  const err = formError();
+  const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'create-key' }, 'Create key');
+  const form = h('form', { class: 'form inline-form', id: 'key-form', novalidate: true }, err,
+    h('div', { class: 'grid-2' },
+      field({ label: 'Name', name: 'name', required: true, hint: 'Where it is used, e.g. “mobile app”.', attrs: { maxlength: 100, autocomplete: 'off', id: 'key-name' } }),
+      field({ label: 'Monthly spend cap (optional)', name: 'monthly_spend_cap', hint: 'In USD, e.g. 25.00. Calls get 402 once the month’s cost reaches it.', attrs: { inputmode: 'decimal', autocomplete: 'off', id: 'key-cap' } })),
+    submit);
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const fd = new FormData(form);
+    const body = { name: String(fd.get('name') || '').trim() };
+    const cap = String(fd.get('monthly_spend_cap') || '').trim();
+    if (cap) body.monthly_spend_cap = cap;
+    await busy(submit, async () => {
+      try {
+        const k = await api('POST', '/api/v1/keys', body);
+        state.sessionKeys.unshift({ id: k.id, name: k.name, prefix: k.prefix, key: k.key });
+        form.reset();
+        showNewKey(fresh, k);
+        await drawKeys(list, ctx);
+      } catch (e) {
+        if (!(e instanceof Problem)) throw e;
+        showErrors(form, e);
+      }
+    });
+  });
+  mount(main,
+    h('header', { class: 'page-head' }, h('h1', null, 'API keys'),
+      h('p', { class: 'muted' }, 'A key lets a program call functions on your account. fnmarket stores only a hash: a key is shown once, when you create it.')),
+    fresh,
+    h('section', { class: 'panel' }, h('h2', null, 'Create a key'), form),
+    h('section', { class: 'panel' }, h('h2', null, 'Your keys'), list));
+  await drawKeys(list, ctx);
+}
+
+function showNewKey(slot, k) {
+  const input = h('input', { type: 'text', readOnly: true, value: k.key, id: 'new-key-value', class: 'mono key-value', 'aria-label': `The new key ${k.name}`, spellcheck: 'false' });
+  input.addEventListener('focus', () => input.select());
+  mount(slot, h('section', { class: 'panel panel-warn', id: 'new-key', role: 'region', 'aria-labelledby': 'new-key-h' },
+    h('h2', { id: 'new-key-h' }, `Your new key “${k.name}”`),
+    h('p', { class: 'warn' }, h('strong', null, 'Copy it now: it will not be shown again.'), ' fnmarket keeps only a hash. If you lose it, revoke it and create another.'),
+    h('div', { class: 'key-row' }, input, copyButton(() => k.key, input, 'Copy key')),
+    h('p', { class: 'muted small' }, 'Until you reload this tab, the “try it” box on every function page can use this key for you. ',
+      h('a', { href: '/catalog', 'data-link': '' }, 'Find a function to try'), '.'),
+    button('I have copied it', () => slot.replaceChildren(), { class: 'btn btn-small' })));
+  input.focus();
+}
+
+async function drawKeys(list, ctx) {
+  const keys = asList(await api('GET', '/api/v1/keys'));
+  if (!ctx.alive()) return;
+  if (!keys.length) { mount(list, h('p', { class: 'empty' }, 'No keys yet. Create one above to start calling functions.')); return; }
+  mount(list, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'keys-table' },
+    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', 'Created', 'Last used', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', null, keys.map((k) => h('tr', { dataset: { keyId: k.id }, class: k.revoked_at ? 'revoked' : null },
+      h('th', { scope: 'row' }, k.name),
+      h('td', { class: 'mono' }, `${k.prefix}…`),
+      h('td', null, k.monthly_spend_cap ? moneyString(k.monthly_spend_cap) : 'None'),
+      h('td', null, fmtTime(k.created_at)),
+      h('td', null, k.last_used_at ? fmtTime(k.last_used_at) : 'Never'),
+      h('td', null, k.revoked_at ? h('span', { class: 'badge badge-bad' }, 'Revoked') : h('span', { class: 'badge badge-good' }, 'Active')),
+      h('td', null, k.revoked_at ? null : h('button', { type: 'button', class: 'btn btn-small btn-danger', 'aria-label': `Revoke key ${k.name}`, dataset: { revoke: k.id },
+        on: { click: () => confirmRevoke(k, list, ctx) } }, 'Revoke'))))))));
+}
+
+function confirmRevoke(k, list, ctx) {
+  const err = h('p', { class: 'field-error', role: 'alert' });
+  const yes = h('button', { type: 'button', class: 'btn btn-danger', id: 'confirm-revoke' }, 'Revoke key');
+  const no = h('button', { type: 'button', class: 'btn', value: 'cancel' }, 'Cancel');
+  const dlg = h('dialog', { class: 'dialog', 'aria-labelledby': 'revoke-h' },
+    h('h2', { id: 'revoke-h' }, `Revoke “${k.name}”?`),
+    h('p', null, 'Programs using ', h('code', null, `${k.prefix}…`), ' stop working within two seconds. This cannot be undone.'),
+    err, h('div', { class: 'actions' }, no, yes));
+  no.addEventListener('click', () => dlg.close());
+  dlg.addEventListener('close', () => dlg.remove());
+  yes.addEventListener('click', () => busy(yes, async () => {
+    try {
+      await api('DELETE', `/api/v1/keys/${enc(k.id)}`);
+    } catch (e) {
+      err.textContent = e.message;
+      return;
+    }
+    forgetKey(k.id);
+    dlg.close();
+    toast(`Key “${k.name}” revoked`);
+    await drawKeys(list, ctx);
+  }));
+  document.body.appendChild(dlg);
+  dlg.showModal();
+  no.focus();
+}
+
+// ---- Usage ----------------------------------------------------------------
+
+// rangePicker is a row of toggle buttons for day / week / month.
+export function rangePicker(current, onPick) {
+  return h('div', { class: 'segmented', role: 'group', 'aria-label': 'Period' },
+    Object.entries(ranges).map(([key, r]) => h('button', { type: 'button', class: 'seg', 'aria-pressed': String(key === current), dataset: { range: key },
+      on: { click: () => onPick(key) } }, r.label)));
+}
+
+// seriesBy groups usage rows into one series per function, aligned to the
+// range's buckets, for a numeric column (cost is summed exactly and charted
+// as a float only for its height).
+export function seriesBy(rows, b, column, keyOf = (r) => r.function) {
+  const index = new Map(b.list.map((t, i) => [t, i]));
+  const by = new Map();
+  for (const r of rows) {
+    const i = index.get(bucketOf(r.period_start, b.granularity));
+    if (i === undefined) continue;
+    const k = keyOf(r);
+    if (!by.has(k)) by.set(k, { name: k, exact: b.list.map(() => ({ n: 0n, s: 0 })), values: b.list.map(() => 0) });
+    const sr = by.get(k);
+    if (column === 'cost') {
+      const d = parseDec(r.cost);
+      if (d) sr.exact[i] = add(sr.exact[i], d);
+    } else {
+      sr.values[i] += Number(r[column] || 0);
+    }
+  }
+  const list = [...by.values()].sort((a, c) => a.name.localeCompare(c.name));
+  if (column === 'cost') for (const sr of list) sr.values = sr.exact.map((d) => Number(`${d.n}e-${d.s}`));
+  return list;
+}
+
+function costFmt(currency) {
+  return (v, axis) => {
+    if (axis) return v === 0 ? '0' : money(parseDec(v.toFixed(v < 0.01 ? 6 : 4).replace(/\.?0+$/, '')) || { n: 0n, s: 0 }, currency, 2);
+    return money(parseDec(v.toFixed(12).replace(/\.?0+$/, '')) || { n: 0n, s: 0 }, currency, 2);
+  };
+}
+
+export async function usagePage(main, _p, ctx) {
+  const slot = h('div', { id: 'usage-charts' });
+  const upcoming = h('div', { id: 'upcoming' });
+  let range = ctx.query.get('range') in ranges ? ctx.query.get('range') : 'week';
+  const picker = h('div');
+  async function draw() {
+    mount(picker, rangePicker(range, (r) => { range = r; history.replaceState(null, '', `/usage?range=${r}`); draw().catch((e) => toast(e.message)); }));
+    const b = buckets(range);
+    let rows;
+    try {
+      rows = asList(await api('GET', `/api/v1/usage${query({ from: b.from, to: b.to, granularity: b.granularity })}`));
+    } catch (e) {
+      if (e instanceof Problem && e.status === 404) { mount(slot, notAvailable('Usage')); return; }
+      throw e;
+    }
+    if (!ctx.alive()) return;
+    const currency = (rows[0] && rows[0].currency) || 'USD';
+    const calls = rows.reduce((a, r) => a + Number(r.calls || 0), 0);
+    const ms = rows.reduce((a, r) => a + Number(r.compute_ms || 0), 0);
+    const cost = sum(rows.map((r) => r.cost));
+    mount(slot,
+      h('div', { class: 'stats' },
+        stat('Calls', fmtInt(calls), 'usage-calls'), stat('Compute-ms', fmtInt(ms), 'usage-ms'), stat('Cost in this period', money(cost, currency, 2), 'usage-cost')),
+      h('div', { class: 'charts' },
+        timeChart({ title: 'Calls per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'calls'), kind: 'bar', integer: true, fmt: (v) => fmtInt(Math.round(v)), id: 'chart-calls' }),
+        timeChart({ title: 'Compute-ms per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'compute_ms'), kind: 'line', integer: true, fmt: (v) => fmtInt(Math.round(v)), id: 'chart-ms' }),
+        timeChart({ title: 'Cost per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'cost'), kind: 'line', fmt: costFmt(currency), id: 'chart-cost' })),
+      usageTable(rows, currency));
+  }
+  mount(main,
+    h('header', { class: 'page-head' }, h('h1', null, 'Usage'), h('p', { class: 'muted' }, 'Calls, compute and cost of every function you call. Times are UTC.')),
+    h('section', { class: 'panel' }, h('h2', null, 'This month so far'), upcoming),
+    h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Over time'), picker), slot));
+  await Promise.all([draw(), drawUpcoming(upcoming, ctx)]);
+}
+
+function stat(label, value, id) {
+  return h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value', id }, value));
+}
+
+function usageTable(rows, currency) {
+  const by = new Map();
+  for (const r of rows) {
+    const k = r.function;
+    const t = by.get(k) || { calls: 0, ms: 0, costs: [] };
+    t.calls += Number(r.calls || 0);
+    t.ms += Number(r.compute_ms || 0);
+    t.costs.push(r.cost);
+    by.set(k, t);
+  }
+  if (!by.size) return null;
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'usage-table' },
+    h('thead', null, h('tr', null, ['Function', 'Calls', 'Compute-ms', 'Cost'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', null, [...by.entries()].map(([k, t]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, fmtInt(t.calls)), h('td', null, fmtInt(t.ms)),
+      h('td', null, money(sum(t.costs), currency, 2)))))));
+}
+
+async function drawUpcoming(slot, ctx) {
+  let invs;
+  try {
+    invs = asList(await api('GET', '/api/v1/invoices/upcoming'));
+  } catch (e) {
+    if (e instanceof Problem && e.status === 404) { mount(slot, notAvailable('The upcoming invoice')); return; }
+    throw e;
+  }
+  if (!ctx.alive()) return;
+  if (!invs.length || invs.every((i) => !(i.lines || []).length)) {
+    mount(slot, h('p', { class: 'empty' }, 'Nothing used this month yet.'), h('p', null, h('a', { href: '/invoices', 'data-link': '' }, 'Past invoices')));
+    return;
+  }
+  mount(slot, invs.map((inv) => h('div', { class: 'upcoming' },
+    h('div', { class: 'stats' }, stat('Running total', moneyString(inv.total, inv.currency), 'upcoming-total'),
+      stat('Period', `${fmtMonth(inv.period_start)}`, null), stat('Status', inv.status === 'preview' ? 'Not yet billed' : inv.status, null)),
+    linesTable(inv))), h('p', null, h('a', { href: '/invoices', 'data-link': '' }, 'Past invoices')));
+}
+
+// linesTable lists an invoice's lines.
+export function linesTable(inv) {
+  const lines = inv.lines || [];
+  return h('div', { class: 'table-wrap' }, h('table', { class: 'table lines-table' },
+    h('thead', null, h('tr', null, ['Function', 'Version', 'Calls', 'Free', 'Billable', 'Compute-ms', 'Amount'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', null, lines.length ? lines.map((l) => h('tr', null, h('th', { scope: 'row' }, l.function), h('td', null, `v${l.version}`), h('td', null, fmtInt(l.calls)),
+      h('td', null, fmtInt(l.free_calls)), h('td', null, fmtInt(l.billable_calls)), h('td', null, fmtInt(l.compute_ms)), h('td', { class: 'num' }, moneyString(l.amount, inv.currency))))
+      : h('tr', null, h('td', { colspan: 7, class: 'muted' }, 'No lines.'))),
+    h('tfoot', null, h('tr', null, h('th', { scope: 'row', colspan: 6 }, 'Total'), h('td', { class: 'num' }, moneyString(inv.total, inv.currency))))));
+}
+
+// ---- Invoices -------------------------------------------------------------
+
+function statusBadge(st) {
+  const cls = { paid: 'badge-good', open: 'badge-warn', draft: 'badge-muted', void: 'badge-muted', preview: 'badge-muted' }[st] || 'badge-muted';
+  return h('span', { class: ['badge', cls] }, st || 'unknown');
+}
+
+export async function invoicesPage(main, _p, ctx) {
+  const slot = h('div', { id: 'invoices' });
+  mount(main, h('header', { class: 'page-head' }, h('h1', null, 'Invoices'), h('p', { class: 'muted' }, 'One invoice per month and currency, issued after the month ends. See ', h('a', { href: '/usage', 'data-link': '' }, 'usage'), ' for the running month.')), slot);
+  let invs;
+  try {
+    invs = asList(await api('GET', '/api/v1/invoices'));
+  } catch (e) {
+    if (e instanceof Problem && e.status === 404) { mount(slot, notAvailable('Invoices')); return; }
+    throw e;
+  }
+  if (!ctx.alive()) return;
+  if (!invs.length) { mount(slot, h('p', { class: 'empty panel' }, 'No invoices yet.')); return; }
+  mount(slot, invs.map((inv) => h('details', { class: 'panel invoice' },
+    h('summary', null, h('span', { class: 'inv-period' }, fmtMonth(inv.period_start)), statusBadge(inv.status), h('span', { class: 'inv-total' }, moneyString(inv.total, inv.currency))),
+    linesTable(inv),
+    h('p', null, h('a', { href: `/invoices/${enc(inv.id)}`, 'data-link': '' }, 'Open this invoice')))));
+}
+
+export async function invoicePage(main, [id], ctx) {
+  let inv;
+  try {
+    inv = await api('GET', `/api/v1/invoices/${enc(id)}`);
+  } catch (e) {
+    if (e instanceof Problem && e.unavailable) { mount(main, h('h1', null, 'Invoice'), notAvailable('Invoices')); return; }
+    throw e;
+  }
+  if (!ctx.alive()) return;
+  mount(main,
+    h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/invoices', 'data-link': '' }, 'Invoices'), ' / ', fmtMonth(inv.period_start)),
+    h('header', { class: 'page-head' }, h('h1', null, `Invoice for ${fmtMonth(inv.period_start)}`), h('p', null, statusBadge(inv.status), ' ', h('span', { class: 'muted small mono' }, inv.id))),
+    h('section', { class: 'panel' },
+      h('div', { class: 'stats' }, stat('Total', moneyString(inv.total, inv.currency), 'invoice-total'), stat('In cents', fmtInt(inv.total_cents), null),
+        stat('Period', `${fmtTime(inv.period_start)} – ${fmtTime(inv.period_end)}`, null)),
+      linesTable(inv),
+      inv.stripe_invoice_id ? h('p', { class: 'muted small' }, `Stripe invoice ${inv.stripe_invoice_id}`) : null));
+}

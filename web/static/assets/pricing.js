@@ -1,0 +1,161 @@
+// Pricing: the form vendors fill in (flat or graduated per-call price,
+// per-compute-ms price, monthly free calls) with a live, exact preview of
+// what 10k and 1M calls a month would cost, and read-only summaries.
+
+import { h, field, uid } from './dom.js';
+import { parseDec, monthCost, money, moneyString, toString } from './money.js';
+
+// previewCalls are the monthly volumes the preview prices.
+export const previewCalls = [10000n, 1000000n];
+
+// intOrRaw sends whole numbers as numbers and anything else as typed, so the
+// server names the field in its problem answer.
+export function intOrRaw(v) {
+  const t = String(v ?? '').trim();
+  if (t === '') return undefined;
+  return /^\d{1,15}$/.test(t) ? Number(t) : t;
+}
+
+// pricingForm builds the pricing fieldset and its preview. initial is a
+// pricing object as the API returns it.
+export function pricingForm(initial = {}) {
+  const p = { currency: 'USD', per_call: '0.0001', per_compute_ms: '0.000002', free_calls_per_month: 100, ...initial };
+  const currency = field({ label: 'Currency', name: 'pricing.currency', value: p.currency || 'USD', attrs: { maxlength: 3, autocomplete: 'off', class: 'short' } });
+  const perCall = field({ label: 'Price per call', name: 'pricing.per_call', value: p.per_call ?? '', hint: 'A decimal, e.g. 0.0001', attrs: { inputmode: 'decimal', autocomplete: 'off' } });
+  const perMs = field({ label: 'Price per compute-millisecond', name: 'pricing.per_compute_ms', value: p.per_compute_ms ?? '', hint: 'Charged on every billed call, free ones included.', attrs: { inputmode: 'decimal', autocomplete: 'off' } });
+  const free = field({ label: 'Free calls per month', name: 'pricing.free_calls_per_month', type: 'number', value: String(p.free_calls_per_month ?? 0), hint: 'Free calls waive the per-call price only.', attrs: { min: 0, step: 1, inputmode: 'numeric' } });
+
+  const groupName = uid('model');
+  const useTiers = Array.isArray(p.tiers) && p.tiers.length > 0;
+  const flatRadio = h('input', { type: 'radio', name: groupName, value: 'flat', id: `${groupName}-flat`, checked: !useTiers });
+  const tierRadio = h('input', { type: 'radio', name: groupName, value: 'tiers', id: `${groupName}-tiers`, checked: useTiers });
+  const model = h('fieldset', { class: 'radio-row' }, h('legend', null, 'Per-call price'),
+    h('label', { for: flatRadio.id }, flatRadio, ' One price per call'),
+    h('label', { for: tierRadio.id }, tierRadio, ' Graduated tiers (cheaper at volume)'));
+
+  const tierRows = h('div', { class: 'tiers', dataset: { field: 'pricing.tiers' } });
+  const tierErr = h('p', { class: 'field-error', dataset: { errorFor: 'pricing.tiers' } });
+  const addTier = h('button', { type: 'button', class: 'btn btn-small' }, 'Add a tier');
+  const tiersBox = h('div', { class: 'tiers-box' }, tierRows, tierErr, addTier);
+  const tiers = [];
+
+  function drawTiers() {
+    tierRows.replaceChildren();
+    tiers.forEach((t, i) => {
+      const last = i === tiers.length - 1;
+      const upTo = field({ label: last ? 'Calls' : 'Up to call number', name: `pricing.tiers[${i}].up_to`, type: 'number', value: last ? '' : t.up_to, attrs: { min: 1, step: 1 } });
+      const price = field({ label: 'Price per call', name: `pricing.tiers[${i}].per_call`, value: t.per_call, attrs: { inputmode: 'decimal', autocomplete: 'off' } });
+      const upIn = upTo.querySelector('input');
+      const priceIn = price.querySelector('input');
+      if (last) { upIn.disabled = true; upIn.placeholder = 'and beyond'; }
+      upIn.addEventListener('input', () => { t.up_to = upIn.value; update(); });
+      priceIn.addEventListener('input', () => { t.per_call = priceIn.value; update(); });
+      const rm = h('button', { type: 'button', class: 'btn btn-small btn-ghost', 'aria-label': `Remove tier ${i + 1}`, disabled: tiers.length === 1,
+        on: { click: () => { tiers.splice(i, 1); drawTiers(); update(); } } }, 'Remove');
+      tierRows.appendChild(h('div', { class: 'tier-row' }, h('span', { class: 'tier-n' }, `Tier ${i + 1}`), upTo, price, rm));
+    });
+  }
+  addTier.addEventListener('click', () => {
+    const prevUp = tiers.length > 1 ? Number(tiers[tiers.length - 2].up_to || 0) : 0;
+    tiers.splice(Math.max(tiers.length - 1, 0), 0, { up_to: String((prevUp || 0) + 100000), per_call: (tiers[tiers.length - 1] || {}).per_call || '0.0001' });
+    drawTiers();
+    update();
+  });
+  if (useTiers) p.tiers.forEach((t) => tiers.push({ up_to: String(t.up_to || ''), per_call: t.per_call }));
+  else tiers.push({ up_to: '100000', per_call: p.per_call || '0.0001' }, { up_to: '', per_call: '0.00005' });
+  drawTiers();
+
+  const avgMs = h('input', { type: 'text', id: uid('avg'), value: '50', inputmode: 'decimal', class: 'short', autocomplete: 'off' });
+  const previewBody = h('tbody');
+  const previewNote = h('p', { class: 'hint', role: 'status' });
+  const preview = h('section', { class: 'preview', 'aria-labelledby': `${avgMs.id}-h` },
+    h('h3', { id: `${avgMs.id}-h` }, 'What a consumer would pay'),
+    h('p', { class: 'preview-assume' }, h('label', { for: avgMs.id }, 'Assuming an average of '), avgMs, ' compute-ms per call, in one month:'),
+    h('div', { class: 'table-wrap' }, h('table', { class: 'table preview-table', id: 'pricing-preview' },
+      h('thead', null, h('tr', null, ['Calls', 'Per-call part', 'Compute part', 'Total (exact)', 'Billed'].map((t) => h('th', { scope: 'col' }, t)))),
+      previewBody)),
+    previewNote);
+
+  const inputs = () => ({
+    currency: currency.querySelector('input').value.trim().toUpperCase() || 'USD',
+    per_call: perCall.querySelector('input').value.trim(),
+    per_compute_ms: perMs.querySelector('input').value.trim(),
+    free: free.querySelector('input').value.trim(),
+  });
+
+  function read() {
+    const v = inputs();
+    const out = { currency: v.currency, per_compute_ms: v.per_compute_ms, free_calls_per_month: intOrRaw(v.free) ?? 0 };
+    if (tierRadio.checked) {
+      out.tiers = tiers.map((t, i) => ({ up_to: i === tiers.length - 1 ? 0 : intOrRaw(t.up_to) ?? 0, per_call: String(t.per_call || '').trim() }));
+    } else {
+      out.per_call = v.per_call;
+    }
+    return out;
+  }
+
+  function update() {
+    perCall.hidden = tierRadio.checked;
+    tiersBox.hidden = !tierRadio.checked;
+    const v = inputs();
+    const pricing = read();
+    previewBody.replaceChildren();
+    const ms = parseDec(avgMs.value);
+    const bad = [];
+    if (!tierRadio.checked && !parseDec(v.per_call)) bad.push('price per call');
+    if (tierRadio.checked && pricing.tiers.some((t, i) => !parseDec(t.per_call) || (i < pricing.tiers.length - 1 && typeof t.up_to !== 'number'))) bad.push('tiers');
+    if (!parseDec(v.per_compute_ms)) bad.push('price per compute-ms');
+    if (!/^\d+$/.test(v.free || '0')) bad.push('free calls');
+    if (!ms) bad.push('average compute-ms');
+    if (bad.length) {
+      previewNote.textContent = `Enter a valid ${bad.join(', ')} to see the preview.`;
+      return;
+    }
+    previewNote.textContent = `Free calls waive the per-call price only; compute is charged on every call. "Billed" is the exact total rounded half-even to cents, once per invoice line.`;
+    for (const calls of previewCalls) {
+      const c = monthCost({ ...pricing, free_calls_per_month: v.free || '0' }, calls, toString(ms));
+      previewBody.appendChild(h('tr', { dataset: { calls: calls.toString() } },
+        h('th', { scope: 'row' }, calls === 10000n ? '10k' : '1M', h('span', { class: 'muted small' }, c.freeCalls > 0n ? ` (${c.freeCalls.toLocaleString('en-US')} free)` : '')),
+        h('td', null, money(c.perCall, v.currency, 2)),
+        h('td', null, money(c.compute, v.currency, 2)),
+        h('td', { class: 'exact' }, money(c.total, v.currency, 2)),
+        h('td', { class: 'billed' }, money(c.rounded, v.currency, 2))));
+    }
+  }
+
+  const el = h('fieldset', { class: 'pricing' }, h('legend', null, 'Pricing'),
+    h('div', { class: 'grid-2' }, currency, free), model, perCall, tiersBox, perMs, preview);
+  el.addEventListener('input', update);
+  el.addEventListener('change', update);
+  update();
+  return { el, read };
+}
+
+// pricingRows describes pricing as [label, value] pairs for a table.
+export function pricingRows(p) {
+  const cur = p.currency || 'USD';
+  const rows = [];
+  if (Array.isArray(p.tiers) && p.tiers.length) {
+    let lo = 1;
+    for (const t of p.tiers) {
+      const label = t.up_to ? `Calls ${lo.toLocaleString('en-US')}–${Number(t.up_to).toLocaleString('en-US')}` : `Calls ${lo.toLocaleString('en-US')} and beyond`;
+      rows.push([label, `${moneyString(t.per_call, cur, 2)} per call`]);
+      lo = Number(t.up_to) + 1;
+    }
+  } else {
+    rows.push(['Per call', moneyString(p.per_call, cur, 2)]);
+  }
+  rows.push(['Per compute-millisecond', moneyString(p.per_compute_ms, cur, 2)]);
+  rows.push(['Free calls each month', Number(p.free_calls_per_month || 0).toLocaleString('en-US')]);
+  return rows;
+}
+
+// pricingSummary is a one-line description of pricing for cards and lists.
+export function pricingSummary(p) {
+  if (!p) return '';
+  const cur = p.currency || 'USD';
+  const call = Array.isArray(p.tiers) && p.tiers.length ? `from ${moneyString(p.tiers[p.tiers.length - 1].per_call, cur, 2)}` : moneyString(p.per_call, cur, 2);
+  const parts = [`${call} / call`, `${moneyString(p.per_compute_ms, cur, 2)} / compute-ms`];
+  if (Number(p.free_calls_per_month) > 0) parts.push(`${Number(p.free_calls_per_month).toLocaleString('en-US')} free calls / month`);
+  return parts.join(' · ');
+}
