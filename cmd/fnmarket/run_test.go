@@ -302,6 +302,23 @@ func TestInvokeMeterRestart(t *testing.T) {
 			if n, _ := usageTotals(vendor, "/api/v1/usage"); n != 0 {
 				t.Errorf("the vendor's own consumer usage shows %d calls of someone else's", n)
 			}
+			res, err := http.Get(inst.url + "/metrics")
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			for _, want := range []string{"fnmarket_gateway_calls_total", "fnmarket_gateway_call_duration_seconds", "fnmarket_metering_backlog_calls", "fnmarket_rollup_passes_total"} {
+				if !strings.Contains(string(metrics), want) {
+					t.Errorf("/metrics has no %s", want)
+				}
+			}
+			me := c.call("GET", "/api/v1/me", consumer, nil, 200)
+			for _, secretish := range []string{me["id"].(string), key["id"].(string), key["prefix"].(string)} {
+				if strings.Contains(string(metrics), secretish) {
+					t.Errorf("/metrics carries a consumer or key label (%s)", secretish)
+				}
+			}
 			c.call("DELETE", "/api/v1/keys/"+key["id"].(string), consumer, nil, 204)
 			eventually(t, 2*time.Second, "revoked key refused", func() bool {
 				res, _ := c.invoke("/v1/invoke/acme/echo", secret, "")
