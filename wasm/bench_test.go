@@ -1,0 +1,235 @@
+package wasm
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+)
+
+// reportCompute adds the mean Compute per call, the part a consumer pays for.
+func reportCompute(b *testing.B, total time.Duration, calls int) {
+	b.ReportMetric(float64(total.Microseconds())/float64(max(calls, 1)), "compute-µs/op")
+}
+
+func mustRun(b *testing.B, rt *Runtime, sha string, req Request) Response {
+	resp, err := rt.Run(context.Background(), sha, req, Limits{Timeout: 30 * time.Second})
+	if err != nil || resp.Status >= 500 {
+		b.Fatalf("run: %+v %v", resp, err)
+	}
+	return resp
+}
+
+// BenchmarkColdStart is the first call of a module: Prepare (validate,
+// compile, store) then Run, on a runtime with an empty disk cache; and the
+// first Run after a restart, when the module is on disk but not in memory.
+func BenchmarkColdStart(b *testing.B) {
+	ctx := context.Background()
+	b.Run("minimal/prepare+run", func(b *testing.B) {
+		rt := newRuntime(b, Config{CacheDir: b.TempDir()}, nil)
+		for i := 0; b.Loop(); i++ {
+			info, err := rt.Prepare(ctx, minimalModule(minimalSpec{msg: fmt.Sprint("cold ", i)})) // new bytes: a true compile
+			if err != nil {
+				b.Fatal(err)
+			}
+			mustRun(b, rt, info.SHA256, Request{Method: "GET"})
+		}
+	})
+	for _, name := range []string{"sha-hash"} {
+		code := guests(b)[name]
+		b.Run("go-"+name+"/prepare+run", func(b *testing.B) {
+			for b.Loop() {
+				rt, err := New(ctx, Config{CacheDir: b.TempDir()}, NewMemoryStore())
+				if err != nil {
+					b.Fatal(err)
+				}
+				info, err := rt.Prepare(ctx, code)
+				if err != nil {
+					b.Fatal(err)
+				}
+				mustRun(b, rt, info.SHA256, Request{Method: "POST", Body: strings.NewReader("abc")})
+				_ = rt.Close(ctx)
+			}
+		})
+		b.Run("go-"+name+"/restart-warm-disk", func(b *testing.B) {
+			dir, store := b.TempDir(), NewMemoryStore()
+			warm, err := New(ctx, Config{CacheDir: dir}, store)
+			if err != nil {
+				b.Fatal(err)
+			}
+			info, err := warm.Prepare(ctx, code)
+			if err != nil {
+				b.Fatal(err)
+			}
+			_ = warm.Close(ctx)
+			for b.Loop() {
+				rt, err := New(ctx, Config{CacheDir: dir}, store)
+				if err != nil {
+					b.Fatal(err)
+				}
+				mustRun(b, rt, info.SHA256, Request{Method: "POST", Body: strings.NewReader("abc")})
+				_ = rt.Close(ctx)
+			}
+		})
+	}
+}
+
+// BenchmarkCall is a warm call (module compiled in memory), fresh instance
+// each time: sequentially for latency, in parallel for throughput.
+func BenchmarkCall(b *testing.B) {
+	ctx := context.Background()
+	rt := newRuntime(b, Config{}, nil)
+	type target struct {
+		name string
+		code []byte
+		req  func() Request
+	}
+	g := guests(b)
+	targets := []target{
+		{"minimal", minimalModule(minimalSpec{msg: "hello"}), func() Request { return Request{Method: "GET"} }},
+		{"go-sha-hash", g["sha-hash"], func() Request { return Request{Method: "POST", Body: strings.NewReader("abc")} }},
+		{"go-json-transform", g["json-transform"], func() Request {
+			return Request{Method: "POST", Body: strings.NewReader(`{"userName":" Ann ","tags":["a"]}`)}
+		}},
+	}
+	for _, tg := range targets {
+		info, err := rt.Prepare(ctx, tg.code)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tg.name+"/sequential", func(b *testing.B) {
+			var compute time.Duration
+			n := 0
+			for b.Loop() {
+				compute += mustRun(b, rt, info.SHA256, tg.req()).Compute
+				n++
+			}
+			reportCompute(b, compute, n)
+		})
+		b.Run(tg.name+"/parallel", func(b *testing.B) {
+			start := time.Now()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					mustRun(b, rt, info.SHA256, tg.req())
+				}
+			})
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+		})
+	}
+}
+
+// BenchmarkCloseOnContextDone measures what wazero's close-on-context-done
+// (the only way to stop a runaway loop) costs a CPU-bound Go guest:
+// sha-hash with 100,000 rounds, with the checks and without.
+func BenchmarkCloseOnContextDone(b *testing.B) {
+	ctx := context.Background()
+	code := guests(b)["sha-hash"]
+	for _, on := range []bool{true, false} {
+		b.Run(fmt.Sprint("checks=", on), func(b *testing.B) {
+			rt, err := open(ctx, Config{CacheDir: sharedCacheDir}, NewMemoryStore(), on)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close(ctx)
+			info, err := rt.Prepare(ctx, code)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var compute time.Duration
+			n := 0
+			for b.Loop() {
+				compute += mustRun(b, rt, info.SHA256, Request{Method: "POST", RawQuery: "rounds=100000", Body: strings.NewReader("abc")}).Compute
+				n++
+			}
+			reportCompute(b, compute, n)
+		})
+	}
+}
+
+// swapReader is a reused instance's stdin: the host points it at each
+// request's body in turn.
+type swapReader struct{ r bytes.Reader }
+
+func (s *swapReader) Read(p []byte) (int, error) { return s.r.Read(p) }
+
+// BenchmarkReuseExperiment is the experiment toward sub-millisecond Go
+// guests. A Go command module pays the Go runtime's start on every fresh
+// instance. Built as a WASI reactor (-buildmode=c-shared, //go:wasmexport
+// handle), the runtime starts once in _initialize and each request is one
+// call of handle on the same instance, with stdin and stdout swapped per
+// request. "fresh" re-instantiates the reactor per request (the floor this
+// removes); "reused" keeps one instance.
+func BenchmarkReuseExperiment(b *testing.B) {
+	ctx := context.Background()
+	code := guests(b)["reactor"]
+	cache, err := wazero.NewCompilationCacheWithDir(sharedCacheDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cache.Close(ctx)
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCompilationCache(cache).WithCloseOnContextDone(true))
+	defer rt.Close(ctx)
+	wasi_snapshot_preview1.MustInstantiate(ctx, rt)
+	cm, err := rt.CompileModule(ctx, code)
+	if err != nil {
+		b.Fatal(err)
+	}
+	want := "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	in := &swapReader{}
+	var out bytes.Buffer
+	cfg := wazero.NewModuleConfig().WithName("").WithStdin(in).WithStdout(&out).
+		WithSysWalltime().WithSysNanotime().WithStartFunctions("_initialize")
+
+	b.Run("fresh", func(b *testing.B) {
+		var compute time.Duration
+		n := 0
+		for b.Loop() {
+			in.r.Reset([]byte("abc"))
+			out.Reset()
+			began := time.Now()
+			mod, err := rt.InstantiateModule(ctx, cm, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := mod.ExportedFunction("handle").Call(ctx); err != nil {
+				b.Fatal(err)
+			}
+			compute += time.Since(began)
+			n++
+			_ = mod.Close(ctx)
+			if out.String() != want {
+				b.Fatalf("out = %q", out.String())
+			}
+		}
+		reportCompute(b, compute, n)
+	})
+	b.Run("reused", func(b *testing.B) {
+		mod, err := rt.InstantiateModule(ctx, cm, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer mod.Close(ctx)
+		handle := mod.ExportedFunction("handle")
+		var compute time.Duration
+		n := 0
+		for b.Loop() {
+			in.r.Reset([]byte("abc"))
+			out.Reset()
+			began := time.Now()
+			if _, err := handle.Call(ctx); err != nil {
+				b.Fatal(err)
+			}
+			compute += time.Since(began)
+			n++
+			if out.String() != want {
+				b.Fatalf("out = %q", out.String())
+			}
+		}
+		reportCompute(b, compute, n)
+	})
+}
