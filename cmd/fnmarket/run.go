@@ -29,6 +29,7 @@ import (
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/metering"
+	"github.com/fnmarket/fnmarket/wasm"
 	"github.com/fnmarket/fnmarket/web"
 )
 
@@ -105,6 +106,7 @@ type app struct {
 	catalog  *catalog.Store
 	registry *prometheus.Registry
 	billing  *billing.Biller
+	wasm     *wasm.Runtime
 
 	closers      []func()
 	rollupPasses atomic.Int64
@@ -269,7 +271,7 @@ func (a *app) buildParts(ctx context.Context, cmd string) (*parts, error) {
 		}
 	}
 	if cmd == "serve" || cmd == "api" {
-		if err := a.buildAPI(p); err != nil {
+		if err := a.buildAPI(ctx, p); err != nil {
 			return nil, err
 		}
 	}
@@ -295,12 +297,31 @@ func (a *app) biller() (*billing.Biller, error) {
 	return b, nil
 }
 
+// wasmRuntime starts the WebAssembly runtime (once per process), with its
+// compilation cache under the data dir and modules in the database.
+func (a *app) wasmRuntime(ctx context.Context) (*wasm.Runtime, error) {
+	if a.wasm != nil {
+		return a.wasm, nil
+	}
+	rt, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(a.cfg.DataDir, "wasm-cache"), Logger: a.log}, wasm.NewStore(a.db, a.clock))
+	if err != nil {
+		return nil, fmt.Errorf("start wasm runtime: %w", err)
+	}
+	a.wasm = rt
+	a.closers = append(a.closers, func() { _ = rt.Close(context.Background()) })
+	return rt, nil
+}
+
 func (a *app) usageStore() *metering.Store {
 	return metering.NewStore(metering.StoreConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix})
 }
 
-func (a *app) buildAPI(p *parts) error {
+func (a *app) buildAPI(ctx context.Context, p *parts) error {
 	secret, err := a.cfg.jwtSecret()
+	if err != nil {
+		return err
+	}
+	rt, err := a.wasmRuntime(ctx)
 	if err != nil {
 		return err
 	}
@@ -319,6 +340,7 @@ func (a *app) buildAPI(p *parts) error {
 		},
 		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
 		Billing:      billingAPI{b},
+		Backends:     wasmBackends{wasm.NewPreparer(rt)},
 		Webhooks:     b,
 		GatewayURL:   a.cfg.PublicURL,
 		MaxBodyBytes: 48 << 20,
@@ -362,6 +384,11 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		Name: "fnmarket_metering_backlog_calls",
 		Help: "Calls recorded by this gateway and not yet confirmed by Redis.",
 	}, func() float64 { return float64(meter.Backlog()) }))
+	rt, err := a.wasmRuntime(ctx)
+	if err != nil {
+		return err
+	}
+	gw.RegisterInvoker(catalog.BackendWasm, wasm.NewInvoker(rt))
 	gw.Start(ctx)
 	p.onStop(func(context.Context) error { return gw.Close() })
 	p.gateway = gw
