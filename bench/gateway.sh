@@ -23,6 +23,7 @@ command -v nginx >/dev/null || { echo "nginx is required: apt-get install nginx-
 go build -o "$WORK/upstream" ./bench/upstream
 go build -o "$WORK/rproxy" ./bench/rproxy
 go build -o "$WORK/fnmarket" ./cmd/fnmarket
+go build -o "$WORK/wasmmin" ./bench/wasmmin
 
 "$WORK/upstream" -addr 127.0.0.1:9101 & PIDS+=($!); UP_PID=$!
 "$WORK/rproxy" -addr 127.0.0.1:9102 -target http://127.0.0.1:9101 & PIDS+=($!); RP_PID=$!
@@ -61,6 +62,8 @@ TOK=$(api POST /api/v1/auth/signup "" '{"email":"bench@example.com","password":"
 api POST /api/v1/vendor "$TOK" '{"slug":"bench","display_name":"Bench"}' >/dev/null
 FID=$(api POST /api/v1/functions "$TOK" '{"name":"noop","backend":{"type":"http","url":"http://127.0.0.1:9101/"},"pricing":{"per_call":"0.0001","per_compute_ms":"0.000002","free_calls_per_month":100},"timeout_ms":5000}' | sed -E 's/^\{"id":"([^"]+)".*/\1/')
 api POST "/api/v1/functions/$FID/publish" "$TOK" '{"version":1}' >/dev/null
+WID=$(api POST /api/v1/functions "$TOK" "{\"name\":\"hello-wasm\",\"backend\":{\"type\":\"wasm\",\"module_base64\":\"$("$WORK/wasmmin")\"},\"pricing\":{\"per_call\":\"0.0001\",\"per_compute_ms\":\"0.000002\"},\"timeout_ms\":5000}" | sed -E 's/^\{"id":"([^"]+)".*/\1/')
+api POST "/api/v1/functions/$WID/publish" "$TOK" '{"version":1}' >/dev/null
 KEY=$(api POST /api/v1/keys "$TOK" '{"name":"bench","monthly_spend_cap":"1000000"}' | sed -E 's/.*"key":"([^"]+)".*/\1/')
 curl -fsS -o /dev/null -H "X-API-Key: $KEY" http://127.0.0.1:9104/v1/invoke/bench/noop || { echo "gateway call failed" >&2; cat "$WORK/fnmarket.log" >&2; exit 1; }
 
@@ -92,5 +95,11 @@ if [ -n "${PROFILE:-}" ]; then
   (sleep 1; curl -s -o "$PROFILE" "http://127.0.0.1:9105/debug/pprof/profile?seconds=$((DUR-2))") &
 fi
 run "(d) fnmarket gateway" http://127.0.0.1:9104/v1/invoke/bench/noop "$FN_PID" "X-API-Key: $KEY" d
+run "(e) fnmarket gateway, wasm fn" http://127.0.0.1:9104/v1/invoke/bench/hello-wasm "$FN_PID" "X-API-Key: $KEY" e
+echo "single-connection latency through the gateway (wrk -t1 -c1):"
+for t in noop hello-wasm; do
+  wrk -t1 -c1 -d"$((DUR/2))s" --latency -H "X-API-Key: $KEY" "http://127.0.0.1:9104/v1/invoke/bench/$t" | awk -v t="$t" '$1=="50%" {p50=$2} $1=="99%" {p99=$2} END {printf "  %-12s p50 %s  p99 %s\n", t, p50, p99}'
+done
+wrk -t1 -c1 -d"$((DUR/2))s" --latency http://127.0.0.1:9101/ | awk '$1=="50%" {p50=$2} $1=="99%" {p99=$2} END {printf "  %-12s p50 %s  p99 %s\n", "upstream", p50, p99}'
 awk -v d="$(cat "$WORK/rps.d")" -v b="$(cat "$WORK/rps.b")" -v c="$(cat "$WORK/rps.c")" \
   'BEGIN { printf "ratios: (d)/(b) = %.2f   (d)/(c) = %.2f\n", d/b, d/c }'

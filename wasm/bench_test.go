@@ -33,7 +33,7 @@ func BenchmarkColdStart(b *testing.B) {
 	b.Run("minimal/prepare+run", func(b *testing.B) {
 		rt := newRuntime(b, Config{CacheDir: b.TempDir()}, nil)
 		for i := 0; b.Loop(); i++ {
-			info, err := rt.Prepare(ctx, minimalModule(minimalSpec{msg: fmt.Sprint("cold ", i)})) // new bytes: a true compile
+			info, err := rt.Prepare(ctx, minimalModule(minimalSpec{Msg: fmt.Sprint("cold ", i)})) // new bytes: a true compile
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func BenchmarkCall(b *testing.B) {
 	}
 	g := guests(b)
 	targets := []target{
-		{"minimal", minimalModule(minimalSpec{msg: "hello"}), func() Request { return Request{Method: "GET"} }},
+		{"minimal", minimalModule(minimalSpec{Msg: "hello"}), func() Request { return Request{Method: "GET"} }},
 		{"go-sha-hash", g["sha-hash"], func() Request { return Request{Method: "POST", Body: strings.NewReader("abc")} }},
 		{"go-json-transform", g["json-transform"], func() Request {
 			return Request{Method: "POST", Body: strings.NewReader(`{"userName":" Ann ","tags":["a"]}`)}

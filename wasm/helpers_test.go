@@ -1,8 +1,9 @@
 package wasm
 
 import (
+	"github.com/fnmarket/fnmarket/wasm/wasmtest"
+
 	"context"
-	"encoding/binary"
 	"fmt"
 	"os"
 	"os/exec"
@@ -155,91 +156,8 @@ func newRuntime(t testing.TB, cfg Config, store ModuleStore) *Runtime {
 	return rt
 }
 
-// minimalSpec describes a hand-assembled module: no toolchain, a few
-// hundred bytes, for validation cases and the per-call floor.
-type minimalSpec struct {
-	msg         string // written to stdout by _start
-	startName   string // export name of the entry point; "" means _start
-	noMemExport bool   // leave memory unexported
-	extraImport [2]string
-	loop        bool   // _start loops forever instead of writing
-	minPages    uint32 // memory minimum; 0 means 1
-}
+// minimalSpec describes a hand-assembled module (see wasmtest.Spec).
+type minimalSpec = wasmtest.Spec
 
-// minimalModule encodes spec as a WebAssembly binary. The module imports
-// wasi_snapshot_preview1.fd_write and proc_exit, keeps an iovec at address 0
-// pointing at msg at address 16, and its _start writes msg to fd 1 and calls
-// proc_exit(0).
-func minimalModule(spec minimalSpec) []byte {
-	if spec.startName == "" {
-		spec.startName = "_start"
-	}
-	if spec.minPages == 0 {
-		spec.minPages = 1
-	}
-	const (
-		i32     = 0x7f
-		funcTyp = 0x60
-	)
-	var out []byte
-	out = append(out, 0, 'a', 's', 'm', 1, 0, 0, 0)
-	section := func(id byte, body []byte) {
-		out = append(out, id)
-		out = binary.AppendUvarint(out, uint64(len(body)))
-		out = append(out, body...)
-	}
-	name := func(b []byte, s string) []byte {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		return append(b, s...)
-	}
-	// Types: 0 = fd_write (i32 i32 i32 i32) -> i32, 1 = proc_exit (i32) -> (), 2 = () -> ().
-	section(1, []byte{3,
-		funcTyp, 4, i32, i32, i32, i32, 1, i32,
-		funcTyp, 1, i32, 0,
-		funcTyp, 0, 0})
-	imports := [][3]string{{"wasi_snapshot_preview1", "fd_write", "0"}, {"wasi_snapshot_preview1", "proc_exit", "1"}}
-	if spec.extraImport[0] != "" {
-		imports = append(imports, [3]string{spec.extraImport[0], spec.extraImport[1], "2"})
-	}
-	imp := []byte{byte(len(imports))}
-	for _, im := range imports {
-		imp = name(imp, im[0])
-		imp = name(imp, im[1])
-		imp = append(imp, 0x00, im[2][0]-'0')
-	}
-	section(2, imp)
-	section(3, []byte{1, 2}) // one function of type 2
-	mem := []byte{1, 0x00}   // one memory, min only
-	mem = binary.AppendUvarint(mem, uint64(spec.minPages))
-	section(5, mem)
-	start := byte(len(imports))
-	exports := []byte{}
-	n := byte(1)
-	exports = name(exports, spec.startName)
-	exports = append(exports, 0x00, start)
-	if !spec.noMemExport {
-		exports = name(exports, "memory")
-		exports = append(exports, 0x02, 0)
-		n++
-	}
-	section(7, append([]byte{n}, exports...))
-	var body []byte
-	if spec.loop {
-		body = []byte{0, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b} // loop br 0 end end
-	} else {
-		body = []byte{0,
-			0x41, 1, 0x41, 0, 0x41, 1, 0x41, 8, 0x10, 0, 0x1a, // drop(fd_write(1, iovs=0, 1, nwritten=8))
-			0x41, 0, 0x10, 1, // proc_exit(0)
-			0x0b}
-	}
-	code := binary.AppendUvarint([]byte{1}, uint64(len(body)))
-	section(10, append(code, body...))
-	data := make([]byte, 16, 16+len(spec.msg))
-	binary.LittleEndian.PutUint32(data[0:], 16)
-	binary.LittleEndian.PutUint32(data[4:], uint32(len(spec.msg)))
-	data = append(data, spec.msg...)
-	seg := []byte{1, 0x00, 0x41, 0, 0x0b} // one active segment at i32.const 0
-	seg = binary.AppendUvarint(seg, uint64(len(data)))
-	section(11, append(seg, data...))
-	return out
-}
+// minimalModule encodes spec as a WebAssembly binary.
+func minimalModule(spec minimalSpec) []byte { return wasmtest.MinimalModule(spec) }

@@ -30,13 +30,13 @@ func TestPrepareRefusesBadModules(t *testing.T) {
 	}{
 		{"empty", nil, fnmarket.EINVALID, "not a WebAssembly binary"},
 		{"garbage", []byte("this is not wasm at all"), fnmarket.EINVALID, "not a WebAssembly binary"},
-		{"truncated", minimalModule(minimalSpec{msg: "hi"})[:30], fnmarket.EINVALID, "does not compile"},
+		{"truncated", minimalModule(minimalSpec{Msg: "hi"})[:30], fnmarket.EINVALID, "does not compile"},
 		{"too large", append([]byte("\x00asm\x01\x00\x00\x00"), make([]byte, 5000)...), fnmarket.ETOOLARGE, "the limit is 4096"},
-		{"imports env.foo", minimalModule(minimalSpec{msg: "hi", extraImport: [2]string{"env", "foo"}}), fnmarket.EINVALID, "imports env.foo"},
-		{"imports an unknown wasi function", minimalModule(minimalSpec{msg: "hi", extraImport: [2]string{"wasi_snapshot_preview1", "no_such_call"}}), fnmarket.EINVALID, "no_such_call"},
-		{"no _start", minimalModule(minimalSpec{msg: "hi", startName: "main"}), fnmarket.EINVALID, "does not export a _start"},
-		{"no memory export", minimalModule(minimalSpec{msg: "hi", noMemExport: true}), fnmarket.EINVALID, `"memory"`},
-		{"memory over the ceiling", minimalModule(minimalSpec{msg: "hi", minPages: DefaultMaxMemoryPages + 1}), fnmarket.EINVALID, "over limit"},
+		{"imports env.foo", minimalModule(minimalSpec{Msg: "hi", ExtraImport: [2]string{"env", "foo"}}), fnmarket.EINVALID, "imports env.foo"},
+		{"imports an unknown wasi function", minimalModule(minimalSpec{Msg: "hi", ExtraImport: [2]string{"wasi_snapshot_preview1", "no_such_call"}}), fnmarket.EINVALID, "no_such_call"},
+		{"no _start", minimalModule(minimalSpec{Msg: "hi", StartName: "main"}), fnmarket.EINVALID, "does not export a _start"},
+		{"no memory export", minimalModule(minimalSpec{Msg: "hi", NoMemExport: true}), fnmarket.EINVALID, `"memory"`},
+		{"memory over the ceiling", minimalModule(minimalSpec{Msg: "hi", MinPages: DefaultMaxMemoryPages + 1}), fnmarket.EINVALID, "over limit"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -60,7 +60,7 @@ func TestPrepareStoresAndNamesBySHA(t *testing.T) {
 	store := NewMemoryStore()
 	rt := newRuntime(t, Config{}, store)
 	ctx := context.Background()
-	code := minimalModule(minimalSpec{msg: "hello"})
+	code := minimalModule(minimalSpec{Msg: "hello"})
 	info, err := rt.Prepare(ctx, code)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func TestRunMinimalModule(t *testing.T) {
 	t.Parallel()
 	rt := newRuntime(t, Config{}, nil)
 	ctx := context.Background()
-	info, err := rt.Prepare(ctx, minimalModule(minimalSpec{msg: "hello"}))
+	info, err := rt.Prepare(ctx, minimalModule(minimalSpec{Msg: "hello"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestRunTimeout(t *testing.T) {
 		t.Parallel()
 		rt := newRuntime(t, Config{}, nil)
 		ctx := context.Background()
-		info, err := rt.Prepare(ctx, minimalModule(minimalSpec{loop: true}))
+		info, err := rt.Prepare(ctx, minimalModule(minimalSpec{Loop: true}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -461,7 +461,7 @@ func TestRestartWithWarmDiskCache(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		info, err := first.Prepare(ctx, minimalModule(minimalSpec{msg: "after restart"}))
+		info, err := first.Prepare(ctx, minimalModule(minimalSpec{Msg: "after restart"}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -516,7 +516,7 @@ func TestCompiledCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	ctx := context.Background()
 	var shas []string
 	for i := range 4 {
-		info, err := rt.Prepare(ctx, minimalModule(minimalSpec{msg: fmt.Sprint("module ", i)}))
+		info, err := rt.Prepare(ctx, minimalModule(minimalSpec{Msg: fmt.Sprint("module ", i)}))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -560,7 +560,7 @@ func TestClosedRuntimeRefusesCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := rt.Prepare(ctx, minimalModule(minimalSpec{msg: "x"}))
+	info, err := rt.Prepare(ctx, minimalModule(minimalSpec{Msg: "x"}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,7 +31,7 @@ func TestStore(t *testing.T) {
 			}
 			store := NewStore(db, nil)
 			ctx := context.Background()
-			code := minimalModule(minimalSpec{msg: "stored"})
+			code := minimalModule(minimalSpec{Msg: "stored"})
 			sha := sumHex(code)
 			if _, err := store.Module(ctx, sha); fnmarket.ErrorCode(err) != fnmarket.ENOTFOUND {
 				t.Fatalf("missing module: %v, want ENOTFOUND", err)
@@ -51,7 +51,7 @@ func TestStore(t *testing.T) {
 
 			// A runtime on this store runs what another runtime prepared.
 			rt1 := newRuntime(t, Config{}, store)
-			info, err := rt1.Prepare(ctx, minimalModule(minimalSpec{msg: "replica"}))
+			info, err := rt1.Prepare(ctx, minimalModule(minimalSpec{Msg: "replica"}))
 			if err != nil {
 				t.Fatal(err)
 			}
