@@ -1,23 +1,16 @@
 package web
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/cdp"
-	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"golang.org/x/crypto/bcrypt"
 
@@ -25,10 +18,9 @@ import (
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/internal/browsertest"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
-
-const chromiumPath = "/usr/bin/chromium"
 
 // portalServer is the API with the portal registered on it, the fake
 // gateway on /v1/invoke/, and an upstream function.
@@ -75,231 +67,15 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw}
 }
 
-// browser is headless Chromium with a fresh profile. It collects every
-// console error, uncaught exception and non-network error log entry (CSP
-// violations among them), and each step fails the test on any of them.
-type browser struct {
-	t      *testing.T
-	ctx    context.Context
-	shots  string
-	mu     sync.Mutex
-	errors []string
-}
-
-func newBrowser(t *testing.T) *browser {
+// newBrowser starts Chromium for a portal test (see internal/browsertest);
+// screenshots leave the transient toast out.
+func newBrowser(t *testing.T) *browsertest.Browser {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("Chromium is required in CI: %s: %v (apt-get install chromium)", chromiumPath, err)
-		}
-		t.Skipf("Chromium not found at %s; install it with `apt-get install chromium` to run the browser tests", chromiumPath)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("no-proxy-server", true),
-		chromedp.Flag("hide-scrollbars", true),
-		chromedp.Flag("mute-audio", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	b := &browser{t: t, shots: screenshotDir(t)}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithListener(b.listen))
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	b.ctx = ctx
-	// The first run starts the browser; it gets no timeout, which would stop
-	// the browser with it. Each later step has its own.
-	if err := chromedp.Do(ctx, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-		_, err := cdp.Call(ctx, tg, cdplog.Enable, cdp.Empty{})
-		return err
-	})); err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
-	return b
+	return browsertest.New(t, browsertest.Options{BeforeShot: hideToastJS})
 }
 
-// listen runs on the browser's read loop: it only records.
-func (b *browser) listen(ev any) {
-	switch ev := ev.(type) {
-	case *runtime.EventConsoleAPICalled:
-		if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeAssert {
-			var parts []string
-			for _, a := range ev.Args {
-				if len(a.Value) > 0 {
-					parts = append(parts, string(a.Value))
-				} else {
-					parts = append(parts, a.Description)
-				}
-			}
-			b.record("console." + string(ev.Type) + ": " + strings.Join(parts, " "))
-		}
-	case *runtime.EventExceptionThrown:
-		d := ev.ExceptionDetails
-		msg := d.Text
-		if d.Exception != nil {
-			msg += " " + d.Exception.Description
-		}
-		b.record(fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
-	case *cdplog.EventEntryAdded:
-		// Network errors (a 401 the page expects, say) are the API's
-		// answers, not page faults; everything else at error level is.
-		if ev.Entry.Level == cdplog.EntryLevelError && ev.Entry.Source != cdplog.EntrySourceNetwork {
-			b.record(fmt.Sprintf("log %s: %s (%s)", ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
-		}
-	}
-}
-
-func screenshotDir(t *testing.T) string {
-	dir := os.Getenv("FNMARKET_ARTIFACTS_DIR")
-	if dir == "" {
-		dir = filepath.Join("..", "artifacts", "screenshots")
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		t.Fatalf("screenshot dir: %v", err)
-	}
-	return abs
-}
-
-func (b *browser) record(msg string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.errors = append(b.errors, msg)
-}
-
-// checkConsole fails the test when the page logged an error since the last check.
-func (b *browser) checkConsole(step string) {
-	b.t.Helper()
-	b.mu.Lock()
-	errs := b.errors
-	b.errors = nil
-	b.mu.Unlock()
-	for _, e := range errs {
-		b.t.Errorf("%s: browser error: %s", step, e)
-	}
-}
-
-// fail saves a screenshot and the page's text, then stops the test.
-func (b *browser) fail(step string, err error) {
-	b.t.Helper()
-	sctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
-	defer cancel()
-	if buf, serr := chromedp.Run(sctx, chromedp.FullScreenshot(100)); serr == nil {
-		_ = os.WriteFile(filepath.Join(b.shots, "failed-"+strings.ReplaceAll(step, " ", "-")+".png"), buf, 0o644)
-	}
-	text, _ := chromedp.Run(sctx, chromedp.Evaluate[string](`document.querySelector('main') ? document.querySelector('main').innerText : ''`))
-	b.checkConsole(step)
-	b.t.Fatalf("%s: %v\npage text: %.800s", step, err, text)
-}
-
-// do runs steps within 20 s.
-func (b *browser) do(step string, steps ...chromedp.Action[chromedp.Void]) {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, steps...); err != nil {
-		b.fail(step, err)
-	}
-	b.checkConsole(step)
-}
-
-// get runs one action and returns its value.
-func get[T any](b *browser, step string, a chromedp.Action[T]) T {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 20*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		b.fail(step, err)
-	}
-	b.checkConsole(step)
-	return v
-}
-
-// shot writes a full-page PNG screenshot.
-func (b *browser) shot(name string) string {
-	b.t.Helper()
-	// A toast is transient; keep it out of the picture.
-	b.do("hide toast", chromedp.Evaluate[chromedp.Void](`document.getElementById('toast').classList.remove('show'); window.scrollTo(0, 0)`), chromedp.Sleep(300*time.Millisecond))
-	buf := get(b, "screenshot "+name, chromedp.FullScreenshot(100))
-	path := filepath.Join(b.shots, name+".png")
-	if err := os.WriteFile(path, buf, 0o644); err != nil {
-		b.t.Fatalf("write screenshot: %v", err)
-	}
-	return path
-}
-
-func evalBool(b *browser, step, js string) bool {
-	b.t.Helper()
-	return get(b, step, chromedp.Evaluate[bool](js))
-}
-
-// fill sets an input's value as typing would, firing input and change.
-func fill(sel, value string) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		js := fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (!el) return false;
-			el.focus(); el.value = %q; el.dispatchEvent(new Event('input', {bubbles: true})); el.dispatchEvent(new Event('change', {bubbles: true})); return true; })()`, sel, value)
-		ok, err := chromedp.Evaluate[bool](js)(ctx, t)
-		if err == nil && !ok {
-			err = fmt.Errorf("no element %s", sel)
-		}
-		return err
-	})
-}
-
-// waitLocation waits for a full navigation to end at the URL's path and query.
-func waitLocation(suffix string) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		var loc string
-		for {
-			var err error
-			if loc, err = chromedp.Location()(ctx, t); err == nil && strings.HasSuffix(loc, suffix) {
-				return nil
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("waiting for location %s (at %s): %w", suffix, loc, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
-			}
-		}
-	})
-}
-
-// waitText waits until the element's text contains want.
-func waitText(sel, want string) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
-		js := fmt.Sprintf(`(() => { const el = document.querySelector(%q); return !!el && el.textContent.includes(%q); })()`, sel, want)
-		if _, err := chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second))(ctx, t); err != nil {
-			got, _ := chromedp.Evaluate[string](fmt.Sprintf(`(document.querySelector(%q) || {textContent: '<no element>'}).textContent`, sel))(ctx, t)
-			return fmt.Errorf("waiting for %q in %s: %w (text is %q)", want, sel, err, got)
-		}
-		return nil
-	})
-}
-
-func click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
-func visible(sel string) chromedp.Action[chromedp.Void] {
-	return chromedp.WaitVisible(chromedp.CSS(sel))
-}
-func typeKeys(sel, keys string) chromedp.Action[chromedp.Void] {
-	return chromedp.SendKeys(chromedp.CSS(sel), keys)
-}
-func textOf(b *browser, sel string) string {
-	return get(b, "text of "+sel, chromedp.Text(chromedp.CSS(sel)))
-}
+// hideToastJS hides the portal's toast, which is transient, before a screenshot.
+const hideToastJS = `document.getElementById('toast').classList.remove('show')`
 
 // TestPortalInBrowser walks a vendor and a consumer through the portal in
 // headless Chromium against the real API.
@@ -310,65 +86,65 @@ func TestPortalInBrowser(t *testing.T) {
 	const vendorEmail, vendorPass = "ada@acme.test", "correct horse battery"
 
 	// The catalog is empty; a vendor signs up.
-	b.do("open catalog", chromedp.Navigate(srv.url+"/"), visible("#catalog-results .empty"))
-	b.do("sign up vendor", click(`#nav a[href="/signup"]`), visible("#signup-form"),
-		typeKeys(`#signup-form input[name="name"]`, "Ada Vendor"),
-		typeKeys(`#signup-form input[name="email"]`, vendorEmail),
-		typeKeys(`#signup-form input[name="password"]`, vendorPass),
-		typeKeys(`#signup-form input[name="password"]`, "\r"), // submit by keyboard
-		visible("#logout"), waitText("#nav .who", "Ada Vendor"))
+	b.Do("open catalog", browsertest.Navigate(srv.url+"/"), browsertest.Visible("#catalog-results .empty"))
+	b.Do("sign up vendor", browsertest.Click(`#nav a[href="/signup"]`), browsertest.Visible("#signup-form"),
+		browsertest.TypeKeys(`#signup-form input[name="name"]`, "Ada Vendor"),
+		browsertest.TypeKeys(`#signup-form input[name="email"]`, vendorEmail),
+		browsertest.TypeKeys(`#signup-form input[name="password"]`, vendorPass),
+		browsertest.TypeKeys(`#signup-form input[name="password"]`, "\r"), // submit by keyboard
+		browsertest.Visible("#logout"), browsertest.WaitText("#nav .who", "Ada Vendor"))
 
 	// Becoming a vendor: a bad slug shows the API's message next to the field.
-	b.do("bad slug", click(`#nav a[href="/vendor"]`), visible("#vendor-form"),
-		fill("#vendor-slug", "A!"), fill("#vendor-name", "Acme Labs"), click("#become-vendor"),
-		waitText(`#vendor-form [data-error-for="slug"]`, "3 to 40 characters"))
-	if !evalBool(b, "slug invalid", `document.querySelector('#vendor-slug').getAttribute('aria-invalid') === 'true'`) {
+	b.Do("bad slug", browsertest.Click(`#nav a[href="/vendor"]`), browsertest.Visible("#vendor-form"),
+		browsertest.Fill("#vendor-slug", "A!"), browsertest.Fill("#vendor-name", "Acme Labs"), browsertest.Click("#become-vendor"),
+		browsertest.WaitText(`#vendor-form [data-error-for="slug"]`, "3 to 40 characters"))
+	if !b.EvalBool("slug invalid", `document.querySelector('#vendor-slug').getAttribute('aria-invalid') === 'true'`) {
 		t.Error("the slug input is not marked aria-invalid")
 	}
-	b.do("become vendor", fill("#vendor-slug", "acme"), click("#become-vendor"), visible("#new-function"))
+	b.Do("become vendor", browsertest.Fill("#vendor-slug", "acme"), browsertest.Click("#become-vendor"), browsertest.Visible("#new-function"))
 
 	// Publishing a function: the live preview prices exactly.
 	description := "Tags an image **fast** with *care*.\n\n- returns `tags`\n- [docs](https://example.com/docs)\n- [bad](javascript:alert(1))\n\n<img src=x onerror=alert(1)>\n\n```\ncurl -d @cat.jpg\n```"
-	b.do("new function form", click("#new-function"), visible("#function-form"),
-		fill("#function-name", "image-tagger"), fill("#description", description), fill("#backend-url", srv.upstream), fill("#timeout-ms", "3000"),
-		waitText("#description-preview strong", "fast"))
+	b.Do("new function form", browsertest.Click("#new-function"), browsertest.Visible("#function-form"),
+		browsertest.Fill("#function-name", "image-tagger"), browsertest.Fill("#description", description), browsertest.Fill("#backend-url", srv.upstream), browsertest.Fill("#timeout-ms", "3000"),
+		browsertest.WaitText("#description-preview strong", "fast"))
 	preview := func(calls, col string) string {
 		return fmt.Sprintf(`#pricing-preview tr[data-calls="%s"] td.%s`, calls, col)
 	}
-	b.do("preview flat", waitText(preview("10000", "billed"), "$1.99"), waitText(preview("1000000", "billed"), "$199.99"))
-	b.do("preview avg ms", fill(".preview-assume input", "12.5"), waitText(preview("10000", "exact"), "$1.24"))
+	b.Do("preview flat", browsertest.WaitText(preview("10000", "billed"), "$1.99"), browsertest.WaitText(preview("1000000", "billed"), "$199.99"))
+	b.Do("preview avg ms", browsertest.Fill(".preview-assume input", "12.5"), browsertest.WaitText(preview("10000", "exact"), "$1.24"))
 	// Tiers: 100k calls at 0.0001 then 0.00005; 1M calls with 100 free and 12.5 ms
 	// = 10 + 899,900 × 0.00005 + 25 = 79.995, billed half-even to $80.00.
-	b.do("preview tiers", click(`.radio-row input[value="tiers"]`), waitText(preview("1000000", "exact"), "$79.995"), waitText(preview("1000000", "billed"), "$80.00"))
-	b.do("preview back to flat", click(`.radio-row input[value="flat"]`), waitText(preview("1000000", "billed"), "$124.99"))
-	shots["vendor function editor"] = b.shot("vendor-function-editor")
-	b.do("create function", click("#create-function"), visible("#versions-table"), waitText("#published-badge", "Unpublished"))
+	b.Do("preview tiers", browsertest.Click(`.radio-row input[value="tiers"]`), browsertest.WaitText(preview("1000000", "exact"), "$79.995"), browsertest.WaitText(preview("1000000", "billed"), "$80.00"))
+	b.Do("preview back to flat", browsertest.Click(`.radio-row input[value="flat"]`), browsertest.WaitText(preview("1000000", "billed"), "$124.99"))
+	shots["vendor function editor"] = b.Shot("vendor-function-editor")
+	b.Do("create function", browsertest.Click("#create-function"), browsertest.Visible("#versions-table"), browsertest.WaitText("#published-badge", "Unpublished"))
 
 	// Versions: publish v1, add v2, publish it, unpublish, publish again.
-	b.do("publish v1", click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
-	b.do("add v2", fill("#version-form #timeout-ms", "4000"), click("#create-version"), visible(`#versions-table tr[data-version="2"]`))
-	b.do("publish v2", click(`button[data-publish="2"]`), waitText("#published-badge", "Published v2"))
-	b.do("unpublish", click("#unpublish"), waitText("#published-badge", "Unpublished"))
-	b.do("republish v2", click(`button[data-publish="2"]`), waitText("#published-badge", "Published v2"))
-	b.do("log out vendor", click("#logout"), visible(`#nav a[href="/login"]`))
+	b.Do("publish v1", browsertest.Click(`button[data-publish="1"]`), browsertest.WaitText("#published-badge", "Published v1"))
+	b.Do("add v2", browsertest.Fill("#version-form #timeout-ms", "4000"), browsertest.Click("#create-version"), browsertest.Visible(`#versions-table tr[data-version="2"]`))
+	b.Do("publish v2", browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
+	b.Do("unpublish", browsertest.Click("#unpublish"), browsertest.WaitText("#published-badge", "Unpublished"))
+	b.Do("republish v2", browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
+	b.Do("log out vendor", browsertest.Click("#logout"), browsertest.Visible(`#nav a[href="/login"]`))
 
 	// A wrong password shows the API's error on the form.
-	b.do("wrong password", click(`#nav a[href="/login"]`), visible("#login-form"),
-		typeKeys(`#login-form input[name="email"]`, vendorEmail),
-		typeKeys(`#login-form input[name="password"]`, "not the password"),
-		click(`#login-form button[type="submit"]`), waitText("#login-form .form-error", "wrong email or password"))
-	if !evalBool(b, "error visible", `!document.querySelector('#login-form .form-error').hidden && !document.querySelector('#logout')`) {
+	b.Do("wrong password", browsertest.Click(`#nav a[href="/login"]`), browsertest.Visible("#login-form"),
+		browsertest.TypeKeys(`#login-form input[name="email"]`, vendorEmail),
+		browsertest.TypeKeys(`#login-form input[name="password"]`, "not the password"),
+		browsertest.Click(`#login-form button[type="submit"]`), browsertest.WaitText("#login-form .form-error", "wrong email or password"))
+	if !b.EvalBool("error visible", `!document.querySelector('#login-form .form-error').hidden && !document.querySelector('#logout')`) {
 		t.Error("the login error is hidden, or the wrong password logged in")
 	}
 
 	// A consumer signs up and finds the function.
-	b.do("sign up consumer", click(`#login-form ~ p a[href^="/signup"]`), visible("#signup-form"),
-		fill(`#signup-form input[name="name"]`, "Grace Consumer"), fill(`#signup-form input[name="email"]`, "grace@example.test"),
-		fill(`#signup-form input[name="password"]`, "another long passphrase"), click(`#signup-form button[type="submit"]`), visible("#logout"))
-	b.do("search", click(`#nav a[href="/catalog"]`), visible("#catalog-q"), fill("#catalog-q", "tagger"), waitText("#catalog-count", "1 function"),
-		waitText("#catalog-results .card-price", "$0.0001 / call"))
-	shots["catalog"] = b.shot("catalog")
-	b.do("open function", click(`#catalog-results a[href="/functions/acme/image-tagger"]`), visible("#try-it"), waitText("#fn-description strong", "fast"))
+	b.Do("sign up consumer", browsertest.Click(`#login-form ~ p a[href^="/signup"]`), browsertest.Visible("#signup-form"),
+		browsertest.Fill(`#signup-form input[name="name"]`, "Grace Consumer"), browsertest.Fill(`#signup-form input[name="email"]`, "grace@example.test"),
+		browsertest.Fill(`#signup-form input[name="password"]`, "another long passphrase"), browsertest.Click(`#signup-form button[type="submit"]`), browsertest.Visible("#logout"))
+	b.Do("search", browsertest.Click(`#nav a[href="/catalog"]`), browsertest.Visible("#catalog-q"), browsertest.Fill("#catalog-q", "tagger"), browsertest.WaitText("#catalog-count", "1 function"),
+		browsertest.WaitText("#catalog-results .card-price", "$0.0001 / call"))
+	shots["catalog"] = b.Shot("catalog")
+	b.Do("open function", browsertest.Click(`#catalog-results a[href="/functions/acme/image-tagger"]`), browsertest.Visible("#try-it"), browsertest.WaitText("#fn-description strong", "fast"))
 	checks := map[string]string{
 		"markdown has no raw HTML":        `!document.querySelector('#fn-description img') && document.querySelector('#fn-description').textContent.includes('<img src=x onerror=alert(1)>')`,
 		"http link is safe":               `(() => { const a = document.querySelector('#fn-description a'); return a && a.href === 'https://example.com/docs' && a.rel.includes('noopener'); })()`,
@@ -379,28 +155,28 @@ func TestPortalInBrowser(t *testing.T) {
 		"no key yet, so paste is offered": `!document.querySelector('#try-key-choice') && !!document.querySelector('#try-key')`,
 	}
 	for name, js := range checks {
-		if !evalBool(b, name, js) {
+		if !b.EvalBool(name, js) {
 			t.Errorf("function page: %s", name)
 		}
 	}
 
 	// API keys: a bad cap is refused next to its field; a good key is shown once.
-	b.do("bad cap", click(`#nav a[href="/keys"]`), visible("#key-form"), fill("#key-name", "ci"), fill("#key-cap", "lots"), click("#create-key"),
-		waitText(`#key-form [data-error-for="monthly_spend_cap"]`, "decimal"))
-	b.do("create key", fill("#key-cap", "25"), click("#create-key"), visible("#new-key-value"),
-		waitText("#keys-table", "Active"), waitText("#keys-table", "$25.00"))
-	key := get(b, "read key", chromedp.Value(chromedp.CSS("#new-key-value")))
+	b.Do("bad cap", browsertest.Click(`#nav a[href="/keys"]`), browsertest.Visible("#key-form"), browsertest.Fill("#key-name", "ci"), browsertest.Fill("#key-cap", "lots"), browsertest.Click("#create-key"),
+		browsertest.WaitText(`#key-form [data-error-for="monthly_spend_cap"]`, "decimal"))
+	b.Do("create key", browsertest.Fill("#key-cap", "25"), browsertest.Click("#create-key"), browsertest.Visible("#new-key-value"),
+		browsertest.WaitText("#keys-table", "Active"), browsertest.WaitText("#keys-table", "$25.00"))
+	key := b.Value("#new-key-value")
 	if len(key) < 20 {
 		t.Fatalf("new key %q looks wrong", key)
 	}
-	shots["keys"] = b.shot("keys")
+	shots["keys"] = b.Shot("keys")
 
 	// Try it with the key held in this tab's memory.
-	b.do("back to the function", click(`#nav a[href="/catalog"]`), visible(`#catalog-results a[href="/functions/acme/image-tagger"]`),
-		click(`#catalog-results a[href="/functions/acme/image-tagger"]`), visible("#try-key-choice"))
-	b.do("try it", click("#try-send"))
-	b.do("try it answers", waitText("#try-status", "200"), waitText("#try-body", `"hello": "world"`))
-	computeMs, invocation := textOf(b, "#try-compute-ms"), textOf(b, "#try-invocation-id")
+	b.Do("back to the function", browsertest.Click(`#nav a[href="/catalog"]`), browsertest.Visible(`#catalog-results a[href="/functions/acme/image-tagger"]`),
+		browsertest.Click(`#catalog-results a[href="/functions/acme/image-tagger"]`), browsertest.Visible("#try-key-choice"))
+	b.Do("try it", browsertest.Click("#try-send"))
+	b.Do("try it answers", browsertest.WaitText("#try-status", "200"), browsertest.WaitText("#try-body", `"hello": "world"`))
+	computeMs, invocation := b.Text("#try-compute-ms"), b.Text("#try-invocation-id")
 	if n, err := strconv.Atoi(strings.TrimSpace(computeMs)); err != nil || n < 1 {
 		t.Errorf("X-Compute-Ms shown as %q, want a whole number ≥ 1", computeMs)
 	}
@@ -410,52 +186,52 @@ func TestPortalInBrowser(t *testing.T) {
 	if got := len(srv.gateway.billed()); got != 1 {
 		t.Errorf("the gateway billed %d calls, want 1", got)
 	}
-	shots["function page"] = b.shot("function-page")
+	shots["function page"] = b.Shot("function-page")
 
 	// Revoking asks first; the revoked key then fails in "try it".
-	b.do("revoke", click(`#nav a[href="/keys"]`), visible("button[data-revoke]"), click("button[data-revoke]"), visible("#confirm-revoke"),
-		click("#confirm-revoke"), waitText("#keys-table", "Revoked"))
-	b.do("try revoked", click(`#nav a[href="/catalog"]`), visible(`#catalog-results a[href="/functions/acme/image-tagger"]`),
-		click(`#catalog-results a[href="/functions/acme/image-tagger"]`), visible("#try-key"), fill("#try-key", key), click("#try-send"),
-		waitText("#try-status", "401"), waitText("#try-body", "unauthenticated"))
+	b.Do("revoke", browsertest.Click(`#nav a[href="/keys"]`), browsertest.Visible("button[data-revoke]"), browsertest.Click("button[data-revoke]"), browsertest.Visible("#confirm-revoke"),
+		browsertest.Click("#confirm-revoke"), browsertest.WaitText("#keys-table", "Revoked"))
+	b.Do("try revoked", browsertest.Click(`#nav a[href="/catalog"]`), browsertest.Visible(`#catalog-results a[href="/functions/acme/image-tagger"]`),
+		browsertest.Click(`#catalog-results a[href="/functions/acme/image-tagger"]`), browsertest.Visible("#try-key"), browsertest.Fill("#try-key", key), browsertest.Click("#try-send"),
+		browsertest.WaitText("#try-status", "401"), browsertest.WaitText("#try-body", "unauthenticated"))
 	if got := len(srv.gateway.billed()); got != 1 {
 		t.Errorf("after the refused call the gateway billed %d calls, want still 1", got)
 	}
 
 	// Usage and the running invoice show the call.
-	b.do("usage", click(`#nav a[href="/usage"]`), waitText("#usage-calls", "1"), visible("#chart-calls svg rect"),
-		waitText("#usage-table", "acme/image-tagger"), waitText("#upcoming", "acme/image-tagger"), waitText("#upcoming-total", "$0.00"))
-	shots["usage"] = b.shot("usage")
-	b.do("invoices", click(`#nav a[href="/invoices"]`), visible("details.invoice"), click("details.invoice summary"), waitText("details.invoice", "acme/legacy"),
-		click(`details.invoice a[href="/invoices/inv_past_1"]`), waitText("#invoice-total", "$12.34"))
+	b.Do("usage", browsertest.Click(`#nav a[href="/usage"]`), browsertest.WaitText("#usage-calls", "1"), browsertest.Visible("#chart-calls svg rect"),
+		browsertest.WaitText("#usage-table", "acme/image-tagger"), browsertest.WaitText("#upcoming", "acme/image-tagger"), browsertest.WaitText("#upcoming-total", "$0.00"))
+	shots["usage"] = b.Shot("usage")
+	b.Do("invoices", browsertest.Click(`#nav a[href="/invoices"]`), browsertest.Visible("details.invoice"), browsertest.Click("details.invoice summary"), browsertest.WaitText("details.invoice", "acme/legacy"),
+		browsertest.Click(`details.invoice a[href="/invoices/inv_past_1"]`), browsertest.WaitText("#invoice-total", "$12.34"))
 
 	// Phone width: nothing overflows sideways.
-	b.do("phone", chromedp.EmulateViewport(390, 844), click(`#nav a[href="/catalog"]`), visible("#catalog-results .card"))
-	if !evalBool(b, "no overflow", `document.documentElement.scrollWidth <= window.innerWidth + 1`) {
-		w := get(b, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
+	b.Do("phone", chromedp.EmulateViewport(390, 844), browsertest.Click(`#nav a[href="/catalog"]`), browsertest.Visible("#catalog-results .card"))
+	if !b.EvalBool("no overflow", `document.documentElement.scrollWidth <= window.innerWidth + 1`) {
+		w := browsertest.Get(b, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`))
 		t.Errorf("the catalog is %d px wide at a 390 px viewport", w)
 	}
-	shots["catalog (phone)"] = b.shot("catalog-phone")
-	b.do("desktop", chromedp.EmulateViewport(1280, 900), click("#logout"), visible(`#nav a[href="/login"]`))
+	shots["catalog (phone)"] = b.Shot("catalog-phone")
+	b.Do("desktop", chromedp.EmulateViewport(1280, 900), browsertest.Click("#logout"), browsertest.Visible(`#nav a[href="/login"]`))
 
 	// The vendor logs in again and sees the call and the revenue.
-	b.do("vendor login", click(`#nav a[href="/login"]`), visible("#login-form"),
-		fill(`#login-form input[name="email"]`, vendorEmail), fill(`#login-form input[name="password"]`, vendorPass),
-		click(`#login-form button[type="submit"]`), visible("#logout"),
-		click(`#nav a[href="/vendor"]`), visible("#functions-table"), click(`#functions-table a`), visible("#function-stats"),
-		waitText("#fn-calls", "1"), waitText("#fn-errors", "0.0%"), visible("#chart-fn-latency circle"))
-	revenue := textOf(b, "#fn-revenue")
+	b.Do("vendor login", browsertest.Click(`#nav a[href="/login"]`), browsertest.Visible("#login-form"),
+		browsertest.Fill(`#login-form input[name="email"]`, vendorEmail), browsertest.Fill(`#login-form input[name="password"]`, vendorPass),
+		browsertest.Click(`#login-form button[type="submit"]`), browsertest.Visible("#logout"),
+		browsertest.Click(`#nav a[href="/vendor"]`), browsertest.Visible("#functions-table"), browsertest.Click(`#functions-table a`), browsertest.Visible("#function-stats"),
+		browsertest.WaitText("#fn-calls", "1"), browsertest.WaitText("#fn-errors", "0.0%"), browsertest.Visible("#chart-fn-latency circle"))
+	revenue := b.Text("#fn-revenue")
 	if !strings.HasPrefix(revenue, "$0.0") || revenue == "$0.00" {
 		t.Errorf("revenue shows %q, want the exact compute charge of one free call", revenue)
 	}
-	b.do("range day", click(`button[data-range="day"]`), waitText("#fn-calls", "1"))
-	shots["vendor function"] = b.shot("vendor-function")
-	b.do("statements", click(`#nav a[href="/statements"]`), visible("#statements-table"), waitText("#statements-table", "$96.00"), visible("#stripe-onboard"))
-	shots["statements"] = b.shot("statements")
-	b.do("stripe onboarding", click("#stripe-onboard"), waitLocation("/statements?stripe=connected"), visible("#statements-table"))
+	b.Do("range day", browsertest.Click(`button[data-range="day"]`), browsertest.WaitText("#fn-calls", "1"))
+	shots["vendor function"] = b.Shot("vendor-function")
+	b.Do("statements", browsertest.Click(`#nav a[href="/statements"]`), browsertest.Visible("#statements-table"), browsertest.WaitText("#statements-table", "$96.00"), browsertest.Visible("#stripe-onboard"))
+	shots["statements"] = b.Shot("statements")
+	b.Do("stripe onboarding", browsertest.Click("#stripe-onboard"), browsertest.WaitLocation("/statements?stripe=connected"), browsertest.Visible("#statements-table"))
 
 	// No page logged an error at any step (each step checked), and once more at the end.
-	b.checkConsole("end")
+	b.CheckConsole("end")
 	for name, path := range shots {
 		t.Logf("screenshot %s: %s", name, path)
 	}
@@ -466,7 +242,7 @@ func TestPortalInBrowser(t *testing.T) {
 func TestFrontEndUnits(t *testing.T) {
 	srv := startPortal(t, true)
 	b := newBrowser(t)
-	b.do("open", chromedp.Navigate(srv.url+"/"), visible("#catalog-results"))
+	b.Do("open", browsertest.Navigate(srv.url+"/"), browsertest.Visible("#catalog-results"))
 	js := `(async () => {
 	  const base = document.querySelector('script[type=module]').src.replace(/app\.js$/, '');
 	  const m = await import(base + 'money.js');
@@ -509,7 +285,7 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('plain text', md.plainText('# Title\n\n**Fast** [docs](https://x.y) and ` + "`code`" + `'), 'Title');
 	  return fails;
 	})()`
-	failures := get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
+	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
 	for _, f := range failures {
 		t.Error(f)
 	}
@@ -520,17 +296,17 @@ func TestFrontEndUnits(t *testing.T) {
 func TestMissingRoutesShowNotAvailable(t *testing.T) {
 	srv := startPortal(t, false)
 	b := newBrowser(t)
-	b.do("sign up", chromedp.Navigate(srv.url+"/signup"), visible("#signup-form"),
-		fill(`#signup-form input[name="name"]`, "Lin"), fill(`#signup-form input[name="email"]`, "lin@example.test"),
-		fill(`#signup-form input[name="password"]`, "a fine long passphrase"), click(`#signup-form button[type="submit"]`), visible("#logout"))
-	b.do("usage", click(`#nav a[href="/usage"]`), waitText("#usage-charts [data-unavailable]", "Usage: not available"),
-		waitText("#upcoming [data-unavailable]", "upcoming invoice: not available"))
-	b.do("invoices", click(`#nav a[href="/invoices"]`), waitText("#invoices [data-unavailable]", "Invoices: not available"))
-	b.do("vendor", click(`#nav a[href="/vendor"]`), visible("#vendor-form"), fill("#vendor-slug", "lin"), fill("#vendor-name", "Lin"),
-		click("#become-vendor"), visible("#new-function"))
-	b.do("statements", click(`#nav a[href="/statements"]`), waitText("#statements [data-unavailable]", "Statements: not available"))
-	if evalBool(b, "no onboarding", `!!document.querySelector('#stripe-onboard')`) {
+	b.Do("sign up", browsertest.Navigate(srv.url+"/signup"), browsertest.Visible("#signup-form"),
+		browsertest.Fill(`#signup-form input[name="name"]`, "Lin"), browsertest.Fill(`#signup-form input[name="email"]`, "lin@example.test"),
+		browsertest.Fill(`#signup-form input[name="password"]`, "a fine long passphrase"), browsertest.Click(`#signup-form button[type="submit"]`), browsertest.Visible("#logout"))
+	b.Do("usage", browsertest.Click(`#nav a[href="/usage"]`), browsertest.WaitText("#usage-charts [data-unavailable]", "Usage: not available"),
+		browsertest.WaitText("#upcoming [data-unavailable]", "upcoming invoice: not available"))
+	b.Do("invoices", browsertest.Click(`#nav a[href="/invoices"]`), browsertest.WaitText("#invoices [data-unavailable]", "Invoices: not available"))
+	b.Do("vendor", browsertest.Click(`#nav a[href="/vendor"]`), browsertest.Visible("#vendor-form"), browsertest.Fill("#vendor-slug", "lin"), browsertest.Fill("#vendor-name", "Lin"),
+		browsertest.Click("#become-vendor"), browsertest.Visible("#new-function"))
+	b.Do("statements", browsertest.Click(`#nav a[href="/statements"]`), browsertest.WaitText("#statements [data-unavailable]", "Statements: not available"))
+	if b.EvalBool("no onboarding", `!!document.querySelector('#stripe-onboard')`) {
 		t.Error("the Stripe button shows although the billing routes are missing")
 	}
-	b.checkConsole("end")
+	b.CheckConsole("end")
 }

@@ -320,15 +320,14 @@ export async function usagePage(main, _p, ctx) {
     const currency = (rows[0] && rows[0].currency) || 'USD';
     const calls = rows.reduce((a, r) => a + Number(r.calls || 0), 0);
     const ms = rows.reduce((a, r) => a + Number(r.compute_ms || 0), 0);
-    const cost = sum(rows.map((r) => r.cost));
     mount(slot,
       h('div', { class: 'stats' },
-        stat('Calls', fmtInt(calls), 'usage-calls'), stat('Compute-ms', fmtInt(ms), 'usage-ms'), stat('Cost in this period', money(cost, currency, 2), 'usage-cost')),
+        stat('Calls', fmtInt(calls), 'usage-calls'), stat('Compute-ms', fmtInt(ms), 'usage-ms'), stat('Cost in this period', costByCurrency(rows), 'usage-cost')),
       h('div', { class: 'charts' },
         timeChart({ title: 'Calls per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'calls'), kind: 'bar', integer: true, fmt: (v) => fmtInt(Math.round(v)), id: 'chart-calls' }),
         timeChart({ title: 'Compute-ms per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'compute_ms'), kind: 'line', integer: true, fmt: (v) => fmtInt(Math.round(v)), id: 'chart-ms' }),
         timeChart({ title: 'Cost per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'cost'), kind: 'line', fmt: costFmt(currency), id: 'chart-cost' })),
-      usageTable(rows, currency));
+      usageTable(rows));
   }
   mount(main,
     h('header', { class: 'page-head' }, h('h1', null, 'Usage'), h('p', { class: 'muted' }, 'Calls, compute and cost of every function you call. Times are UTC.')),
@@ -341,27 +340,27 @@ function stat(label, value, id) {
   return h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, label), h('div', { class: 'stat-value', id }, value));
 }
 
-function usageTable(rows, currency) {
+function usageTable(rows) {
   const by = new Map();
   for (const r of rows) {
     const k = r.function;
     const t = by.get(k) || { calls: 0, ms: 0, costs: [] };
     t.calls += Number(r.calls || 0);
     t.ms += Number(r.compute_ms || 0);
-    t.costs.push(r.cost);
+    t.costs.push(r);
     by.set(k, t);
   }
   if (!by.size) return null;
   return h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'usage-table' },
     h('thead', null, h('tr', null, ['Function', 'Calls', 'Compute-ms', 'Cost'].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, [...by.entries()].map(([k, t]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, fmtInt(t.calls)), h('td', null, fmtInt(t.ms)),
-      h('td', null, money(sum(t.costs), currency, 2)))))));
+      h('td', null, costByCurrency(t.costs)))))));
 }
 
 async function drawUpcoming(slot, ctx) {
   let invs;
   try {
-    invs = asList(await api('GET', '/api/v1/invoices/upcoming'));
+    invs = upcomingList(await api('GET', '/api/v1/invoices/upcoming'));
   } catch (e) {
     if (e instanceof Problem && e.status === 404) { mount(slot, notAvailable('The upcoming invoice')); return; }
     throw e;
@@ -371,10 +370,32 @@ async function drawUpcoming(slot, ctx) {
     mount(slot, h('p', { class: 'empty' }, 'Nothing used this month yet.'), h('p', null, h('a', { href: '/invoices', 'data-link': '' }, 'Past invoices')));
     return;
   }
-  mount(slot, invs.map((inv) => h('div', { class: 'upcoming' },
-    h('div', { class: 'stats' }, stat('Running total', moneyString(inv.total, inv.currency), 'upcoming-total'),
+  mount(slot, invs.map((inv, i) => h('div', { class: 'upcoming', dataset: { currency: inv.currency || '' } },
+    h('div', { class: 'stats' }, stat('Running total', moneyString(inv.total, inv.currency), i === 0 ? 'upcoming-total' : `upcoming-total-${inv.currency}`),
       stat('Period', `${fmtMonth(inv.period_start)}`, null), stat('Status', inv.status === 'preview' ? 'Not yet billed' : inv.status, null)),
     linesTable(inv))), h('p', null, h('a', { href: '/invoices', 'data-link': '' }, 'Past invoices')));
+}
+
+// upcomingList flattens the upcoming-invoice answer: one preview invoice
+// (the first currency, USD first) with the previews in further currencies
+// under other_currencies; a list is accepted too.
+export function upcomingList(doc) {
+  return asList(doc).flatMap((inv) => [inv, ...(Array.isArray(inv.other_currencies) ? inv.other_currencies : [])]);
+}
+
+// costByCurrency sums rows' exact costs per currency and formats them, USD
+// first, then alphabetically, e.g. "$0.25 + €0.50"; amounts in different
+// currencies are never added.
+export function costByCurrency(rows) {
+  const by = new Map();
+  for (const r of rows) {
+    const c = r.currency || 'USD';
+    if (!by.has(c)) by.set(c, []);
+    by.get(c).push(r.cost);
+  }
+  if (!by.size) return money(sum([]), 'USD', 2);
+  const order = (c) => (c === 'USD' ? '' : c);
+  return [...by.entries()].sort(([a], [c]) => order(a).localeCompare(order(c))).map(([c, costs]) => money(sum(costs), c, 2)).join(' + ');
 }
 
 // linesTable lists an invoice's lines.

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/fnmarket/fnmarket/internal/browsertest"
+	"github.com/fnmarket/fnmarket/internal/testenv"
+)
+
+// TestPortalFullStack walks the portal's user story in headless Chromium
+// against the whole program as `fnmarket serve` runs it: the real API, the
+// real gateway in front of a real upstream, metering, the roll-up worker and
+// billing. A vendor signs up, becomes a vendor and publishes a function; a
+// wrong password is refused; a consumer signs up, creates a key, calls the
+// function with "try it", and sees the call in usage and in the upcoming
+// invoice; a revoked key then fails in "try it"; the vendor logs back in and
+// sees the call and its revenue. No page may log a console error.
+func TestPortalFullStack(t *testing.T) {
+	browsertest.RequireChromium(t)
+	var upstreamCalls atomic.Int64
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-API-Key") != "" || r.Header.Get("Authorization") != "" {
+			http.Error(w, "credentials leaked upstream", http.StatusInternalServerError)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		var in any
+		_ = json.Unmarshal(body, &in)
+		upstreamCalls.Add(1)
+		time.Sleep(3 * time.Millisecond)
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"tags": []string{"cat", "sofa"}, "path": r.URL.Path, "echo": in})
+	}))
+	t.Cleanup(upstream.Close)
+
+	for i, be := range testenv.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
+			upstreamCalls.Store(0)
+			env := baseEnv(t, be)
+			env["FNMARKET_ROLLUP_INTERVAL"] = "300ms"
+			inst := start(t, "serve", env)
+			prefix := "fullstack-"
+			if i > 0 {
+				prefix += be.Name + "-"
+			}
+			b := browsertest.New(t, browsertest.Options{Prefix: prefix, BeforeShot: `document.getElementById('toast').classList.remove('show')`})
+			portalStory(t, b, inst.url, upstream.URL+"/tag", upstreamCalls.Load)
+		})
+	}
+}
+
+const (
+	fsVendorEmail, fsVendorPass     = "ada@acme.test", "correct horse battery"
+	fsConsumerEmail, fsConsumerPass = "grace@example.test", "another long passphrase"
+	fsFunction                      = "acme/image-tagger"
+	fsFunctionPath                  = "/functions/acme/image-tagger"
+)
+
+// portalStory is the user story, in one browser, against the server at
+// base; upstreamCalls counts the calls the upstream at upstreamURL got.
+func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string, upstreamCalls func() int64) {
+	var (
+		click    = browsertest.Click
+		fill     = browsertest.Fill
+		visible  = browsertest.Visible
+		waitText = browsertest.WaitText
+	)
+	shots := map[string]string{}
+
+	// A vendor signs up on an empty catalog and becomes a vendor.
+	b.Do("open catalog", browsertest.Navigate(base+"/"), visible("#catalog-results .empty"))
+	shots["catalog (empty)"] = b.Shot("catalog-empty")
+	b.Do("sign up vendor", click(`#nav a[href="/signup"]`), visible("#signup-form"),
+		fill(`#signup-form input[name="name"]`, "Ada Vendor"), fill(`#signup-form input[name="email"]`, fsVendorEmail),
+		fill(`#signup-form input[name="password"]`, fsVendorPass), click(`#signup-form button[type="submit"]`),
+		visible("#logout"), waitText("#nav .who", "Ada Vendor"))
+	b.Do("become vendor", click(`#nav a[href="/vendor"]`), visible("#vendor-form"),
+		fill("#vendor-slug", "acme"), fill("#vendor-name", "Acme Labs"), click("#become-vendor"), visible("#new-function"))
+
+	// Publishing a function that points at the test upstream, at a price that
+	// makes one call cost exactly $0.25 (no free calls, no compute price).
+	price := func(name string) string { return fmt.Sprintf(`#function-form input[name="pricing.%s"]`, name) }
+	b.Do("new function", click("#new-function"), visible("#function-form"),
+		fill("#function-name", "image-tagger"), fill("#description", "Tags an image **fast**."),
+		fill("#backend-url", upstreamURL), fill("#timeout-ms", "5000"),
+		fill(price("per_call"), "0.25"), fill(price("per_compute_ms"), "0"), fill(price("free_calls_per_month"), "0"),
+		waitText(`#pricing-preview tr[data-calls="10000"] td.billed`, "$2,500.00"))
+	shots["vendor function editor"] = b.Shot("vendor-function-editor")
+	b.Do("create function", click("#create-function"), visible("#versions-table"), waitText("#published-badge", "Unpublished"))
+	b.Do("publish v1", click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
+
+	// A second function is priced in euros, so the consumer's month spans two
+	// currencies: €0.50 a call.
+	b.Do("new euro function", click(`#nav a[href="/vendor"]`), visible("#new-function"), click("#new-function"), visible("#function-form"),
+		fill("#function-name", "geo-lookup"), fill("#description", "Finds a place."), fill("#backend-url", upstreamURL),
+		fill(price("currency"), "EUR"), fill(price("per_call"), "0.50"), fill(price("per_compute_ms"), "0"), fill(price("free_calls_per_month"), "0"),
+		click("#create-function"), visible("#versions-table"), click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
+	b.Do("log out vendor", click("#logout"), visible(`#nav a[href="/login"]`))
+
+	// A wrong password shows the API's error and does not log in.
+	b.Do("wrong password", click(`#nav a[href="/login"]`), visible("#login-form"),
+		fill(`#login-form input[name="email"]`, fsVendorEmail), fill(`#login-form input[name="password"]`, "not the password"),
+		click(`#login-form button[type="submit"]`), waitText("#login-form .form-error", "wrong email or password"))
+	if !b.EvalBool("login error shown", `!document.querySelector('#login-form .form-error').hidden && !document.querySelector('#logout')`) {
+		t.Error("the login error is hidden, or the wrong password logged in")
+	}
+	shots["wrong password"] = b.Shot("login-wrong-password")
+
+	// A consumer signs up, finds the function and creates a key.
+	b.Do("sign up consumer", click(`#login-form ~ p a[href^="/signup"]`), visible("#signup-form"),
+		fill(`#signup-form input[name="name"]`, "Grace Consumer"), fill(`#signup-form input[name="email"]`, fsConsumerEmail),
+		fill(`#signup-form input[name="password"]`, fsConsumerPass), click(`#signup-form button[type="submit"]`), visible("#logout"))
+	b.Do("search", click(`#nav a[href="/catalog"]`), visible("#catalog-q"), fill("#catalog-q", "tagger"),
+		waitText("#catalog-count", "1 function"), waitText("#catalog-results .card-price", "$0.25 / call"),
+		fill("#catalog-q", ""), waitText("#catalog-count", "2 functions"))
+	shots["catalog"] = b.Shot("catalog")
+	b.Do("create key", click(`#nav a[href="/keys"]`), visible("#key-form"), fill("#key-name", "ci"), click("#create-key"),
+		visible("#new-key-value"), waitText("#keys-table", "Active"))
+	key := b.Value("#new-key-value")
+	if len(key) < 20 {
+		t.Fatalf("new key %q looks wrong", key)
+	}
+	shots["keys"] = b.Shot("keys")
+
+	// Try it: a real call through the real gateway to the upstream.
+	openFunction := browsertest.Steps(click(`#nav a[href="/catalog"]`), visible(`#catalog-results a[href="`+fsFunctionPath+`"]`),
+		click(`#catalog-results a[href="`+fsFunctionPath+`"]`), visible("#try-it"))
+	b.Do("open function", openFunction, waitText("#fn-description strong", "fast"), visible("#try-key-choice"))
+	if !b.EvalBool("curl example", `document.querySelector('#curl-example').textContent.includes(location.origin + '/v1/invoke/acme/image-tagger')`) {
+		t.Errorf("the curl example does not name this server's gateway: %q", b.Text("#curl-example"))
+	}
+	b.Do("try it", click("#try-send"), waitText("#try-status", "200"),
+		waitText("#try-body", `"hello": "world"`), waitText("#try-body", `"path": "/tag"`), waitText("#try-body", `"sofa"`))
+	computeMs, invocation := b.Text("#try-compute-ms"), strings.TrimSpace(b.Text("#try-invocation-id"))
+	if n, err := strconv.Atoi(strings.TrimSpace(computeMs)); err != nil || n < 1 {
+		t.Errorf("X-Compute-Ms shown as %q, want a whole number ≥ 1", computeMs)
+	}
+	if len(invocation) != 32 || strings.Trim(invocation, "0123456789abcdef") != "" {
+		t.Errorf("X-Invocation-Id shown as %q, want 32 hex digits", invocation)
+	}
+	shots["function page"] = b.Shot("function-page")
+	b.Do("try the euro function", click(`#nav a[href="/catalog"]`), click(`#catalog-results a[href="/functions/acme/geo-lookup"]`),
+		visible("#try-key-choice"), waitText("#fn-pricing", "€0.50"), click("#try-send"), waitText("#try-status", "200"))
+
+	// Usage and the upcoming invoice show both calls once the meter has
+	// flushed (200 ms) and the worker has rolled them up (300 ms here). The
+	// upcoming invoice answers USD first and other currencies under
+	// other_currencies: the page shows each, and never adds dollars to euros.
+	reloadUsage := click(`#nav a[href="/usage"]`)
+	eventuallyShows(b, "usage shows the calls", 15*time.Second, reloadUsage, `(() => {
+		const q = (s) => (document.querySelector(s) || {textContent: ''}).textContent;
+		return q('#usage-calls') === '2' && q('#usage-table').includes('`+fsFunction+`') &&
+			q('#upcoming-total') === '$0.25' && q('#upcoming-total-EUR') === '€0.50';
+	})()`)
+	b.Do("usage details", visible("#chart-calls svg rect"), waitText("#usage-cost", "$0.25 + €0.50"),
+		waitText(`#upcoming [data-currency="USD"] .lines-table tbody`, fsFunction),
+		waitText(`#upcoming [data-currency="EUR"] .lines-table tbody`, "acme/geo-lookup"),
+		waitText("#usage-table", "acme/geo-lookup"))
+	shots["usage"] = b.Shot("usage")
+	b.Do("invoices", click(`#nav a[href="/invoices"]`), waitText("#invoices", "No invoices yet"))
+
+	if n := upstreamCalls(); n != 2 {
+		t.Errorf("the upstream got %d calls, want exactly the two from try it", n)
+	}
+
+	// Revoking asks first; the revoked key then fails in "try it" (the
+	// gateway drops revoked keys from its cache within 2 s, so a try in that
+	// window may still get through).
+	b.Do("revoke", click(`#nav a[href="/keys"]`), visible("button[data-revoke]"), click("button[data-revoke]"),
+		visible("#confirm-revoke"), click("#confirm-revoke"), waitText("#keys-table", "Revoked"))
+	b.Do("open function again", openFunction, visible("#try-key"), fill("#try-key", key))
+	eventuallyShows(b, "revoked key refused", 10*time.Second, click("#try-send"),
+		`(document.querySelector('#try-status') || {textContent: ''}).textContent.startsWith('401')`)
+	b.Do("revoked answer", waitText("#try-body", "revoked"))
+	shots["revoked key"] = b.Shot("try-revoked")
+	b.Do("log out consumer", click("#logout"), visible(`#nav a[href="/login"]`))
+
+	// The vendor logs back in and sees the call and its revenue.
+	openVendorFunction := func(name string) chromedp.Action[chromedp.Void] {
+		return browsertest.Steps(click(`#nav a[href="/vendor"]`), visible("#functions-table"),
+			clickJS(fmt.Sprintf(`[...document.querySelectorAll('#functions-table a')].find((a) => a.textContent === %q)`, name)),
+			waitText("#main h1", name), visible("#function-stats"))
+	}
+	b.Do("vendor login", click(`#nav a[href="/login"]`), visible("#login-form"),
+		fill(`#login-form input[name="email"]`, fsVendorEmail), fill(`#login-form input[name="password"]`, fsVendorPass),
+		click(`#login-form button[type="submit"]`), visible("#logout"), openVendorFunction("image-tagger"))
+	eventuallyShows(b, "vendor sees the call", 10*time.Second, click(`button[data-range="week"]`),
+		`(document.querySelector('#fn-calls') || {}).textContent === '1'`)
+	b.Do("vendor stats", waitText("#fn-errors", "0.0%"), waitText("#fn-revenue", "$0.25"), visible("#chart-fn-latency circle"))
+	shots["vendor function"] = b.Shot("vendor-function")
+	b.Do("range day", click(`button[data-range="day"]`), waitText("#fn-calls", "1"), waitText("#fn-revenue", "$0.25"))
+	b.Do("euro function revenue", openVendorFunction("geo-lookup"), waitText("#fn-calls", "1"), waitText("#fn-revenue", "€0.50"))
+
+	// Statements come from issued invoices; the running month has none yet.
+	// Payouts need Stripe, which this server lacks: the button says so.
+	b.Do("statements", click(`#nav a[href="/statements"]`), waitText("#statements", "No statements yet"), visible("#stripe-onboard"),
+		click("#stripe-onboard"), waitText("#stripe-slot .field-error", "Stripe"))
+	shots["statements"] = b.Shot("statements")
+
+	b.CheckConsole("end")
+	for name, path := range shots {
+		t.Logf("screenshot %s: %s", name, path)
+	}
+}
+
+// eventuallyShows repeats reload (a click that redraws the page) until the
+// JavaScript condition holds, within the given time: the page shows data
+// that the server produces in the background.
+func eventuallyShows(b *browsertest.Browser, step string, within time.Duration, reload chromedp.Action[chromedp.Void], cond string) {
+	deadline := time.Now().Add(within)
+	for {
+		b.Do(step+": reload", reload)
+		ctx, cancel := context.WithTimeout(b.Context(), time.Second)
+		_, err := chromedp.Run(ctx, chromedp.Poll[bool](cond, chromedp.WithPollingInterval(50*time.Millisecond)))
+		cancel()
+		b.CheckConsole(step)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fail(step, fmt.Errorf("not within %s: %w", within, err))
+		}
+	}
+}
+
+// clickJS clicks the element a JavaScript expression finds, for elements CSS
+// cannot select (by their text, say).
+func clickJS(expr string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		ok, err := chromedp.Evaluate[bool](`(() => { const el = `+expr+`; if (!el) return false; el.click(); return true; })()`)(ctx, t)
+		if err == nil && !ok {
+			err = fmt.Errorf("nothing to click: %s", expr)
+		}
+		return err
+	})
+}
