@@ -34,10 +34,20 @@ type vendorJSON struct {
 	Slug        string `json:"slug"`
 	DisplayName string `json:"display_name"`
 	CreatedAt   string `json:"created_at"`
+	// Payouts is "unavailable" (Stripe not configured on this server),
+	// "not_connected" or "connected" (a Stripe Connect account exists).
+	Payouts string `json:"payouts"`
 }
 
-func toVendorJSON(v catalog.Vendor) *vendorJSON {
-	return &vendorJSON{Slug: v.Slug, DisplayName: v.DisplayName, CreatedAt: rfc3339(v.CreatedAt)}
+func (s *Server) toVendorJSON(v catalog.Vendor) *vendorJSON {
+	p := "unavailable"
+	if s.StripeEnabled {
+		p = "not_connected"
+		if v.StripeAccountID != "" {
+			p = "connected"
+		}
+	}
+	return &vendorJSON{Slug: v.Slug, DisplayName: v.DisplayName, CreatedAt: rfc3339(v.CreatedAt), Payouts: p}
 }
 
 func (s *Server) accountView(ctx context.Context, a accounts.Account) (accountJSON, error) {
@@ -45,7 +55,7 @@ func (s *Server) accountView(ctx context.Context, a accounts.Account) (accountJS
 	v, err := s.Catalog.VendorByAccount(ctx, a.ID)
 	switch fnmarket.ErrorCode(err) {
 	case "":
-		out.Vendor = toVendorJSON(v)
+		out.Vendor = s.toVendorJSON(v)
 	case fnmarket.ENOTFOUND:
 	default:
 		return out, err
@@ -228,6 +238,6 @@ func (s *Server) handleBecomeVendor() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusCreated, toVendorJSON(ven))
+		return c.JSON(http.StatusCreated, s.toVendorJSON(ven))
 	}
 }

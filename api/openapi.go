@@ -61,7 +61,7 @@ var schemas = map[string]any{
 	"Signup":        obj(map[string]any{"email": str(), "password": str(), "name": str()}, "email", "password", "name"),
 	"Login":         obj(map[string]any{"email": str(), "password": str()}, "email", "password"),
 	"Session":       obj(map[string]any{"token": str(), "expires_at": str(), "account": ref("Account")}),
-	"Vendor":        obj(map[string]any{"slug": str(), "display_name": str(), "created_at": str()}),
+	"Vendor":        obj(map[string]any{"slug": str(), "display_name": str(), "created_at": str(), "payouts": map[string]any{"type": "string", "enum": []string{"unavailable", "not_connected", "connected"}}}),
 	"VendorRequest": obj(map[string]any{"slug": str(), "display_name": str()}, "slug", "display_name"),
 	"Account": obj(map[string]any{"id": str(), "email": str(), "name": str(), "created_at": str(),
 		"vendor": map[string]any{"nullable": true, "allOf": []any{ref("Vendor")}}}),

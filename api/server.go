@@ -43,6 +43,9 @@ type Deps struct {
 	GatewayURL string
 	// MaxBodyBytes bounds JSON request bodies (wasm uploads included).
 	MaxBodyBytes int64
+	// StripeEnabled says whether payouts through Stripe Connect are
+	// configured, so the portal offers onboarding only then.
+	StripeEnabled bool
 }
 
 // Server is the portal API.

@@ -119,10 +119,19 @@ func (a *aggregate) UnmarshalJSON(b []byte) error {
 // marker, the live hash, then every fc and spend key; ARGV are the marker
 // TTL, the counter TTL, the number of live fields, field/increment pairs, then
 // one increment per counter key. Increments travel as decimal strings so Lua
-// never turns them into floating point.
-func (a *aggregate) scriptArgs(ks keyspace, shard int, flushID string, appliedTTL, counterTTL time.Duration) ([]string, []any) {
+// never turns them into floating point. With recordID the flush id is one
+// more live field, flush|<id> incremented by 1, so it reaches the database
+// with the counts.
+func (a *aggregate) scriptArgs(ks keyspace, shard int, flushID string, appliedTTL, counterTTL time.Duration, recordID bool) ([]string, []any) {
 	keys := []string{ks.applied(shard, flushID), ks.live(shard)}
-	args := []any{int64(appliedTTL / time.Second), int64(counterTTL / time.Second), len(a.live)}
+	n := len(a.live)
+	if recordID {
+		n++
+	}
+	args := []any{int64(appliedTTL / time.Second), int64(counterTTL / time.Second), n}
+	if recordID {
+		args = append(args, flushField(flushID), 1)
+	}
 	fields := make([]string, 0, len(a.live))
 	for f := range a.live {
 		fields = append(fields, f)

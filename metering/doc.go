@@ -10,8 +10,12 @@
 // shard's sums to Redis with a flush script that is idempotent by flush id.
 // A Rollup (the billing worker) atomically renames each shard's live hash to
 // a batch, writes the batch to the database in one transaction keyed by the
-// batch id, and only after the commit deletes the batch. A Store reads usage
-// back, from the database and, for previews, from Redis.
+// batch id, and only after the commit deletes the batch. With
+// MeterConfig.Confirmed set (Store.FlushesCommitted), each flush also writes
+// its id into the live hash, the Rollup commits those ids to usage_flushes
+// with the batch's rows, and the Meter keeps every flush in its spool until
+// the database has its id. A Store reads usage back, from the database and,
+// for previews, from Redis.
 //
 // # Redis keys
 //
@@ -19,7 +23,8 @@
 // FNV-1a-32(consumer id) % NumShards, hash tag {m<shard>}, so each script
 // touches one slot and roll-up iterates shards rather than SCANning:
 //
-//	<prefix>{m7}:live                          hash: hour|consumer|key|function|version|metric -> count
+//	<prefix>{m7}:live                          hash: hour|consumer|key|function|version|metric -> count,
+//	                                           and flush|<flush id> -> 1 per confirmed-mode flush
 //	<prefix>{m7}:batch:<uuid>                  a live hash moved out for roll-up
 //	<prefix>{m7}:pending                       set of batch ids moved out, not yet committed
 //	<prefix>{m7}:applied:<flush id>            flush dedupe marker, TTL 7 days
@@ -35,48 +40,90 @@
 //
 // # Loss model
 //
+// A call's line is in the spool before Record returns, and the spool keeps a
+// flush until it is settled: with Confirmed set, until the database holds its
+// id (usage_flushes, committed in the same transaction as the counts, so a
+// flush's counts are in the database iff its id is); without it, until Redis
+// acknowledges it. Every resend carries the flush's original id; Redis's
+// applied marker turns a resend of a flush it still holds into a no-op.
+//
 //   - kill -9 of a gateway loses nothing it recorded: Record returns only
 //     after the call's line is written to the spool with write(2), which the
 //     kernel keeps whatever happens to the process. The next Meter on the
-//     same directory resends unacknowledged flushes with their original ids
-//     (Redis drops the ones it had applied) and flushes the rest.
+//     same directory resends the flushes not settled and flushes the rest.
+//     With Confirmed, it first asks the database: a flush the database holds
+//     is dropped, never resent; every other one is resent. Where Redis still
+//     has its marker (its counts are live or in a pending batch) that is a
+//     no-op; where Redis lost it (the embedded Redis dies with the process; a
+//     real Redis restarted without persistence) the counts were lost with it
+//     and are applied again. If the database cannot answer at start, those
+//     flushes wait for the confirm loop below.
+//   - Redis losing its data while the gateway runs (restart without AOF):
+//     with Confirmed, a flush still not in the database RedisLossGrace (30s)
+//     after its ack has its applied marker looked up; if Redis lost it and
+//     the database, asked RedisLossGrace later still, does not hold the flush
+//     either, the flush is sent again. Marker missing means its counts are
+//     nowhere in Redis (a restart keeps a consistent prefix of writes, and
+//     the flush script is atomic); the grace lets a roll-up that had read the
+//     batch before the loss commit first. Only a roll-up transaction running
+//     longer than RedisLossGrace across the loss (or, at start, one running
+//     while the gateway restarts just after Redis lost its data) can then
+//     count a flush twice; the Rollup logs such a flush id by name.
+//     The month spend and call counters the limiter reads lose the same
+//     writes until the resends restore them (the rolled-up part stays lost
+//     there), so a spend cap may let through more until the month ends;
+//     billing counts from the database, never from these counters.
+//   - Without Confirmed (the old behaviour) a Redis restart without
+//     persistence loses counters not yet rolled up (with AOF appendfsync
+//     everysec, about 1s of flushes), and a flush applied, rolled up and
+//     committed, whose ack the gateway had not yet written, is applied again
+//     if Redis then lost its marker.
 //   - An OS crash or power loss may lose the spool writes not yet fsynced.
 //     Calls are not fsynced one by one (that would cost a disk flush per
 //     call); the spool is fsynced before every flush goes to Redis, every
 //     FlushInterval (200ms by default). So at most about one FlushInterval of
 //     calls, none of which had reached Redis, is lost; a flush Redis applied
-//     is always known to the spool by id.
+//     is always known to the spool by id. Acks and confirmations are not
+//     fsynced either: losing one only means a resend, which the marker or
+//     the database turns into a no-op.
 //   - Redis unreachable: calls keep being recorded to the spool and memory;
 //     flushes are retried with backoff (up to MaxBackoff) and delivered once,
 //     whenever Redis is back. Admission falls back to a per-process token
 //     bucket (a key can then get up to N times its rate across N replicas)
 //     and a spend check against the last spend Redis reported plus this
 //     process's unconfirmed spend.
-//   - Redis restart without persistence of its last writes loses counters not
-//     yet rolled up. docker-compose runs Redis with AOF appendfsync everysec,
-//     so that is up to about 1s of flushes. There is also a narrow double-count
-//     window: a flush applied, rolled up and committed, whose ack the gateway
-//     had not yet written, when Redis then loses its applied marker; the
-//     resend is then applied again. Both need a Redis crash and are bounded
-//     by about one second of traffic. The month spend and call counters the
-//     limiter reads lose the same writes, so a spend cap may then let through
-//     about a second's more spend; billing counts from the database, never
-//     from these counters.
-//   - A spool left unreplayed for longer than AppliedTTL (7 days) could double
-//     its unacknowledged flushes, whose markers Redis has dropped by then.
+//   - Database unreachable (with Confirmed): flushes Redis acknowledged pile
+//     up in the spool as unconfirmed (Unconfirmed counts their calls), up to
+//     RotateBytes/2 (32 MiB) of intents; past that the oldest are forgotten,
+//     logged as an error: they are then protected only as without Confirmed
+//     (counted once unless Redis loses its data before they are rolled up).
+//     While running, a flush unconfirmed for longer than AppliedTTL is never
+//     taken for lost (its marker expires by itself), so its counts are never
+//     doubled.
+//   - Markers must outlive the flushes that rely on them: AppliedTTL (7 days)
+//     and usage_flushes' retention (RollupConfig.FlushRetention, 30 days)
+//     must both exceed how long a spool may stay unreplayed. A spool
+//     replayed later than both could double a flush that was rolled up.
+//     Redis must not evict keys (maxmemory-policy noeviction): an evicted
+//     marker whose counts are still live makes a resend count twice.
 //   - Roll-up is exactly once at every step: a batch is written in one
-//     transaction together with its usage_batches row, so a retry (or a
-//     second worker) finds the row and skips; the batch leaves Redis only
-//     after the commit.
+//     transaction together with its usage_batches row and its flush ids, so
+//     a retry (or a second worker) finds the row and skips; the batch leaves
+//     Redis only after the commit. Deploy workers that know flush|<id> fields
+//     before gateways that write them: an older worker fails on them (the
+//     batch stays pending, nothing is lost) until upgraded.
 //
 // # Spool
 //
 // The spool is a directory with one live segment file of JSON lines: a
-// snapshot (flushes not yet acknowledged and calls not yet in any flush), then
-// call, flush-intent and ack records. A flush intent holds exactly what it
-// adds to Redis and covers every call of its shard logged before it. When
-// everything is acknowledged and the segment is past CompactBytes (or it
-// grows past RotateBytes regardless), a new segment is written with the
-// current snapshot, synced, and the old one removed; a crash mid-rotation
-// leaves the old segment as the truth.
+// snapshot (flushes not yet settled and calls not yet in any flush), then
+// call, flush-intent, ack and confirm records. A flush intent holds exactly
+// what it adds to Redis and covers every call of its shard logged before it.
+// In a segment whose header is marked tracked (written with Confirmed set) an
+// ack leaves the flush unconfirmed until a confirm record; otherwise the ack
+// settles it. When everything is acknowledged, few flushes await
+// confirmation and the segment is past CompactBytes (or it grows past
+// RotateBytes regardless), a new segment is written with the current
+// snapshot, synced, and the old one removed; a crash mid-rotation leaves the
+// old segment as the truth.
 package metering

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"math"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -153,13 +154,45 @@ func toPico(d decimal.Decimal) int64 {
 // fromPico converts integer pico-units back to money.
 func fromPico(p int64) decimal.Decimal { return decimal.New(p, -picoExp) }
 
+// flushFieldPrefix starts the live hash field that records a flush id
+// (flush|<id>), written by the flush script of a Meter that has its flushes
+// confirmed in the database. Counter fields start with the hour's Unix
+// seconds, a number, so the two never collide; the field travels with the
+// counts when the Rollup renames live to a batch.
+const flushFieldPrefix = "flush|"
+
+func flushField(flushID string) string { return flushFieldPrefix + flushID }
+
+// flushIDsFromHash returns the flush ids recorded in a live hash or batch,
+// sorted, and those recorded more than once (applied twice: Redis lost the
+// applied marker but not the counts).
+func flushIDsFromHash(h map[string]string) (ids, twice []string) {
+	for f, v := range h {
+		id, ok := strings.CutPrefix(f, flushFieldPrefix)
+		if !ok || id == "" {
+			continue
+		}
+		ids = append(ids, id)
+		if v != "1" {
+			twice = append(twice, id)
+		}
+	}
+	sort.Strings(ids)
+	sort.Strings(twice)
+	return ids, twice
+}
+
 // rowsFromHash turns live-hash (or batch) fields into usage rows, keeping
-// only those accepted by keep (nil keeps all). Rows come out in field order of
-// first appearance, which callers must not rely on.
+// only those accepted by keep (nil keeps all); flush id fields are skipped.
+// Rows come out in field order of first appearance, which callers must not
+// rely on.
 func rowsFromHash(h map[string]string, keep func(rowKey) bool) ([]UsageRow, error) {
 	idx := map[rowKey]int{}
 	var rows []UsageRow
 	for f, v := range h {
+		if strings.HasPrefix(f, flushFieldPrefix) {
+			continue
+		}
 		rk, metric, err := parseField(f)
 		if err != nil {
 			return nil, err

@@ -59,8 +59,28 @@ type MeterConfig struct {
 	// larger than this, it is replaced by an empty one; default 1 MiB.
 	CompactBytes int64
 	// RotateBytes: a segment larger than this is rotated even while flushes
-	// are outstanding, carrying them over; default 64 MiB.
+	// are outstanding, carrying them over; default 64 MiB. Flushes awaiting
+	// confirmation (see Confirmed) are kept up to RotateBytes/2 of intents;
+	// beyond that the oldest are forgotten as if Confirmed were nil.
 	RotateBytes int64
+	// Confirmed, when set, reports which flush ids the database holds
+	// (Store.FlushesCommitted). The spool then keeps every flush Redis
+	// acknowledged until the database has it, so calls survive Redis losing
+	// its data: flushes not in the database are sent again with their ids
+	// when the spool is replayed, and, while running, when Redis is found to
+	// have lost their applied markers. Nil keeps a flush only until Redis
+	// acknowledges it.
+	Confirmed func(ctx context.Context, flushIDs []string) (map[string]bool, error)
+	// ConfirmInterval is how often acknowledged flushes are looked up with
+	// Confirmed, off the hot path; default 2s.
+	ConfirmInterval time.Duration
+	// RedisLossGrace: an acknowledged flush still not in the database this
+	// long after its ack has its applied marker looked up in Redis; if Redis
+	// no longer has it and, RedisLossGrace later, the database still does not
+	// have the flush either, it is sent again. It must exceed the longest a
+	// roll-up transaction takes (one that read the batch before Redis lost
+	// it may still commit); default 30s.
+	RedisLossGrace time.Duration
 	// Logger receives flush failures; default slog.Default().
 	Logger *slog.Logger
 }
@@ -86,6 +106,12 @@ func (c *MeterConfig) withDefaults() {
 	}
 	if c.RotateBytes <= 0 {
 		c.RotateBytes = 64 << 20
+	}
+	if c.ConfirmInterval <= 0 {
+		c.ConfirmInterval = 2 * time.Second
+	}
+	if c.RedisLossGrace <= 0 {
+		c.RedisLossGrace = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -125,10 +151,18 @@ type Meter struct {
 	backlog      int64
 	closed       bool
 
-	stop     chan struct{}
-	done     chan struct{}
-	stopOnce sync.Once
-	hooks    meterHooks
+	// Flushes Redis acknowledged, not yet seen in the database, oldest
+	// first (only with Confirmed), their calls and intent bytes.
+	unconfirmed []*flush
+	unconfN     int64
+	unconfBytes int64
+	forgotten   int64 // flushes given up on to bound the spool
+
+	stop        chan struct{}
+	done        chan struct{}
+	confirmDone chan struct{}
+	stopOnce    sync.Once
+	hooks       meterHooks
 }
 
 // NewMeter opens the spool in cfg.SpoolDir, replays what an earlier process
@@ -150,15 +184,16 @@ func NewMeter(cfg MeterConfig) (*Meter, error) {
 		return nil, fmt.Errorf("new meter: %w", err)
 	}
 	m := &Meter{
-		cfg:       cfg,
-		ks:        keyspace{prefix: cfg.Prefix},
-		log:       cfg.Logger,
-		dir:       cfg.SpoolDir,
-		lock:      lock,
-		pendSpend: map[keyMonth]int64{},
-		pendCalls: map[fcKey]int64{},
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		cfg:         cfg,
+		ks:          keyspace{prefix: cfg.Prefix},
+		log:         cfg.Logger,
+		dir:         cfg.SpoolDir,
+		lock:        lock,
+		pendSpend:   map[keyMonth]int64{},
+		pendCalls:   map[fcKey]int64{},
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		confirmDone: make(chan struct{}),
 	}
 	for i := range m.shards {
 		m.shards[i] = newAggregate()
@@ -168,6 +203,11 @@ func NewMeter(cfg MeterConfig) (*Meter, error) {
 		return nil, fmt.Errorf("new meter: %w", err)
 	}
 	go m.loop()
+	if cfg.Confirmed != nil {
+		go m.confirmLoop()
+	} else {
+		close(m.confirmDone)
+	}
 	return m, nil
 }
 
@@ -198,13 +238,22 @@ func (m *Meter) recover() error {
 	if len(seqs) > 0 {
 		m.seq = seqs[len(seqs)-1]
 	}
+	if found && m.cfg.Confirmed != nil && len(st.acked) > 0 {
+		m.settleReplayed(&st)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if found {
 		for _, f := range st.unacked {
+			if f.size == 0 {
+				f.size = intentSize(f)
+			}
 			m.addUnackedLocked(f)
 			m.addPendingLocked(f.agg, 1)
 			m.backlog += f.agg.n
+		}
+		for _, f := range st.acked {
+			m.addUnconfirmedLocked(f)
 		}
 		for i, a := range st.carried {
 			m.shards[i].merge(a)
@@ -216,6 +265,41 @@ func (m *Meter) recover() error {
 		}
 	}
 	return m.rotateLocked()
+}
+
+// settleReplayed sorts the flushes Redis acknowledged to an earlier run:
+// those the database holds are done; the others go out again with their ids
+// (a no-op where Redis still has their applied markers, a resend of lost
+// counts where it does not). When the database cannot answer they stay
+// acknowledged and the confirm loop sorts them out.
+func (m *Meter) settleReplayed(st *spoolState) {
+	ids := make([]string, len(st.acked))
+	for i, f := range st.acked {
+		ids[i] = f.id
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.SendTimeout)
+	defer cancel()
+	done, err := m.cfg.Confirmed(ctx, ids)
+	if err != nil {
+		m.log.Warn("metering spool: cannot look up acknowledged flushes in the database; will retry", "flushes", len(ids), "err", err)
+		return
+	}
+	var resend []*flush
+	for _, f := range st.acked {
+		if !done[f.id] {
+			resend = append(resend, f)
+		}
+	}
+	if len(resend) > 0 {
+		m.log.Info("metering spool: resending acknowledged flushes not yet in the database", "flushes", len(resend), "in_database", len(ids)-len(resend))
+	}
+	st.unacked = append(resend, st.unacked...)
+	st.acked = nil
+}
+
+func intentSize(f *flush) int64 {
+	b, _ := encodeRecord(spoolRecord{T: recFlush, ID: f.id, Shard: f.shard, Agg: f.agg})
+	return int64(len(b))
 }
 
 // rotateLocked starts a new segment holding the current state (flushes not
@@ -235,9 +319,17 @@ func (m *Meter) rotateLocked() error {
 		buf = append(buf, b...)
 		return err
 	}
-	err = add(spoolRecord{T: recHeader})
+	hdr := spoolRecord{T: recHeader}
+	if m.cfg.Confirmed != nil {
+		hdr.V = spoolTracked
+	}
+	err = add(hdr)
 	// Intents first: an intent resets its shard's carried calls on replay,
 	// and these carried calls are not in it.
+	for _, fl := range m.unconfirmed {
+		err = errors.Join(err, add(spoolRecord{T: recFlush, ID: fl.id, Shard: fl.shard, Agg: fl.agg}),
+			add(spoolRecord{T: recAck, ID: fl.id, At: fl.ackedAt.UnixMilli()}))
+	}
 	for _, fl := range m.unacked {
 		err = errors.Join(err, add(spoolRecord{T: recFlush, ID: fl.id, Shard: fl.shard, Agg: fl.agg}))
 	}
@@ -282,6 +374,50 @@ func (m *Meter) rotateLocked() error {
 func (m *Meter) addUnackedLocked(f *flush) {
 	m.unacked = append(m.unacked, f)
 	m.unackedShard[f.shard]++
+}
+
+// addUnconfirmedLocked keeps an acknowledged flush until the database has
+// it, forgetting the oldest ones past RotateBytes/2 so the spool stays
+// bounded while the database is unreachable.
+func (m *Meter) addUnconfirmedLocked(f *flush) {
+	if f.ackedAt.IsZero() {
+		f.ackedAt = time.Now()
+	}
+	if f.size == 0 {
+		f.size = intentSize(f)
+	}
+	m.unconfirmed = append(m.unconfirmed, f)
+	m.unconfN += f.agg.n
+	m.unconfBytes += f.size
+	var drop []string
+	for m.unconfBytes > m.cfg.RotateBytes/2 && len(m.unconfirmed) > 1 {
+		old := m.unconfirmed[0]
+		m.unconfirmed = m.unconfirmed[1:]
+		m.unconfN -= old.agg.n
+		m.unconfBytes -= old.size
+		drop = append(drop, old.id)
+	}
+	if len(drop) > 0 {
+		m.forgotten += int64(len(drop))
+		m.writeLocked(spoolRecord{T: recConfirm, IDs: drop})
+	}
+}
+
+// writeLocked appends one record to the spool; a failure is logged (the
+// record only settles flushes, so losing it means at most a no-op resend).
+func (m *Meter) writeLocked(r spoolRecord) {
+	if m.file == nil {
+		return // replaying: the snapshot written next holds the state
+	}
+	line, err := encodeRecord(r)
+	if err == nil {
+		var n int
+		n, err = m.file.Write(line)
+		m.size += int64(n)
+	}
+	if err != nil {
+		m.log.Warn("metering: append to spool", "record", r.T, "err", err)
+	}
 }
 
 // addPendingLocked adds (sign 1) or removes (sign -1) an aggregate's spend and
@@ -335,6 +471,15 @@ func (m *Meter) Backlog() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.backlog
+}
+
+// Unconfirmed is how many calls Redis acknowledged that are not yet known to
+// be in the database (always 0 without MeterConfig.Confirmed); the spool
+// keeps them until they are.
+func (m *Meter) Unconfirmed() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.unconfN
 }
 
 // PendingSpend is the spend of keyID in the month of month that this process
@@ -425,7 +570,9 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 		return fmt.Errorf("flush: %w", werr)
 	}
 	if len(outstanding) == 0 {
-		return nil
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.maybeCompactLocked()
 	}
 	// Intents are durable before Redis sees them, so an applied flush is
 	// always one the spool knows by id.
@@ -450,10 +597,18 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if len(m.unacked) == 0 && m.size-m.base > m.cfg.CompactBytes && m.allEmptyLocked() {
-		if err := m.rotateLocked(); err != nil {
-			return fmt.Errorf("flush: compact spool: %w", err)
-		}
+	return m.maybeCompactLocked()
+}
+
+// maybeCompactLocked replaces a segment past CompactBytes by a fresh one when
+// what it would carry over is small: nothing unacknowledged, no calls
+// outside a flush, and few flushes awaiting confirmation.
+func (m *Meter) maybeCompactLocked() error {
+	if m.closed || len(m.unacked) > 0 || m.size-m.base <= m.cfg.CompactBytes || m.unconfBytes > m.cfg.CompactBytes/4 || !m.allEmptyLocked() {
+		return nil
+	}
+	if err := m.rotateLocked(); err != nil {
+		return fmt.Errorf("flush: compact spool: %w", err)
 	}
 	return nil
 }
@@ -470,7 +625,7 @@ func (m *Meter) allEmptyLocked() bool {
 func (m *Meter) send(ctx context.Context, f *flush) error {
 	ctx, cancel := context.WithTimeout(ctx, m.cfg.SendTimeout)
 	defer cancel()
-	keys, args := f.agg.scriptArgs(m.ks, f.shard, f.id, m.cfg.AppliedTTL, m.cfg.CounterTTL)
+	keys, args := f.agg.scriptArgs(m.ks, f.shard, f.id, m.cfg.AppliedTTL, m.cfg.CounterTTL, m.cfg.Confirmed != nil)
 	if err := flushScript.Run(ctx, m.cfg.Redis, keys, args...).Err(); err != nil {
 		return fmt.Errorf("run flush script: %w", err)
 	}
@@ -478,9 +633,11 @@ func (m *Meter) send(ctx context.Context, f *flush) error {
 }
 
 // ack records that Redis holds f. A lost ack only means f is sent again,
-// which its applied marker turns into a no-op.
+// which its applied marker turns into a no-op. With Confirmed, f is kept
+// until the database has it.
 func (m *Meter) ack(f *flush) {
-	line, _ := encodeRecord(spoolRecord{T: recAck, ID: f.id})
+	now := time.Now()
+	line, _ := encodeRecord(spoolRecord{T: recAck, ID: f.id, At: now.UnixMilli()})
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if n, err := m.file.Write(line); err != nil {
@@ -497,6 +654,134 @@ func (m *Meter) ack(f *flush) {
 	m.unackedShard[f.shard]--
 	m.addPendingLocked(f.agg, -1)
 	m.backlog -= f.agg.n
+	if m.cfg.Confirmed != nil {
+		f.ackedAt, f.checkedAt, f.missingSince = now, time.Time{}, time.Time{}
+		m.addUnconfirmedLocked(f)
+	}
+}
+
+func (m *Meter) confirmLoop() {
+	defer close(m.confirmDone)
+	t := time.NewTicker(m.cfg.ConfirmInterval)
+	defer t.Stop()
+	var reported int64
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.SendTimeout)
+		err := m.confirmOnce(ctx, true)
+		cancel()
+		if err != nil {
+			m.log.Warn("metering: confirming flushes in the database failed; will retry", "err", err, "unconfirmed_calls", m.Unconfirmed())
+		}
+		m.mu.Lock()
+		forgotten := m.forgotten
+		m.mu.Unlock()
+		if forgotten > reported {
+			m.log.Error("metering: spool full of flushes the database has not confirmed; forgot the oldest (they are lost if redis loses its data before they are rolled up)",
+				"flushes", forgotten-reported, "max_bytes", m.cfg.RotateBytes/2)
+			reported = forgotten
+		}
+	}
+}
+
+// confirmOnce drops the acknowledged flushes the database holds. With
+// detectLoss it then looks for signs that Redis lost the others: a flush
+// unconfirmed for RedisLossGrace has its applied marker looked up (at most
+// once per RedisLossGrace); one whose marker is missing and that the
+// database, asked at least RedisLossGrace after the marker was found
+// missing, still does not hold was lost with Redis's data and is sent again.
+// Markers older than AppliedTTL expire by themselves, so those flushes are
+// never resent.
+func (m *Meter) confirmOnce(ctx context.Context, detectLoss bool) error {
+	m.mu.Lock()
+	if m.closed || len(m.unconfirmed) == 0 {
+		m.mu.Unlock()
+		return nil
+	}
+	ids := make([]string, len(m.unconfirmed))
+	for i, f := range m.unconfirmed {
+		ids[i] = f.id
+	}
+	m.mu.Unlock()
+	done, err := m.cfg.Confirmed(ctx, ids)
+	if err != nil {
+		return fmt.Errorf("look up flushes: %w", err)
+	}
+	now := time.Now()
+	grace := m.cfg.RedisLossGrace
+	var confirmed []string
+	var requeued, check []*flush
+	var requeuedCalls int64
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	keep := m.unconfirmed[:0]
+	for _, f := range m.unconfirmed {
+		switch {
+		case done[f.id]:
+			confirmed = append(confirmed, f.id)
+		case detectLoss && !f.missingSince.IsZero() && now.Sub(f.missingSince) >= grace:
+			// Not in the database although Redis lost it long enough ago
+			// for any roll-up that had read it to have committed.
+			requeued = append(requeued, f)
+			continue
+		default:
+			if detectLoss && f.missingSince.IsZero() && now.Sub(f.ackedAt) >= grace &&
+				now.Sub(f.checkedAt) >= grace && now.Sub(f.ackedAt) < m.cfg.AppliedTTL-2*grace {
+				check = append(check, f)
+			}
+			keep = append(keep, f)
+			continue
+		}
+		m.unconfN -= f.agg.n
+		m.unconfBytes -= f.size
+	}
+	clear(m.unconfirmed[len(keep):])
+	m.unconfirmed = keep
+	if len(confirmed) > 0 {
+		m.writeLocked(spoolRecord{T: recConfirm, IDs: confirmed})
+	}
+	for _, f := range requeued {
+		m.unconfN -= f.agg.n
+		m.unconfBytes -= f.size
+		m.addUnackedLocked(f)
+		m.addPendingLocked(f.agg, 1)
+		m.backlog += f.agg.n
+		requeuedCalls += f.agg.n
+	}
+	m.mu.Unlock()
+	if len(requeued) > 0 {
+		m.log.Warn("metering: redis lost acknowledged flushes before they reached the database; sending them again",
+			"flushes", len(requeued), "calls", requeuedCalls)
+	}
+	if len(check) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.IntCmd, len(check))
+	_, err = m.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, f := range check {
+			cmds[i] = p.Exists(ctx, m.ks.applied(f.shard, f.id))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("look up applied markers: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, f := range check {
+		f.checkedAt = now
+		if cmds[i].Val() == 0 {
+			f.missingSince = now
+		}
+	}
+	return nil
 }
 
 // Close stops the background flushing and flushes everything recorded,
@@ -505,6 +790,7 @@ func (m *Meter) ack(f *flush) {
 func (m *Meter) Close(ctx context.Context) error {
 	m.stopOnce.Do(func() { close(m.stop) })
 	<-m.done
+	<-m.confirmDone
 	var lastErr error
 	wait := 50 * time.Millisecond
 	for m.Backlog() > 0 {
@@ -518,6 +804,11 @@ func (m *Meter) Close(ctx context.Context) error {
 			continue
 		}
 		break
+	}
+	if m.cfg.Confirmed != nil {
+		if err := m.confirmOnce(ctx, false); err != nil {
+			m.log.Warn("metering: confirming flushes at close failed; the spool keeps them", "err", err, "unconfirmed_calls", m.Unconfirmed())
+		}
 	}
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
@@ -545,6 +836,7 @@ func (m *Meter) Close(ctx context.Context) error {
 func (m *Meter) abandon() {
 	m.stopOnce.Do(func() { close(m.stop) })
 	<-m.done
+	<-m.confirmDone
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
 	m.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,6 +51,12 @@ type RollupConfig struct {
 	OnBatch func(tx *gorm.DB, rows []UsageRow) error
 	// Clock stamps usage_batches.applied_at; default fnmarket.SystemClock.
 	Clock fnmarket.Clock
+	// FlushRetention is how long usage_flushes keeps the flush ids of
+	// rolled-up batches, so a Meter replaying its spool can tell a flush the
+	// database already holds from one Redis lost. RunOnce prunes older ids
+	// about once an hour. It must exceed how long a gateway's spool may stay
+	// unreplayed; default 30 days; negative never prunes.
+	FlushRetention time.Duration
 	// Logger receives failures in Run; default slog.Default().
 	Logger *slog.Logger
 }
@@ -60,6 +67,9 @@ type RollupConfig struct {
 type Rollup struct {
 	cfg RollupConfig
 	ks  keyspace
+
+	pruneMu   sync.Mutex
+	lastPrune time.Time
 	// failAt is a test seam: a non-nil error for a step stops the roll-up
 	// there, as a crash would.
 	failAt func(step string) error
@@ -76,6 +86,8 @@ type RollupStats struct {
 	Rows int
 	// Calls is the number of calls in the batches written.
 	Calls int64
+	// Flushes is the number of meter flush ids recorded with the batches.
+	Flushes int
 }
 
 // NewRollup returns a Rollup.
@@ -88,6 +100,9 @@ func NewRollup(cfg RollupConfig) (*Rollup, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.FlushRetention == 0 {
+		cfg.FlushRetention = 30 * 24 * time.Hour
 	}
 	return &Rollup{cfg: cfg, ks: keyspace{prefix: cfg.Prefix}}, nil
 }
@@ -127,7 +142,53 @@ func (r *Rollup) RunOnce(ctx context.Context) (RollupStats, error) {
 	if err := errors.Join(errs...); err != nil {
 		return st, fmt.Errorf("roll up usage: %w", err)
 	}
+	r.maybePrune(ctx)
 	return st, nil
+}
+
+// pruneEvery is how often RunOnce prunes usage_flushes.
+const pruneEvery = time.Hour
+
+func (r *Rollup) maybePrune(ctx context.Context) {
+	if r.cfg.FlushRetention < 0 {
+		return
+	}
+	now := r.cfg.Clock.Now()
+	r.pruneMu.Lock()
+	if !r.lastPrune.IsZero() && now.Sub(r.lastPrune) < pruneEvery {
+		r.pruneMu.Unlock()
+		return
+	}
+	r.lastPrune = now
+	r.pruneMu.Unlock()
+	if _, err := r.PruneFlushes(ctx, now.Add(-r.cfg.FlushRetention)); err != nil {
+		r.cfg.Logger.Warn("metering: prune usage_flushes failed; will retry", "err", err)
+		r.pruneMu.Lock()
+		r.lastPrune = time.Time{}
+		r.pruneMu.Unlock()
+	}
+}
+
+// PruneFlushes deletes the flush ids of batches applied before olderThan, in
+// chunks, and reports how many went. A Meter whose spool still held such a
+// flush unconfirmed would resend it (a no-op while Redis keeps its applied
+// marker, AppliedTTL), so keep them longer than any spool may stay
+// unreplayed.
+func (r *Rollup) PruneFlushes(ctx context.Context, olderThan time.Time) (int64, error) {
+	const chunk = 10000
+	var total int64
+	for {
+		res := r.cfg.DB.WithContext(ctx).Exec(
+			`DELETE FROM usage_flushes WHERE id IN (SELECT id FROM usage_flushes WHERE applied_at < ? LIMIT ?)`,
+			olderThan.UTC(), chunk)
+		if res.Error != nil {
+			return total, fmt.Errorf("prune usage_flushes: %w", res.Error)
+		}
+		total += res.RowsAffected
+		if res.RowsAffected < chunk {
+			return total, nil
+		}
+	}
 }
 
 func (r *Rollup) fail(step string) error {
@@ -177,13 +238,19 @@ func (r *Rollup) applyBatch(ctx context.Context, shard int, id string, st *Rollu
 		if err != nil {
 			return fmt.Errorf("roll up usage batch %s: %w", id, err)
 		}
-		applied, err := r.writeBatch(ctx, shard, id, rows)
+		flushIDs, twice := flushIDsFromHash(h)
+		if len(twice) > 0 {
+			r.cfg.Logger.Error("metering: flushes applied twice to redis (it lost applied markers but kept counts: evicted or expired?); usage is counted twice",
+				"batch", id, "flush_ids", twice)
+		}
+		applied, err := r.writeBatch(ctx, shard, id, rows, flushIDs)
 		if err != nil {
 			return fmt.Errorf("roll up usage batch %s: %w", id, err)
 		}
 		if applied {
 			st.Batches++
 			st.Rows += len(rows)
+			st.Flushes += len(flushIDs)
 			for _, row := range rows {
 				st.Calls += row.Calls
 			}
@@ -216,6 +283,30 @@ type usageBatchRow struct {
 }
 
 func (usageBatchRow) TableName() string { return "usage_batches" }
+
+// usageFlushRow is a row of usage_flushes: a meter flush whose counts are in
+// the database, committed with the batch that carried them.
+type usageFlushRow struct {
+	ID        string    `gorm:"column:id;primaryKey"`
+	BatchID   string    `gorm:"column:batch_id"`
+	AppliedAt time.Time `gorm:"column:applied_at"`
+}
+
+func (usageFlushRow) TableName() string { return "usage_flushes" }
+
+// inChunks calls fn on ids in chunks small enough for any engine's
+// bound-parameter limit.
+func inChunks(ids []string, fn func([]string) error) error {
+	const size = 500
+	for len(ids) > 0 {
+		n := min(size, len(ids))
+		if err := fn(ids[:n]); err != nil {
+			return err
+		}
+		ids = ids[n:]
+	}
+	return nil
+}
 
 // usageHourlyRow is a row of usage_hourly.
 type usageHourlyRow struct {
@@ -251,9 +342,10 @@ func addColumns(table string, cols ...string) clause.Set {
 	return clause.Assignments(m)
 }
 
-// writeBatch writes rows under batch id in one transaction. It reports
-// applied=false when the batch was already in the database.
-func (r *Rollup) writeBatch(ctx context.Context, shard int, id string, rows []UsageRow) (bool, error) {
+// writeBatch writes rows and the ids of the flushes that carried them under
+// batch id in one transaction, so a flush's counts are in the database iff
+// its id is. It reports applied=false when the batch was already there.
+func (r *Rollup) writeBatch(ctx context.Context, shard int, id string, rows []UsageRow, flushIDs []string) (bool, error) {
 	hourly := make([]usageHourlyRow, 0, len(rows))
 	type latKey struct {
 		fn          string
@@ -304,8 +396,34 @@ func (r *Rollup) writeBatch(ctx context.Context, shard int, id string, rows []Us
 		}
 		// The batch row goes first: a second worker on the same batch waits
 		// here on the primary key, then fails, before touching any counter.
-		if err := tx.Create(&usageBatchRow{ID: id, Shard: shard, RowCount: len(rows), AppliedAt: r.cfg.Clock.Now().UTC()}).Error; err != nil {
+		now := r.cfg.Clock.Now().UTC()
+		if err := tx.Create(&usageBatchRow{ID: id, Shard: shard, RowCount: len(rows), AppliedAt: now}).Error; err != nil {
 			return fmt.Errorf("insert batch: %w", err)
+		}
+		if len(flushIDs) > 0 {
+			// A flush already recorded by another batch was applied to Redis
+			// twice (see the loss model); never let that wedge the shard.
+			var dup []string
+			err := inChunks(flushIDs, func(c []string) error {
+				var d []string
+				err := tx.Model(&usageFlushRow{}).Where("id IN ?", c).Pluck("id", &d).Error
+				dup = append(dup, d...)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("look up flushes: %w", err)
+			}
+			if len(dup) > 0 {
+				r.cfg.Logger.Error("metering: flushes already rolled up by an earlier batch are in this one too; usage is counted twice",
+					"batch", id, "flush_ids", dup)
+			}
+			fl := make([]usageFlushRow, len(flushIDs))
+			for i, f := range flushIDs {
+				fl[i] = usageFlushRow{ID: f, BatchID: id, AppliedAt: now}
+			}
+			if err := tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&fl, 500).Error; err != nil {
+				return fmt.Errorf("insert usage_flushes: %w", err)
+			}
 		}
 		if len(hourly) > 0 {
 			err := tx.Clauses(clause.OnConflict{

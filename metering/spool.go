@@ -12,12 +12,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // Spool record types. A segment starts with a snapshot (header, the flushes
-// still unacknowledged, the calls carried over not yet in any flush, and a
-// snapshot-complete marker); after it come calls, flush intents and acks in
-// the order they happened.
+// not yet settled, the calls carried over not yet in any flush, and a
+// snapshot-complete marker); after it come calls, flush intents, acks and
+// confirmations in the order they happened.
 const (
 	recHeader   = "h" // segment header
 	recCarry    = "g" // calls carried from an older segment, summed, not yet in any flush
@@ -25,13 +26,23 @@ const (
 	recCall     = "c" // one recorded call
 	recFlush    = "f" // flush intent: id, shard and exactly what it adds to Redis
 	recAck      = "a" // Redis confirmed the flush with this id
+	recConfirm  = "k" // the database holds these flushes (or the spool gave up on them)
 )
+
+// spoolTracked is the header version of a segment written by a Meter that
+// keeps acknowledged flushes until the database confirms them: in it an ack
+// leaves the flush pending until a confirm record. In older segments an ack
+// settles the flush.
+const spoolTracked = 2
 
 // spoolRecord is one line of a spool segment.
 type spoolRecord struct {
 	T     string     `json:"t"`
+	V     int        `json:"v,omitempty"` // header: spoolTracked or 0
 	Call  *Call      `json:"call,omitempty"`
 	ID    string     `json:"id,omitempty"`
+	IDs   []string   `json:"ids,omitempty"` // confirm
+	At    int64      `json:"at,omitempty"`  // ack: Unix milliseconds
 	Shard int        `json:"shard,omitempty"`
 	Agg   *aggregate `json:"agg,omitempty"`
 }
@@ -50,12 +61,39 @@ type flush struct {
 	id    string
 	shard int
 	agg   *aggregate
+	size  int64 // bytes of its intent record, to bound the spool
+
+	// Acknowledged, not yet confirmed in the database (MeterConfig.Confirmed);
+	// guarded by Meter.mu.
+	ackedAt      time.Time
+	checkedAt    time.Time // applied marker last looked for in Redis
+	missingSince time.Time // applied marker found missing from Redis
 }
 
 // spoolState is what replaying a segment recovers.
 type spoolState struct {
 	unacked []*flush
+	// acked were acknowledged by Redis but not confirmed in the database;
+	// only a tracked segment has them.
+	acked   []*flush
 	carried [NumShards]*aggregate
+	tracked bool
+}
+
+// Flush states while replaying.
+const (
+	flushUnacked = iota
+	flushAcked
+	flushSettled
+)
+
+// replay is the state of one segment being read.
+type replay struct {
+	st       spoolState
+	complete bool
+	order    []*flush
+	state    map[string]int
+	byID     map[string]*flush
 }
 
 const segmentPrefix, segmentSuffix = "spool-", ".log"
@@ -96,10 +134,10 @@ func replaySegment(path string) (st spoolState, complete bool, badLines int, err
 		return st, false, 0, fmt.Errorf("open spool segment: %w", err)
 	}
 	defer f.Close()
-	for i := range st.carried {
-		st.carried[i] = newAggregate()
+	rp := &replay{state: map[string]int{}, byID: map[string]*flush{}}
+	for i := range rp.st.carried {
+		rp.st.carried[i] = newAggregate()
 	}
-	byID := map[string]int{}
 	r := bufio.NewReaderSize(f, 1<<16)
 	for {
 		line, rerr := r.ReadBytes('\n')
@@ -108,7 +146,7 @@ func replaySegment(path string) (st spoolState, complete bool, badLines int, err
 			if line[len(line)-1] != '\n' || json.Unmarshal(line, &rec) != nil {
 				badLines++
 			} else {
-				if perr := st.apply(rec, byID, &complete); perr != nil {
+				if perr := rp.apply(rec); perr != nil {
 					badLines++
 				}
 			}
@@ -117,27 +155,30 @@ func replaySegment(path string) (st spoolState, complete bool, badLines int, err
 			break
 		}
 		if rerr != nil {
-			return st, false, badLines, fmt.Errorf("read spool segment %s: %w", path, rerr)
+			return rp.st, false, badLines, fmt.Errorf("read spool segment %s: %w", path, rerr)
 		}
 	}
-	var unacked []*flush
-	for _, fl := range st.unacked {
-		if fl != nil {
-			unacked = append(unacked, fl)
+	for _, fl := range rp.order {
+		switch rp.state[fl.id] {
+		case flushUnacked:
+			rp.st.unacked = append(rp.st.unacked, fl)
+		case flushAcked:
+			rp.st.acked = append(rp.st.acked, fl)
 		}
 	}
-	st.unacked = unacked
-	return st, complete, badLines, nil
+	return rp.st, rp.complete, badLines, nil
 }
 
-func (st *spoolState) apply(rec spoolRecord, byID map[string]int, complete *bool) error {
+func (rp *replay) apply(rec spoolRecord) error {
+	st := &rp.st
 	if rec.Shard < 0 || rec.Shard >= NumShards {
 		return errors.New("shard out of range")
 	}
 	switch rec.T {
 	case recHeader:
+		st.tracked = rec.V >= spoolTracked
 	case recSnapshot:
-		*complete = true
+		rp.complete = true
 	case recCarry:
 		if rec.Agg == nil {
 			return errors.New("carry without aggregate")
@@ -154,13 +195,30 @@ func (st *spoolState) apply(rec spoolRecord, byID map[string]int, complete *bool
 		}
 		// The intent holds every call of its shard logged before it.
 		st.carried[rec.Shard] = newAggregate()
-		if _, dup := byID[rec.ID]; !dup {
-			byID[rec.ID] = len(st.unacked)
-			st.unacked = append(st.unacked, &flush{id: rec.ID, shard: rec.Shard, agg: rec.Agg})
+		if _, dup := rp.byID[rec.ID]; !dup {
+			fl := &flush{id: rec.ID, shard: rec.Shard, agg: rec.Agg}
+			rp.byID[rec.ID] = fl
+			rp.order = append(rp.order, fl)
+			rp.state[rec.ID] = flushUnacked
 		}
 	case recAck:
-		if i, ok := byID[rec.ID]; ok {
-			st.unacked[i] = nil
+		fl, ok := rp.byID[rec.ID]
+		if !ok || rp.state[rec.ID] == flushSettled {
+			break
+		}
+		if !st.tracked {
+			rp.state[rec.ID] = flushSettled
+			break
+		}
+		rp.state[rec.ID] = flushAcked
+		if rec.At != 0 {
+			fl.ackedAt = time.UnixMilli(rec.At)
+		}
+	case recConfirm:
+		for _, id := range rec.IDs {
+			if _, ok := rp.byID[id]; ok {
+				rp.state[id] = flushSettled
+			}
 		}
 	default:
 		return fmt.Errorf("unknown record type %q", rec.T)

@@ -244,6 +244,32 @@ func (s *Store) LiveUsage(ctx context.Context, consumerID string) ([]UsageRow, e
 	return out, nil
 }
 
+// FlushesCommitted reports which of a Meter's flush ids the database holds:
+// their counts were rolled up and committed (see usage_flushes). Ids it does
+// not hold are absent from the map. It is what MeterConfig.Confirmed wants.
+func (s *Store) FlushesCommitted(ctx context.Context, ids []string) (map[string]bool, error) {
+	return FlushesCommitted(ctx, s.cfg.DB, ids)
+}
+
+// FlushesCommitted is Store.FlushesCommitted over a bare database.
+func FlushesCommitted(ctx context.Context, db *database.DB, ids []string) (map[string]bool, error) {
+	out := make(map[string]bool, len(ids))
+	err := inChunks(ids, func(c []string) error {
+		var found []string
+		if err := db.WithContext(ctx).Model(&usageFlushRow{}).Where("id IN ?", c).Pluck("id", &found).Error; err != nil {
+			return err
+		}
+		for _, id := range found {
+			out[id] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("look up committed flushes: %w", err)
+	}
+	return out, nil
+}
+
 // Latency returns the compute-ms histogram of a function per hour and
 // version for hours from <= hour < to, oldest first.
 func (s *Store) Latency(ctx context.Context, functionID string, from, to time.Time) ([]LatencyHour, error) {

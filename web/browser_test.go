@@ -53,6 +53,8 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 		Accounts: acc,
 		Catalog:  cat,
 		Sessions: api.NewSessions([]byte("browser-test-secret-browser-test-secret"), time.Hour, clock),
+		// The fake billing answers onboarding as Stripe would.
+		StripeEnabled: metered,
 	}
 	if metered {
 		deps.Usage, deps.Billing = gw, gw

@@ -338,12 +338,13 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		CheckUpstream: func(ctx context.Context, raw string) error {
 			return gateway.CheckUpstreamURL(ctx, raw, a.cfg.AllowPrivateUpstreams)
 		},
-		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
-		Billing:      billingAPI{b},
-		Backends:     wasmBackends{wasm.NewPreparer(rt)},
-		Webhooks:     b,
-		GatewayURL:   a.cfg.PublicURL,
-		MaxBodyBytes: 48 << 20,
+		Usage:         api.NewUsageReport(usage, a.catalog, a.clock),
+		Billing:       billingAPI{b},
+		Backends:      wasmBackends{wasm.NewPreparer(rt)},
+		Webhooks:      b,
+		GatewayURL:    a.cfg.PublicURL,
+		MaxBodyBytes:  48 << 20,
+		StripeEnabled: a.cfg.StripeSecretKey != "",
 	})
 	web.Register(p.api.Echo(), web.Options{})
 	return nil
@@ -355,6 +356,10 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		Prefix:   a.cfg.RedisPrefix,
 		SpoolDir: filepath.Join(a.cfg.DataDir, "spool"),
 		Logger:   a.log,
+		// Keep each flush in the spool until the database has it, so a
+		// Redis that loses its data (the embedded one dies with a kill -9)
+		// loses no call.
+		Confirmed: a.usageStore().FlushesCommitted,
 	})
 	if err != nil {
 		return fmt.Errorf("start meter: %w", err)
@@ -384,6 +389,10 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		Name: "fnmarket_metering_backlog_calls",
 		Help: "Calls recorded by this gateway and not yet confirmed by Redis.",
 	}, func() float64 { return float64(meter.Backlog()) }))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fnmarket_metering_unconfirmed_calls",
+		Help: "Calls Redis has acknowledged that the database does not hold yet (kept in the spool until it does).",
+	}, func() float64 { return float64(meter.Unconfirmed()) }))
 	rt, err := a.wasmRuntime(ctx)
 	if err != nil {
 		return err

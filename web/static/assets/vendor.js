@@ -259,7 +259,12 @@ export async function statementsPage(main, _p, ctx) {
     throw e;
   }
   if (!ctx.alive()) return;
-  const onboard = h('button', { type: 'button', class: 'btn btn-primary', id: 'stripe-onboard' }, 'Set up payouts with Stripe');
+  const payouts = state.me && state.me.vendor ? state.me.vendor.payouts : 'unavailable';
+  if (payouts === 'unavailable') {
+    mount(stripe, h('section', { class: 'panel' }, h('h2', null, 'Payouts'),
+      h('p', { class: 'muted', id: 'payouts-unavailable' }, 'Payouts through Stripe are not configured on this server; statements still show what you earned.')));
+  }
+  const onboard = h('button', { type: 'button', class: 'btn btn-primary', id: 'stripe-onboard' }, payouts === 'connected' ? 'Update payout details' : 'Set up payouts with Stripe');
   const onboardErr = h('p', { class: 'field-error', role: 'alert' });
   onboard.addEventListener('click', () => busy(onboard, async () => {
     try {
@@ -271,8 +276,12 @@ export async function statementsPage(main, _p, ctx) {
       onboardErr.textContent = e instanceof Problem && e.status === 404 ? 'Stripe payouts are not configured on this server.' : e.message;
     }
   }));
-  mount(stripe, h('section', { class: 'panel panel-row' },
-    h('div', null, h('h2', null, 'Payouts'), h('p', { class: 'muted' }, 'Connect a Stripe account to receive your net earnings each month.'), onboardErr), onboard));
+  if (payouts !== 'unavailable') {
+    mount(stripe, h('section', { class: 'panel panel-row' },
+      h('div', null, h('h2', null, 'Payouts'), h('p', { class: 'muted' }, payouts === 'connected'
+        ? 'Your Stripe account is connected: net earnings are transferred after each paid invoice.'
+        : 'Connect a Stripe account to receive your net earnings each month.'), onboardErr), onboard));
+  }
   if (!sts.length) { mount(slot, h('p', { class: 'panel empty' }, 'No statements yet: they appear once your functions’ first month is invoiced.')); return; }
   const payout = (st) => h('span', { class: ['badge', { paid: 'badge-good', partial: 'badge-warn', pending: 'badge-muted' }[st] || 'badge-muted'] }, st || 'unknown');
   mount(slot, h('section', { class: 'panel' }, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'statements-table' },
