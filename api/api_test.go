@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"strings"
@@ -291,6 +292,24 @@ func TestTenantIsolation(t *testing.T) {
 	}
 }
 
+// everything stands in for every optional part, so that every route is
+// registered; its methods are never called.
+type everything struct{}
+
+func (everything) Usage(context.Context, api.UsageQuery) ([]api.UsageRow, error) { return nil, nil }
+func (everything) Latency(context.Context, string, time.Time, time.Time, string) ([]api.LatencyPoint, error) {
+	return nil, nil
+}
+func (everything) Invoices(context.Context, string) (any, error)                 { return nil, nil }
+func (everything) Invoice(context.Context, string, string) (any, error)          { return nil, nil }
+func (everything) Upcoming(context.Context, string) (any, error)                 { return nil, nil }
+func (everything) Statements(context.Context, string) (any, error)               { return nil, nil }
+func (everything) OnboardVendor(context.Context, string, string) (string, error) { return "", nil }
+func (everything) HandleWebhook(context.Context, []byte, string) error           { return nil }
+func (everything) Lines(context.Context, string, int) ([]api.FunctionLogLine, error) {
+	return nil, nil
+}
+
 func TestOpenAPICoversRoutes(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testenv.Backends()[0])
@@ -299,7 +318,8 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 		t.Fatalf("openapi version %v", doc["openapi"])
 	}
 	paths := doc["paths"].(map[string]any)
-	for _, r := range h.srv.Routes() {
+	full := api.NewServer(api.Deps{Usage: everything{}, Billing: everything{}, Webhooks: everything{}, FunctionLogs: everything{}})
+	for _, r := range full.Routes() {
 		if strings.HasSuffix(r.Path, "/*") || r.Method == "echo_route_not_found" {
 			continue
 		}

@@ -402,3 +402,51 @@ func rfc3339Ptr(t *time.Time) *string {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 var _ = json.Marshal
+
+// FunctionLogLine is one line of a wasm function's log.
+type FunctionLogLine struct {
+	Time         time.Time `json:"time"`
+	InvocationID string    `json:"invocation_id"`
+	Source       string    `json:"source"`
+	Text         string    `json:"text"`
+}
+
+// FunctionLogReader reads the recent log of a function version.
+type FunctionLogReader interface {
+	Lines(ctx context.Context, functionID string, version int) ([]FunctionLogLine, error)
+}
+
+func (s *Server) handleFunctionLogs() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		ven, err := s.vendor(c)
+		if err != nil {
+			return err
+		}
+		f, err := s.Catalog.Function(c.Request().Context(), ven, c.Param("id"))
+		if err != nil {
+			return err
+		}
+		version := 0
+		if f.PublishedVersion != nil {
+			version = *f.PublishedVersion
+		}
+		if v := c.QueryParam("version"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "bad version", Fields: map[string]string{"version": "must be a version number"}}
+			}
+			version = n
+		}
+		if version == 0 && len(f.Versions) > 0 {
+			version = f.Versions[len(f.Versions)-1].Version
+		}
+		lines, err := s.FunctionLogs.Lines(c.Request().Context(), f.ID, version)
+		if err != nil {
+			return err
+		}
+		if lines == nil {
+			lines = []FunctionLogLine{}
+		}
+		return c.JSON(http.StatusOK, list[FunctionLogLine]{Items: lines})
+	}
+}

@@ -36,6 +36,7 @@ var operations = []operation{
 	{"POST", "/api/v1/functions/{id}/versions", "Add an immutable version", "session", "VersionInput", 201, "Version"},
 	{"POST", "/api/v1/functions/{id}/publish", "Publish a version", "session", "Publish", 200, "Function"},
 	{"POST", "/api/v1/functions/{id}/unpublish", "Unpublish; calls then get 404", "session", "", 200, "Function"},
+	{"GET", "/api/v1/functions/{id}/logs", "Recent stderr and runtime log lines of a wasm function version (?version=, default the published one)", "session", "", 200, "LogList"},
 	{"GET", "/api/v1/catalog", "Search published functions (q, cursor, limit)", "", "", 200, "ListingList"},
 	{"GET", "/api/v1/catalog/{vendor}/{name}", "One published function and how to call it", "", "", 200, "Listing"},
 	{"POST", "/api/v1/keys", "Create an API key; the key is shown only here", "session", "CreateKey", 201, "Key"},
@@ -100,6 +101,8 @@ var schemas = map[string]any{
 		"payout_status": str()}),
 	"StatementList": listOf("Statement"),
 	"Onboard":       obj(map[string]any{"return_url": str()}),
+	"LogLine":       obj(map[string]any{"time": str(), "invocation_id": str(), "source": map[string]any{"type": "string", "enum": []string{"stderr", "runtime"}}, "text": str()}),
+	"LogList":       listOf("LogLine"),
 }
 
 func str() map[string]any     { return map[string]any{"type": "string"} }

@@ -30,6 +30,9 @@ func (s *Server) routes() {
 	a.POST("/functions/:id/versions", s.handleAddVersion(), auth)
 	a.POST("/functions/:id/publish", s.handlePublish(), auth)
 	a.POST("/functions/:id/unpublish", s.handleUnpublish(), auth)
+	if s.FunctionLogs != nil {
+		a.GET("/functions/:id/logs", s.handleFunctionLogs(), auth)
+	}
 
 	a.POST("/keys", s.handleCreateKey(), auth)
 	a.GET("/keys", s.handleListKeys(), auth)

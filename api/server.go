@@ -38,6 +38,7 @@ type Deps struct {
 	Billing       BillingReader
 	Webhooks      WebhookHandler
 	Backends      BackendPreparer
+	FunctionLogs  FunctionLogReader
 	// GatewayURL is the public base URL of the gateway, shown in the catalog's
 	// "how to call" snippets.
 	GatewayURL string

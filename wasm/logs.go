@@ -13,14 +13,14 @@ import (
 // limit that was hit).
 type LogLine struct {
 	// Time is when the call that wrote the line finished.
-	Time time.Time
+	Time time.Time `json:"time"`
 	// InvocationID is the call's X-Invocation-Id (Request.InvocationID).
-	InvocationID string
+	InvocationID string `json:"invocation_id"`
 	// Source is "stderr" for the module's own output and "runtime" for notes
 	// from fnmarket.
-	Source string
+	Source string `json:"source"`
 	// Text is the line without its newline, cut at maxLogLineBytes.
-	Text string
+	Text string `json:"text"`
 }
 
 // Log sources.

@@ -82,6 +82,10 @@ type Config struct {
 	ValidationTimeout time.Duration
 	// Logger receives the runtime's own events; nil discards them.
 	Logger *slog.Logger
+	// LogSink, when set, also receives every function log line (for
+	// example RedisLogs, so the portal API on another replica can show
+	// them). It must not block.
+	LogSink func(key string, lines []LogLine)
 }
 
 func (c Config) withDefaults() Config {
@@ -432,7 +436,11 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 	resp := Response{Header: http.Header{}}
 	now := time.Now()
 	note := func(format string, args ...any) {
-		r.logs.append(logKey, []LogLine{{Time: now, InvocationID: req.InvocationID, Source: SourceRuntime, Text: fmt.Sprintf(format, args...)}})
+		l := []LogLine{{Time: now, InvocationID: req.InvocationID, Source: SourceRuntime, Text: fmt.Sprintf(format, args...)}}
+		r.logs.append(logKey, l)
+		if r.cfg.LogSink != nil {
+			r.cfg.LogSink(logKey, l)
+		}
 	}
 	if facts.minMemoryPages > lim.MemoryPages {
 		note("the module needs %d memory pages at start; the limit is %d", facts.minMemoryPages, lim.MemoryPages)
@@ -482,6 +490,9 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 		lines = append(lines, LogLine{Time: now, InvocationID: req.InvocationID, Source: SourceRuntime, Text: fmt.Sprintf("stderr beyond %d bytes was dropped", r.cfg.StderrLogBytes)})
 	}
 	r.logs.append(logKey, lines)
+	if r.cfg.LogSink != nil && len(lines) > 0 {
+		r.cfg.LogSink(logKey, lines)
+	}
 
 	switch {
 	case stdout.overflowed:

@@ -121,3 +121,17 @@ func (w wasmBackends) PrepareBackend(ctx context.Context, in api.BackendInput) (
 	}
 	return w.p.PrepareBackend(ctx, in.ModuleBase64, in.MemoryPages)
 }
+
+// wasmLogs reads function logs the gateways keep in Redis.
+type wasmLogs struct{ l *wasm.RedisLogs }
+
+var _ api.FunctionLogReader = wasmLogs{}
+
+func (w wasmLogs) Lines(ctx context.Context, functionID string, version int) ([]api.FunctionLogLine, error) {
+	lines, err := w.l.Lines(ctx, functionID, version)
+	out := make([]api.FunctionLogLine, len(lines))
+	for i, l := range lines {
+		out[i] = api.FunctionLogLine{Time: l.Time.UTC(), InvocationID: l.InvocationID, Source: l.Source, Text: l.Text}
+	}
+	return out, err
+}

@@ -107,6 +107,7 @@ type app struct {
 	registry *prometheus.Registry
 	billing  *billing.Biller
 	wasm     *wasm.Runtime
+	wasmLogs *wasm.RedisLogs
 
 	closers      []func()
 	rollupPasses atomic.Int64
@@ -303,7 +304,9 @@ func (a *app) wasmRuntime(ctx context.Context) (*wasm.Runtime, error) {
 	if a.wasm != nil {
 		return a.wasm, nil
 	}
-	rt, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(a.cfg.DataDir, "wasm-cache"), Logger: a.log}, wasm.NewStore(a.db, a.clock))
+	a.wasmLogs = wasm.NewRedisLogs(a.redis, a.cfg.RedisPrefix, 500, a.log)
+	a.closers = append(a.closers, a.wasmLogs.Close)
+	rt, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(a.cfg.DataDir, "wasm-cache"), Logger: a.log, LogSink: a.wasmLogs.Sink}, wasm.NewStore(a.db, a.clock))
 	if err != nil {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)
 	}
@@ -341,6 +344,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Usage:         api.NewUsageReport(usage, a.catalog, a.clock),
 		Billing:       billingAPI{b},
 		Backends:      wasmBackends{wasm.NewPreparer(rt)},
+		FunctionLogs:  wasmLogs{a.wasmLogs},
 		Webhooks:      b,
 		GatewayURL:    a.cfg.PublicURL,
 		MaxBodyBytes:  48 << 20,

@@ -64,6 +64,17 @@ func TestWasmFunctionEndToEnd(t *testing.T) {
 			if res.StatusCode != 400 {
 				t.Errorf("bad input to the module: %d, want the module's own 400", res.StatusCode)
 			}
+			// The module's stderr reaches its vendor's log, never the caller.
+			eventually(t, 5*time.Second, "stderr in the function's log", func() bool {
+				logs := c.call("GET", "/api/v1/functions/"+fn["id"].(string)+"/logs", vendor, nil, 200)["items"].([]any)
+				for _, l := range logs {
+					if strings.Contains(l.(map[string]any)["text"].(string), "bad input") {
+						return true
+					}
+				}
+				return false
+			})
+			c.call("GET", "/api/v1/functions/"+fn["id"].(string)+"/logs", consumer, nil, 403)
 			eventually(t, 10*time.Second, "wasm calls on the upcoming invoice", func() bool {
 				up := c.call("GET", "/api/v1/invoices/upcoming", consumer, nil, 200)
 				lines, _ := up["lines"].([]any)
