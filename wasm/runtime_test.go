@@ -377,7 +377,7 @@ func TestRunConcurrentCallsAreIsolated(t *testing.T) {
 func TestLogsAreBounded(t *testing.T) {
 	t.Parallel()
 	rt, _ := shared(t)
-	key := t.Name()
+	key := fmt.Sprint(t.Name(), "-", time.Now().UnixNano()) // the runtime is shared across -count runs
 	resp := call(t, "stderr", "n=3", Request{LogKey: key, InvocationID: "inv_a"}, Limits{})
 	if string(resp.Body) != "logged" {
 		t.Fatalf("body = %q; stderr must never reach the consumer", resp.Body)
