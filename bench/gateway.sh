@@ -47,7 +47,7 @@ CONF
 nginx -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" & PIDS+=($!); NGINX_PID=$!
 
 FNMARKET_ADDR=127.0.0.1:9104 FNMARKET_DEBUG_ADDR=127.0.0.1:9105 FNMARKET_DATA_DIR="$WORK/data" REDIS_URL="$REDIS_URL" \
-  FNMARKET_ALLOW_PRIVATE_UPSTREAMS=true FNMARKET_RATE_LIMIT_PER_KEY=0 FNMARKET_LOG_LEVEL=warn \
+  FNMARKET_ALLOW_PRIVATE_UPSTREAMS=true FNMARKET_RATE_LIMIT_PER_KEY=1000000 FNMARKET_LOG_LEVEL=warn \
   "$WORK/fnmarket" serve >"$WORK/fnmarket.out" 2>"$WORK/fnmarket.log" & PIDS+=($!); FN_PID=$!
 
 for _ in $(seq 1 100); do curl -fs http://127.0.0.1:9104/readyz >/dev/null 2>&1 && break; sleep 0.2; done
