@@ -68,7 +68,7 @@
 //   - Timeout: wazero's close-on-context-done stops the module, runaway
 //     loops included; the Response has TimedOut and status 504. The checks
 //     it inserts slow tight guest loops (about 3.5x on a hashing loop, see
-//     BENCHMARKS-wasm.md); there is no cheaper way to stop untrusted code
+//     BENCHMARKS.md); there is no cheaper way to stop untrusted code
 //     in wazero today.
 //   - MemoryPages: one wazero runtime serves every limit. Its
 //     WithMemoryLimitPages is the global ceiling (Config.MaxMemoryPages,

@@ -180,7 +180,7 @@ func open(ctx context.Context, cfg Config, store ModuleStore, closeOnContextDone
 		WithMemoryLimitPages(cfg.MaxMemoryPages).
 		// Runaway loops must stop at the call's timeout. This costs guest
 		// speed (wazero checks at every loop head and call), measured in
-		// BENCHMARKS-wasm.md, but untrusted code gives no other choice.
+		// BENCHMARKS.md, but untrusted code gives no other choice.
 		WithCloseOnContextDone(closeOnContextDone)
 	rt := wazero.NewRuntimeWithConfig(ctx, rc)
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
