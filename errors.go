@@ -147,3 +147,16 @@ func (v Validation) Err() error {
 	}
 	return &Error{Code: EINVALID, Message: "the request has invalid fields", Fields: map[string]string(v)}
 }
+
+// Wrap adds what was being done to err, leaving application errors as they
+// are (their message is for callers); nil stays nil.
+func Wrap(what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

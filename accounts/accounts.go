@@ -289,13 +289,5 @@ func TouchKeys(tx *gorm.DB, lastUsed map[string]time.Time) error {
 	return nil
 }
 
-func wrap(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *fnmarket.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
+// wrap adds what was being done to err (see fnmarket.Wrap).
+func wrap(what string, err error) error { return fnmarket.Wrap(what, err) }

@@ -2,7 +2,6 @@ package billing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -200,14 +199,5 @@ func chunks[T any](s []T, n int) func(func([]T) bool) {
 	}
 }
 
-// wrap adds what was being done to err, leaving application errors as they are.
-func wrap(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *fnmarket.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
+// wrap adds what was being done to err (see fnmarket.Wrap).
+func wrap(what string, err error) error { return fnmarket.Wrap(what, err) }

@@ -507,13 +507,5 @@ func escapeLike(s string) string {
 	return string(out)
 }
 
-func wrap(what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var e *fnmarket.Error
-	if errors.As(err, &e) {
-		return err
-	}
-	return fmt.Errorf("%s: %w", what, err)
-}
+// wrap adds what was being done to err (see fnmarket.Wrap).
+func wrap(what string, err error) error { return fnmarket.Wrap(what, err) }

@@ -42,15 +42,8 @@ func TestConcurrentCallsBilledExactly(t *testing.T) {
 			monthAtStart := time.Now().UTC().Format("2006-01")
 			inst := start(t, "serve", env)
 			c := client{t: t, base: inst.url}
-			vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
-			c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
-			fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{
-				"name": "work", "backend": map[string]any{"type": "http", "url": upstream.URL},
-				"pricing":    map[string]any{"per_call": "0.0013", "per_compute_ms": "0.000137", "free_calls_per_month": 100},
-				"timeout_ms": 5000,
-			}, 201)
-			c.call("POST", "/api/v1/functions/"+fn["id"].(string)+"/publish", vendor, map[string]any{"version": 1}, 200)
-			consumer := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "c@example.com", "password": "correct horse battery", "name": "C"}, 201)["token"].(string)
+			c.publishFunction("work", map[string]any{"type": "http", "url": upstream.URL}, map[string]any{"per_call": "0.0013", "per_compute_ms": "0.000137", "free_calls_per_month": 100})
+			consumer := c.signup("c@example.com")
 			secret := c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "load"}, 201)["key"].(string)
 
 			const workers, perWorker = 32, 64

@@ -81,12 +81,7 @@ func TestOnRedisCluster(t *testing.T) {
 		"REDIS_URL": seeds, "FNMARKET_ROLLUP_INTERVAL": "300ms"}
 	inst := start(t, "serve", env)
 	c := client{t: t, base: inst.url}
-	vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
-	c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
-	fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{
-		"name": "echo", "backend": map[string]any{"type": "http", "url": upstream.URL},
-		"pricing": map[string]any{"per_call": "0.01", "per_compute_ms": "0", "free_calls_per_month": 5}, "timeout_ms": 5000}, 201)
-	c.call("POST", "/api/v1/functions/"+fn["id"].(string)+"/publish", vendor, map[string]any{"version": 1}, 200)
+	c.publishFunction("echo", map[string]any{"type": "http", "url": upstream.URL}, map[string]any{"per_call": "0.01", "per_compute_ms": "0", "free_calls_per_month": 5})
 	// Several consumers, so their counters land in different shards and slots.
 	const consumers, callsEach = 6, 20
 	tokens := make([]string, consumers)

@@ -153,14 +153,8 @@ func loadUntil(t *testing.T, base, key string, stop <-chan struct{}) (billed, ot
 
 func setupMarket(t *testing.T, base, upstream string) (consumer, key string) {
 	c := client{t: t, base: base}
-	vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
-	c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
-	fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{
-		"name": "echo", "backend": map[string]any{"type": "http", "url": upstream},
-		"pricing": map[string]any{"per_call": "0.001", "per_compute_ms": "0"}, "timeout_ms": 5000,
-	}, 201)
-	c.call("POST", "/api/v1/functions/"+fn["id"].(string)+"/publish", vendor, map[string]any{"version": 1}, 200)
-	consumer = c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "c@example.com", "password": "correct horse battery", "name": "C"}, 201)["token"].(string)
+	c.publishFunction("echo", map[string]any{"type": "http", "url": upstream}, map[string]any{"per_call": "0.001", "per_compute_ms": "0"})
+	consumer = c.signup("c@example.com")
 	key = c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "k"}, 201)["key"].(string)
 	return consumer, key
 }

@@ -126,6 +126,25 @@ func (c client) call(method, path, token string, body any, want int) map[string]
 	return out
 }
 
+// signup creates an account and returns its session token.
+func (c client) signup(email string) string {
+	c.t.Helper()
+	return c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": email, "password": "correct horse battery", "name": "Test " + email}, 201)["token"].(string)
+}
+
+// publishFunction signs up v@example.com as vendor "acme" and publishes
+// acme/<name> with the given backend and pricing; it returns the vendor's
+// token and the function's id.
+func (c client) publishFunction(name string, backend, pricing map[string]any) (vendor, functionID string) {
+	c.t.Helper()
+	vendor = c.signup("v@example.com")
+	c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
+	fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{"name": name, "backend": backend, "pricing": pricing, "timeout_ms": 5000}, 201)
+	functionID = fn["id"].(string)
+	c.call("POST", "/api/v1/functions/"+functionID+"/publish", vendor, map[string]any{"version": 1}, 200)
+	return vendor, functionID
+}
+
 // invoke calls a function through the gateway with an API key.
 func (c client) invoke(path, key, body string) (*http.Response, string) {
 	c.t.Helper()
@@ -179,7 +198,7 @@ func TestServeEndToEnd(t *testing.T) {
 			c.call("GET", "/healthz", "", nil, 200)
 			c.call("GET", "/readyz", "", nil, 200)
 
-			vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
+			vendor := c.signup("v@example.com")
 			c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
 			fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{
 				"name": "echo", "description": "echoes",
@@ -196,7 +215,7 @@ func TestServeEndToEnd(t *testing.T) {
 			if items := c.call("GET", "/api/v1/catalog?q=echo", "", nil, 200)["items"].([]any); len(items) != 1 {
 				t.Fatalf("catalog has %d items", len(items))
 			}
-			consumer := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "c@example.com", "password": "correct horse battery", "name": "C"}, 201)["token"].(string)
+			consumer := c.signup("c@example.com")
 			me := c.call("GET", "/api/v1/me", consumer, nil, 200)
 			if me["email"] != "c@example.com" {
 				t.Errorf("me: %v", me)
@@ -252,15 +271,8 @@ func TestInvokeMeterRestart(t *testing.T) {
 			env := baseEnv(t, b)
 			inst := start(t, "serve", env)
 			c := client{t: t, base: inst.url}
-			vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
-			c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
-			fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{
-				"name": "echo", "backend": map[string]any{"type": "http", "url": upstream.URL + "/base"},
-				"pricing":    map[string]any{"per_call": "0.001", "per_compute_ms": "0.000002", "free_calls_per_month": 3},
-				"timeout_ms": 5000,
-			}, 201)
-			c.call("POST", "/api/v1/functions/"+fn["id"].(string)+"/publish", vendor, map[string]any{"version": 1}, 200)
-			consumer := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "c@example.com", "password": "correct horse battery", "name": "C"}, 201)["token"].(string)
+			vendor, _ := c.publishFunction("echo", map[string]any{"type": "http", "url": upstream.URL + "/base"}, map[string]any{"per_call": "0.001", "per_compute_ms": "0.000002", "free_calls_per_month": 3})
+			consumer := c.signup("c@example.com")
 			key := c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "app"}, 201)
 			secret := key["key"].(string)
 

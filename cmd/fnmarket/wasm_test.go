@@ -38,7 +38,7 @@ func TestWasmFunctionEndToEnd(t *testing.T) {
 			env := baseEnv(t, b)
 			inst := start(t, "serve", env)
 			c := client{t: t, base: inst.url}
-			vendor := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "v@example.com", "password": "correct horse battery", "name": "V"}, 201)["token"].(string)
+			vendor := c.signup("v@example.com")
 			c.call("POST", "/api/v1/vendor", vendor, map[string]any{"slug": "acme", "display_name": "Acme"}, 201)
 			bad := c.call("POST", "/api/v1/functions", vendor, map[string]any{
 				"name": "broken", "backend": map[string]any{"type": "wasm", "module_base64": base64.StdEncoding.EncodeToString([]byte("not wasm at all"))},
@@ -54,7 +54,7 @@ func TestWasmFunctionEndToEnd(t *testing.T) {
 				t.Errorf("version backend %v: want module_sha256 and no module bytes", v1)
 			}
 			c.call("POST", "/api/v1/functions/"+fn["id"].(string)+"/publish", vendor, map[string]any{"version": 1}, 200)
-			consumer := c.call("POST", "/api/v1/auth/signup", "", map[string]any{"email": "c@example.com", "password": "correct horse battery", "name": "C"}, 201)["token"].(string)
+			consumer := c.signup("c@example.com")
 			key := c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "k"}, 201)["key"].(string)
 			res, body := c.invoke("/v1/invoke/acme/transform", key, `{"HelloWorld":"  hi  "}`)
 			if res.StatusCode != 200 || !strings.Contains(body, `"hello_world":"hi"`) || res.Header.Get("X-Compute-Ms") == "" {
