@@ -1,12 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,16 +22,20 @@ import (
 
 	"github.com/fnmarket/fnmarket/internal/browsertest"
 	"github.com/fnmarket/fnmarket/internal/testenv"
+	"github.com/fnmarket/fnmarket/wasm/wasmtest"
 )
 
 // TestPortalFullStack walks the portal's user story in headless Chromium
 // against the whole program as `fnmarket serve` runs it: the real API, the
 // real gateway in front of a real upstream, metering, the roll-up worker and
-// billing. A vendor signs up, becomes a vendor and publishes a function; a
-// wrong password is refused; a consumer signs up, creates a key, calls the
-// function with "try it", and sees the call in usage and in the upcoming
-// invoice; a revoked key then fails in "try it"; the vendor logs back in and
-// sees the call and its revenue. No page may log a console error.
+// billing. A vendor signs up, becomes a vendor and publishes functions (one
+// priced in euros, one a WebAssembly module uploaded from a file); a wrong
+// password is refused; a consumer signs up, creates a key, calls the
+// functions with "try it", and sees the calls in usage (cost charted per
+// currency) and in the upcoming invoice; a revoked key then fails in "try
+// it"; the vendor logs back in, sees the calls and their revenue, and reads
+// the wasm function's stderr in its log viewer. No page may log a console
+// error.
 func TestPortalFullStack(t *testing.T) {
 	browsertest.RequireChromium(t)
 	var upstreamCalls atomic.Int64
@@ -66,7 +75,50 @@ const (
 	fsConsumerEmail, fsConsumerPass = "grace@example.test", "another long passphrase"
 	fsFunction                      = "acme/image-tagger"
 	fsFunctionPath                  = "/functions/acme/image-tagger"
+	fsWasmFunction                  = "hello-wasm"
+	fsWasmMsg                       = "hello from wasm"
+	fsWasmLog                       = "note from wasm on stderr"
 )
+
+// stderrModule turns a wasmtest.MinimalModule into one that writes its
+// message to stderr (fd 2) instead of stdout: _start's body begins with
+// fd_write(1, iovs=0, 1, nwritten=8), and only that first i32.const changes.
+func stderrModule(t *testing.T, code []byte) []byte {
+	t.Helper()
+	call := []byte{0x41, 1, 0x41, 0, 0x41, 1, 0x41, 8, 0x10, 0}
+	if bytes.Count(code, call) != 1 {
+		t.Fatal("the minimal module's fd_write call is not where stderrModule expects it")
+	}
+	out := bytes.Clone(code)
+	out[bytes.Index(out, call)+1] = 2
+	return out
+}
+
+// invokeWith calls a function through the gateway with an API key and
+// returns the call's X-Invocation-Id; the call must answer 200.
+func invokeWith(t *testing.T, url, key string) string {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url, strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-API-Key", key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s: %d %s", url, res.StatusCode, body)
+	}
+	id := res.Header.Get("X-Invocation-Id")
+	if id == "" {
+		t.Fatalf("POST %s answered no X-Invocation-Id", url)
+	}
+	return id
+}
 
 // portalStory is the user story, in one browser, against the server at
 // base; upstreamCalls counts the calls the upstream at upstreamURL got.
@@ -107,6 +159,42 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 		fill("#function-name", "geo-lookup"), fill("#description", "Finds a place."), fill("#backend-url", upstreamURL),
 		fill(price("currency"), "EUR"), fill(price("per_call"), "0.50"), fill(price("per_compute_ms"), "0"), fill(price("free_calls_per_month"), "0"),
 		click("#create-function"), visible("#versions-table"), click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
+
+	// A third function runs WebAssembly: the form uploads the module file
+	// and the real wasm runtime checks it, with errors next to the fields.
+	// v1 answers on stdout; v2 writes only to stderr (its log). v2 is
+	// published first, then v1, so v1 is live and v2 can still be pinned.
+	dir := t.TempDir()
+	module := wasmtest.MinimalModule(wasmtest.Spec{Msg: fsWasmMsg})
+	modPath, logPath, badPath := filepath.Join(dir, "hello.wasm"), filepath.Join(dir, "hello-log.wasm"), filepath.Join(dir, "no-start.wasm")
+	for path, code := range map[string][]byte{
+		modPath: module,
+		logPath: stderrModule(t, wasmtest.MinimalModule(wasmtest.Spec{Msg: fsWasmLog + "\n"})),
+		badPath: wasmtest.MinimalModule(wasmtest.Spec{Msg: "x", StartName: "main"}),
+	} {
+		if err := os.WriteFile(path, code, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sum := sha256.Sum256(module)
+	sha := hex.EncodeToString(sum[:])
+	upload := func(form, path string) chromedp.Action[chromedp.Void] {
+		return chromedp.SetUploadFiles(chromedp.CSS(form+" #backend-module"), []string{path})
+	}
+	b.Do("new wasm function", click(`#nav a[href="/vendor"]`), visible("#new-function"), click("#new-function"), visible("#function-form"),
+		fill("#function-name", fsWasmFunction), fill("#description", "Says hello from WebAssembly."),
+		click("#backend-type-wasm"), visible("#backend-module"), upload("#function-form", badPath), fill("#backend-memory-pages", "100000"),
+		fill(price("per_call"), "0"), fill(price("per_compute_ms"), "0"), fill(price("free_calls_per_month"), "0"),
+		click("#create-function"), waitText(`#function-form [data-error-for="backend.memory_pages"]`, "between 0"))
+	b.Do("wasm module without _start", fill("#backend-memory-pages", ""), click("#create-function"),
+		waitText(`#function-form [data-error-for="backend.module_base64"]`, "does not export a _start function"))
+	b.Do("create wasm function", upload("#function-form", modPath), fill("#backend-memory-pages", "4"), click("#create-function"),
+		visible("#versions-table"), waitText(`#versions-table tr[data-version="1"]`, "wasm · sha256 "+sha[:12]+"…"),
+		waitText(`#versions-table tr[data-version="1"]`, "4 pages"), visible("#log-panel"), waitText("#log-empty", "No log lines yet"))
+	b.Do("wasm v2 logs to stderr", waitText("#version-form #backend-module-hint", sha[:12]), upload("#version-form", logPath), click("#create-version"),
+		visible(`#versions-table tr[data-version="2"]`), click(`button[data-publish="2"]`), waitText("#published-badge", "Published v2"),
+		click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"), waitText("#log-version", "v1 (live)"))
+	shots["vendor wasm function"] = b.Shot("vendor-wasm-function")
 	b.Do("log out vendor", click("#logout"), visible(`#nav a[href="/login"]`))
 
 	// A wrong password shows the API's error and does not log in.
@@ -124,7 +212,7 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 		fill(`#signup-form input[name="password"]`, fsConsumerPass), click(`#signup-form button[type="submit"]`), visible("#logout"))
 	b.Do("search", click(`#nav a[href="/catalog"]`), visible("#catalog-q"), fill("#catalog-q", "tagger"),
 		waitText("#catalog-count", "1 function"), waitText("#catalog-results .card-price", "$0.25 / call"),
-		fill("#catalog-q", ""), waitText("#catalog-count", "2 functions"))
+		fill("#catalog-q", ""), waitText("#catalog-count", "3 functions"))
 	shots["catalog"] = b.Shot("catalog")
 	b.Do("create key", click(`#nav a[href="/keys"]`), visible("#key-form"), fill("#key-name", "ci"), click("#create-key"),
 		visible("#new-key-value"), waitText("#keys-table", "Active"))
@@ -153,6 +241,13 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 	shots["function page"] = b.Shot("function-page")
 	b.Do("try the euro function", click(`#nav a[href="/catalog"]`), click(`#catalog-results a[href="/functions/acme/geo-lookup"]`),
 		visible("#try-key-choice"), waitText("#fn-pricing", "€0.50"), click("#try-send"), waitText("#try-status", "200"))
+	b.Do("try the wasm function", click(`#nav a[href="/catalog"]`), click(`#catalog-results a[href="/functions/acme/`+fsWasmFunction+`"]`),
+		visible("#try-key-choice"), click("#try-send"), waitText("#try-status", "200"), waitText("#try-body", fsWasmMsg))
+	if got := strings.TrimSpace(b.Text("#try-body")); got != fsWasmMsg {
+		t.Errorf("the wasm function answered %q, want %q", got, fsWasmMsg)
+	}
+	// v2, pinned, writes only to its log; the vendor reads it below.
+	logInvocation := invokeWith(t, base+"/v1/invoke/acme/"+fsWasmFunction+"@2", key)
 
 	// Usage and the upcoming invoice show both calls once the meter has
 	// flushed (200 ms) and the worker has rolled them up (300 ms here). The
@@ -161,13 +256,16 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 	reloadUsage := click(`#nav a[href="/usage"]`)
 	eventuallyShows(b, "usage shows the calls", 15*time.Second, reloadUsage, `(() => {
 		const q = (s) => (document.querySelector(s) || {textContent: ''}).textContent;
-		return q('#usage-calls') === '2' && q('#usage-table').includes('`+fsFunction+`') &&
+		return q('#usage-calls') === '4' && q('#usage-table').includes('`+fsFunction+`') &&
 			q('#upcoming-total') === '$0.25' && q('#upcoming-total-EUR') === '€0.50';
 	})()`)
 	b.Do("usage details", visible("#chart-calls svg rect"), waitText("#usage-cost", "$0.25 + €0.50"),
 		waitText(`#upcoming [data-currency="USD"] .lines-table tbody`, fsFunction),
 		waitText(`#upcoming [data-currency="EUR"] .lines-table tbody`, "acme/geo-lookup"),
-		waitText("#usage-table", "acme/geo-lookup"))
+		waitText("#usage-table", "acme/geo-lookup"), waitText("#usage-table", "acme/"+fsWasmFunction),
+		// Costs per function are charted per currency, never summed across.
+		waitText("#chart-cost-USD figcaption", "Cost per function (USD)"), waitText("#chart-cost-EUR figcaption", "Cost per function (EUR)"),
+		waitText(`#upcoming [data-currency="EUR"] .lines-table tbody .line-kind`, "usage"))
 	shots["usage"] = b.Shot("usage")
 	b.Do("invoices", click(`#nav a[href="/invoices"]`), waitText("#invoices", "No invoices yet"))
 
@@ -201,7 +299,22 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 	b.Do("vendor stats", waitText("#fn-errors", "0.0%"), waitText("#fn-revenue", "$0.25"), visible("#chart-fn-latency circle"))
 	shots["vendor function"] = b.Shot("vendor-function")
 	b.Do("range day", click(`button[data-range="day"]`), waitText("#fn-calls", "1"), waitText("#fn-revenue", "$0.25"))
-	b.Do("euro function revenue", openVendorFunction("geo-lookup"), waitText("#fn-calls", "1"), waitText("#fn-revenue", "€0.50"))
+	b.Do("euro function revenue", openVendorFunction("geo-lookup"), waitText("#fn-calls", "1"), waitText("#fn-revenue", "€0.50"),
+		visible("#chart-fn-revenue-EUR"))
+	if b.EvalBool("no log viewer for http", `!!document.querySelector('#log-panel')`) {
+		t.Error("an http-only function shows the log viewer")
+	}
+
+	// The wasm function's log: v1 (live) wrote nothing to stderr; v2's line
+	// shows with its source and invocation id once the gateway stored it.
+	b.Do("wasm log v1", openVendorFunction(fsWasmFunction), visible("#log-panel"), waitText("#log-version", "v1 (live)"), waitText("#log-empty", "No log lines yet"))
+	b.Do("wasm log v2", fill("#log-version", "2"), visible("#log-lines"))
+	eventuallyShows(b, "wasm log line", 10*time.Second, click("#log-refresh"), `(() => {
+		const li = document.querySelector('#log-lines .log-line');
+		return !!li && li.dataset.source === 'stderr' && li.querySelector('.log-text').textContent === '`+fsWasmLog+`' &&
+			li.querySelector('.log-inv').textContent === '`+logInvocation+`' && li.querySelector('.log-source').textContent === 'stderr';
+	})()`)
+	shots["wasm log"] = b.Shot("vendor-wasm-log")
 
 	// Statements come from issued invoices; the running month has none yet.
 	// Payouts need Stripe, which this server lacks: the button says so.

@@ -71,9 +71,9 @@ func TestTwoGatewayReplicas(t *testing.T) {
 	}
 	wg.Wait()
 	// The limit refills at 20/s while the calls run: allow for that, but a
-	// limit kept per replica would admit 40 or more at once.
+	// limit kept per replica would admit 20 more at once.
 	most := 20 + int64(time.Since(began).Seconds()*20) + 1
-	if ok.Load() < 20 || ok.Load() > most || ok.Load() >= 40 {
+	if ok.Load() < 20 || ok.Load() > most {
 		t.Errorf("%d calls admitted across two replicas (%d limited), want 20 to %d", ok.Load(), limited.Load(), most)
 	}
 
