@@ -125,6 +125,11 @@ func TestConcurrentCallsBilledExactly(t *testing.T) {
 			if got := decimal.RequireFromString(inv["total"].(string)); !got.Equal(want) || inv["total_cents"] != float64(want.Shift(2).IntPart()) {
 				t.Errorf("invoice total %v (%v cents), want %s", inv["total"], inv["total_cents"], want)
 			}
+			// An operator cannot mark a draft paid: only open invoices move.
+			err := run(context.Background(), []string{"fnmarket", "invoice", "--id", inv["id"].(string), "--status", "paid"}, func(k string) string { return env[k] }, &out, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), "is draft and cannot become paid") {
+				t.Errorf("marking a draft paid: %v, want a refusal", err)
+			}
 			line := inv["lines"].([]any)[0].(map[string]any)
 			if line["calls"] != float64(calls) || line["free_calls"] != float64(100) || line["compute_ms"] != float64(sumMs.Load()) {
 				t.Errorf("line %v, want %d calls, 100 free, %d ms", line, calls, sumMs.Load())

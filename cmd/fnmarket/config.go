@@ -39,6 +39,8 @@ type config struct {
 	// Bill-only flags.
 	Period  string
 	Through string
+	// Invoice-only flags.
+	InvoiceID, InvoiceStatus, InvoiceDetail string
 }
 
 func parseConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -61,6 +63,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
 	fs.StringVar(&c.Period, "period", "", "bill: the month to bill, YYYY-MM")
 	fs.StringVar(&c.Through, "through", "", "bill: \"now\" to issue a draft for a month not yet over")
+	fs.StringVar(&c.InvoiceID, "id", "", "invoice: the invoice's id")
+	fs.StringVar(&c.InvoiceStatus, "status", "", "invoice: paid or void")
+	fs.StringVar(&c.InvoiceDetail, "detail", "", "invoice: why, kept with the transition")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

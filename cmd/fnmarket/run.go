@@ -42,6 +42,8 @@ commands:
   worker    the billing worker alone (roll-up, Stripe sync)
   migrate   apply schema migrations
   bill      --period YYYY-MM [--through now]: issue a month's invoices (safe to re-run)
+  invoice   --id ID --status paid|void [--detail TEXT]: an operator marks an open invoice
+            paid (out of band) or void; recorded in the invoice's events, told to Stripe
   probe     URL: exit 0 if URL answers 200 (container health checks)
 `
 
@@ -60,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return probe(ctx, args[2:])
 	}
 	switch cmd {
-	case "serve", "api", "gateway", "worker", "migrate", "bill":
+	case "serve", "api", "gateway", "worker", "migrate", "bill", "invoice":
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
@@ -81,6 +83,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return nil
 	case "bill":
 		return a.bill(ctx)
+	case "invoice":
+		return a.setInvoiceStatus(ctx)
 	}
 	return a.serve(ctx, cmd)
 }
@@ -588,4 +592,23 @@ func pprofMux() *http.ServeMux {
 	m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return m
+}
+
+// setInvoiceStatus lets an operator move an open invoice to paid or void.
+func (a *app) setInvoiceStatus(ctx context.Context) error {
+	if a.cfg.InvoiceID == "" || (a.cfg.InvoiceStatus != "paid" && a.cfg.InvoiceStatus != "void") {
+		return errors.New("invoice: give --id ID and --status paid or void")
+	}
+	b, err := a.biller()
+	if err != nil {
+		return err
+	}
+	if err := b.Transition(ctx, a.cfg.InvoiceID, billing.Status(a.cfg.InvoiceStatus), a.cfg.InvoiceDetail); err != nil {
+		if fnmarket.ErrorCode(err) == fnmarket.EINTERNAL {
+			return fmt.Errorf("invoice %s: %w", a.cfg.InvoiceID, err)
+		}
+		return fmt.Errorf("invoice %s: %s", a.cfg.InvoiceID, fnmarket.ErrorMessage(err))
+	}
+	fmt.Fprintf(a.stdout, "invoice %s is now %s\n", a.cfg.InvoiceID, a.cfg.InvoiceStatus)
+	return nil
 }
