@@ -1,12 +1,14 @@
 package metering
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -138,20 +140,30 @@ type Meter struct {
 	log *slog.Logger
 
 	flushMu sync.Mutex // one flush (or rotation) at a time
+	// wmu orders writes to the spool: a group of call lines is written while
+	// holding it, and flush intents and rotations take it first, so a call's
+	// line never lands after an intent that already counts the call. Lock
+	// order: flushMu, then wmu, then mu.
+	wmu sync.Mutex
 
-	mu           sync.Mutex
-	dir          string
-	lock         *os.File
-	file         *os.File
-	seq          int64
-	size, base   int64
-	shards       [NumShards]*aggregate
-	unacked      []*flush
-	unackedShard [NumShards]int
-	pendSpend    map[keyMonth]int64
-	pendCalls    map[fcKey]int64
-	backlog      int64
-	closed       bool
+	mu sync.Mutex
+	// pend holds encoded call lines not yet written; pendSeq numbers the
+	// calls appended to it and doneSeq the last one written (or covered by
+	// a rotation's snapshot). spare is the other buffer of the pair.
+	pend, spare      []byte
+	pendSeq, doneSeq uint64
+	dir              string
+	lock             *os.File
+	file             *os.File
+	seq              int64
+	size, base       int64
+	shards           [NumShards]*aggregate
+	unacked          []*flush
+	unackedShard     [NumShards]int
+	pendSpend        map[keyMonth]int64
+	pendCalls        map[fcKey]int64
+	backlog          int64
+	closed           bool
 
 	// Flushes Redis acknowledged, not yet seen in the database, oldest
 	// first (only with Confirmed), their calls and intent bytes.
@@ -359,6 +371,8 @@ func (m *Meter) rotateLocked() error {
 		m.file.Close()
 	}
 	m.file, m.seq, m.size, m.base = f, seq, int64(len(buf)), int64(len(buf))
+	// Call lines not yet written are in the snapshot's carried sums.
+	m.pend, m.doneSeq = m.pend[:0], m.pendSeq
 	seqs, err := listSegments(m.dir)
 	if err != nil {
 		return err
@@ -438,9 +452,11 @@ func (m *Meter) addPendingLocked(a *aggregate, sign int64) {
 	}
 }
 
-// Record counts one finished call. It appends the call to the spool with one
-// write(2) (so a killed process loses nothing it recorded) and never waits on
-// Redis. A spool write error is logged; the call is still counted in memory.
+// Record counts one finished call. It returns only once the call's line is
+// in the spool, written with write(2) (so a killed process loses nothing it
+// recorded), and never waits on Redis. Calls finishing together share one
+// write (group commit): each waits at most for the write in progress. A
+// spool write error is logged; the call is still counted in memory.
 func (m *Meter) Record(c Call) {
 	c.At = c.At.UTC()
 	line, err := encodeRecord(spoolRecord{T: recCall, Call: &c})
@@ -453,19 +469,56 @@ func (m *Meter) Record(c Call) {
 	shard := shardOf(c.ConsumerID)
 
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		m.log.Error("metering: call recorded after Close is lost", "invocation_id", c.InvocationID)
 		return
 	}
-	if n, err := m.file.Write(line); err != nil {
-		m.log.Error("metering: append call to spool", "invocation_id", c.InvocationID, "err", err)
-	} else {
-		m.size += int64(n)
-	}
+	m.pend = append(m.pend, line...)
+	m.pendSeq++
+	mine := m.pendSeq
 	m.shards[shard].merge(one)
 	m.addPendingLocked(one, 1)
 	m.backlog++
+	m.mu.Unlock()
+
+	// Group commit: whoever holds wmu writes every line waiting so far in
+	// one write(2); the others find their line already written.
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
+	m.mu.Lock()
+	if m.doneSeq >= mine || m.closed {
+		m.mu.Unlock()
+		return
+	}
+	buf, upto, file := m.pend, m.pendSeq, m.file
+	m.pend, m.spare = m.spare[:0], nil
+	m.mu.Unlock()
+	n, err := file.Write(buf)
+	m.mu.Lock()
+	m.size += int64(n)
+	m.doneSeq = upto
+	m.spare = buf
+	m.mu.Unlock()
+	if err != nil {
+		m.log.Error("metering: append calls to spool", "calls", strconv.Itoa(bytes.Count(buf, []byte{'\n'})), "err", err)
+	}
+}
+
+// writePendLocked writes the call lines still waiting, so that what follows
+// (a flush intent) comes after them. Callers hold wmu and mu.
+func (m *Meter) writePendLocked() error {
+	if len(m.pend) == 0 {
+		m.doneSeq = m.pendSeq
+		return nil
+	}
+	n, err := m.file.Write(m.pend)
+	m.size += int64(n)
+	m.pend, m.doneSeq = m.pend[:0], m.pendSeq
+	if err != nil {
+		return fmt.Errorf("append calls to spool: %w", err)
+	}
+	return nil
 }
 
 // Backlog is how many recorded calls Redis has not yet confirmed.
@@ -536,13 +589,19 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
 
+	m.wmu.Lock()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
+		m.wmu.Unlock()
 		return errors.New("flush: meter is closed")
 	}
-	var werr error
+	// The calls an intent counts must be on disk before it.
+	werr := m.writePendLocked()
 	for s, a := range m.shards {
+		if werr != nil {
+			break
+		}
 		if a.empty() || m.unackedShard[s] > 0 {
 			continue
 		}
@@ -568,10 +627,13 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 	file := m.file
 	outstanding := append([]*flush(nil), m.unacked...)
 	m.mu.Unlock()
+	m.wmu.Unlock()
 	if werr != nil {
 		return fmt.Errorf("flush: %w", werr)
 	}
 	if len(outstanding) == 0 {
+		m.wmu.Lock()
+		defer m.wmu.Unlock()
 		m.mu.Lock()
 		defer m.mu.Unlock()
 		return m.maybeCompactLocked()
@@ -597,6 +659,8 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 		}
 		m.ack(f)
 	}
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.maybeCompactLocked()
@@ -814,14 +878,16 @@ func (m *Meter) Close(ctx context.Context) error {
 	}
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
 		return nil
 	}
-	var err error
+	err := m.writePendLocked()
 	if m.backlog == 0 && m.size > m.base {
-		err = m.rotateLocked()
+		err = errors.Join(err, m.rotateLocked())
 	}
 	m.closed = true
 	err = errors.Join(err, m.file.Close(), m.lock.Close())
@@ -841,6 +907,8 @@ func (m *Meter) abandon() {
 	<-m.confirmDone
 	m.flushMu.Lock()
 	defer m.flushMu.Unlock()
+	m.wmu.Lock()
+	defer m.wmu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true

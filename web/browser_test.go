@@ -1,11 +1,16 @@
 package web
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +25,7 @@ import (
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/internal/browsertest"
 	"github.com/fnmarket/fnmarket/internal/testenv"
+	"github.com/fnmarket/fnmarket/wasm/wasmtest"
 )
 
 // portalServer is the API with the portal registered on it, the fake
@@ -28,6 +34,7 @@ type portalServer struct {
 	url      string
 	upstream string
 	gateway  *fakeGateway
+	backends *fakeBackends
 }
 
 // startPortal serves the portal; metered says whether the usage and billing
@@ -49,7 +56,11 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 	acc := accounts.NewStore(db, clock, bcrypt.MinCost)
 	cat := catalog.NewStore(db, clock)
 	gw := newFakeGateway(acc, cat)
+	backends := &fakeBackends{}
 	deps := api.Deps{
+		// wasm modules are checked by a fake; there is no FunctionLogs, so
+		// the log route is missing (404) and the portal hides its viewer.
+		Backends: backends,
 		Accounts: acc,
 		Catalog:  cat,
 		Sessions: api.NewSessions([]byte("browser-test-secret-browser-test-secret"), time.Hour, clock),
@@ -66,7 +77,7 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 	mux.Handle("/", srv)
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw}
+	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends}
 }
 
 // newBrowser starts Chromium for a portal test (see internal/browsertest);
@@ -109,7 +120,12 @@ func TestPortalInBrowser(t *testing.T) {
 	description := "Tags an image **fast** with *care*.\n\n- returns `tags`\n- [docs](https://example.com/docs)\n- [bad](javascript:alert(1))\n\n<img src=x onerror=alert(1)>\n\n```\ncurl -d @cat.jpg\n```"
 	b.Do("new function form", browsertest.Click("#new-function"), browsertest.Visible("#function-form"),
 		browsertest.Fill("#function-name", "image-tagger"), browsertest.Fill("#description", description), browsertest.Fill("#backend-url", srv.upstream), browsertest.Fill("#timeout-ms", "3000"),
-		browsertest.WaitText("#description-preview strong", "fast"))
+		browsertest.WaitText("#description-preview strong", "fast"),
+		// The backend type switches between a URL and a module upload.
+		browsertest.Click("#backend-type-wasm"), browsertest.Visible("#backend-module"), browsertest.Click("#backend-type-http"), browsertest.Visible("#backend-url"))
+	if !b.EvalBool("wasm inputs hidden again", `document.querySelector('#backend-wasm').hidden && document.querySelector('#backend-module').disabled && document.querySelector('#backend-module').accept === '.wasm'`) {
+		t.Error("the wasm inputs show, or are enabled, for an http backend")
+	}
 	preview := func(calls, col string) string {
 		return fmt.Sprintf(`#pricing-preview tr[data-calls="%s"] td.%s`, calls, col)
 	}
@@ -124,10 +140,48 @@ func TestPortalInBrowser(t *testing.T) {
 
 	// Versions: publish v1, add v2, publish it, unpublish, publish again.
 	b.Do("publish v1", browsertest.Click(`button[data-publish="1"]`), browsertest.WaitText("#published-badge", "Published v1"))
-	b.Do("add v2", browsertest.Fill("#version-form #timeout-ms", "4000"), browsertest.Click("#create-version"), browsertest.Visible(`#versions-table tr[data-version="2"]`))
+	b.Do("add v2", browsertest.Fill("#version-form #timeout-ms", "4000"), browsertest.Fill("#version-form #rate-limit", "-1"), browsertest.Click("#create-version"),
+		browsertest.WaitText(`#version-form [data-error-for="rate_limit_per_second"]`, "between 0"),
+		browsertest.Fill("#version-form #rate-limit", "25"), browsertest.Click("#create-version"), browsertest.Visible(`#versions-table tr[data-version="2"]`),
+		browsertest.WaitText(`#versions-table tr[data-version="2"] td.rate-limit`, "25/s"), browsertest.WaitText(`#versions-table tr[data-version="1"] td.rate-limit`, "default"))
 	b.Do("publish v2", browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
-	b.Do("unpublish", browsertest.Click("#unpublish"), browsertest.WaitText("#published-badge", "Unpublished"))
+	// The page keeps its scroll across the redraw after publishing, which
+	// can leave #unpublish under the sticky header (where a click would hit
+	// "Log out"): scroll to the top first.
+	b.Do("unpublish", chromedp.Evaluate[chromedp.Void]("window.scrollTo(0, 0)"), browsertest.Click("#unpublish"), browsertest.WaitText("#published-badge", "Unpublished"))
 	b.Do("republish v2", browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
+
+	// v3 runs a WebAssembly module uploaded from a file (larger than one
+	// base64 chunk of the page's encoder); field errors show next to the
+	// fields. It stays unpublished, so consumers still reach the upstream.
+	dir := t.TempDir()
+	module := wasmtest.MinimalModule(wasmtest.Spec{Msg: strings.Repeat("hello from wasm ", 5000), MinPages: 2})
+	goodPath, badPath := filepath.Join(dir, "hello.wasm"), filepath.Join(dir, "notes.wasm")
+	if err := os.WriteFile(goodPath, module, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(badPath, []byte("just some text, not a module"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(module)
+	sha := hex.EncodeToString(sum[:])
+	b.Do("wasm: no file", browsertest.Click("#version-form #backend-type-wasm"), browsertest.Visible("#version-form #backend-module"), browsertest.Click("#create-version"),
+		browsertest.WaitText(`#version-form [data-error-for="backend.module_base64"]`, "required"))
+	b.Do("wasm: bad file and memory", chromedp.SetUploadFiles(chromedp.CSS("#version-form #backend-module"), []string{badPath}),
+		browsertest.WaitText("#backend-module-info", "notes.wasm"), browsertest.Fill("#version-form #backend-memory-pages", "5000"), browsertest.Click("#create-version"),
+		browsertest.WaitText(`#version-form [data-error-for="backend.module_base64"]`, "not a WebAssembly binary"),
+		browsertest.WaitText(`#version-form [data-error-for="backend.memory_pages"]`, "between 0"))
+	b.Do("wasm: v3", chromedp.SetUploadFiles(chromedp.CSS("#version-form #backend-module"), []string{goodPath}), browsertest.Fill("#version-form #backend-memory-pages", "2"),
+		browsertest.Click("#create-version"), browsertest.Visible(`#versions-table tr[data-version="3"]`),
+		browsertest.WaitText(`#versions-table tr[data-version="3"]`, "wasm · sha256 "+sha[:12]+"…"), browsertest.WaitText(`#versions-table tr[data-version="3"]`, "2 pages (128.0 KiB)"),
+		browsertest.WaitText("#published-badge", "Published v2"),
+		chromedp.WaitReady(chromedp.CSS(`#log-panel[data-state="unavailable"]`)))
+	if got := srv.backends.lastModule(); !bytes.Equal(got, module) {
+		t.Errorf("the server got a module of %d bytes, want the %d bytes of the file", len(got), len(module))
+	}
+	if !b.EvalBool("wasm form state", `document.querySelector('#version-form #backend-type-wasm').checked && document.querySelector('#log-panel').hidden`) {
+		t.Error("after a wasm version the new-version form is not on wasm, or the log viewer shows without a log route")
+	}
 	b.Do("log out vendor", browsertest.Click("#logout"), browsertest.Visible(`#nav a[href="/login"]`))
 
 	// A wrong password shows the API's error on the form.
@@ -202,10 +256,14 @@ func TestPortalInBrowser(t *testing.T) {
 
 	// Usage and the running invoice show the call.
 	b.Do("usage", browsertest.Click(`#nav a[href="/usage"]`), browsertest.WaitText("#usage-calls", "1"), browsertest.Visible("#chart-calls svg rect"),
+		browsertest.WaitText("#chart-cost-USD figcaption", "Cost per function (USD)"),
 		browsertest.WaitText("#usage-table", "acme/image-tagger"), browsertest.WaitText("#upcoming", "acme/image-tagger"), browsertest.WaitText("#upcoming-total", "$0.00"))
 	shots["usage"] = b.Shot("usage")
 	b.Do("invoices", browsertest.Click(`#nav a[href="/invoices"]`), browsertest.Visible("details.invoice"), browsertest.Click("details.invoice summary"), browsertest.WaitText("details.invoice", "acme/legacy"),
-		browsertest.Click(`details.invoice a[href="/invoices/inv_past_1"]`), browsertest.WaitText("#invoice-total", "$12.34"))
+		browsertest.WaitText(`details.invoice tr[data-kind="adjustment"]`, "late usage for "+adjustmentMonth().Format("January 2006")),
+		browsertest.WaitText(`details.invoice tr[data-kind="usage"] .line-kind`, "usage"),
+		browsertest.Click(`details.invoice a[href="/invoices/inv_past_1"]`), browsertest.WaitText("#invoice-total", "$12.34"),
+		browsertest.WaitText(`.lines-table tr[data-kind="adjustment"] td.num`, "$0.50"))
 
 	// Phone width: nothing overflows sideways.
 	b.Do("phone", chromedp.EmulateViewport(390, 844), browsertest.Click(`#nav a[href="/catalog"]`), browsertest.Visible("#catalog-results .card"))
@@ -285,6 +343,43 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('link rel', box.querySelector('a').rel, 'noopener noreferrer nofollow');
 	  eq('ordered list', box.querySelectorAll('ol li').length, 2);
 	  eq('plain text', md.plainText('# Title\n\n**Fast** [docs](https://x.y) and ` + "`code`" + `'), 'Title');
+	  // base64 in chunks: the same as btoa of the whole, across chunk edges.
+	  const files = await import(base + 'files.js');
+	  eq('base64 empty', files.bytesToBase64(new Uint8Array(0)), '');
+	  eq('base64 wasm magic', files.bytesToBase64(new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0])), 'AGFzbQEAAAA=');
+	  for (const n of [1, 2, 3, 24575, 24576, 24577, 3 * 24576 + 2, 200001]) {
+	    const bytes = new Uint8Array(n);
+	    for (let i = 0; i < n; i += 1) bytes[i] = (i * 7919 + (i >> 8)) & 255;
+	    let bin = '';
+	    for (let i = 0; i < n; i += 1) bin += String.fromCharCode(bytes[i]);
+	    eq('base64 of ' + n + ' bytes', files.bytesToBase64(bytes), btoa(bin));
+	  }
+	  eq('read a blob', files.bytesToBase64(await files.readBytes(new Blob([new Uint8Array([1, 2, 3, 4])]))), 'AQIDBA==');
+	  // Costs in different currencies are charted apart, never added.
+	  const c = await import(base + 'consumer.js');
+	  const ch = await import(base + 'charts.js');
+	  const b = ch.buckets('week');
+	  const day = new Date(b.list[6]).toISOString();
+	  const rows = [
+	    {function: 'acme/a', period_start: day, cost: '0.25', currency: 'USD'},
+	    {function: 'acme/b', period_start: day, cost: '0.5', currency: 'EUR'},
+	    {function: 'acme/c', period_start: day, cost: '0.125', currency: 'EUR'},
+	    {function: 'acme/a', period_start: day, cost: '0.05', currency: 'USD'},
+	  ];
+	  const charts = c.costCharts(rows, b, {title: 'Cost per function', id: 'chart-cost'});
+	  eq('one chart per currency', charts.map((f) => f.id).join(' '), 'chart-cost-USD chart-cost-EUR');
+	  eq('chart titles', charts.map((f) => f.querySelector('figcaption').textContent).join(' | '), 'Cost per function (USD) | Cost per function (EUR)');
+	  eq('USD series', [...charts[0].querySelectorAll('.chart-legend li')].map((li) => li.textContent).join(' '), '');
+	  eq('USD tip', charts[0].querySelector('circle:last-of-type title').textContent.endsWith('acme/a: $0.30'), true);
+	  eq('EUR series', [...charts[1].querySelectorAll('.chart-legend li')].map((li) => li.textContent).join(' '), 'acme/b acme/c');
+	  eq('EUR tips', [...charts[1].querySelectorAll('circle title')].filter((t) => /: €0\.(50|125)$/.test(t.textContent)).length, 2);
+	  eq('no currency is USD', c.costCharts([], b, {title: 'Revenue', id: 'r', placeholder: true}).map((f) => f.id + ' ' + f.querySelectorAll('polyline').length).join(), 'r-USD 1');
+	  eq('totals per currency', c.costByCurrency(rows), '$0.30 + €0.625');
+	  // Invoice lines say what they are.
+	  eq('usage kind', c.lineKind({kind: 'usage'}).textContent, 'usage');
+	  eq('no kind is usage', c.lineKind({}).textContent, 'usage');
+	  eq('adjustment kind', c.lineKind({kind: 'adjustment', period_start: '2025-03-01T00:00:00Z'}).textContent, 'late usage for March 2025');
+	  eq('negative adjustment', c.signedMoney('-0.10', 'EUR'), '−€0.10');
 	  return fails;
 	})()`
 	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))

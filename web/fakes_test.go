@@ -1,7 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math"
@@ -189,6 +193,8 @@ func (g *fakeGateway) Latency(_ context.Context, functionID string, from, to tim
 }
 
 type invoiceLine struct {
+	Kind          string `json:"kind"`         // "usage", or "adjustment" for late usage of PeriodStart's month
+	PeriodStart   string `json:"period_start"` // the month the usage is of
 	Function      string `json:"function"`
 	Version       int    `json:"version"`
 	Calls         int64  `json:"calls"`
@@ -216,12 +222,61 @@ func monthStart(t time.Time) time.Time {
 }
 
 // pastInvoice is a canned, paid invoice for last month, so the invoices list
-// has something to show.
+// has something to show: a usage line and an adjustment for late usage of
+// the month before (adjustmentMonth).
 func pastInvoice() invoice {
 	start := monthStart(time.Now().UTC()).AddDate(0, -1, 0)
 	return invoice{ID: "inv_past_1", PeriodStart: start.Format(time.RFC3339), PeriodEnd: start.AddDate(0, 1, 0).Format(time.RFC3339), Status: "paid", Currency: "USD",
 		Subtotal: "12.34", Total: "12.34", TotalCents: 1234, StripeInvoiceID: "in_test_1",
-		Lines: []invoiceLine{{Function: "acme/legacy", Version: 1, Calls: 123_400, FreeCalls: 0, BillableCalls: 123_400, ComputeMs: 0, Amount: "12.34"}}}
+		Lines: []invoiceLine{
+			{Kind: "usage", PeriodStart: start.Format(time.RFC3339), Function: "acme/legacy", Version: 1, Calls: 118_400, BillableCalls: 118_400, Amount: "11.84"},
+			{Kind: "adjustment", PeriodStart: adjustmentMonth().Format(time.RFC3339), Function: "acme/legacy", Version: 1, Calls: 5_000, BillableCalls: 5_000, Amount: "0.50"},
+		}}
+}
+
+// adjustmentMonth is the earlier month whose late usage the past invoice
+// adjusts.
+func adjustmentMonth() time.Time { return monthStart(time.Now().UTC()).AddDate(0, -2, 0) }
+
+// fakeBackends prepares wasm backends as the wasm package's preparer does,
+// without compiling: the module must be standard base64 of bytes starting
+// with \0asm, the memory limit 0 to 4096 pages. Unlike the real one it
+// reports every bad field at once. It remembers the last module it took.
+type fakeBackends struct {
+	mu   sync.Mutex
+	last []byte
+}
+
+var _ api.BackendPreparer = (*fakeBackends)(nil)
+
+func (f *fakeBackends) PrepareBackend(_ context.Context, in api.BackendInput) (catalog.Backend, error) {
+	fields := map[string]string{}
+	code, err := base64.StdEncoding.DecodeString(in.ModuleBase64)
+	switch {
+	case in.ModuleBase64 == "":
+		fields["backend.module_base64"] = "is required for wasm backends"
+	case err != nil:
+		fields["backend.module_base64"] = "must be the module's bytes in standard base64"
+	case len(code) < 8 || !bytes.HasPrefix(code, []byte("\x00asm")):
+		fields["backend.module_base64"] = "the module is not a WebAssembly binary module (it must start with \\0asm)"
+	}
+	if in.MemoryPages < 0 || in.MemoryPages > 4096 {
+		fields["backend.memory_pages"] = "must be between 0 (the default) and 4096 pages of 64 KiB"
+	}
+	if len(fields) > 0 {
+		return catalog.Backend{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the WebAssembly module is not valid", Fields: fields}
+	}
+	f.mu.Lock()
+	f.last = code
+	f.mu.Unlock()
+	sum := sha256.Sum256(code)
+	return catalog.Backend{Type: catalog.BackendWasm, ModuleSHA256: hex.EncodeToString(sum[:]), MemoryPages: in.MemoryPages}, nil
+}
+
+func (f *fakeBackends) lastModule() []byte {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.last
 }
 
 func (g *fakeGateway) Invoices(context.Context, string) (any, error) {
@@ -252,7 +307,7 @@ func (g *fakeGateway) Upcoming(_ context.Context, consumerID string) (any, error
 		}
 		k := key{c.function, c.version}
 		if lines[k] == nil {
-			lines[k] = &invoiceLine{Function: c.function, Version: c.version}
+			lines[k] = &invoiceLine{Kind: "usage", PeriodStart: start.Format(time.RFC3339), Function: c.function, Version: c.version}
 			order = append(order, k)
 		}
 		l := lines[k]

@@ -61,7 +61,14 @@ func WaitText(sel, want string) chromedp.Action[chromedp.Void] {
 }
 
 // Click clicks the first element matching the CSS selector, once visible.
-func Click(sel string) chromedp.Action[chromedp.Void] { return chromedp.Click(chromedp.CSS(sel)) }
+// The element is first scrolled to the middle of the viewport, so a sticky
+// header can never sit over it and take the click.
+func Click(sel string) chromedp.Action[chromedp.Void] {
+	return Steps(
+		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (el) el.scrollIntoView({block: 'center'}); })()`, sel)),
+		chromedp.Click(chromedp.CSS(sel)),
+	)
+}
 
 // Visible waits until an element matching the CSS selector is visible.
 func Visible(sel string) chromedp.Action[chromedp.Void] {

@@ -6,7 +6,7 @@ import { h, mount, field, formError, showErrors, clearErrors, busy, toast, copyB
 import { state, forgetKey } from './state.js';
 import { render as renderMarkdown, plainText } from './markdown.js';
 import { pricingRows, pricingSummary } from './pricing.js';
-import { moneyString, sum, money, parseDec, add } from './money.js';
+import { moneyString, sum, money, parseDec, add, isZero } from './money.js';
 import { timeChart, buckets, bucketOf, ranges } from './charts.js';
 
 const enc = encodeURIComponent;
@@ -294,11 +294,42 @@ export function seriesBy(rows, b, column, keyOf = (r) => r.function) {
   return list;
 }
 
-function costFmt(currency) {
+// costFmt formats a charted cost in currency: exact decimals in tips, round
+// ones on the axis.
+export function costFmt(currency) {
   return (v, axis) => {
     if (axis) return v === 0 ? '0' : money(parseDec(v.toFixed(v < 0.01 ? 6 : 4).replace(/\.?0+$/, '')) || { n: 0n, s: 0 }, currency, 2);
     return money(parseDec(v.toFixed(12).replace(/\.?0+$/, '')) || { n: 0n, s: 0 }, currency, 2);
   };
+}
+
+// currencyOrder sorts currencies USD first, then alphabetically.
+function currencyOrder(a, c) {
+  const key = (x) => (x === 'USD' ? '' : x);
+  return key(a).localeCompare(key(c));
+}
+
+// costCharts draws cost over time as one chart per currency of rows (USD
+// alone when there are none), never adding amounts in different currencies:
+// each is titled "<title> (<currency>)" with id "<id>-<currency>". keyOf
+// names a row's series; placeholder draws an all-zero series in an empty
+// chart, for a legend-less flat line.
+export function costCharts(rows, b, { title, id, keyOf = (r) => r.function, placeholder = false }) {
+  const by = new Map();
+  for (const r of rows) {
+    const c = r.currency || 'USD';
+    if (!by.has(c)) by.set(c, []);
+    by.get(c).push(r);
+  }
+  if (!by.size) by.set('USD', []);
+  return [...by.keys()].sort(currencyOrder).map((c) => {
+    let series = seriesBy(by.get(c), b, 'cost', keyOf);
+    if (!series.length && placeholder) series = [{ name: title, values: b.list.map(() => 0) }];
+    // A chart of calls that cost nothing is data, not emptiness.
+    const empty = !by.get(c).some((r) => Number(r.calls || 0) > 0 || (parseDec(r.cost) && !isZero(parseDec(r.cost))));
+    return timeChart({ title: `${title} (${c})`, bucketList: b.list, granularity: b.granularity, series, kind: 'line', fmt: costFmt(c), empty,
+      id: `${id}-${c.replace(/[^A-Za-z0-9]/g, '')}` });
+  });
 }
 
 export async function usagePage(main, _p, ctx) {
@@ -317,7 +348,6 @@ export async function usagePage(main, _p, ctx) {
       throw e;
     }
     if (!ctx.alive()) return;
-    const currency = (rows[0] && rows[0].currency) || 'USD';
     const calls = rows.reduce((a, r) => a + Number(r.calls || 0), 0);
     const ms = rows.reduce((a, r) => a + Number(r.compute_ms || 0), 0);
     mount(slot,
@@ -326,7 +356,7 @@ export async function usagePage(main, _p, ctx) {
       h('div', { class: 'charts' },
         timeChart({ title: 'Calls per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'calls'), kind: 'bar', integer: true, fmt: (v) => fmtInt(Math.round(v)), id: 'chart-calls' }),
         timeChart({ title: 'Compute-ms per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'compute_ms'), kind: 'line', integer: true, fmt: (v) => fmtInt(Math.round(v)), id: 'chart-ms' }),
-        timeChart({ title: 'Cost per function', bucketList: b.list, granularity: b.granularity, series: seriesBy(rows, b, 'cost'), kind: 'line', fmt: costFmt(currency), id: 'chart-cost' })),
+        costCharts(rows, b, { title: 'Cost per function', id: 'chart-cost' })),
       usageTable(rows));
   }
   mount(main,
@@ -394,19 +424,32 @@ export function costByCurrency(rows) {
     by.get(c).push(r.cost);
   }
   if (!by.size) return money(sum([]), 'USD', 2);
-  const order = (c) => (c === 'USD' ? '' : c);
-  return [...by.entries()].sort(([a], [c]) => order(a).localeCompare(order(c))).map(([c, costs]) => money(sum(costs), c, 2)).join(' + ');
+  return [...by.entries()].sort(([a], [c]) => currencyOrder(a, c)).map(([c, costs]) => money(sum(costs), c, 2)).join(' + ');
 }
 
-// linesTable lists an invoice's lines.
+// lineKind labels an invoice line: this month's usage, or an adjustment for
+// usage of an earlier month that was rolled up after that month was billed.
+export function lineKind(l) {
+  if (l.kind === 'adjustment') return h('span', { class: 'badge badge-warn line-kind', dataset: { kind: 'adjustment' } }, `late usage for ${fmtMonth(l.period_start)}`);
+  return h('span', { class: 'badge badge-muted line-kind', dataset: { kind: l.kind || 'usage' } }, l.kind || 'usage');
+}
+
+// signedMoney formats an amount that may be negative (an adjustment can
+// credit a version), e.g. "−$0.10".
+export function signedMoney(str, currency) {
+  const t = String(str ?? '').trim();
+  return t.startsWith('-') ? `−${moneyString(t.slice(1), currency)}` : moneyString(t, currency);
+}
+
+// linesTable lists an invoice's lines, each with its kind.
 export function linesTable(inv) {
   const lines = inv.lines || [];
   return h('div', { class: 'table-wrap' }, h('table', { class: 'table lines-table' },
-    h('thead', null, h('tr', null, ['Function', 'Version', 'Calls', 'Free', 'Billable', 'Compute-ms', 'Amount'].map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', null, lines.length ? lines.map((l) => h('tr', null, h('th', { scope: 'row' }, l.function), h('td', null, `v${l.version}`), h('td', null, fmtInt(l.calls)),
-      h('td', null, fmtInt(l.free_calls)), h('td', null, fmtInt(l.billable_calls)), h('td', null, fmtInt(l.compute_ms)), h('td', { class: 'num' }, moneyString(l.amount, inv.currency))))
-      : h('tr', null, h('td', { colspan: 7, class: 'muted' }, 'No lines.'))),
-    h('tfoot', null, h('tr', null, h('th', { scope: 'row', colspan: 6 }, 'Total'), h('td', { class: 'num' }, moneyString(inv.total, inv.currency))))));
+    h('thead', null, h('tr', null, ['Function', 'Version', 'Kind', 'Calls', 'Free', 'Billable', 'Compute-ms', 'Amount'].map((t) => h('th', { scope: 'col' }, t)))),
+    h('tbody', null, lines.length ? lines.map((l) => h('tr', { dataset: { kind: l.kind || 'usage' } }, h('th', { scope: 'row' }, l.function), h('td', null, `v${l.version}`), h('td', null, lineKind(l)),
+      h('td', null, fmtInt(l.calls)), h('td', null, fmtInt(l.free_calls)), h('td', null, fmtInt(l.billable_calls)), h('td', null, fmtInt(l.compute_ms)), h('td', { class: 'num' }, signedMoney(l.amount, inv.currency))))
+      : h('tr', null, h('td', { colspan: 8, class: 'muted' }, 'No lines.'))),
+    h('tfoot', null, h('tr', null, h('th', { scope: 'row', colspan: 7 }, 'Total'), h('td', { class: 'num' }, moneyString(inv.total, inv.currency))))));
 }
 
 // ---- Invoices -------------------------------------------------------------

@@ -13,7 +13,7 @@ export const previewCalls = [10000n, 1000000n];
 export function intOrRaw(v) {
   const t = String(v ?? '').trim();
   if (t === '') return undefined;
-  return /^\d{1,15}$/.test(t) ? Number(t) : t;
+  return /^-?\d{1,15}$/.test(t) ? Number(t) : t;
 }
 
 // pricingForm builds the pricing fieldset and its preview. initial is a

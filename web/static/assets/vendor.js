@@ -6,9 +6,10 @@ import { h, mount, field, formError, showErrors, clearErrors, busy, toast, fmtTi
 import { state } from './state.js';
 import { render as renderMarkdown } from './markdown.js';
 import { pricingForm, pricingSummary, intOrRaw } from './pricing.js';
-import { moneyString, money, sum } from './money.js';
+import { moneyString } from './money.js';
 import { timeChart, buckets, bucketOf } from './charts.js';
-import { notAvailable, rangePicker, seriesBy } from './consumer.js';
+import { notAvailable, rangePicker, seriesBy, costByCurrency, costCharts } from './consumer.js';
+import { readBase64, fmtBytes } from './files.js';
 
 const enc = encodeURIComponent;
 
@@ -44,7 +45,7 @@ export async function vendorPage(main, _p, ctx) {
       ctx.navigate('/vendor', { replace: true });
     });
     mount(main, h('section', { class: 'panel narrow' }, h('h1', null, 'Sell a function'),
-      h('p', { class: 'lead' }, 'Package one thing you do well as a function: an HTTPS endpoint you host. Set a price per call and per compute-millisecond; fnmarket handles keys, metering, invoices and payouts.'),
+      h('p', { class: 'lead' }, 'Package one thing you do well as a function: an HTTPS endpoint you host, or a WebAssembly module fnmarket runs for you. Set a price per call and per compute-millisecond; fnmarket handles keys, metering, invoices and payouts.'),
       form));
     return;
   }
@@ -72,15 +73,112 @@ function publishedBadge(f) {
   return f.published_version ? h('span', { class: 'badge badge-good', id: 'published-badge' }, `Published v${f.published_version}`) : h('span', { class: 'badge badge-muted', id: 'published-badge' }, 'Unpublished');
 }
 
-// versionFields are the inputs of a version: backend URL and timeout.
+// versionFields are the inputs of a version: the backend (an HTTP URL, or a
+// WebAssembly module uploaded from a file), the timeout and the rate limit.
+// initial is a version as the API returns it (the latest, for a new
+// version). It returns the element and read(), which resolves to the
+// version's JSON fields (reading and base64-encoding the module file).
 function versionFields(initial = {}) {
-  return h('div', { class: 'grid-2' },
-    field({ label: 'Backend URL', name: 'backend.url', type: 'url', required: true, value: (initial.backend && initial.backend.url) || '', hint: 'The HTTPS endpoint fnmarket forwards calls to.', attrs: { placeholder: 'https://api.example.com/scan', id: 'backend-url', spellcheck: 'false' } }),
-    field({ label: 'Timeout (ms)', name: 'timeout_ms', type: 'number', value: String(initial.timeout_ms || 10000), hint: 'A call cut at the timeout is billed as this many compute-ms.', attrs: { min: 1, step: 1, id: 'timeout-ms' } }));
+  const backend = initial.backend || {};
+  const isWasm = backend.type === 'wasm';
+  const httpRadio = h('input', { type: 'radio', name: 'backend.type', value: 'http', id: 'backend-type-http', checked: !isWasm });
+  const wasmRadio = h('input', { type: 'radio', name: 'backend.type', value: 'wasm', id: 'backend-type-wasm', checked: isWasm });
+  const kind = h('div', { class: 'field', dataset: { field: 'backend.type' } },
+    h('fieldset', { class: 'radio-row', id: 'backend-type' }, h('legend', null, 'Backend type'),
+      h('label', { for: httpRadio.id }, httpRadio, ' HTTP URL'),
+      h('label', { for: wasmRadio.id }, wasmRadio, ' WebAssembly module')),
+    h('p', { class: 'field-error', id: 'backend-type-err', dataset: { errorFor: 'backend.type' } }));
+
+  const url = field({ label: 'Backend URL', name: 'backend.url', type: 'url', required: true, value: backend.url || '', hint: 'The HTTPS endpoint fnmarket forwards calls to.', attrs: { placeholder: 'https://api.example.com/scan', id: 'backend-url', spellcheck: 'false' } });
+  const urlInput = url.querySelector('input');
+  const httpBox = h('div', { id: 'backend-http' }, url);
+
+  const fileInput = h('input', { type: 'file' });
+  const module = field({ label: 'WebAssembly module (.wasm)', name: 'backend.module_base64', control: fileInput, value: null, required: true,
+    hint: isWasm ? `A WASI command exporting _start and memory. This version runs sha256 ${shortSha(backend.module_sha256)}; choose the module for the new version, even if unchanged.`
+      : 'A WASI command exporting _start and memory (GOOS=wasip1 GOARCH=wasm go build makes one). Its stdout is the answer, its stderr goes to the log.',
+    attrs: { id: 'backend-module', accept: '.wasm' } });
+  const fileInfo = h('p', { class: 'hint mono', id: 'backend-module-info', 'aria-live': 'polite' });
+  fileInput.after(fileInfo);
+  fileInput.addEventListener('change', () => {
+    const f = fileInput.files && fileInput.files[0];
+    fileInfo.textContent = f ? `${f.name} · ${fmtBytes(f.size)}` : '';
+  });
+  const pages = field({ label: 'Memory limit (pages)', name: 'backend.memory_pages', type: 'number', value: backend.memory_pages ? String(backend.memory_pages) : '',
+    hint: 'Optional. Pages of 64 KiB (16 pages = 1 MiB); empty uses the server’s default.', attrs: { min: 0, step: 1, inputmode: 'numeric', id: 'backend-memory-pages' } });
+  const pagesInput = pages.querySelector('input');
+  const pagesHint = pages.querySelector('.hint');
+  const drawPages = () => {
+    const n = Number(pagesInput.value);
+    pagesHint.textContent = pagesInput.value.trim() && Number.isInteger(n) && n > 0
+      ? `${fmtInt(n)} × 64 KiB = ${fmtBytes(n * 65536)}.` : 'Optional. Pages of 64 KiB (16 pages = 1 MiB); empty uses the server’s default.';
+  };
+  pagesInput.addEventListener('input', drawPages);
+  drawPages();
+  const wasmBox = h('div', { id: 'backend-wasm', class: 'grid-2' }, module, pages);
+
+  const sync = () => {
+    const w = wasmRadio.checked;
+    httpBox.hidden = w;
+    wasmBox.hidden = !w;
+    urlInput.disabled = w;
+    fileInput.disabled = !w;
+    pagesInput.disabled = !w;
+  };
+  httpRadio.addEventListener('change', sync);
+  wasmRadio.addEventListener('change', sync);
+  sync();
+
+  const timeout = field({ label: 'Timeout (ms)', name: 'timeout_ms', type: 'number', value: String(initial.timeout_ms || 10000), hint: 'A call cut at the timeout is billed as this many compute-ms.', attrs: { min: 1, step: 1, id: 'timeout-ms' } });
+  const rate = field({ label: 'Rate limit (calls per second)', name: 'rate_limit_per_second', type: 'number', value: initial.rate_limit_per_second ? String(initial.rate_limit_per_second) : '',
+    hint: 'Optional. Each API key’s limit for this version, to set it below the gateway’s default; empty or 0 uses the default.', attrs: { min: 0, step: 1, inputmode: 'numeric', id: 'rate-limit', placeholder: '0' } });
+
+  async function read() {
+    const out = { timeout_ms: intOrRaw(timeout.querySelector('input').value), rate_limit_per_second: intOrRaw(rate.querySelector('input').value) };
+    if (!wasmRadio.checked) {
+      out.backend = { type: 'http', url: urlInput.value.trim() };
+      return out;
+    }
+    const file = fileInput.files && fileInput.files[0];
+    let b64 = '';
+    if (file) {
+      try {
+        b64 = await readBase64(file);
+      } catch (e) {
+        throw new Problem(0, { detail: 'The module file could not be read.', errors: { 'backend.module_base64': `could not be read: ${e.message}` } });
+      }
+    }
+    out.backend = { type: 'wasm', module_base64: b64, memory_pages: intOrRaw(pagesInput.value) };
+    return out;
+  }
+  return { el: h('div', { class: 'version-fields' }, kind, httpBox, wasmBox, h('div', { class: 'grid-2' }, timeout, rate)), read };
 }
 
-function readVersion(fd, pricing) {
-  return { backend: { type: 'http', url: String(fd.get('backend.url') || '').trim() }, timeout_ms: intOrRaw(fd.get('timeout_ms')), pricing: pricing.read() };
+// uploading sends a version with its module, naming the module field when
+// the server refuses the body as too large (it says so without a field).
+async function uploading(fn) {
+  try {
+    return await fn();
+  } catch (e) {
+    if (e instanceof Problem && e.status === 413 && !Object.keys(e.fields).length) {
+      e.fields = { 'backend.module_base64': `is too large to upload here (${e.message})` };
+    }
+    throw e;
+  }
+}
+
+function shortSha(sha) {
+  return `${String(sha || '').slice(0, 12)}…`;
+}
+
+// backendCell shows a version's backend: its URL, or its module's hash.
+function backendCell(b) {
+  if (!b) return h('td', null, '—');
+  if (b.type === 'wasm') {
+    return h('td', { class: 'mono small break' }, h('span', { class: 'backend-wasm', title: `sha256 ${b.module_sha256 || ''}` }, `wasm · sha256 ${shortSha(b.module_sha256)}`),
+      b.memory_pages ? h('span', { class: 'muted backend-pages' }, ` · ${fmtInt(b.memory_pages)} pages (${fmtBytes(b.memory_pages * 65536)})`) : null);
+  }
+  return h('td', { class: 'mono small break' }, b.url || b.type || '—');
 }
 
 function descriptionEditor(value) {
@@ -97,23 +195,25 @@ function descriptionEditor(value) {
 
 export async function newFunctionPage(main, _p, ctx) {
   const pricing = pricingForm();
+  const version = versionFields();
   const err = formError();
   const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'create-function' }, 'Create function');
   const form = h('form', { class: 'form', id: 'function-form', novalidate: true }, err,
     field({ label: 'Name', name: 'name', required: true, hint: `2 to 60 characters of a–z, 0–9 and -. Called at /v1/invoke/${state.me.vendor.slug}/<name>.`, attrs: { autocomplete: 'off', id: 'function-name', spellcheck: 'false' } }),
     descriptionEditor(''),
-    versionFields(),
+    version.el,
     pricing.el,
     h('p', { class: 'muted small' }, 'This creates version 1, unpublished. Publish it from the next page when you are ready.'),
     submit);
   submitting(form, submit, async (fd) => {
-    const f = await api('POST', '/api/v1/functions', { name: String(fd.get('name') || '').trim(), description: String(fd.get('description') || ''), ...readVersion(fd, pricing) });
+    const body = { name: String(fd.get('name') || '').trim(), description: String(fd.get('description') || ''), ...(await version.read()), pricing: pricing.read() };
+    const f = await uploading(() => api('POST', '/api/v1/functions', body));
     toast(`Created ${f.name} v1`);
     ctx.navigate(`/vendor/functions/${enc(f.id)}`);
   });
   mount(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/vendor', 'data-link': '' }, 'My functions'), ' / new'),
-    h('header', { class: 'page-head' }, h('h1', null, 'Publish a function'), h('p', { class: 'muted' }, 'Describe it, point it at your backend and price it.')),
+    h('header', { class: 'page-head' }, h('h1', null, 'Publish a function'), h('p', { class: 'muted' }, 'Describe it, point it at your backend or upload a WebAssembly module, and price it.')),
     h('section', { class: 'panel' }, form));
 }
 
@@ -147,10 +247,8 @@ export async function vendorFunctionPage(main, [id], ctx) {
     if (!ctx.alive()) return;
     const full = `${fn.vendor}/${fn.name}`;
     rows = rows.filter((r) => (r.function_id ? r.function_id === fn.id : r.function === full || r.function === fn.name));
-    const currency = (rows[0] && rows[0].currency) || 'USD';
     const calls = seriesBy(rows, b, 'calls', () => 'Calls')[0];
     const errors = seriesBy(rows, b, 'errors', () => 'Errors')[0];
-    const revenue = seriesBy(rows, b, 'cost', () => 'Revenue (gross)');
     const totalCalls = rows.reduce((a, r) => a + Number(r.calls || 0), 0);
     const totalErr = rows.reduce((a, r) => a + Number(r.errors || 0), 0);
     const zeros = () => b.list.map(() => 0);
@@ -167,14 +265,13 @@ export async function vendorFunctionPage(main, [id], ctx) {
       h('div', { class: 'stats' },
         h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, 'Calls'), h('div', { class: 'stat-value', id: 'fn-calls' }, fmtInt(totalCalls))),
         h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, 'Error rate'), h('div', { class: 'stat-value', id: 'fn-errors' }, totalCalls ? `${((100 * totalErr) / totalCalls).toFixed(1)}%` : '—')),
-        h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, 'Revenue (gross)'), h('div', { class: 'stat-value', id: 'fn-revenue' }, money(sum(rows.map((r) => r.cost)), currency, 2)))),
+        h('div', { class: 'stat' }, h('div', { class: 'stat-label' }, 'Revenue (gross)'), h('div', { class: 'stat-value', id: 'fn-revenue' }, costByCurrency(rows)))),
       h('div', { class: 'charts' },
         timeChart({ ...opts, title: 'Calls', series: [calls || { name: 'Calls', values: zeros() }], kind: 'bar', integer: true, fmt: (v) => fmtInt(Math.round(v)), id: 'chart-fn-calls' }),
         timeChart({ ...opts, title: 'Error rate (status 5xx)', series: [errRate], kind: 'line', empty: totalCalls === 0, fmt: (v) => `${Number(v).toFixed(v > 0 && v < 1 ? 2 : 1)}%`, id: 'chart-fn-errors' }),
         lat === null ? h('figure', { class: 'chart' }, h('figcaption', null, 'Compute-ms p50 / p99'), notAvailable('Latency'))
           : timeChart({ ...opts, title: 'Compute-ms p50 / p99', series: [p50, p99], kind: 'line', empty: totalCalls === 0, integer: true, fmt: (v) => `${fmtInt(Math.round(v))} ms`, id: 'chart-fn-latency' }),
-        timeChart({ ...opts, title: 'Revenue (gross)', series: revenue.length ? revenue : [{ name: 'Revenue (gross)', values: zeros() }], kind: 'line',
-          fmt: (v) => `${currency === 'USD' ? '$' : ''}${Number(v).toFixed(v && v < 0.01 ? 6 : 2)}`, id: 'chart-fn-revenue' })));
+        costCharts(rows, b, { title: 'Revenue (gross)', id: 'chart-fn-revenue', keyOf: () => 'Revenue (gross)', placeholder: true })));
   }
 
   // Description.
@@ -188,7 +285,7 @@ export async function vendorFunctionPage(main, [id], ctx) {
 
   // Versions.
   const versionsTable = h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'versions-table' },
-    h('thead', null, h('tr', null, ['Version', 'Backend', 'Pricing', 'Timeout', 'Created', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, ['Version', 'Backend', 'Pricing', 'Timeout', 'Rate limit', 'Created', ''].map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, [...fn.versions].reverse().map((v) => {
       const live = fn.published_version === v.version;
       const pub = h('button', { type: 'button', class: 'btn btn-small', dataset: { publish: String(v.version) }, 'aria-label': `Publish version ${v.version}` }, 'Publish');
@@ -201,9 +298,10 @@ export async function vendorFunctionPage(main, [id], ctx) {
       }));
       return h('tr', { dataset: { version: String(v.version) } },
         h('th', { scope: 'row' }, `v${v.version}`, live ? h('span', { class: 'badge badge-good' }, ' live') : null),
-        h('td', { class: 'mono small break' }, (v.backend && (v.backend.url || v.backend.type)) || '—'),
+        backendCell(v.backend),
         h('td', { class: 'small' }, pricingSummary(v.pricing)),
         h('td', null, `${fmtInt(v.timeout_ms)} ms`),
+        h('td', { class: 'rate-limit' }, v.rate_limit_per_second ? `${fmtInt(v.rate_limit_per_second)}/s` : h('span', { class: 'muted' }, 'default')),
         h('td', null, fmtTime(v.created_at)),
         h('td', null, live ? null : pub));
     }))));
@@ -222,14 +320,17 @@ export async function vendorFunctionPage(main, [id], ctx) {
   const pricing = pricingForm(latest.pricing || {});
   const verErr = formError();
   const addVer = h('button', { type: 'submit', class: 'btn btn-primary', id: 'create-version' }, 'Create version');
-  const verForm = h('form', { class: 'form', id: 'version-form', novalidate: true }, verErr, versionFields(latest), pricing.el,
+  const version = versionFields(latest);
+  const verForm = h('form', { class: 'form', id: 'version-form', novalidate: true }, verErr, version.el, pricing.el,
     h('p', { class: 'muted small' }, 'Versions are immutable. A new version is not live until you publish it; callers can pin any version that was ever published with @version.'), addVer);
-  submitting(verForm, addVer, async (fd) => {
-    const v = await api('POST', `/api/v1/functions/${enc(fn.id)}/versions`, readVersion(fd, pricing));
+  submitting(verForm, addVer, async () => {
+    const body = { ...(await version.read()), pricing: pricing.read() };
+    const v = await uploading(() => api('POST', `/api/v1/functions/${enc(fn.id)}/versions`, body));
     toast(`Created version ${v.version}`);
     await reload();
   });
 
+  const logs = logPanel(fn, ctx);
   const publicHref = `/functions/${enc(fn.vendor)}/${enc(fn.name)}`;
   mount(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/vendor', 'data-link': '' }, 'My functions'), ` / ${fn.name}`),
@@ -239,9 +340,69 @@ export async function vendorFunctionPage(main, [id], ctx) {
       fn.published_version ? unpublish : null),
     h('section', { class: 'panel' }, h('div', { class: 'panel-head' }, h('h2', null, 'Calls, latency and revenue'), picker), stats),
     h('section', { class: 'panel' }, h('h2', null, 'Versions'), versionsTable),
+    logs ? logs.el : null,
     h('section', { class: 'panel' }, h('h2', null, 'Description'), descForm),
     h('section', { class: 'panel' }, h('h2', null, 'New version'), verForm));
-  await drawStats();
+  await Promise.all([drawStats(), logs ? logs.load() : null]);
+}
+
+// logPanel is the log viewer of a function with wasm versions (null for
+// http-only functions): the recent stderr and runtime lines of one version,
+// newest last. It stays hidden when the server has no log route.
+function logPanel(fn, ctx) {
+  const versions = fn.versions.filter((v) => v.backend && v.backend.type === 'wasm');
+  if (!versions.length) return null;
+  const live = versions.find((v) => v.version === fn.published_version);
+  const initial = (live || versions[versions.length - 1]).version;
+  const select = h('select', { id: 'log-version', class: 'short-select' }, [...versions].reverse().map((v) =>
+    h('option', { value: String(v.version), selected: v.version === initial }, `v${v.version}${v.version === fn.published_version ? ' (live)' : ''}`)));
+  const refresh = h('button', { type: 'button', class: 'btn btn-small', id: 'log-refresh' }, 'Refresh');
+  const status = h('span', { class: 'muted small', id: 'log-status', role: 'status' });
+  const view = h('div', { class: 'log-view', id: 'log-lines', tabindex: '0', 'aria-label': 'Log lines, newest last' });
+  const el = h('section', { class: 'panel', id: 'log-panel', hidden: true, dataset: { state: 'loading' } },
+    h('div', { class: 'panel-head' }, h('h2', null, 'Logs'),
+      h('div', { class: 'log-tools' }, h('label', { for: select.id }, 'Version'), select, refresh)),
+    h('p', { class: 'muted small' }, 'What the module wrote to stderr and the runtime’s notes on failed calls, kept for a while on the gateways. Times are yours; newest last. ', status),
+    view);
+  let seq = 0;
+  async function load() {
+    const mine = ++seq;
+    let lines;
+    try {
+      lines = asList(await api('GET', `/api/v1/functions/${enc(fn.id)}/logs${query({ version: select.value })}`));
+    } catch (e) {
+      if (mine !== seq || !ctx.alive()) return;
+      if (e instanceof Problem && e.status === 404) { el.hidden = true; el.dataset.state = 'unavailable'; return; }
+      el.hidden = false;
+      el.dataset.state = 'error';
+      mount(view, h('p', { class: 'notice notice-bad' }, `The log could not be read: ${e.message}`));
+      return;
+    }
+    if (mine !== seq || !ctx.alive()) return;
+    el.hidden = false;
+    el.dataset.state = 'loaded';
+    status.textContent = `Updated ${new Date().toLocaleTimeString()}.`;
+    const sorted = lines.map((l, i) => ({ l, i, t: Date.parse(l.time) || 0 })).sort((a, b) => a.t - b.t || a.i - b.i).map((x) => x.l);
+    if (!sorted.length) {
+      mount(view, h('p', { class: 'empty', id: 'log-empty' }, 'No log lines yet. Lines appear after calls to this version that write to stderr or fail.'));
+      return;
+    }
+    mount(view, h('ol', { class: 'log-lines' }, sorted.map((l) => h('li', { class: 'log-line', dataset: { source: l.source || '' } },
+      h('time', { class: 'log-time', datetime: l.time || '' }, fmtLogTime(l.time)),
+      h('span', { class: ['badge', 'log-source', l.source === 'runtime' ? 'badge-warn' : 'badge-muted'] }, l.source || '?'),
+      h('span', { class: 'log-inv', title: 'X-Invocation-Id' }, l.invocation_id || '—'),
+      h('span', { class: 'log-text' }, l.text)))));
+    view.scrollTop = view.scrollHeight;
+  }
+  select.addEventListener('change', () => load().catch((e) => toast(e.message)));
+  refresh.addEventListener('click', () => busy(refresh, () => load().catch((e) => toast(e.message))));
+  return { el, load };
+}
+
+function fmtLogTime(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '—';
+  return d.toLocaleString(undefined, { month: 'short', day: 'numeric', hour: '2-digit', minute: '2-digit', second: '2-digit' });
 }
 
 // ---- Statements -----------------------------------------------------------
