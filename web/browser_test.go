@@ -139,17 +139,17 @@ func TestPortalInBrowser(t *testing.T) {
 	b.Do("create function", browsertest.Click("#create-function"), browsertest.Visible("#versions-table"), browsertest.WaitText("#published-badge", "Unpublished"))
 
 	// Versions: publish v1, add v2, publish it, unpublish, publish again.
-	b.Do("publish v1", browsertest.Click(`button[data-publish="1"]`), browsertest.WaitText("#published-badge", "Published v1"))
+	b.Do("publish v1", browsertest.Visible("#fn-calls"), browsertest.Click(`button[data-publish="1"]`), browsertest.WaitText("#published-badge", "Published v1"))
 	b.Do("add v2", browsertest.Fill("#version-form #timeout-ms", "4000"), browsertest.Fill("#version-form #rate-limit", "-1"), browsertest.Click("#create-version"),
 		browsertest.WaitText(`#version-form [data-error-for="rate_limit_per_second"]`, "between 0"),
 		browsertest.Fill("#version-form #rate-limit", "25"), browsertest.Click("#create-version"), browsertest.Visible(`#versions-table tr[data-version="2"]`),
 		browsertest.WaitText(`#versions-table tr[data-version="2"] td.rate-limit`, "25/s"), browsertest.WaitText(`#versions-table tr[data-version="1"] td.rate-limit`, "default"))
-	b.Do("publish v2", browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
+	b.Do("publish v2", browsertest.Visible("#fn-calls"), browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
 	// The page keeps its scroll across the redraw after publishing, which
 	// can leave #unpublish under the sticky header (where a click would hit
 	// "Log out"): scroll to the top first.
 	b.Do("unpublish", chromedp.Evaluate[chromedp.Void]("window.scrollTo(0, 0)"), browsertest.Click("#unpublish"), browsertest.WaitText("#published-badge", "Unpublished"))
-	b.Do("republish v2", browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
+	b.Do("republish v2", browsertest.Visible("#fn-calls"), browsertest.Click(`button[data-publish="2"]`), browsertest.WaitText("#published-badge", "Published v2"))
 
 	// v3 runs a WebAssembly module uploaded from a file (larger than one
 	// base64 chunk of the page's encoder); field errors show next to the

@@ -151,14 +151,16 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 		waitText(`#pricing-preview tr[data-calls="10000"] td.billed`, "$2,500.00"))
 	shots["vendor function editor"] = b.Shot("vendor-function-editor")
 	b.Do("create function", click("#create-function"), visible("#versions-table"), waitText("#published-badge", "Unpublished"))
-	b.Do("publish v1", click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
+	// The function page loads its charts after the versions table: wait for
+	// them, so the page has stopped moving before a button is clicked.
+	b.Do("publish v1", visible("#fn-calls"), click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
 
 	// A second function is priced in euros, so the consumer's month spans two
 	// currencies: €0.50 a call.
 	b.Do("new euro function", click(`#nav a[href="/vendor"]`), visible("#new-function"), click("#new-function"), visible("#function-form"),
 		fill("#function-name", "geo-lookup"), fill("#description", "Finds a place."), fill("#backend-url", upstreamURL),
 		fill(price("currency"), "EUR"), fill(price("per_call"), "0.50"), fill(price("per_compute_ms"), "0"), fill(price("free_calls_per_month"), "0"),
-		click("#create-function"), visible("#versions-table"), click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
+		click("#create-function"), visible("#versions-table"), visible("#fn-calls"), click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"))
 
 	// A third function runs WebAssembly: the form uploads the module file
 	// and the real wasm runtime checks it, with errors next to the fields.
@@ -192,7 +194,7 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 		visible("#versions-table"), waitText(`#versions-table tr[data-version="1"]`, "wasm · sha256 "+sha[:12]+"…"),
 		waitText(`#versions-table tr[data-version="1"]`, "4 pages"), visible("#log-panel"), waitText("#log-empty", "No log lines yet"))
 	b.Do("wasm v2 logs to stderr", waitText("#version-form #backend-module-hint", sha[:12]), upload("#version-form", logPath), click("#create-version"),
-		visible(`#versions-table tr[data-version="2"]`), click(`button[data-publish="2"]`), waitText("#published-badge", "Published v2"),
+		visible(`#versions-table tr[data-version="2"]`), visible("#fn-calls"), click(`button[data-publish="2"]`), waitText("#published-badge", "Published v2"),
 		click(`button[data-publish="1"]`), waitText("#published-badge", "Published v1"), waitText("#log-version", "v1 (live)"))
 	shots["vendor wasm function"] = b.Shot("vendor-wasm-function")
 	b.Do("log out vendor", click("#logout"), visible(`#nav a[href="/login"]`))

@@ -61,11 +61,35 @@ func WaitText(sel, want string) chromedp.Action[chromedp.Void] {
 }
 
 // Click clicks the first element matching the CSS selector, once visible.
-// The element is first scrolled to the middle of the viewport, so a sticky
-// header can never sit over it and take the click.
+// The element is first scrolled to the middle of the viewport (so a sticky
+// header cannot sit over it) and the click waits until the element has stopped
+// moving: a page that is still laying out (charts arriving above a button)
+// would otherwise take the click somewhere else, as a person's would not.
 func Click(sel string) chromedp.Action[chromedp.Void] {
 	return Steps(
-		chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (el) el.scrollIntoView({block: 'center'}); })()`, sel)),
+		chromedp.WaitVisible(chromedp.CSS(sel)),
+		chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+			js := fmt.Sprintf(`(() => { const el = document.querySelector(%q); if (!el) return ''; el.scrollIntoView({block: 'center'});
+				const r = el.getBoundingClientRect(); return [r.x, r.y, r.width, r.height].join(','); })()`, sel)
+			deadline := time.Now().Add(3 * time.Second)
+			last := ""
+			for time.Now().Before(deadline) {
+				rect, err := chromedp.Evaluate[string](js)(ctx, t)
+				if err != nil {
+					return err
+				}
+				if rect != "" && rect == last {
+					return nil
+				}
+				last = rect
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+			return nil
+		}),
 		chromedp.Click(chromedp.CSS(sel)),
 	)
 }
