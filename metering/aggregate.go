@@ -3,6 +3,7 @@ package metering
 import (
 	"encoding/json"
 	"sort"
+	"strconv"
 	"time"
 )
 
@@ -22,10 +23,13 @@ func newAggregate() *aggregate {
 
 func (a *aggregate) empty() bool { return a.n == 0 && len(a.live) == 0 }
 
-// addCall adds one call. It is deterministic, so replaying a spooled call
-// gives exactly what recording it gave.
-func (a *aggregate) addCall(c Call) {
-	at := c.At.UTC()
+// addCall adds one call.
+func (a *aggregate) addCall(c Call) { a.addSpooled(spooledOf(c)) }
+
+// addSpooled adds one call as the spool keeps it (its spend already priced),
+// so replaying a spooled call gives exactly what recording it gave.
+func (a *aggregate) addSpooled(c spooledCall) {
+	at := time.UnixMicro(c.At).UTC()
 	rk := rowKey{
 		HourStart:  at.Truncate(time.Hour).Unix(),
 		ConsumerID: c.ConsumerID,
@@ -48,9 +52,73 @@ func (a *aggregate) addCall(c Call) {
 	a.live[rk.field(histogramMetric(histogramBucket(c.ComputeMs)))]++
 	month := monthOf(at)
 	a.calls[fcKey{ConsumerID: c.ConsumerID, FunctionID: c.FunctionID, Month: month}]++
-	if p := toPico(c.Pricing.CallCost(c.CallsBefore, c.ComputeMs)); p != 0 {
-		a.spend[spendKey{ConsumerID: c.ConsumerID, KeyID: c.KeyID, Month: month}] += p
+	if c.SpendPico != 0 {
+		a.spend[spendKey{ConsumerID: c.ConsumerID, KeyID: c.KeyID, Month: month}] += c.SpendPico
 	}
+}
+
+// spooledCall is a call as the spool keeps it: what counting needs, with
+// its cost priced once (catalog.Pricing.CallCost) in pico-units.
+type spooledCall struct {
+	InvocationID string `json:"i"`
+	ConsumerID   string `json:"c"`
+	KeyID        string `json:"k"`
+	FunctionID   string `json:"f"`
+	Version      int    `json:"v"`
+	At           int64  `json:"at"` // Unix microseconds
+	ComputeMs    int64  `json:"ms"`
+	Billable     bool   `json:"b"`
+	Error        bool   `json:"e"`
+	SpendPico    int64  `json:"s"`
+}
+
+func spooledOf(c Call) spooledCall {
+	sc := spooledCall{InvocationID: c.InvocationID, ConsumerID: c.ConsumerID, KeyID: c.KeyID, FunctionID: c.FunctionID,
+		Version: c.Version, At: c.At.UnixMicro(), ComputeMs: c.ComputeMs, Billable: c.Billable, Error: c.Error}
+	if c.Billable {
+		sc.SpendPico = toPico(c.Pricing.CallCost(c.CallsBefore, c.ComputeMs))
+	}
+	return sc
+}
+
+// appendSpoolLine appends the call's spool record (a JSON line) without
+// reflection: this runs once per call on the gateway's path.
+func (c spooledCall) appendSpoolLine(b []byte) []byte {
+	b = append(b, `{"t":"c","call":{"i":`...)
+	b = appendJSONString(b, c.InvocationID)
+	b = append(b, `,"c":`...)
+	b = appendJSONString(b, c.ConsumerID)
+	b = append(b, `,"k":`...)
+	b = appendJSONString(b, c.KeyID)
+	b = append(b, `,"f":`...)
+	b = appendJSONString(b, c.FunctionID)
+	b = append(b, `,"v":`...)
+	b = strconv.AppendInt(b, int64(c.Version), 10)
+	b = append(b, `,"at":`...)
+	b = strconv.AppendInt(b, c.At, 10)
+	b = append(b, `,"ms":`...)
+	b = strconv.AppendInt(b, c.ComputeMs, 10)
+	b = append(b, `,"b":`...)
+	b = strconv.AppendBool(b, c.Billable)
+	b = append(b, `,"e":`...)
+	b = strconv.AppendBool(b, c.Error)
+	b = append(b, `,"s":`...)
+	b = strconv.AppendInt(b, c.SpendPico, 10)
+	return append(b, "}}\n"...)
+}
+
+// appendJSONString quotes s as JSON; ids are plain ASCII, anything else goes
+// through encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // merge adds b into a.

@@ -459,13 +459,10 @@ func (m *Meter) addPendingLocked(a *aggregate, sign int64) {
 // spool write error is logged; the call is still counted in memory.
 func (m *Meter) Record(c Call) {
 	c.At = c.At.UTC()
-	line, err := encodeRecord(spoolRecord{T: recCall, Call: &c})
-	if err != nil {
-		m.log.Error("metering: encode call", "invocation_id", c.InvocationID, "err", err)
-		return
-	}
+	sc := spooledOf(c)
+	line := sc.appendSpoolLine(make([]byte, 0, 256))
 	one := newAggregate()
-	one.addCall(c)
+	one.addSpooled(sc)
 	shard := shardOf(c.ConsumerID)
 
 	m.mu.Lock()

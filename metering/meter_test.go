@@ -2,6 +2,7 @@ package metering
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"sync"
@@ -221,4 +222,23 @@ func TestMeterRedisUnreachable(t *testing.T) {
 			t.Fatalf("after the outage redis holds %v, want %v", got, want)
 		}
 	})
+}
+
+// TestSpoolLineRoundTrips checks the hand-written call record decodes to the
+// call it encodes, odd strings included.
+func TestSpoolLineRoundTrips(t *testing.T) {
+	t.Parallel()
+	for _, sc := range []spooledCall{
+		{InvocationID: "inv_1", ConsumerID: "acc_abc", KeyID: "key_x", FunctionID: "fn_y", Version: 3, At: 1_700_000_000_123_456, ComputeMs: 42, Billable: true, SpendPico: 123_456_789},
+		{InvocationID: `odd "quoted" \ id`, ConsumerID: "ünïcode", KeyID: "<k&>", FunctionID: "f\n", Version: 1, At: -5, Error: true},
+	} {
+		line := sc.appendSpoolLine(nil)
+		var rec spoolRecord
+		if err := json.Unmarshal(line, &rec); err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if rec.T != recCall || rec.Call == nil || *rec.Call != sc {
+			t.Errorf("%q decoded to %+v, want %+v", line, rec.Call, sc)
+		}
+	}
 }

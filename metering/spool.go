@@ -37,14 +37,14 @@ const spoolTracked = 2
 
 // spoolRecord is one line of a spool segment.
 type spoolRecord struct {
-	T     string     `json:"t"`
-	V     int        `json:"v,omitempty"` // header: spoolTracked or 0
-	Call  *Call      `json:"call,omitempty"`
-	ID    string     `json:"id,omitempty"`
-	IDs   []string   `json:"ids,omitempty"` // confirm
-	At    int64      `json:"at,omitempty"`  // ack: Unix milliseconds
-	Shard int        `json:"shard,omitempty"`
-	Agg   *aggregate `json:"agg,omitempty"`
+	T     string       `json:"t"`
+	V     int          `json:"v,omitempty"` // header: spoolTracked or 0
+	Call  *spooledCall `json:"call,omitempty"`
+	ID    string       `json:"id,omitempty"`
+	IDs   []string     `json:"ids,omitempty"` // confirm
+	At    int64        `json:"at,omitempty"`  // ack: Unix milliseconds
+	Shard int          `json:"shard,omitempty"`
+	Agg   *aggregate   `json:"agg,omitempty"`
 }
 
 func encodeRecord(r spoolRecord) ([]byte, error) {
@@ -188,7 +188,7 @@ func (rp *replay) apply(rec spoolRecord) error {
 		if rec.Call == nil {
 			return errors.New("call record without call")
 		}
-		st.carried[shardOf(rec.Call.ConsumerID)].addCall(*rec.Call)
+		st.carried[shardOf(rec.Call.ConsumerID)].addSpooled(*rec.Call)
 	case recFlush:
 		if rec.Agg == nil || rec.ID == "" {
 			return errors.New("flush without id or aggregate")
