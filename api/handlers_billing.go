@@ -64,7 +64,7 @@ type WebhookHandler interface {
 }
 
 func (s *Server) usageQuery(c echo.Context) (UsageQuery, error) {
-	now := time.Now().UTC()
+	now := s.Clock.Now().UTC()
 	q := UsageQuery{Granularity: c.QueryParam("granularity"), To: now, From: now.AddDate(0, 0, -7)}
 	v := fnmarket.Validation{}
 	if q.Granularity == "" {

@@ -44,6 +44,8 @@ type Deps struct {
 	GatewayURL string
 	// MaxBodyBytes bounds JSON request bodies (wasm uploads included).
 	MaxBodyBytes int64
+	// Clock decides default usage windows; nil is the system clock.
+	Clock fnmarket.Clock
 	// StripeEnabled says whether payouts through Stripe Connect are
 	// configured, so the portal offers onboarding only then.
 	StripeEnabled bool
@@ -61,6 +63,9 @@ type Server struct {
 func NewServer(d Deps) *Server {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if d.Clock == nil {
+		d.Clock = fnmarket.SystemClock{}
 	}
 	if d.MaxBodyBytes == 0 {
 		d.MaxBodyBytes = 1 << 20

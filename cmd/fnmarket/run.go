@@ -353,6 +353,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		GatewayURL:    a.cfg.PublicURL,
 		MaxBodyBytes:  48 << 20,
 		StripeEnabled: a.cfg.StripeSecretKey != "",
+		Clock:         a.clock,
 	})
 	web.Register(p.api.Echo(), web.Options{})
 	return nil
