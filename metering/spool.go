@@ -236,6 +236,9 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+// ErrSpoolInUse means another live process holds the spool directory.
+var ErrSpoolInUse = errors.New("another process is using this spool")
+
 // lockDir takes an exclusive advisory lock on dir, so two meters never share
 // a spool. The lock goes away with the process, even on kill -9.
 func lockDir(dir string) (*os.File, error) {
@@ -245,7 +248,10 @@ func lockDir(dir string) (*os.File, error) {
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
-		return nil, fmt.Errorf("lock spool %s (is another process using it?): %w", dir, err)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("lock spool %s: %w", dir, ErrSpoolInUse)
+		}
+		return nil, fmt.Errorf("lock spool %s: %w", dir, err)
 	}
 	return f, nil
 }

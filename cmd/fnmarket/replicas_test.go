@@ -3,6 +3,9 @@ package main
 import (
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -31,14 +34,13 @@ func TestTwoGatewayReplicas(t *testing.T) {
 	env["FNMARKET_JWT_SECRET"] = "replica-test-secret-replica-test-secret"
 	env["FNMARKET_RATE_LIMIT_PER_KEY"] = "20"
 	apiInst := start(t, "api", env)
-	gw := make([]*instance, 2)
-	for i := range gw {
-		e := map[string]string{}
-		for k, v := range env {
-			e[k] = v
+	// Both replicas share one data volume: each takes its own spool
+	// directory in it.
+	gw := []*instance{start(t, "gateway", env), start(t, "gateway", env)}
+	for i := 0; i < 2; i++ {
+		if _, err := os.Stat(filepath.Join(env["FNMARKET_DATA_DIR"], "spool", strconv.Itoa(i), "LOCK")); err != nil {
+			t.Errorf("replica spool %d: %v", i, err)
 		}
-		e["FNMARKET_DATA_DIR"] = t.TempDir() // each replica its own spool
-		gw[i] = start(t, "gateway", e)
 	}
 	c := client{t: t, base: apiInst.url}
 	vendor, fnID := c.publishFunction("echo", map[string]any{"type": "http", "url": upstream.URL}, map[string]any{"per_call": "0.001", "per_compute_ms": "0"})

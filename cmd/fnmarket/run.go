@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -360,18 +361,9 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 }
 
 func (a *app) startGateway(ctx context.Context, p *parts) error {
-	meter, err := metering.NewMeter(metering.MeterConfig{
-		Redis:    a.redis,
-		Prefix:   a.cfg.RedisPrefix,
-		SpoolDir: filepath.Join(a.cfg.DataDir, "spool"),
-		Logger:   a.log,
-		// Keep each flush in the spool until the database has it, so a
-		// Redis that loses its data (the embedded one dies with a kill -9)
-		// loses no call.
-		Confirmed: a.usageStore().FlushesCommitted,
-	})
+	meter, err := a.openMeter()
 	if err != nil {
-		return fmt.Errorf("start meter: %w", err)
+		return err
 	}
 	p.onStop(func(ctx context.Context) error {
 		if err := meter.Close(ctx); err != nil {
@@ -411,6 +403,34 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 	p.onStop(func(context.Context) error { return gw.Close() })
 	p.gateway = gw
 	return nil
+}
+
+// openMeter opens the gateway's metering spool. Replicas may share one data
+// volume: each takes the first spool directory no live process holds
+// (spool/0, spool/1, ...). A replica that restarts after a crash finds its
+// old directory free again, or another replica takes it, and either way the
+// unsent calls in it are replayed.
+func (a *app) openMeter() (*metering.Meter, error) {
+	for i := 0; i < 64; i++ {
+		m, err := metering.NewMeter(metering.MeterConfig{
+			Redis:    a.redis,
+			Prefix:   a.cfg.RedisPrefix,
+			SpoolDir: filepath.Join(a.cfg.DataDir, "spool", strconv.Itoa(i)),
+			Logger:   a.log,
+			// Keep each flush in the spool until the database has it, so a
+			// Redis that loses its data (the embedded one dies with a kill
+			// -9) loses no call.
+			Confirmed: a.usageStore().FlushesCommitted,
+		})
+		if errors.Is(err, metering.ErrSpoolInUse) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("start meter: %w", err)
+		}
+		return m, nil
+	}
+	return nil, errors.New("start meter: all 64 spool directories are in use")
 }
 
 // startWorker runs the roll-up loop. Each pass runs to its end even when
