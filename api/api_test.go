@@ -263,6 +263,13 @@ func TestTenantIsolation(t *testing.T) {
 				{"POST", "/api/v1/functions/" + aFn + "/publish", map[string]any{"version": 1}},
 				{"POST", "/api/v1/functions/" + aFn + "/unpublish", nil},
 				{"DELETE", "/api/v1/keys/" + aKey, nil},
+				{"GET", "/api/v1/vendor/functions/" + aFn + "/latency", nil},
+				{"GET", "/api/v1/functions/" + aFn + "/logs", nil},
+			}
+			// The owner reaches the read routes, so a 404 below is isolation,
+			// not a missing route.
+			for _, path := range []string{"/api/v1/functions/" + aFn, "/api/v1/vendor/functions/" + aFn + "/latency", "/api/v1/functions/" + aFn + "/logs"} {
+				h.must(200, h.do("GET", path, aTok, nil))
 			}
 			for _, r := range routes {
 				if a := h.do(r.method, r.path, bTok, r.body); a.status != 404 {

@@ -44,6 +44,10 @@ func newHarness(t *testing.T, b testenv.Backend) *harness {
 			return nil
 		},
 		GatewayURL: "http://gw.test",
+		// Usage and logs answer nothing here; their routes still check who
+		// owns the function they name.
+		Usage:        everything{},
+		FunctionLogs: everything{},
 	})
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
