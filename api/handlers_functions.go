@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -218,28 +217,28 @@ func (s *Server) handleListFunctions() echo.HandlerFunc {
 	}
 }
 
-func (s *Server) handleGetFunction() echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ven, err := s.vendor(c)
-		if err != nil {
-			return err
-		}
-		f, err := s.Catalog.Function(c.Request().Context(), ven, c.Param("id"))
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, toFunctionJSON(f))
+// answerFunction runs op as the calling vendor and answers the function it
+// returns.
+func (s *Server) answerFunction(c echo.Context, op func(ctx context.Context, ven catalog.Vendor, id string) (catalog.Function, error)) error {
+	ven, err := s.vendor(c)
+	if err != nil {
+		return err
 	}
+	f, err := op(c.Request().Context(), ven, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toFunctionJSON(f))
+}
+
+func (s *Server) handleGetFunction() echo.HandlerFunc {
+	return func(c echo.Context) error { return s.answerFunction(c, s.Catalog.Function) }
 }
 
 func (s *Server) handlePatchFunction() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var req patchFunctionRequest
 		if err := s.bind(c, &req); err != nil {
-			return err
-		}
-		ven, err := s.vendor(c)
-		if err != nil {
 			return err
 		}
 		v := fnmarket.Validation{}
@@ -251,11 +250,9 @@ func (s *Server) handlePatchFunction() echo.HandlerFunc {
 		if err := v.Err(); err != nil {
 			return err
 		}
-		f, err := s.Catalog.UpdateDescription(c.Request().Context(), ven, c.Param("id"), *req.Description)
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, toFunctionJSON(f))
+		return s.answerFunction(c, func(ctx context.Context, ven catalog.Vendor, id string) (catalog.Function, error) {
+			return s.Catalog.UpdateDescription(ctx, ven, id, *req.Description)
+		})
 	}
 }
 
@@ -292,33 +289,17 @@ func (s *Server) handlePublish() echo.HandlerFunc {
 		if err := s.bind(c, &req); err != nil {
 			return err
 		}
-		ven, err := s.vendor(c)
-		if err != nil {
-			return err
-		}
 		if req.Version == nil || *req.Version < 1 {
 			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "name the version to publish", Fields: map[string]string{"version": "must be a version number, 1 or more"}}
 		}
-		f, err := s.Catalog.Publish(c.Request().Context(), ven, c.Param("id"), *req.Version)
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, toFunctionJSON(f))
+		return s.answerFunction(c, func(ctx context.Context, ven catalog.Vendor, id string) (catalog.Function, error) {
+			return s.Catalog.Publish(ctx, ven, id, *req.Version)
+		})
 	}
 }
 
 func (s *Server) handleUnpublish() echo.HandlerFunc {
-	return func(c echo.Context) error {
-		ven, err := s.vendor(c)
-		if err != nil {
-			return err
-		}
-		f, err := s.Catalog.Unpublish(c.Request().Context(), ven, c.Param("id"))
-		if err != nil {
-			return err
-		}
-		return c.JSON(http.StatusOK, toFunctionJSON(f))
-	}
+	return func(c echo.Context) error { return s.answerFunction(c, s.Catalog.Unpublish) }
 }
 
 // listingJSON is a published function in the public catalog.
@@ -401,7 +382,6 @@ func rfc3339Ptr(t *time.Time) *string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-var _ = json.Marshal
 
 // FunctionLogLine is one line of a wasm function's log.
 type FunctionLogLine struct {
