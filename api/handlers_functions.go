@@ -382,7 +382,6 @@ func rfc3339Ptr(t *time.Time) *string {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-
 // FunctionLogLine is one line of a wasm function's log.
 type FunctionLogLine struct {
 	Time         time.Time `json:"time"`
