@@ -167,6 +167,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 				{"key without name", "POST", "/api/v1/keys", true, map[string]any{}, 400, "invalid_input", "name"},
 				{"bad catalog limit", "GET", "/api/v1/catalog?limit=5000", false, nil, 400, "invalid_input", "limit"},
 				{"no session", "GET", "/api/v1/me", false, nil, 401, "unauthenticated", ""},
+				{"body over 1 MiB", "POST", "/api/v1/auth/signup", false, map[string]any{"email": "z@example.com", "password": "correct horse battery", "name": strings.Repeat("z", 2<<20)}, 413, "payload_too_large", ""},
+				{"long description (uploads may be large)", "POST", "/api/v1/functions", true, fn(func(m map[string]any) { m["description"] = strings.Repeat("d", 2<<20) }), 400, "invalid_input", "description"},
 			}
 			for _, c := range cases {
 				tk := ""

@@ -175,7 +175,7 @@ func (s *Server) vendor(c echo.Context) (catalog.Vendor, error) {
 func (s *Server) handleCreateFunction() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var req createFunctionRequest
-		if err := s.bind(c, &req); err != nil {
+		if err := s.bindUpload(c, &req); err != nil {
 			return err
 		}
 		ven, err := s.vendor(c)
@@ -259,7 +259,7 @@ func (s *Server) handlePatchFunction() echo.HandlerFunc {
 func (s *Server) handleAddVersion() echo.HandlerFunc {
 	return func(c echo.Context) error {
 		var req versionInput
-		if err := s.bind(c, &req); err != nil {
+		if err := s.bindUpload(c, &req); err != nil {
 			return err
 		}
 		ven, err := s.vendor(c)

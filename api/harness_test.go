@@ -43,7 +43,8 @@ func newHarness(t *testing.T, b testenv.Backend) *harness {
 			}
 			return nil
 		},
-		GatewayURL: "http://gw.test",
+		GatewayURL:     "http://gw.test",
+		MaxUploadBytes: 8 << 20,
 		// Usage and logs answer nothing here; their routes still check who
 		// owns the function they name.
 		Usage:        everything{},

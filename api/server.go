@@ -42,7 +42,11 @@ type Deps struct {
 	// GatewayURL is the public base URL of the gateway, shown in the catalog's
 	// "how to call" snippets.
 	GatewayURL string
-	// MaxBodyBytes bounds JSON request bodies (wasm uploads included).
+	// MaxUploadBytes bounds the bodies that may carry a wasm module (creating
+	// a function or a version); every other JSON body is held to
+	// MaxBodyBytes (1 MiB by default).
+	MaxUploadBytes int64
+	// MaxBodyBytes bounds ordinary JSON request bodies.
 	MaxBodyBytes int64
 	// Clock decides default usage windows; nil is the system clock.
 	Clock fnmarket.Clock
@@ -70,6 +74,9 @@ func NewServer(d Deps) *Server {
 	if d.MaxBodyBytes == 0 {
 		d.MaxBodyBytes = 1 << 20
 	}
+	if d.MaxUploadBytes < d.MaxBodyBytes {
+		d.MaxUploadBytes = d.MaxBodyBytes
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(d.Logger)
@@ -93,17 +100,24 @@ func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 
 // bind decodes a JSON body strictly: unknown fields, trailing data and wrong
 // types are refused with a field-naming problem.
-func (s *Server) bind(c echo.Context, dst any) error {
+func (s *Server) bind(c echo.Context, dst any) error { return s.bindUpTo(c, dst, s.MaxBodyBytes) }
+
+// bindUpload decodes a body that may carry a wasm module.
+func (s *Server) bindUpload(c echo.Context, dst any) error {
+	return s.bindUpTo(c, dst, s.MaxUploadBytes)
+}
+
+func (s *Server) bindUpTo(c echo.Context, dst any, limit int64) error {
 	r := c.Request()
 	ct := r.Header.Get("Content-Type")
 	if ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return fnmarket.Errorf(fnmarket.EINVALID, "Content-Type must be application/json")
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fnmarket.Errorf(fnmarket.ETOOLARGE, "request body over %d bytes", s.MaxBodyBytes)
+			return fnmarket.Errorf(fnmarket.ETOOLARGE, "request body over %d bytes", limit)
 		}
 		return fnmarket.Errorf(fnmarket.EINVALID, "could not read the request body")
 	}

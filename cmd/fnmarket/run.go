@@ -346,15 +346,16 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		CheckUpstream: func(ctx context.Context, raw string) error {
 			return gateway.CheckUpstreamURL(ctx, raw, a.cfg.AllowPrivateUpstreams)
 		},
-		Usage:         api.NewUsageReport(usage, a.catalog, a.clock),
-		Billing:       billingAPI{b},
-		Backends:      wasmBackends{wasm.NewPreparer(rt)},
-		FunctionLogs:  wasmLogs{a.wasmLogs},
-		Webhooks:      b,
-		GatewayURL:    a.cfg.PublicURL,
-		MaxBodyBytes:  48 << 20,
-		StripeEnabled: a.cfg.StripeSecretKey != "",
-		Clock:         a.clock,
+		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
+		Billing:      billingAPI{b},
+		Backends:     wasmBackends{wasm.NewPreparer(rt)},
+		FunctionLogs: wasmLogs{a.wasmLogs},
+		Webhooks:     b,
+		GatewayURL:   a.cfg.PublicURL,
+		// A 32 MiB module is about 43 MiB in base64.
+		MaxUploadBytes: 48 << 20,
+		StripeEnabled:  a.cfg.StripeSecretKey != "",
+		Clock:          a.clock,
 	})
 	web.Register(p.api.Echo(), web.Options{})
 	return nil
