@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -357,4 +358,28 @@ func openAPIPath(echoPath string) string {
 		}
 	}
 	return strings.Join(segs, "/")
+}
+
+// TestLoginThrottle locks an account's logins after ten wrong passwords, on
+// every backend's Redis, and leaves other accounts alone.
+func TestLoginThrottle(t *testing.T) {
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			rdb, prefix := testenv.Redis(t, b)
+			h := newHarness(t, b, func(d *api.Deps) {
+				d.LoginThrottle = redisx.NewFailureThrottle(rdb, prefix, 10, time.Minute)
+			})
+			h.signup("victim@example.com")
+			h.signup("other@example.com")
+			for i := 0; i < 10; i++ {
+				h.must(401, h.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "victim@example.com", "password": fmt.Sprintf("guess number %d", i)}))
+			}
+			a := h.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "VICTIM@example.com", "password": "correct horse battery"})
+			if a.status != 429 || a.str("code") != "rate_limited" || a.header.Get("Retry-After") == "" {
+				t.Errorf("after ten wrong passwords: %d %s (Retry-After %q), want 429 rate_limited", a.status, a.raw, a.header.Get("Retry-After"))
+			}
+			h.must(200, h.do("POST", "/api/v1/auth/login", "", map[string]any{"email": "other@example.com", "password": "correct horse battery"}))
+		})
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/mail"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -181,9 +182,28 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if err := v.Err(); err != nil {
 			return err
 		}
-		a, err := s.Accounts.Authenticate(c.Request().Context(), req.Email, req.Password)
+		ctx := c.Request().Context()
+		throttleKey := accounts.NormalizeEmail(req.Email)
+		if s.LoginThrottle != nil {
+			blocked, wait, err := s.LoginThrottle.Blocked(ctx, throttleKey)
+			if err != nil {
+				s.log.WarnContext(ctx, "login throttle unavailable", "err", err)
+			} else if blocked {
+				c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+				return fnmarket.Errorf(fnmarket.ERATELIMITED, "too many failed logins for this account; try again later")
+			}
+		}
+		a, err := s.Accounts.Authenticate(ctx, req.Email, req.Password)
+		if fnmarket.ErrorCode(err) == fnmarket.EUNAUTHORIZED && s.LoginThrottle != nil {
+			if ferr := s.LoginThrottle.Fail(ctx, throttleKey); ferr != nil {
+				s.log.WarnContext(ctx, "login throttle unavailable", "err", ferr)
+			}
+		}
 		if err != nil {
 			return err
+		}
+		if s.LoginThrottle != nil {
+			_ = s.LoginThrottle.Reset(ctx, throttleKey)
 		}
 		return s.startSession(c, http.StatusOK, a)
 	}

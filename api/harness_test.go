@@ -29,11 +29,11 @@ type harness struct {
 	clock *fnmarket.TestClock
 }
 
-func newHarness(t *testing.T, b testenv.Backend) *harness {
+func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harness {
 	t.Helper()
 	db := testenv.DB(t, b)
 	clock := fnmarket.NewTestClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
-	srv := api.NewServer(api.Deps{
+	deps := api.Deps{
 		Accounts: accounts.NewStore(db, clock, bcrypt.MinCost),
 		Catalog:  catalog.NewStore(db, clock),
 		Sessions: api.NewSessions([]byte(testSecret), time.Hour, clock),
@@ -49,7 +49,11 @@ func newHarness(t *testing.T, b testenv.Backend) *harness {
 		// owns the function they name.
 		Usage:        everything{},
 		FunctionLogs: everything{},
-	})
+	}
+	for _, o := range opts {
+		o(&deps)
+	}
+	srv := api.NewServer(deps)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	return &harness{t: t, url: ts.URL, srv: srv, clock: clock}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -48,11 +49,21 @@ type Deps struct {
 	MaxUploadBytes int64
 	// MaxBodyBytes bounds ordinary JSON request bodies.
 	MaxBodyBytes int64
+	// LoginThrottle, when set, refuses logins for an email after repeated
+	// wrong passwords (shared by every replica).
+	LoginThrottle LoginThrottle
 	// Clock decides default usage windows; nil is the system clock.
 	Clock fnmarket.Clock
 	// StripeEnabled says whether payouts through Stripe Connect are
 	// configured, so the portal offers onboarding only then.
 	StripeEnabled bool
+}
+
+// LoginThrottle counts failed logins per account.
+type LoginThrottle interface {
+	Blocked(ctx context.Context, key string) (bool, time.Duration, error)
+	Fail(ctx context.Context, key string) error
+	Reset(ctx context.Context, key string) error
 }
 
 // Server is the portal API.
