@@ -105,6 +105,15 @@ func TestConcurrentCallsBilledExactly(t *testing.T) {
 				t.Skip("the test crossed a month boundary; its calls span two invoices")
 			}
 			var out bytes.Buffer
+			bill := func(args ...string) error {
+				return run(context.Background(), append([]string{"fnmarket", "bill"}, args...), func(k string) string { return env[k] }, &out, &bytes.Buffer{})
+			}
+			if err := bill("--period", monthAtStart); err == nil || !strings.Contains(err.Error(), "not over") {
+				t.Errorf("billing the running month without --through now: %v, want a refusal saying it is not over", err)
+			}
+			if err := bill("--period", "2026-13"); err == nil || !strings.Contains(err.Error(), "--period must be a month") {
+				t.Errorf("a bad period: %v", err)
+			}
 			for i := 0; i < 2; i++ { // billing twice changes nothing
 				out.Reset()
 				if err := run(context.Background(), []string{"fnmarket", "bill", "--period", monthAtStart, "--through", "now"}, func(k string) string { return env[k] }, &out, &bytes.Buffer{}); err != nil {
