@@ -356,6 +356,8 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		MaxUploadBytes: 48 << 20,
 		StripeEnabled:  a.cfg.StripeSecretKey != "",
 		Clock:          a.clock,
+		// Ten wrong passwords for one account lock its logins for 15 minutes.
+		LoginThrottle: redisx.NewFailureThrottle(a.redis, a.cfg.RedisPrefix, 10, 15*time.Minute),
 	})
 	web.Register(p.api.Echo(), web.Options{})
 	return nil

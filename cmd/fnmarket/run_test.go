@@ -225,6 +225,12 @@ func TestServeEndToEnd(t *testing.T) {
 			c.call("DELETE", "/api/v1/keys/"+key["id"].(string), consumer, nil, 204)
 			c.call("GET", "/api/v1/openapi.json", "", nil, 200)
 
+			// Ten wrong passwords lock the account's logins, right one included.
+			for i := 0; i < 10; i++ {
+				c.call("POST", "/api/v1/auth/login", "", map[string]any{"email": "c@example.com", "password": fmt.Sprintf("wrong guess %d", i)}, 401)
+			}
+			c.call("POST", "/api/v1/auth/login", "", map[string]any{"email": "c@example.com", "password": "correct horse battery"}, 429)
+
 			if err := inst.stop(); err != nil {
 				t.Fatalf("shutdown: %v", err)
 			}
