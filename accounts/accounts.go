@@ -214,8 +214,7 @@ func (s *Store) CreateKey(ctx context.Context, accountID, name string, spendCap 
 	return k, nil
 }
 
-// Keys lists an account's keys, newest first, after the cursor (a key id)
-// and at most limit.
+// Keys lists an account's keys, newest first.
 func (s *Store) Keys(ctx context.Context, accountID string) ([]APIKey, error) {
 	var rows []keyRow
 	if err := s.db.WithContext(ctx).Where("account_id = ?", accountID).Order("created_at DESC, id").Find(&rows).Error; err != nil {

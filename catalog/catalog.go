@@ -10,12 +10,12 @@ import (
 
 // Vendor is an account that publishes functions under a unique slug.
 type Vendor struct {
-	ID              string    `json:"-"`
-	AccountID       string    `json:"-"`
-	Slug            string    `json:"slug"`
-	DisplayName     string    `json:"display_name"`
-	StripeAccountID string    `json:"-"`
-	CreatedAt       time.Time `json:"created_at"`
+	ID              string
+	AccountID       string
+	Slug            string
+	DisplayName     string
+	StripeAccountID string
+	CreatedAt       time.Time
 }
 
 // Function is a vendor's named, callable endpoint.

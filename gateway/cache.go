@@ -115,12 +115,6 @@ func (c *lruCache[K, V]) dropTag(t string) {
 	}
 }
 
-func (c *lruCache[K, V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
-}
-
 func (c *lruCache[K, V]) removeLocked(el *list.Element) {
 	e := c.ll.Remove(el).(*lruEntry[K, V])
 	delete(c.items, e.key)

@@ -23,9 +23,6 @@ func newAggregate() *aggregate {
 
 func (a *aggregate) empty() bool { return a.n == 0 && len(a.live) == 0 }
 
-// addCall adds one call.
-func (a *aggregate) addCall(c Call) { a.addSpooled(spooledOf(c)) }
-
 // addSpooled adds one call as the spool keeps it (its spend already priced),
 // so replaying a spooled call gives exactly what recording it gave.
 func (a *aggregate) addSpooled(c spooledCall) {

@@ -85,14 +85,6 @@ func (a *totals) add(c Call) {
 	}
 }
 
-func (a *totals) merge(b totals) {
-	a.Calls += b.Calls
-	a.Billable += b.Billable
-	a.ComputeMs += b.ComputeMs
-	a.Errors += b.Errors
-	a.Spend = a.Spend.Add(b.Spend)
-}
-
 func (a totals) String() string {
 	return fmt.Sprintf("calls=%d billable=%d compute_ms=%d errors=%d spend=%s", a.Calls, a.Billable, a.ComputeMs, a.Errors, a.Spend)
 }

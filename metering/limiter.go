@@ -84,11 +84,10 @@ type LimiterConfig struct {
 // gateway replica sharing Redis, and the key's monthly spend cap. When Redis
 // cannot answer in time it decides locally and says so (Degraded).
 type Limiter struct {
-	pipe   *pipeliner
-	cfg    LimiterConfig
-	ks     keyspace
-	client redis.Scripter
-	log    *slog.Logger
+	pipe *pipeliner
+	cfg  LimiterConfig
+	ks   keyspace
+	log  *slog.Logger
 
 	mu        sync.Mutex
 	buckets   map[string]*tokenBucket
@@ -114,7 +113,7 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	var client redis.Scripter = cfg.Redis
+	var client redis.Cmdable = cfg.Redis
 	inner := cfg.Redis
 	if c, ok := inner.(*redisx.Conn); ok {
 		inner = c.UniversalClient
@@ -122,15 +121,10 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	if c, ok := inner.(*redis.Client); ok {
 		client = c.WithTimeout(cfg.Timeout)
 	}
-	scripter, _ := client.(redis.Cmdable)
-	if scripter == nil {
-		scripter = inner
-	}
 	return &Limiter{
-		pipe:      newPipeliner(scripter, admitScript, 4, cfg.Timeout),
+		pipe:      newPipeliner(client, admitScript, 4, cfg.Timeout),
 		cfg:       cfg,
 		ks:        keyspace{prefix: cfg.Prefix},
-		client:    client,
 		log:       cfg.Logger,
 		buckets:   map[string]*tokenBucket{},
 		lastSpend: map[keyMonth]int64{},

@@ -50,7 +50,7 @@ func TestFlushIdempotentByID(t *testing.T) {
 		for i := range 50 {
 			c := genCall(i)
 			c.ConsumerID, c.KeyID = "con_0", "key_0_0" // one shard
-			agg.addCall(c)
+			agg.addSpooled(spooledOf(c))
 			want.add(c)
 		}
 		f := &flush{id: "flush-fixed-id", shard: shardOf("con_0"), agg: agg}

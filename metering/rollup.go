@@ -107,25 +107,6 @@ func NewRollup(cfg RollupConfig) (*Rollup, error) {
 	return &Rollup{cfg: cfg, ks: keyspace{prefix: cfg.Prefix}}, nil
 }
 
-// Run rolls up every interval until ctx ends; failures are logged and retried.
-func (r *Rollup) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if st, err := r.RunOnce(ctx); err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			r.cfg.Logger.Error("metering: roll-up failed; will retry", "err", err, "batches", st.Batches)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // RunOnce rolls up every shard once: first the batches a previous pass left
 // pending, then the live counters.
 func (r *Rollup) RunOnce(ctx context.Context) (RollupStats, error) {

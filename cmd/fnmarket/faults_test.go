@@ -11,9 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -273,6 +271,4 @@ func TestRedisRestartedUnderLoad(t *testing.T) {
 		t.Fatalf("usage counts %d calls, the gateway answered %d (%d other answers)", got, billed.Load(), other.Load())
 	}
 	t.Logf("%d calls answered, %d of them while Redis was away; %d other answers", billed.Load(), during, other.Load())
-	_ = strconv.Itoa
-	_ = filepath.Join
 }
