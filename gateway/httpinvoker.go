@@ -127,7 +127,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	noBody := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
 		resp.StatusCode == http.StatusNotModified
 	if noBody {
-		copyAnswerHeaders(dst, resp.Header)
+		CopyAnswerHeaders(dst, resp.Header)
 		ms := computeSince(headersAt)
 		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
 		w.WriteHeader(resp.StatusCode)
@@ -147,7 +147,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 				&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: err}
 		}
 		ms := computeSince(time.Since(base))
-		copyAnswerHeaders(dst, resp.Header)
+		CopyAnswerHeaders(dst, resp.Header)
 		dst.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
 		w.WriteHeader(resp.StatusCode)
@@ -159,7 +159,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	// as it comes, flushed after every read; the final compute time as a
 	// trailer. Dropping Content-Length makes HTTP/1.1 use chunked encoding,
 	// which is what carries trailers.
-	copyAnswerHeaders(dst, resp.Header)
+	CopyAnswerHeaders(dst, resp.Header)
 	dst.Del("Content-Length")
 	dst.Add("Trailer", headerComputeMs)
 	for k := range resp.Trailer {
@@ -284,9 +284,10 @@ func forwardHeaders(r *http.Request, invocationID string) http.Header {
 	return h
 }
 
-// copyAnswerHeaders copies the function's end-to-end answer headers into dst,
-// keeping the ones the gateway already set (X-Invocation-Id, rate limits).
-func copyAnswerHeaders(dst, src http.Header) {
+// CopyAnswerHeaders copies a function's end-to-end answer headers into dst,
+// keeping the ones the gateway already set (X-Invocation-Id, rate limits) and
+// never taking X-Compute-Ms from the function. Every invoker uses it.
+func CopyAnswerHeaders(dst, src http.Header) {
 	removeHopByHop(src)
 	for k, vv := range src {
 		if _, set := dst[k]; set || k == headerComputeMs {

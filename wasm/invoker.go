@@ -47,12 +47,7 @@ func (i *Invoker) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.I
 	}
 	ms := gateway.ComputeMs(resp.Compute)
 	h := w.Header()
-	for k, vs := range resp.Header {
-		if k == "X-Invocation-Id" || k == "X-Compute-Ms" || k == "Content-Length" {
-			continue
-		}
-		h[k] = vs
-	}
+	gateway.CopyAnswerHeaders(h, resp.Header)
 	h.Set("X-Compute-Ms", strconv.FormatInt(ms, 10))
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
