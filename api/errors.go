@@ -10,9 +10,6 @@ import (
 	"github.com/fnmarket/fnmarket"
 )
 
-// WriteProblem writes err as application/problem+json.
-func WriteProblem(w http.ResponseWriter, err error) { fnmarket.WriteProblem(w, err) }
-
 // errorHandler is echo's one error handler: it maps codes to problem+json
 // and logs only internal errors.
 func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
@@ -27,7 +24,7 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if fnmarket.ErrorCode(err) == fnmarket.EINTERNAL {
 			log.ErrorContext(c.Request().Context(), "request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
 		}
-		WriteProblem(c.Response(), err)
+		fnmarket.WriteProblem(c.Response(), err)
 	}
 }
 

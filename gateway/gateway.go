@@ -534,7 +534,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if out.Reached {
 			h.Set(headerComputeMs, strconv.FormatInt(out.ComputeMs, 10))
 		}
-		status := writeProblem(w, err)
+		status := fnmarket.WriteProblem(w, err)
 		g.metrics.observe(vendor, name, status, time.Since(started))
 	default:
 		// The answer is already on its way and cannot become a problem:
@@ -553,7 +553,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, vendor, name st
 			slog.String("vendor", vendor), slog.String("function", name),
 			slog.Any("err", err))
 	}
-	status := writeProblem(w, err)
+	status := fnmarket.WriteProblem(w, err)
 	g.metrics.count(vendor, name, statusClass(status))
 }
 

@@ -77,34 +77,34 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		key = strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 	}
 	if key == "" {
-		api.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "send an API key in X-API-Key"))
+		fnmarket.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "send an API key in X-API-Key"))
 		return
 	}
 	k, err := g.accounts.KeyByHash(ctx, fnmarket.HashAPIKey(key))
 	if err != nil || k.Revoked {
-		api.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "unknown or revoked API key"))
+		fnmarket.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "unknown or revoked API key"))
 		return
 	}
 	parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/v1/invoke/"), "/", 3)
 	if len(parts) < 2 {
-		api.WriteProblem(w, fnmarket.Errorf(fnmarket.ENOTFOUND, "no such function"))
+		fnmarket.WriteProblem(w, fnmarket.Errorf(fnmarket.ENOTFOUND, "no such function"))
 		return
 	}
 	route, err := g.catalog.Route(ctx, parts[0], parts[1], 0)
 	if err != nil {
-		api.WriteProblem(w, err)
+		fnmarket.WriteProblem(w, err)
 		return
 	}
 	start := time.Now()
 	req, err := http.NewRequestWithContext(ctx, r.Method, route.Version.Backend.URL, r.Body)
 	if err != nil {
-		api.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: err})
+		fnmarket.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: err})
 		return
 	}
 	req.Header.Set("Content-Type", r.Header.Get("Content-Type"))
 	res, err := g.client.Do(req)
 	if err != nil {
-		api.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNREACHABLE, "the function could not be reached"))
+		fnmarket.WriteProblem(w, fnmarket.Errorf(fnmarket.EUNREACHABLE, "the function could not be reached"))
 		return
 	}
 	defer res.Body.Close()

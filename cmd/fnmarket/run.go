@@ -190,7 +190,7 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 		mux.Handle("/", parts.api)
 	} else {
 		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-			api.WriteProblem(w, fnmarket.Errorf(fnmarket.ENOTFOUND, "this process runs only the %s", cmd))
+			fnmarket.WriteProblem(w, fnmarket.Errorf(fnmarket.ENOTFOUND, "this process runs only the %s", cmd))
 		})
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
@@ -245,7 +245,7 @@ func (a *app) handleReady(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(problems) > 0 {
-		api.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: strings.Join(problems, ", ")})
+		fnmarket.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: strings.Join(problems, ", ")})
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
