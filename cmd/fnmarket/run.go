@@ -113,6 +113,7 @@ type app struct {
 	billing  *billing.Biller
 	wasm     *wasm.Runtime
 	wasmLogs *wasm.RedisLogs
+	usage    *metering.Store
 
 	closers      []func()
 	rollupPasses atomic.Int64
@@ -320,8 +321,23 @@ func (a *app) wasmRuntime(ctx context.Context) (*wasm.Runtime, error) {
 	return rt, nil
 }
 
+// usageStore reads metered usage (once per process).
 func (a *app) usageStore() *metering.Store {
-	return metering.NewStore(metering.StoreConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix})
+	if a.usage == nil {
+		a.usage = metering.NewStore(metering.StoreConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix})
+	}
+	return a.usage
+}
+
+// newRollup builds the roll-up engine the worker and the bill command run;
+// each batch it commits also moves its keys' last use forward.
+func (a *app) newRollup() (*metering.Rollup, error) {
+	return metering.NewRollup(metering.RollupConfig{
+		DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix, Clock: a.clock, Logger: a.log,
+		OnBatch: func(tx *gorm.DB, rows []metering.UsageRow) error {
+			return accounts.TouchKeys(tx, lastUsed(rows, a.clock.Now()))
+		},
+	})
 }
 
 func (a *app) buildAPI(ctx context.Context, p *parts) error {
@@ -440,12 +456,7 @@ func (a *app) openMeter() (*metering.Meter, error) {
 // shutdown begins; with final set (the embedded serve), one last pass after
 // the gateway has flushed moves everything into the database before exit.
 func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
-	rollup, err := metering.NewRollup(metering.RollupConfig{
-		DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix, Clock: a.clock, Logger: a.log,
-		OnBatch: func(tx *gorm.DB, rows []metering.UsageRow) error {
-			return accounts.TouchKeys(tx, lastUsed(rows, a.clock.Now()))
-		},
-	})
+	rollup, err := a.newRollup()
 	if err != nil {
 		return err
 	}
@@ -551,10 +562,7 @@ func (a *app) bill(ctx context.Context) error {
 	if err := a.openRedis(ctx); err != nil {
 		return err
 	}
-	rollup, err := metering.NewRollup(metering.RollupConfig{DB: a.db, Redis: a.redis, Prefix: a.cfg.RedisPrefix, Clock: a.clock, Logger: a.log,
-		OnBatch: func(tx *gorm.DB, rows []metering.UsageRow) error {
-			return accounts.TouchKeys(tx, lastUsed(rows, a.clock.Now()))
-		}})
+	rollup, err := a.newRollup()
 	if err != nil {
 		return err
 	}
