@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"regexp"
 	"strings"
 	"sync"
@@ -29,7 +30,7 @@ import (
 func TestMain(m *testing.M) {
 	redis.SetLogger(redisLogger{slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if os.Getenv("FNMARKET_TEST_CHILD") == "1" {
-		ctx, stop := signalContext()
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := run(ctx, append([]string{"fnmarket"}, os.Args[1:]...), os.Getenv, os.Stdout, os.Stderr); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -38,17 +39,6 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func signalContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	ch := make(chan os.Signal, 1)
-	signalNotify(ch)
-	go func() {
-		<-ch
-		cancel()
-	}()
-	return ctx, cancel
 }
 
 // child is fnmarket running as a separate process.
