@@ -360,3 +360,21 @@ func TestInvokeMeterRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestMigrateAndProbe runs the two operator commands the README and the
+// container health checks rely on.
+func TestMigrateAndProbe(t *testing.T) {
+	env := map[string]string{"FNMARKET_DATA_DIR": t.TempDir()}
+	getenv := func(k string) string { return env[k] }
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"fnmarket", "migrate"}, getenv, &out, io.Discard); err != nil || !strings.Contains(out.String(), "migrations applied") {
+		t.Fatalf("migrate: %v %q", err, out.String())
+	}
+	inst := start(t, "serve", env)
+	if err := run(context.Background(), []string{"fnmarket", "probe", inst.url + "/readyz"}, getenv, io.Discard, io.Discard); err != nil {
+		t.Errorf("probe of a ready server: %v", err)
+	}
+	if err := run(context.Background(), []string{"fnmarket", "probe", inst.url + "/no-such-page"}, getenv, io.Discard, io.Discard); err == nil {
+		t.Error("probe of a 404 succeeded")
+	}
+}
