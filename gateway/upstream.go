@@ -19,7 +19,8 @@ const upstreamURLField = "backend.url"
 // CheckUpstreamURL reports whether rawURL may be a function's HTTP backend: an
 // absolute http or https URL without credentials whose host, unless
 // allowPrivate, resolves only to public unicast addresses (no loopback,
-// private, link-local, unspecified, CGNAT, multicast or reserved ones). The API
+// private, link-local, unspecified, CGNAT, multicast or reserved ones); a name
+// that does not resolve (yet) is accepted. The API
 // calls it at publish time; the gateway checks every dialled address again, so
 // a name that resolves differently later (DNS rebinding) is still refused. It
 // returns an *fnmarket.Error with code EINVALID naming the field "backend.url".
@@ -59,7 +60,10 @@ func CheckUpstreamURL(ctx context.Context, rawURL string, allowPrivate bool) err
 	}
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
 	if err != nil || len(addrs) == 0 {
-		return bad("host %q does not resolve", host)
+		// A name that does not resolve yet (DNS not set up, or no network
+		// here) is accepted: the dial guard checks whatever it resolves to
+		// on every call, and a call that cannot connect answers 502.
+		return nil
 	}
 	for _, ip := range addrs {
 		if blockedAddr(ip) {
