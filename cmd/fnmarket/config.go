@@ -41,6 +41,8 @@ type config struct {
 	Through string
 	// Invoice-only flags.
 	InvoiceID, InvoiceStatus, InvoiceDetail string
+	// Demo (serve only) seeds demo data on first start.
+	Demo bool
 }
 
 func parseConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -51,23 +53,14 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 		return def
 	}
 	var c config
-	fs := flag.NewFlagSet("fnmarket "+cmd, flag.ContinueOnError)
+	fs := flagSet(cmd, &c, getenv)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Addr, "addr", env("FNMARKET_ADDR", "127.0.0.1:8080"), "listen address (FNMARKET_ADDR)")
-	fs.StringVar(&c.DataDir, "data-dir", env("FNMARKET_DATA_DIR", "./data"), "embedded default's data directory (FNMARKET_DATA_DIR)")
-	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; empty: embedded SQLite (DATABASE_URL)")
-	fs.StringVar(&c.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis URL or comma-separated cluster seeds; empty: in-process (REDIS_URL)")
-	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("FNMARKET_REDIS_PREFIX", "fnm:"), "prefix of every Redis key (FNMARKET_REDIS_PREFIX)")
-	fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL)")
-	fs.StringVar(&c.LogLevel, "log-level", env("FNMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (FNMARKET_LOG_LEVEL)")
-	fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
-	fs.StringVar(&c.Period, "period", "", "bill: the month to bill, YYYY-MM")
-	fs.StringVar(&c.Through, "through", "", "bill: \"now\" to issue a draft for a month not yet over")
-	fs.StringVar(&c.InvoiceID, "id", "", "invoice: the invoice's id")
-	fs.StringVar(&c.InvoiceStatus, "status", "", "invoice: paid or void")
-	fs.StringVar(&c.InvoiceDetail, "detail", "", "invoice: why, kept with the transition")
+	fs.Usage = func() { commandUsage(stderr, cmd, fs) }
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("%s takes no arguments, got %q (see fnmarket %s -h)", cmd, fs.Args(), cmd)
 	}
 	c.JWTSecret = getenv("FNMARKET_JWT_SECRET")
 	c.StripeSecretKey = getenv("STRIPE_SECRET_KEY")
@@ -93,6 +86,41 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 		return c, fmt.Errorf("FNMARKET_SHUTDOWN_TIMEOUT must be a duration such as 20s")
 	}
 	return c, nil
+}
+
+// flagSet declares the flags command cmd takes, into c; each command takes
+// only the flags it uses, so its -h is the whole truth.
+func flagSet(cmd string, c *config, getenv func(string) string) *flag.FlagSet {
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	fs := flag.NewFlagSet("fnmarket "+cmd, flag.ContinueOnError)
+	server := cmd == "serve" || cmd == "api" || cmd == "gateway" || cmd == "worker"
+	if server {
+		fs.StringVar(&c.Addr, "addr", env("FNMARKET_ADDR", "127.0.0.1:8080"), "listen address (FNMARKET_ADDR)")
+		fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL); empty: the listen URL")
+		fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
+	}
+	fs.StringVar(&c.DataDir, "data-dir", env("FNMARKET_DATA_DIR", "./data"), "embedded default's data directory (FNMARKET_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; empty: embedded SQLite (DATABASE_URL)")
+	fs.StringVar(&c.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis URL or comma-separated cluster seeds; empty: in-process (REDIS_URL)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("FNMARKET_REDIS_PREFIX", "fnm:"), "prefix of every Redis key (FNMARKET_REDIS_PREFIX)")
+	fs.StringVar(&c.LogLevel, "log-level", env("FNMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (FNMARKET_LOG_LEVEL)")
+	switch cmd {
+	case "serve":
+		fs.BoolVar(&c.Demo, "demo", false, "seed demo vendors, functions (WebAssembly, work offline) and a week of usage on first start; prints the demo logins")
+	case "bill":
+		fs.StringVar(&c.Period, "period", "", "the month to bill, YYYY-MM (required)")
+		fs.StringVar(&c.Through, "through", "", "\"now\" to issue a draft for a month not yet over")
+	case "invoice":
+		fs.StringVar(&c.InvoiceID, "id", "", "the invoice's id (required)")
+		fs.StringVar(&c.InvoiceStatus, "status", "", "paid or void (required)")
+		fs.StringVar(&c.InvoiceDetail, "detail", "", "why, kept with the transition")
+	}
+	return fs
 }
 
 // jwtSecret returns the configured session key or, when none is set, one

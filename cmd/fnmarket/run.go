@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -34,41 +35,99 @@ import (
 	"github.com/fnmarket/fnmarket/web"
 )
 
-const usage = `usage: fnmarket <command> [flags]
+// command is one of fnmarket's commands, as `fnmarket help` lists it.
+type command struct{ name, args, summary string }
 
-commands:
-  serve     portal API, web pages, gateway and billing worker in one process
-  api       the portal API and web pages alone
-  gateway   the invocation gateway alone
-  worker    the billing worker alone (roll-up, Stripe sync)
-  migrate   apply schema migrations
-  bill      --period YYYY-MM [--through now]: issue a month's invoices (safe to re-run)
-  invoice   --id ID --status paid|void [--detail TEXT]: an operator marks an open invoice
-            paid (out of band) or void; recorded in the invoice's events, told to Stripe
-  probe     URL: exit 0 if URL answers 200 (container health checks)
+// commandList is every command, in the order help lists them.
+func commandList() []command {
+	return []command{
+		{"serve", "[--demo]", "portal API, web pages, gateway and billing worker in one process; --demo seeds a small living marketplace"},
+		{"api", "", "the portal API and web pages alone"},
+		{"gateway", "", "the invocation gateway alone"},
+		{"worker", "", "the billing worker alone (roll-up, Stripe sync)"},
+		{"migrate", "", "apply schema migrations (every command also applies them at start)"},
+		{"bill", "--period YYYY-MM [--through now]", "issue a month's invoices (safe to re-run)"},
+		{"invoice", "--id ID --status paid|void [--detail TEXT]", "an operator marks an open invoice paid (out of band) or void; recorded in the invoice's events, told to Stripe"},
+		{"probe", "URL", "exit 0 if URL answers 200 within 3 seconds (container health checks)"},
+		{"help", "[COMMAND]", "this text, or one command's flags (same as fnmarket COMMAND -h)"},
+	}
+}
+
+// envOnly are the settings read only from the environment (no flag).
+const envOnly = `environment only (see README.md, Configuration):
+  FNMARKET_JWT_SECRET               session signing key, 32+ chars; unset: generated once in the data dir
+  FNMARKET_RATE_LIMIT_PER_KEY       default calls per second per API key; 0 means no limit (100)
+  FNMARKET_ALLOW_PRIVATE_UPSTREAMS  let functions point at loopback or private addresses (false)
+  FNMARKET_MAX_BODY_BYTES           largest request body the gateway forwards (6291456)
+  FNMARKET_PLATFORM_FEE_RATE        the platform's share of vendor gross (0.20)
+  FNMARKET_ROLLUP_INTERVAL          how often the worker moves counters into the database (2s)
+  FNMARKET_SHUTDOWN_TIMEOUT         how long shutdown waits for in-flight work (20s)
+  STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_WEBHOOK_SECRET   Stripe sync; unset: no sync
 `
+
+// writeUsage writes the list of commands.
+func writeUsage(w io.Writer) {
+	fmt.Fprint(w, "usage: fnmarket <command> [flags]\n\ncommands:\n")
+	for _, c := range commandList() {
+		fmt.Fprintf(w, "  %-8s  %s\n", c.name, c.summary)
+		if c.args != "" {
+			fmt.Fprintf(w, "  %-8s  fnmarket %s %s\n", "", c.name, c.args)
+		}
+	}
+	fmt.Fprint(w, "\nfnmarket <command> -h lists the command's flags; each names the environment variable it defaults from.\n\n", envOnly)
+}
+
+// commandUsage writes one command's summary and flags (its -h).
+func commandUsage(w io.Writer, name string, fs *flag.FlagSet) {
+	for _, c := range commandList() {
+		if c.name == name {
+			args := c.args
+			if fs != nil {
+				args += " [flags]"
+			}
+			fmt.Fprintf(w, "usage: fnmarket %s %s\n\n%s\n", name, strings.TrimSpace(args), c.summary)
+		}
+	}
+	if fs != nil {
+		fmt.Fprint(w, "\nflags:\n")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
 
 // run is the whole program; main only supplies the process's context,
 // arguments, environment and streams, so tests can start it on :0.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) < 2 {
-			return errors.New("no command given")
-		}
-		return nil
+	if len(args) < 2 {
+		writeUsage(stderr)
+		return errors.New("no command given")
 	}
 	cmd := args[1]
+	if cmd == "-h" || cmd == "--help" || cmd == "help" {
+		if cmd == "help" && len(args) > 2 && args[2] != "help" && !strings.HasPrefix(args[2], "-") {
+			// fnmarket help COMMAND is fnmarket COMMAND -h, on stdout.
+			return run(ctx, []string{args[0], args[2], "-h"}, getenv, stdout, stdout)
+		}
+		writeUsage(stdout)
+		return nil
+	}
 	if cmd == "probe" {
+		if len(args) > 2 && (args[2] == "-h" || args[2] == "--help" || args[2] == "-help") {
+			commandUsage(stderr, "probe", nil)
+			return nil
+		}
 		return probe(ctx, args[2:])
 	}
 	switch cmd {
 	case "serve", "api", "gateway", "worker", "migrate", "bill", "invoice":
 	default:
-		fmt.Fprint(stderr, usage)
+		writeUsage(stderr)
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	cfg, err := parseConfig(cmd, args[2:], getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
