@@ -173,6 +173,7 @@ type app struct {
 	wasm     *wasm.Runtime
 	wasmLogs *wasm.RedisLogs
 	usage    *metering.Store
+	meter    *metering.Meter // the gateway's, when this process runs one
 
 	closers      []func()
 	rollupPasses atomic.Int64
@@ -260,6 +261,13 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 		dbg := &http.Server{Addr: a.cfg.DebugAddr, Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = dbg.ListenAndServe() }()
 		a.closers = append(a.closers, func() { _ = dbg.Close() })
+	}
+	if a.cfg.Demo {
+		if err := a.seedDemo(ctx, base); err != nil {
+			// The server stays up; the demo data is what is missing.
+			a.log.Error("seeding demo data failed", "err", err)
+			fmt.Fprintf(a.stdout, "demo: seeding failed: %v\n", err)
+		}
 	}
 	backend := "embedded SQLite + in-process Redis"
 	if a.cfg.DatabaseURL != "" || a.cfg.RedisURL != "" {
@@ -443,6 +451,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 	if err != nil {
 		return err
 	}
+	a.meter = meter
 	p.onStop(func(ctx context.Context) error {
 		if err := meter.Close(ctx); err != nil {
 			return fmt.Errorf("flush metering: %w", err)

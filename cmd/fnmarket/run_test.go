@@ -44,9 +44,9 @@ type instance struct {
 	stop func() error
 }
 
-// start runs `fnmarket <cmd>` on 127.0.0.1:0 with env and returns once it
-// listens.
-func start(t *testing.T, cmd string, env map[string]string) *instance {
+// start runs `fnmarket <cmd> [flags]` on 127.0.0.1:0 with env and returns
+// once it listens.
+func start(t *testing.T, cmd string, env map[string]string, flags ...string) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
@@ -54,7 +54,7 @@ func start(t *testing.T, cmd string, env map[string]string) *instance {
 	done := make(chan error, 1)
 	getenv := func(k string) string { return env[k] }
 	go func() {
-		err := run(ctx, []string{"fnmarket", cmd, "--addr", "127.0.0.1:0"}, getenv, pw, logs)
+		err := run(ctx, append([]string{"fnmarket", cmd, "--addr", "127.0.0.1:0"}, flags...), getenv, pw, logs)
 		_ = pw.CloseWithError(io.EOF)
 		done <- err
 	}()
