@@ -330,6 +330,14 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('parse rejects negatives', m.parseDec('-1'), null);
 	  eq('parse rejects exponents', m.parseDec('1e3'), null);
 	  eq('money', m.money(m.dec('1234.5'), 'USD', 2), '$1,234.50');
+	  // Unit prices show in full (a $0.000002 price is not $0.00); only
+	  // amounts are rounded to cents, where billing rounds them.
+	  const pr = await import(base + 'pricing.js');
+	  eq('summary keeps unit prices', pr.pricingSummary({currency: 'USD', ...flat}), '$0.0001 / call · $0.000002 / compute-ms · 100 free calls / month');
+	  eq('rows keep unit prices', pr.pricingRows(flat).map((r) => r[1]).join(' | '), '$0.0001 | $0.000002 | 100');
+	  eq('tiers keep unit prices', pr.pricingSummary({currency: 'EUR', per_compute_ms: '0.0000005', free_calls_per_month: 0, tiers: [{up_to: 10, per_call: '0.01'}, {up_to: 0, per_call: '0.00025'}]}), 'from €0.00025 / call · €0.0000005 / compute-ms');
+	  eq('whole prices show cents', m.moneyString('2', 'USD'), '$2.00');
+	  eq('amounts round to cents', m.money(m.monthCost(flat, 1n, '1').rounded, 'USD', 2), '$0.00');
 	  eq('callsCost continues tiers', m.toString(m.add(m.callsCost({tiers: [{up_to: 2, per_call: '1'}, {up_to: 0, per_call: '0.5'}]}, 0, 3), m.callsCost({tiers: [{up_to: 2, per_call: '1'}, {up_to: 0, per_call: '0.5'}]}, 3, 2))), '3.5');
 	  const box = document.createElement('div');
 	  box.appendChild(md.render('<script>alert(1)</script>\n\n**b** *e* _e_ snake_case ` + "`<b>`" + ` [x](javascript:alert(1)) [y](data:text/html,hi) [z](https://ok.example/a?b=1)\n\n1. one\n2. two'));

@@ -43,7 +43,7 @@ type demoVendor struct {
 func demoVendors() []demoVendor {
 	return []demoVendor{
 		{email: "demo-vendor@example.com", slug: "northwind", displayName: "Northwind Tools", functions: []demoFunction{
-			{name: "hello", description: "Answers a friendly JSON greeting. A demo function: a 250-byte WebAssembly module that runs inside fnmarket.",
+			{name: "hello", description: "Answers a friendly JSON greeting. A demo function: a WebAssembly module of a few hundred bytes that runs inside fnmarket.",
 				answer:       `{"message":"Hello from fnmarket!"}`,
 				pricing:      map[string]any{"currency": "USD", "per_call": "0.0001", "per_compute_ms": "0.000002", "free_calls_per_month": 100},
 				callsPerHour: 40, errorRate: 0.01},
