@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -51,6 +52,9 @@ type Store struct {
 	db    *database.DB
 	clock fnmarket.Clock
 	cost  int
+
+	dummyOnce sync.Once
+	dummy     []byte
 }
 
 // NewStore returns an account store. cost is the bcrypt cost (0 for BcryptCost;
@@ -146,8 +150,14 @@ func (s *Store) SignUp(ctx context.Context, email, name, password string) (Accou
 }
 
 // dummyHash makes a login for an unknown email cost as much as a real one, so
-// response time does not tell which emails are registered.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("fnmarket-timing-equaliser"), bcrypt.MinCost)
+// response time does not tell which emails are registered: it is made once,
+// at the store's own cost, the same as every password hash it writes.
+func (s *Store) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte("fnmarket-timing-equaliser "+fnmarket.RandomToken(8)), s.cost)
+	})
+	return s.dummy
+}
 
 // Authenticate checks an email and password.
 func (s *Store) Authenticate(ctx context.Context, email, password string) (Account, error) {
@@ -155,7 +165,7 @@ func (s *Store) Authenticate(ctx context.Context, email, password string) (Accou
 	var r accountRow
 	err := s.db.WithContext(ctx).Where("email = ?", NormalizeEmail(email)).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
 		return Account{}, bad
 	}
 	if err != nil {
