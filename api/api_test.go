@@ -212,11 +212,11 @@ func TestSessionTokensArePinnedAndChecked(t *testing.T) {
 	h := newHarness(t, testenv.Backends()[0])
 	tok := h.signup("s@example.com")
 	h.must(200, h.do("GET", "/api/v1/me", tok, nil))
-	sub, err := api.NewSessions([]byte(testSecret), time.Hour, h.clock).Verify(tok)
+	ses, err := api.NewSessions([]byte(testSecret), time.Hour, h.clock).Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := jwt.RegisteredClaims{Subject: sub, Issuer: api.SessionIssuer, IssuedAt: jwt.NewNumericDate(h.clock.Now()), ExpiresAt: jwt.NewNumericDate(h.clock.Now().Add(time.Hour))}
+	claims := jwt.RegisteredClaims{Subject: ses.AccountID, Issuer: api.SessionIssuer, IssuedAt: jwt.NewNumericDate(h.clock.Now()), ExpiresAt: jwt.NewNumericDate(h.clock.Now().Add(time.Hour))}
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	hs512, _ := jwt.NewWithClaims(jwt.SigningMethodHS512, claims).SignedString([]byte(testSecret))
 	wrongKey, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("another-secret-another-secret-another"))

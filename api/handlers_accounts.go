@@ -76,18 +76,22 @@ var commonPasswords = map[string]bool{"password": true, "password1": true, "pass
 func (r *signupRequest) validate() error {
 	v := fnmarket.Validation{}
 	validateEmail(v, r.Email)
-	switch {
-	case utf8.RuneCountInString(r.Password) < 10:
-		v.Add("password", "must be at least 10 characters")
-	case len(r.Password) > 72:
-		v.Add("password", "must be at most 72 bytes")
-	case commonPasswords[strings.ToLower(r.Password)] || allSame(r.Password):
-		v.Add("password", "is too easy to guess")
-	case strings.EqualFold(r.Password, r.Email):
-		v.Add("password", "must not be your email")
-	}
+	validateNewPassword(v, "password", r.Password, r.Email)
 	validateText(v, "name", r.Name, 1, 100)
 	return v.Err()
+}
+
+func validateNewPassword(v fnmarket.Validation, field, password, email string) {
+	switch {
+	case utf8.RuneCountInString(password) < 10:
+		v.Add(field, "must be at least 10 characters")
+	case len(password) > 72:
+		v.Add(field, "must be at most 72 bytes")
+	case commonPasswords[strings.ToLower(password)] || allSame(password):
+		v.Add(field, "is too easy to guess")
+	case strings.EqualFold(password, email):
+		v.Add(field, "must not be your email")
+	}
 }
 
 func allSame(s string) bool {
@@ -130,7 +134,7 @@ type sessionJSON struct {
 }
 
 func (s *Server) startSession(c echo.Context, status int, a accounts.Account) error {
-	tok, exp, err := s.sessions.Issue(a.ID)
+	tok, ses, err := s.sessions.Issue(a.ID, a.CredentialStamp)
 	if err != nil {
 		return err
 	}
@@ -138,9 +142,9 @@ func (s *Server) startSession(c echo.Context, status int, a accounts.Account) er
 	if err != nil {
 		return err
 	}
-	s.setSessionCookies(c, tok, exp)
+	s.setSessionCookies(c, tok, ses.ID, ses.ExpiresAt)
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(status, sessionJSON{Token: tok, ExpiresAt: rfc3339(exp), Account: view})
+	return c.JSON(status, sessionJSON{Token: tok, ExpiresAt: rfc3339(ses.ExpiresAt), Account: view})
 }
 
 func (s *Server) handleSignup() echo.HandlerFunc {
@@ -209,10 +213,66 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 	}
 }
 
+// handleLogout ends the session the request carries, on every replica, and
+// clears the browser's cookies. Without a valid session there is nothing to
+// end, and the answer is the same 204.
 func (s *Server) handleLogout() echo.HandlerFunc {
 	return func(c echo.Context) error {
+		ses, err := s.authenticate(c)
+		switch fnmarket.ErrorCode(err) {
+		case "":
+			if err := s.revokeSession(c.Request().Context(), ses); err != nil {
+				return fnmarket.Wrap("revoke session", err)
+			}
+		case fnmarket.EUNAUTHORIZED:
+		default:
+			// A wrong CSRF token must not end someone's session.
+			return err
+		}
 		s.clearSessionCookies(c)
 		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+type passwordChangeRequest struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+// handleChangePassword replaces the password. Every session issued before
+// (on every replica, since each request checks the account's credential)
+// ends; the answer carries a new session like login's.
+func (s *Server) handleChangePassword() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req passwordChangeRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		a, err := s.Accounts.Account(ctx, accountID(c))
+		if err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		if req.CurrentPassword == "" {
+			v.Add("current_password", "is required")
+		}
+		validateNewPassword(v, "new_password", req.NewPassword, a.Email)
+		if req.NewPassword != "" && req.NewPassword == req.CurrentPassword {
+			v.Add("new_password", "must differ from the current password")
+		}
+		if err := v.Err(); err != nil {
+			return err
+		}
+		a, err = s.Accounts.ChangePassword(ctx, a.ID, req.CurrentPassword, req.NewPassword)
+		if err != nil {
+			return err
+		}
+		if err := s.revokeSession(ctx, currentSession(c)); err != nil {
+			s.log.WarnContext(ctx, "revoke session after password change", "err", err)
+		}
+		s.log.InfoContext(ctx, "password changed", "account", a.ID)
+		return s.startSession(c, http.StatusOK, a)
 	}
 }
 

@@ -52,6 +52,9 @@ type Deps struct {
 	// LoginThrottle, when set, refuses logins for an email after repeated
 	// wrong passwords (shared by every replica).
 	LoginThrottle LoginThrottle
+	// Revocations remembers sessions ended by logout, shared by every
+	// replica; nil keeps them in this process only.
+	Revocations SessionRevocations
 	// Clock decides default usage windows; nil is the system clock.
 	Clock fnmarket.Clock
 	// StripeEnabled says whether payouts through Stripe Connect are
@@ -69,9 +72,10 @@ type LoginThrottle interface {
 // Server is the portal API.
 type Server struct {
 	Deps
-	echo     *echo.Echo
-	sessions *Sessions
-	log      *slog.Logger
+	echo        *echo.Echo
+	sessions    *Sessions
+	revocations SessionRevocations
+	log         *slog.Logger
 }
 
 // NewServer builds the API with every route registered.
@@ -95,7 +99,10 @@ func NewServer(d Deps) *Server {
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY", ReferrerPolicy: "same-origin",
 	}))
-	s := &Server{Deps: d, echo: e, sessions: d.Sessions, log: d.Logger}
+	if d.Revocations == nil {
+		d.Revocations = &memoryRevocations{until: map[string]time.Time{}, clock: d.Clock}
+	}
+	s := &Server{Deps: d, echo: e, sessions: d.Sessions, revocations: d.Revocations, log: d.Logger}
 	s.routes()
 	return s
 }

@@ -359,6 +359,8 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Accounts: a.accounts,
 		Catalog:  a.catalog,
 		Sessions: api.NewSessions(secret, 24*time.Hour, a.clock),
+		// Logged-out sessions are refused by every replica.
+		Revocations: redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
 		CheckUpstream: func(ctx context.Context, raw string) error {
 			return gateway.CheckUpstreamURL(ctx, raw, a.cfg.AllowPrivateUpstreams)
 		},
