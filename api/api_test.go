@@ -360,15 +360,15 @@ func openAPIPath(echoPath string) string {
 	return strings.Join(segs, "/")
 }
 
-// TestLoginThrottle locks an account's logins after ten wrong passwords, on
-// every backend's Redis, and leaves other accounts alone.
+// TestLoginThrottle locks an account's logins from one address after ten
+// wrong passwords, on every backend's Redis, and leaves other accounts alone.
 func TestLoginThrottle(t *testing.T) {
 	for _, b := range testenv.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			rdb, prefix := testenv.Redis(t, b)
 			h := newHarness(t, b, func(d *api.Deps) {
-				d.LoginThrottle = redisx.NewFailureThrottle(rdb, prefix, 10, time.Minute)
+				d.LoginThrottle = redisx.NewLoginThrottle(rdb, prefix, 10, time.Minute)
 			})
 			h.signup("victim@example.com")
 			h.signup("other@example.com")

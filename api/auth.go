@@ -7,7 +7,10 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
+	"math"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -271,5 +274,108 @@ func (s *Server) setSessionCookies(c echo.Context, token, sessionID string, exp 
 func (s *Server) clearSessionCookies(c echo.Context) {
 	for _, n := range []string{SessionCookie, CSRFCookie} {
 		c.SetCookie(&http.Cookie{Name: n, Value: "", Path: "/", MaxAge: -1, HttpOnly: n == SessionCookie, SameSite: http.SameSiteStrictMode})
+	}
+}
+
+// clientIPExtractor decides which address is the client's: the connection's
+// own, or, when it comes from a trusted proxy, the last address in
+// X-Forwarded-For not itself trusted. Only the networks given are trusted
+// (echo's defaults would also trust every private and loopback address).
+func clientIPExtractor(trusted []*net.IPNet) echo.IPExtractor {
+	if len(trusted) == 0 {
+		return echo.ExtractIPDirect()
+	}
+	opts := []echo.TrustOption{echo.TrustLoopback(false), echo.TrustLinkLocal(false), echo.TrustPrivateNet(false)}
+	for _, n := range trusted {
+		opts = append(opts, echo.TrustIPRange(n))
+	}
+	return echo.ExtractIPFromXFFHeader(opts...)
+}
+
+// clientAddress is the address the sign-up and login limits count under:
+// echo's RealIP (see clientIPExtractor), an IPv6 address grouped by its /64,
+// the block one subscriber usually holds.
+func clientAddress(c echo.Context) string {
+	raw := c.RealIP()
+	ip := net.ParseIP(raw)
+	switch {
+	case ip == nil:
+		return raw
+	case ip.To4() != nil:
+		return ip.To4().String()
+	}
+	return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+}
+
+func setRetryAfter(c echo.Context, wait time.Duration) {
+	secs := int(math.Ceil(wait.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	c.Response().Header().Set("Retry-After", strconv.Itoa(secs))
+}
+
+// unavailable answers 503 with Retry-After when a store the limits rely on
+// cannot be reached: failing open would let guessing run unlimited.
+func (s *Server) unavailable(c echo.Context, what string, err error) error {
+	s.log.WarnContext(c.Request().Context(), what, "err", err)
+	setRetryAfter(c, time.Second)
+	return fnmarket.Errorf(fnmarket.EUNAVAILABLE, "sign-in is briefly unavailable; try again shortly")
+}
+
+// takeAuthRate counts a sign-up or login attempt against the client's
+// per-minute budget.
+func (s *Server) takeAuthRate(c echo.Context) error {
+	if s.AuthRate == nil {
+		return nil
+	}
+	ok, wait, err := s.AuthRate.Take(c.Request().Context(), clientAddress(c))
+	if err != nil {
+		return s.unavailable(c, "auth rate limit unavailable", err)
+	}
+	if !ok {
+		setRetryAfter(c, wait)
+		return fnmarket.Errorf(fnmarket.ERATELIMITED, "too many sign-ups and logins from your address; try again later")
+	}
+	return nil
+}
+
+// hashing runs f, which hashes or checks a password, in one of a bounded
+// number of slots, so portal traffic cannot take every CPU from the gateway.
+// A request that waits longer than HashWait gets 503 with Retry-After.
+func (s *Server) hashing(c echo.Context, f func() error) error {
+	t := time.NewTimer(s.Auth.HashWait)
+	defer t.Stop()
+	select {
+	case s.hashSlots <- struct{}{}:
+	case <-t.C:
+		setRetryAfter(c, time.Second)
+		return fnmarket.Errorf(fnmarket.EUNAVAILABLE, "too many sign-ins at once; try again shortly")
+	case <-c.Request().Context().Done():
+		return c.Request().Context().Err()
+	}
+	defer func() { <-s.hashSlots }()
+	return f()
+}
+
+// slowDown waits before checking a password for an account that has seen
+// more than AccountFreeAttempts attempts in the throttle's window, from all
+// addresses: SlowdownStep per attempt past them, at most SlowdownMax.
+func (s *Server) slowDown(ctx context.Context, accountAttempts int64) error {
+	over := accountAttempts - s.Auth.AccountFreeAttempts
+	if over <= 0 {
+		return nil
+	}
+	wait := s.Auth.SlowdownMax
+	if over < int64(s.Auth.SlowdownMax/s.Auth.SlowdownStep) {
+		wait = time.Duration(over) * s.Auth.SlowdownStep
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

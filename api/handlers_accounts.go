@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/mail"
 	"regexp"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -156,7 +155,14 @@ func (s *Server) handleSignup() echo.HandlerFunc {
 		if err := req.validate(); err != nil {
 			return err
 		}
-		a, err := s.Accounts.SignUp(c.Request().Context(), req.Email, req.Name, req.Password)
+		if err := s.takeAuthRate(c); err != nil {
+			return err
+		}
+		var a accounts.Account
+		err := s.hashing(c, func() (err error) {
+			a, err = s.Accounts.SignUp(c.Request().Context(), req.Email, req.Name, req.Password)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -187,29 +193,54 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			return err
 		}
 		ctx := c.Request().Context()
-		throttleKey := accounts.NormalizeEmail(req.Email)
-		if s.LoginThrottle != nil {
-			blocked, wait, err := s.LoginThrottle.Blocked(ctx, throttleKey)
-			if err != nil {
-				s.log.WarnContext(ctx, "login throttle unavailable", "err", err)
-			} else if blocked {
-				c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-				return fnmarket.Errorf(fnmarket.ERATELIMITED, "too many failed logins for this account; try again later")
-			}
+		if err := s.takeAuthRate(c); err != nil {
+			return err
 		}
-		a, err := s.Accounts.Authenticate(ctx, req.Email, req.Password)
-		if fnmarket.ErrorCode(err) == fnmarket.EUNAUTHORIZED && s.LoginThrottle != nil {
-			if ferr := s.LoginThrottle.Fail(ctx, throttleKey); ferr != nil {
-				s.log.WarnContext(ctx, "login throttle unavailable", "err", ferr)
-			}
+		email, client := accounts.NormalizeEmail(req.Email), clientAddress(c)
+		if err := s.beginPasswordAttempt(c, email, client); err != nil {
+			return err
 		}
+		var a accounts.Account
+		err := s.hashing(c, func() (err error) {
+			a, err = s.Accounts.Authenticate(ctx, req.Email, req.Password)
+			return err
+		})
 		if err != nil {
 			return err
 		}
-		if s.LoginThrottle != nil {
-			_ = s.LoginThrottle.Reset(ctx, throttleKey)
-		}
+		s.passwordAttemptSucceeded(c, email, client)
 		return s.startSession(c, http.StatusOK, a)
+	}
+}
+
+// beginPasswordAttempt reserves a password check for the account (a
+// normalised email) from client before the password is checked, so
+// concurrent guesses cannot all slip past the limit: 429 once the pair is
+// locked; a wait first when the account is under attack from many addresses.
+func (s *Server) beginPasswordAttempt(c echo.Context, email, client string) error {
+	if s.LoginThrottle == nil {
+		return nil
+	}
+	ctx := c.Request().Context()
+	allowed, wait, attempts, err := s.LoginThrottle.Begin(ctx, email, client)
+	if err != nil {
+		return s.unavailable(c, "login throttle unavailable", err)
+	}
+	if !allowed {
+		setRetryAfter(c, wait)
+		return fnmarket.Errorf(fnmarket.ERATELIMITED, "too many wrong passwords for this account from your address; try again later")
+	}
+	return s.slowDown(ctx, attempts)
+}
+
+// passwordAttemptSucceeded gives the reserved attempt back after a right
+// password.
+func (s *Server) passwordAttemptSucceeded(c echo.Context, email, client string) {
+	if s.LoginThrottle == nil {
+		return
+	}
+	if err := s.LoginThrottle.Succeeded(c.Request().Context(), email, client); err != nil {
+		s.log.WarnContext(c.Request().Context(), "login throttle unavailable", "err", err)
 	}
 }
 
@@ -264,10 +295,21 @@ func (s *Server) handleChangePassword() echo.HandlerFunc {
 		if err := v.Err(); err != nil {
 			return err
 		}
-		a, err = s.Accounts.ChangePassword(ctx, a.ID, req.CurrentPassword, req.NewPassword)
+		// A wrong current password is a guess like a wrong login, and is
+		// throttled the same way.
+		client := clientAddress(c)
+		email := a.Email
+		if err := s.beginPasswordAttempt(c, email, client); err != nil {
+			return err
+		}
+		err = s.hashing(c, func() (err error) {
+			a, err = s.Accounts.ChangePassword(ctx, a.ID, req.CurrentPassword, req.NewPassword)
+			return err
+		})
 		if err != nil {
 			return err
 		}
+		s.passwordAttemptSucceeded(c, email, client)
 		if err := s.revokeSession(ctx, currentSession(c)); err != nil {
 			s.log.WarnContext(ctx, "revoke session after password change", "err", err)
 		}
