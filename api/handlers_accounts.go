@@ -205,10 +205,12 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			a, err = s.Accounts.Authenticate(ctx, req.Email, req.Password)
 			return err
 		})
+		if !wrongPassword(err) {
+			s.releasePasswordAttempt(c, email, client)
+		}
 		if err != nil {
 			return err
 		}
-		s.passwordAttemptSucceeded(c, email, client)
 		return s.startSession(c, http.StatusOK, a)
 	}
 }
@@ -233,13 +235,26 @@ func (s *Server) beginPasswordAttempt(c echo.Context, email, client string) erro
 	return s.slowDown(ctx, attempts)
 }
 
-// passwordAttemptSucceeded gives the reserved attempt back after a right
-// password.
-func (s *Server) passwordAttemptSucceeded(c echo.Context, email, client string) {
+// wrongPassword says whether err is a wrong password (at login, or as the
+// current password of a change): only those keep their reserved attempt.
+func wrongPassword(err error) bool {
+	switch fnmarket.ErrorCode(err) {
+	case fnmarket.EUNAUTHORIZED:
+		return true
+	case fnmarket.EINVALID:
+		_, ok := fnmarket.ErrorFields(err)["current_password"]
+		return ok
+	}
+	return false
+}
+
+// releasePasswordAttempt gives the reserved attempt back: the password was
+// right, or it was never checked (no hashing slot, a store error).
+func (s *Server) releasePasswordAttempt(c echo.Context, email, client string) {
 	if s.LoginThrottle == nil {
 		return
 	}
-	if err := s.LoginThrottle.Succeeded(c.Request().Context(), email, client); err != nil {
+	if err := s.LoginThrottle.Release(c.Request().Context(), email, client); err != nil {
 		s.log.WarnContext(c.Request().Context(), "login throttle unavailable", "err", err)
 	}
 }
@@ -306,10 +321,12 @@ func (s *Server) handleChangePassword() echo.HandlerFunc {
 			a, err = s.Accounts.ChangePassword(ctx, a.ID, req.CurrentPassword, req.NewPassword)
 			return err
 		})
+		if !wrongPassword(err) {
+			s.releasePasswordAttempt(c, email, client)
+		}
 		if err != nil {
 			return err
 		}
-		s.passwordAttemptSucceeded(c, email, client)
 		if err := s.revokeSession(ctx, currentSession(c)); err != nil {
 			s.log.WarnContext(ctx, "revoke session after password change", "err", err)
 		}

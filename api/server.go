@@ -77,10 +77,11 @@ type Deps struct {
 
 // LoginThrottle counts login attempts per (account, client address) pair and
 // per account. Begin reserves an attempt before the password is checked, so
-// concurrent attempts cannot overrun it; Succeeded gives the attempt back.
+// concurrent attempts cannot overrun it; Release gives the attempt back
+// after a right password or when no password was checked.
 type LoginThrottle interface {
 	Begin(ctx context.Context, account, client string) (allowed bool, retryAfter time.Duration, accountAttempts int64, err error)
-	Succeeded(ctx context.Context, account, client string) error
+	Release(ctx context.Context, account, client string) error
 }
 
 // AuthRate limits sign-ups and login attempts per client address.

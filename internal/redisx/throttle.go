@@ -23,7 +23,7 @@ import (
 //
 // An attempt reserves its slot before the password is checked (one Lua
 // script checks and counts), so concurrent attempts cannot all pass the
-// check before any failure is recorded; a success gives its slot back.
+// check before any failure is recorded; a right password gives its slot back.
 type LoginThrottle struct {
 	client  redis.UniversalClient
 	prefix  string
@@ -78,10 +78,10 @@ func (t *LoginThrottle) Begin(ctx context.Context, account, client string) (allo
 	return res[0] == 1, time.Duration(res[1]) * time.Millisecond, res[2], nil
 }
 
-// succeededScript: KEYS pair, account. Both counters get this attempt
+// releaseScript: KEYS pair, account. Both counters get this attempt
 // back. Earlier failures stay counted until the window ends, so a right
 // password among concurrent wrong ones does not open the way for more.
-var succeededScript = redis.NewScript(`
+var releaseScript = redis.NewScript(`
 for _, k in ipairs(KEYS) do
   if redis.call('EXISTS', k) == 1 and redis.call('DECR', k) <= 0 then
     redis.call('DEL', k)
@@ -90,10 +90,11 @@ end
 return 1
 `)
 
-// Succeeded gives back the attempt Begin reserved, after a right password.
-func (t *LoginThrottle) Succeeded(ctx context.Context, account, client string) error {
+// Release gives back the attempt Begin reserved: the password was right, or
+// it was never checked.
+func (t *LoginThrottle) Release(ctx context.Context, account, client string) error {
 	pair, acct := t.keys(account, client)
-	if err := succeededScript.Run(ctx, t.client, []string{pair, acct}).Err(); err != nil {
+	if err := releaseScript.Run(ctx, t.client, []string{pair, acct}).Err(); err != nil {
 		return fmt.Errorf("release login attempt: %w", err)
 	}
 	return nil
