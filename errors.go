@@ -25,6 +25,8 @@ const (
 	EUPSTREAMTIME  = "upstream_timeout"
 	EINTERNAL      = "internal"
 	EUNPROCESSABLE = "unprocessable"
+	// EUNAVAILABLE is a temporary refusal under load (503, with Retry-After).
+	EUNAVAILABLE = "unavailable"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -125,6 +127,8 @@ func HTTPStatus(code string) int {
 		return 502
 	case EUPSTREAMTIME:
 		return 504
+	case EUNAVAILABLE:
+		return 503
 	default:
 		return 500
 	}

@@ -5,9 +5,12 @@ package accounts
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -24,6 +27,10 @@ type Account struct {
 	Email     string
 	Name      string
 	CreatedAt time.Time
+	// CredentialStamp changes whenever the password does (it is a digest of
+	// the password hash); sessions carry it, so a password change ends every
+	// session issued before it.
+	CredentialStamp string
 }
 
 // APIKey is a consumer's credential for the gateway. The full key is never
@@ -51,6 +58,9 @@ type Store struct {
 	db    *database.DB
 	clock fnmarket.Clock
 	cost  int
+
+	dummyOnce sync.Once
+	dummy     []byte
 }
 
 // NewStore returns an account store. cost is the bcrypt cost (0 for BcryptCost;
@@ -76,7 +86,8 @@ type accountRow struct {
 func (accountRow) TableName() string { return "accounts" }
 
 func (r accountRow) domain() Account {
-	return Account{ID: r.ID, Email: r.Email, Name: r.Name, CreatedAt: r.CreatedAt.UTC()}
+	sum := sha256.Sum256([]byte(r.PasswordHash))
+	return Account{ID: r.ID, Email: r.Email, Name: r.Name, CreatedAt: r.CreatedAt.UTC(), CredentialStamp: hex.EncodeToString(sum[:])}
 }
 
 type keyRow struct {
@@ -146,8 +157,14 @@ func (s *Store) SignUp(ctx context.Context, email, name, password string) (Accou
 }
 
 // dummyHash makes a login for an unknown email cost as much as a real one, so
-// response time does not tell which emails are registered.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("fnmarket-timing-equaliser"), bcrypt.MinCost)
+// response time does not tell which emails are registered: it is made once,
+// at the store's own cost, the same as every password hash it writes.
+func (s *Store) dummyHash() []byte {
+	s.dummyOnce.Do(func() {
+		s.dummy, _ = bcrypt.GenerateFromPassword([]byte("fnmarket-timing-equaliser "+fnmarket.RandomToken(8)), s.cost)
+	})
+	return s.dummy
+}
 
 // Authenticate checks an email and password.
 func (s *Store) Authenticate(ctx context.Context, email, password string) (Account, error) {
@@ -155,7 +172,7 @@ func (s *Store) Authenticate(ctx context.Context, email, password string) (Accou
 	var r accountRow
 	err := s.db.WithContext(ctx).Where("email = ?", NormalizeEmail(email)).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), []byte(password))
 		return Account{}, bad
 	}
 	if err != nil {
@@ -164,6 +181,37 @@ func (s *Store) Authenticate(ctx context.Context, email, password string) (Accou
 	if bcrypt.CompareHashAndPassword([]byte(r.PasswordHash), []byte(password)) != nil {
 		return Account{}, bad
 	}
+	return r.domain(), nil
+}
+
+// ChangePassword replaces an account's password after checking the current
+// one. The account's CredentialStamp changes with it.
+func (s *Store) ChangePassword(ctx context.Context, id, current, next string) (Account, error) {
+	var r accountRow
+	err := s.db.WithContext(ctx).Where("id = ?", id).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return Account{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no such account")
+	}
+	if err != nil {
+		return Account{}, wrap("find account", err)
+	}
+	if bcrypt.CompareHashAndPassword([]byte(r.PasswordHash), []byte(current)) != nil {
+		return Account{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the current password is wrong", Fields: map[string]string{"current_password": "is not your current password"}}
+	}
+	hash, err := bcrypt.GenerateFromPassword([]byte(next), s.cost)
+	if err != nil {
+		return Account{}, fmt.Errorf("hash password: %w", err)
+	}
+	// Only the hash that was checked is replaced, so two changes at once
+	// cannot both pass with the same old password.
+	res := s.db.WithContext(ctx).Model(&accountRow{}).Where("id = ? AND password_hash = ?", id, r.PasswordHash).Update("password_hash", string(hash))
+	if res.Error != nil {
+		return Account{}, wrap("change password", res.Error)
+	}
+	if res.RowsAffected != 1 {
+		return Account{}, fnmarket.Errorf(fnmarket.ECONFLICT, "the password changed meanwhile; try again")
+	}
+	r.PasswordHash = string(hash)
 	return r.domain(), nil
 }
 

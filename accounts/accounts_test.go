@@ -2,6 +2,7 @@ package accounts_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -78,5 +79,43 @@ func TestKeysForTheGateway(t *testing.T) {
 				t.Errorf("last used %v, want %v (it only moves forward)", keys[0].LastUsedAt, later)
 			}
 		})
+	}
+}
+
+// TestUnknownEmailCostsARealHash checks that a login for an unknown email is
+// checked against a hash of the same bcrypt cost as the stored ones, so the
+// answer's timing does not tell which emails are registered.
+func TestUnknownEmailCostsARealHash(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db := testenv.DB(t, testenv.Backends()[0])
+	for _, cost := range []int{0, bcrypt.MinCost + 1} {
+		s := accounts.NewStore(db, nil, cost)
+		email := fmt.Sprintf("cost%d@example.com", cost)
+		a, err := s.SignUp(ctx, email, "Cost", "correct horse battery")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored string
+		if err := db.Raw("SELECT password_hash FROM accounts WHERE id = ?", a.ID).Scan(&stored).Error; err != nil {
+			t.Fatal(err)
+		}
+		real, err := bcrypt.Cost([]byte(stored))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dummy, err := bcrypt.Cost(s.DummyHash())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if dummy != real {
+			t.Errorf("store cost %d: unknown emails are checked at cost %d, stored hashes have cost %d", cost, dummy, real)
+		}
+		if cost == 0 && real != accounts.BcryptCost {
+			t.Errorf("default cost %d, want %d", real, accounts.BcryptCost)
+		}
+		if _, err := s.Authenticate(ctx, "nobody-"+email, "correct horse battery"); fnmarket.ErrorCode(err) != fnmarket.EUNAUTHORIZED {
+			t.Errorf("unknown email: %v, want unauthenticated", err)
+		}
 	}
 }

@@ -212,11 +212,11 @@ func TestSessionTokensArePinnedAndChecked(t *testing.T) {
 	h := newHarness(t, testenv.Backends()[0])
 	tok := h.signup("s@example.com")
 	h.must(200, h.do("GET", "/api/v1/me", tok, nil))
-	sub, err := api.NewSessions([]byte(testSecret), time.Hour, h.clock).Verify(tok)
+	ses, err := api.NewSessions([]byte(testSecret), time.Hour, h.clock).Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	claims := jwt.RegisteredClaims{Subject: sub, Issuer: api.SessionIssuer, IssuedAt: jwt.NewNumericDate(h.clock.Now()), ExpiresAt: jwt.NewNumericDate(h.clock.Now().Add(time.Hour))}
+	claims := jwt.RegisteredClaims{Subject: ses.AccountID, Issuer: api.SessionIssuer, IssuedAt: jwt.NewNumericDate(h.clock.Now()), ExpiresAt: jwt.NewNumericDate(h.clock.Now().Add(time.Hour))}
 	none, _ := jwt.NewWithClaims(jwt.SigningMethodNone, claims).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	hs512, _ := jwt.NewWithClaims(jwt.SigningMethodHS512, claims).SignedString([]byte(testSecret))
 	wrongKey, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte("another-secret-another-secret-another"))
@@ -360,15 +360,15 @@ func openAPIPath(echoPath string) string {
 	return strings.Join(segs, "/")
 }
 
-// TestLoginThrottle locks an account's logins after ten wrong passwords, on
-// every backend's Redis, and leaves other accounts alone.
+// TestLoginThrottle locks an account's logins from one address after ten
+// wrong passwords, on every backend's Redis, and leaves other accounts alone.
 func TestLoginThrottle(t *testing.T) {
 	for _, b := range testenv.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			t.Parallel()
 			rdb, prefix := testenv.Redis(t, b)
 			h := newHarness(t, b, func(d *api.Deps) {
-				d.LoginThrottle = redisx.NewFailureThrottle(rdb, prefix, 10, time.Minute)
+				d.LoginThrottle = redisx.NewLoginThrottle(rdb, prefix, 10, time.Minute)
 			})
 			h.signup("victim@example.com")
 			h.signup("other@example.com")

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"net/mail"
 	"regexp"
-	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -76,18 +75,22 @@ var commonPasswords = map[string]bool{"password": true, "password1": true, "pass
 func (r *signupRequest) validate() error {
 	v := fnmarket.Validation{}
 	validateEmail(v, r.Email)
-	switch {
-	case utf8.RuneCountInString(r.Password) < 10:
-		v.Add("password", "must be at least 10 characters")
-	case len(r.Password) > 72:
-		v.Add("password", "must be at most 72 bytes")
-	case commonPasswords[strings.ToLower(r.Password)] || allSame(r.Password):
-		v.Add("password", "is too easy to guess")
-	case strings.EqualFold(r.Password, r.Email):
-		v.Add("password", "must not be your email")
-	}
+	validateNewPassword(v, "password", r.Password, r.Email)
 	validateText(v, "name", r.Name, 1, 100)
 	return v.Err()
+}
+
+func validateNewPassword(v fnmarket.Validation, field, password, email string) {
+	switch {
+	case utf8.RuneCountInString(password) < 10:
+		v.Add(field, "must be at least 10 characters")
+	case len(password) > 72:
+		v.Add(field, "must be at most 72 bytes")
+	case commonPasswords[strings.ToLower(password)] || allSame(password):
+		v.Add(field, "is too easy to guess")
+	case strings.EqualFold(password, email):
+		v.Add(field, "must not be your email")
+	}
 }
 
 func allSame(s string) bool {
@@ -130,7 +133,7 @@ type sessionJSON struct {
 }
 
 func (s *Server) startSession(c echo.Context, status int, a accounts.Account) error {
-	tok, exp, err := s.sessions.Issue(a.ID)
+	tok, ses, err := s.sessions.Issue(a.ID, a.CredentialStamp)
 	if err != nil {
 		return err
 	}
@@ -138,9 +141,9 @@ func (s *Server) startSession(c echo.Context, status int, a accounts.Account) er
 	if err != nil {
 		return err
 	}
-	s.setSessionCookies(c, tok, exp)
+	s.setSessionCookies(c, tok, ses.ID, ses.ExpiresAt)
 	c.Response().Header().Set("Cache-Control", "no-store")
-	return c.JSON(status, sessionJSON{Token: tok, ExpiresAt: rfc3339(exp), Account: view})
+	return c.JSON(status, sessionJSON{Token: tok, ExpiresAt: rfc3339(ses.ExpiresAt), Account: view})
 }
 
 func (s *Server) handleSignup() echo.HandlerFunc {
@@ -152,7 +155,14 @@ func (s *Server) handleSignup() echo.HandlerFunc {
 		if err := req.validate(); err != nil {
 			return err
 		}
-		a, err := s.Accounts.SignUp(c.Request().Context(), req.Email, req.Name, req.Password)
+		if err := s.takeAuthRate(c); err != nil {
+			return err
+		}
+		var a accounts.Account
+		err := s.hashing(c, func() (err error) {
+			a, err = s.Accounts.SignUp(c.Request().Context(), req.Email, req.Name, req.Password)
+			return err
+		})
 		if err != nil {
 			return err
 		}
@@ -183,36 +193,145 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 			return err
 		}
 		ctx := c.Request().Context()
-		throttleKey := accounts.NormalizeEmail(req.Email)
-		if s.LoginThrottle != nil {
-			blocked, wait, err := s.LoginThrottle.Blocked(ctx, throttleKey)
-			if err != nil {
-				s.log.WarnContext(ctx, "login throttle unavailable", "err", err)
-			} else if blocked {
-				c.Response().Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
-				return fnmarket.Errorf(fnmarket.ERATELIMITED, "too many failed logins for this account; try again later")
-			}
+		if err := s.takeAuthRate(c); err != nil {
+			return err
 		}
-		a, err := s.Accounts.Authenticate(ctx, req.Email, req.Password)
-		if fnmarket.ErrorCode(err) == fnmarket.EUNAUTHORIZED && s.LoginThrottle != nil {
-			if ferr := s.LoginThrottle.Fail(ctx, throttleKey); ferr != nil {
-				s.log.WarnContext(ctx, "login throttle unavailable", "err", ferr)
-			}
+		email, client := accounts.NormalizeEmail(req.Email), clientAddress(c)
+		if err := s.beginPasswordAttempt(c, email, client); err != nil {
+			return err
+		}
+		var a accounts.Account
+		err := s.hashing(c, func() (err error) {
+			a, err = s.Accounts.Authenticate(ctx, req.Email, req.Password)
+			return err
+		})
+		if !wrongPassword(err) {
+			s.releasePasswordAttempt(c, email, client)
 		}
 		if err != nil {
 			return err
-		}
-		if s.LoginThrottle != nil {
-			_ = s.LoginThrottle.Reset(ctx, throttleKey)
 		}
 		return s.startSession(c, http.StatusOK, a)
 	}
 }
 
+// beginPasswordAttempt reserves a password check for the account (a
+// normalised email) from client before the password is checked, so
+// concurrent guesses cannot all slip past the limit: 429 once the pair is
+// locked; a wait first when the account is under attack from many addresses.
+func (s *Server) beginPasswordAttempt(c echo.Context, email, client string) error {
+	if s.LoginThrottle == nil {
+		return nil
+	}
+	ctx := c.Request().Context()
+	allowed, wait, attempts, err := s.LoginThrottle.Begin(ctx, email, client)
+	if err != nil {
+		return s.unavailable(c, "login throttle unavailable", err)
+	}
+	if !allowed {
+		setRetryAfter(c, wait)
+		return fnmarket.Errorf(fnmarket.ERATELIMITED, "too many wrong passwords for this account from your address; try again later")
+	}
+	return s.slowDown(ctx, attempts)
+}
+
+// wrongPassword says whether err is a wrong password (at login, or as the
+// current password of a change): only those keep their reserved attempt.
+func wrongPassword(err error) bool {
+	switch fnmarket.ErrorCode(err) {
+	case fnmarket.EUNAUTHORIZED:
+		return true
+	case fnmarket.EINVALID:
+		_, ok := fnmarket.ErrorFields(err)["current_password"]
+		return ok
+	}
+	return false
+}
+
+// releasePasswordAttempt gives the reserved attempt back: the password was
+// right, or it was never checked (no hashing slot, a store error).
+func (s *Server) releasePasswordAttempt(c echo.Context, email, client string) {
+	if s.LoginThrottle == nil {
+		return
+	}
+	if err := s.LoginThrottle.Release(c.Request().Context(), email, client); err != nil {
+		s.log.WarnContext(c.Request().Context(), "login throttle unavailable", "err", err)
+	}
+}
+
+// handleLogout ends the session the request carries, on every replica, and
+// clears the browser's cookies. Without a valid session there is nothing to
+// end, and the answer is the same 204.
 func (s *Server) handleLogout() echo.HandlerFunc {
 	return func(c echo.Context) error {
+		ses, err := s.authenticate(c)
+		switch fnmarket.ErrorCode(err) {
+		case "":
+			if err := s.revokeSession(c.Request().Context(), ses); err != nil {
+				return fnmarket.Wrap("revoke session", err)
+			}
+		case fnmarket.EUNAUTHORIZED:
+		default:
+			// A wrong CSRF token must not end someone's session.
+			return err
+		}
 		s.clearSessionCookies(c)
 		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+type passwordChangeRequest struct {
+	CurrentPassword string `json:"current_password"`
+	NewPassword     string `json:"new_password"`
+}
+
+// handleChangePassword replaces the password. Every session issued before
+// (on every replica, since each request checks the account's credential)
+// ends; the answer carries a new session like login's.
+func (s *Server) handleChangePassword() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req passwordChangeRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		ctx := c.Request().Context()
+		a, err := s.Accounts.Account(ctx, accountID(c))
+		if err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		if req.CurrentPassword == "" {
+			v.Add("current_password", "is required")
+		}
+		validateNewPassword(v, "new_password", req.NewPassword, a.Email)
+		if req.NewPassword != "" && req.NewPassword == req.CurrentPassword {
+			v.Add("new_password", "must differ from the current password")
+		}
+		if err := v.Err(); err != nil {
+			return err
+		}
+		// A wrong current password is a guess like a wrong login, and is
+		// throttled the same way.
+		client := clientAddress(c)
+		email := a.Email
+		if err := s.beginPasswordAttempt(c, email, client); err != nil {
+			return err
+		}
+		err = s.hashing(c, func() (err error) {
+			a, err = s.Accounts.ChangePassword(ctx, a.ID, req.CurrentPassword, req.NewPassword)
+			return err
+		})
+		if !wrongPassword(err) {
+			s.releasePasswordAttempt(c, email, client)
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.revokeSession(ctx, currentSession(c)); err != nil {
+			s.log.WarnContext(ctx, "revoke session after password change", "err", err)
+		}
+		s.log.InfoContext(ctx, "password changed", "account", a.ID)
+		return s.startSession(c, http.StatusOK, a)
 	}
 }
 

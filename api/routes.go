@@ -20,6 +20,7 @@ func (s *Server) routes() {
 
 	a := e.Group("/api/v1")
 	auth := s.requireSession
+	a.POST("/auth/password", s.handleChangePassword(), auth)
 	a.GET("/me", s.handleMe(), auth)
 	a.POST("/vendor", s.handleBecomeVendor(), auth)
 

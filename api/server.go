@@ -11,7 +11,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"time"
 
@@ -49,9 +51,23 @@ type Deps struct {
 	MaxUploadBytes int64
 	// MaxBodyBytes bounds ordinary JSON request bodies.
 	MaxBodyBytes int64
-	// LoginThrottle, when set, refuses logins for an email after repeated
-	// wrong passwords (shared by every replica).
+	// LoginThrottle, when set, locks logins for an (email, client address)
+	// pair after repeated wrong passwords and reports each account's attempts
+	// from every address, which slow it down (shared by every replica).
 	LoginThrottle LoginThrottle
+	// AuthRate, when set, limits sign-ups and login attempts per client
+	// address.
+	AuthRate AuthRate
+	// TrustedProxies are the networks whose X-Forwarded-For names the client
+	// address; empty: the connection's address is the client's. Every use of
+	// a client address in the API goes through echo's IPExtractor set from
+	// it (echo.Context.RealIP).
+	TrustedProxies []*net.IPNet
+	// Auth tunes the per-account slowdown and bounds password hashing.
+	Auth AuthLimits
+	// Revocations remembers sessions ended by logout, shared by every
+	// replica; nil keeps them in this process only.
+	Revocations SessionRevocations
 	// Clock decides default usage windows; nil is the system clock.
 	Clock fnmarket.Clock
 	// StripeEnabled says whether payouts through Stripe Connect are
@@ -59,19 +75,65 @@ type Deps struct {
 	StripeEnabled bool
 }
 
-// LoginThrottle counts failed logins per account.
+// LoginThrottle counts login attempts per (account, client address) pair and
+// per account. Begin reserves an attempt before the password is checked, so
+// concurrent attempts cannot overrun it; Release gives the attempt back
+// after a right password or when no password was checked.
 type LoginThrottle interface {
-	Blocked(ctx context.Context, key string) (bool, time.Duration, error)
-	Fail(ctx context.Context, key string) error
-	Reset(ctx context.Context, key string) error
+	Begin(ctx context.Context, account, client string) (allowed bool, retryAfter time.Duration, accountAttempts int64, err error)
+	Release(ctx context.Context, account, client string) error
+}
+
+// AuthRate limits sign-ups and login attempts per client address.
+type AuthRate interface {
+	Take(ctx context.Context, client string) (allowed bool, retryAfter time.Duration, err error)
+}
+
+// AuthLimits tunes how logins under attack are slowed and how much password
+// hashing may run at once. Zero values take the defaults.
+type AuthLimits struct {
+	// AccountFreeAttempts is how many attempts an account takes in the
+	// throttle's window, from all addresses together, before each further
+	// one waits (default 10).
+	AccountFreeAttempts int64
+	// SlowdownStep is the wait added per attempt past the free ones (default
+	// 250ms); SlowdownMax caps it (default 3s). Waiting, not refusing, keeps
+	// the owner able to log in while the account is under attack.
+	SlowdownStep, SlowdownMax time.Duration
+	// HashSlots bounds concurrent password hashing (default max(1,
+	// GOMAXPROCS/2)), so sign-ups and logins cannot starve the gateway of CPU.
+	HashSlots int
+	// HashWait is how long a request waits for a hashing slot before it gets
+	// 503 with Retry-After (default 2s).
+	HashWait time.Duration
+}
+
+func (l *AuthLimits) defaults() {
+	if l.AccountFreeAttempts <= 0 {
+		l.AccountFreeAttempts = 10
+	}
+	if l.SlowdownStep <= 0 {
+		l.SlowdownStep = 250 * time.Millisecond
+	}
+	if l.SlowdownMax <= 0 {
+		l.SlowdownMax = 3 * time.Second
+	}
+	if l.HashSlots <= 0 {
+		l.HashSlots = max(1, runtime.GOMAXPROCS(0)/2)
+	}
+	if l.HashWait <= 0 {
+		l.HashWait = 2 * time.Second
+	}
 }
 
 // Server is the portal API.
 type Server struct {
 	Deps
-	echo     *echo.Echo
-	sessions *Sessions
-	log      *slog.Logger
+	echo        *echo.Echo
+	sessions    *Sessions
+	revocations SessionRevocations
+	hashSlots   chan struct{}
+	log         *slog.Logger
 }
 
 // NewServer builds the API with every route registered.
@@ -88,14 +150,19 @@ func NewServer(d Deps) *Server {
 	if d.MaxUploadBytes < d.MaxBodyBytes {
 		d.MaxUploadBytes = d.MaxBodyBytes
 	}
+	d.Auth.defaults()
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
+	e.IPExtractor = clientIPExtractor(d.TrustedProxies)
 	e.HTTPErrorHandler = errorHandler(d.Logger)
 	e.Use(middleware.Recover())
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY", ReferrerPolicy: "same-origin",
 	}))
-	s := &Server{Deps: d, echo: e, sessions: d.Sessions, log: d.Logger}
+	if d.Revocations == nil {
+		d.Revocations = &memoryRevocations{until: map[string]time.Time{}, clock: d.Clock}
+	}
+	s := &Server{Deps: d, echo: e, sessions: d.Sessions, revocations: d.Revocations, hashSlots: make(chan struct{}, d.Auth.HashSlots), log: d.Logger}
 	s.routes()
 	return s
 }

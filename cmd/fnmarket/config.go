@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -26,6 +27,8 @@ type config struct {
 	JWTSecret             string
 	RateLimitPerKey       int
 	AllowPrivateUpstreams bool
+	AuthRatePerMinute     int
+	TrustedProxies        []*net.IPNet
 	MaxBodyBytes          int64
 	StripeSecretKey       string
 	StripeAPIBase         string
@@ -69,6 +72,12 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	var err error
 	if c.RateLimitPerKey, err = strconv.Atoi(env("FNMARKET_RATE_LIMIT_PER_KEY", "100")); err != nil || c.RateLimitPerKey < 0 {
 		return c, fmt.Errorf("FNMARKET_RATE_LIMIT_PER_KEY must be a whole number, 0 or more")
+	}
+	if c.AuthRatePerMinute, err = strconv.Atoi(env("FNMARKET_AUTH_RATE_PER_MINUTE", "20")); err != nil || c.AuthRatePerMinute < 0 {
+		return c, fmt.Errorf("FNMARKET_AUTH_RATE_PER_MINUTE must be a whole number, 0 or more")
+	}
+	if c.TrustedProxies, err = parseCIDRs(getenv("FNMARKET_TRUSTED_PROXIES")); err != nil {
+		return c, fmt.Errorf("FNMARKET_TRUSTED_PROXIES: %w", err)
 	}
 	if c.AllowPrivateUpstreams, err = strconv.ParseBool(env("FNMARKET_ALLOW_PRIVATE_UPSTREAMS", "false")); err != nil {
 		return c, fmt.Errorf("FNMARKET_ALLOW_PRIVATE_UPSTREAMS must be true or false")
@@ -121,6 +130,36 @@ func flagSet(cmd string, c *config, getenv func(string) string) *flag.FlagSet {
 		fs.StringVar(&c.InvoiceDetail, "detail", "", "why, kept with the transition")
 	}
 	return fs
+}
+
+// parseCIDRs reads comma-separated networks ("10.0.0.0/8, 2001:db8::/32");
+// a bare address stands for itself alone.
+func parseCIDRs(list string) ([]*net.IPNet, error) {
+	var out []*net.IPNet
+	for _, f := range strings.Split(list, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			ip := net.ParseIP(f)
+			if ip == nil {
+				return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", f)
+			}
+			bits := 128
+			if ip.To4() != nil {
+				ip, bits = ip.To4(), 32
+			}
+			out = append(out, &net.IPNet{IP: ip, Mask: net.CIDRMask(bits, bits)})
+			continue
+		}
+		_, n, err := net.ParseCIDR(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // jwtSecret returns the configured session key or, when none is set, one

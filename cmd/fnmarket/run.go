@@ -421,11 +421,17 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		return err
 	}
 	usage := a.usageStore()
+	var authRate api.AuthRate
+	if a.cfg.AuthRatePerMinute > 0 {
+		authRate = redisx.NewClientRate(a.redis, a.cfg.RedisPrefix, a.cfg.AuthRatePerMinute)
+	}
 	p.api = api.NewServer(api.Deps{
 		Logger:   a.log,
 		Accounts: a.accounts,
 		Catalog:  a.catalog,
 		Sessions: api.NewSessions(secret, 24*time.Hour, a.clock),
+		// Logged-out sessions are refused by every replica.
+		Revocations: redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
 		CheckUpstream: func(ctx context.Context, raw string) error {
 			return gateway.CheckUpstreamURL(ctx, raw, a.cfg.AllowPrivateUpstreams)
 		},
@@ -439,8 +445,12 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		MaxUploadBytes: 48 << 20,
 		StripeEnabled:  a.cfg.StripeSecretKey != "",
 		Clock:          a.clock,
-		// Ten wrong passwords for one account lock its logins for 15 minutes.
-		LoginThrottle: redisx.NewFailureThrottle(a.redis, a.cfg.RedisPrefix, 10, 15*time.Minute),
+		// Ten wrong passwords for one account from one address lock that
+		// address out of it for 15 minutes; past ten attempts from all
+		// addresses together, each further one waits (api.AuthLimits).
+		LoginThrottle:  redisx.NewLoginThrottle(a.redis, a.cfg.RedisPrefix, 10, 15*time.Minute),
+		AuthRate:       authRate,
+		TrustedProxies: a.cfg.TrustedProxies,
 	})
 	web.Register(p.api.Echo(), web.Options{})
 	return nil

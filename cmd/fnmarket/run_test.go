@@ -230,6 +230,9 @@ func TestServeEndToEnd(t *testing.T) {
 				c.call("POST", "/api/v1/auth/login", "", map[string]any{"email": "c@example.com", "password": fmt.Sprintf("wrong guess %d", i)}, 401)
 			}
 			c.call("POST", "/api/v1/auth/login", "", map[string]any{"email": "c@example.com", "password": "correct horse battery"}, 429)
+			// Logging out ends the session.
+			c.call("POST", "/api/v1/auth/logout", consumer, nil, 204)
+			c.call("GET", "/api/v1/me", consumer, nil, 401)
 
 			if err := inst.stop(); err != nil {
 				t.Fatalf("shutdown: %v", err)
