@@ -30,6 +30,7 @@
 // answer, refusals included, and X-Compute-Ms. Calls the gateway turns down
 // are application/problem+json {"type","title","status","detail","code"}:
 //
+//	400 invalid_input        a "." or ".." segment in the path after the name
 //	401 unauthenticated      no key, unknown key, revoked key
 //	404 not_found            unknown, unpublished or malformed function or version
 //	413 payload_too_large    body over MaxBodyBytes (6 MiB)
@@ -38,7 +39,7 @@
 //	502 upstream_unreachable could not connect, address not allowed, answer broke off
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
-// Refusals (401, 404, 413, 429, 402, and 502 before any answer) are not billed
+// Refusals (400, 401, 404, 413, 429, 402, and 502 before any answer) are not billed
 // and not recorded with the Meter at all; they show only in metrics.
 //
 // # Compute time, for vendors
@@ -97,4 +98,11 @@
 // query), body (streamed) and end-to-end headers, without Authorization,
 // X-API-Key, Cookie and hop-by-hop headers, with X-Forwarded-For (appended),
 // X-Forwarded-Host, X-Forwarded-Proto and X-Invocation-Id.
+//
+// The forwarded path always stays under the backend URL's path: a call whose
+// path after the function's name has a "." or ".." segment in any form a
+// server might decode (%2e, %2f and %5c escapes, escapes encoded twice,
+// backslashes, "..;") is refused 400 invalid_input before it is admitted, so
+// it is not billed. The gateway refuses rather than cleans, so the function
+// never sees a path its vendor did not mean to serve.
 package gateway

@@ -461,6 +461,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on the function is known to exist, so its names are safe
 	// metric labels (a caller cannot grow their number).
 	vendor, name = route.VendorSlug, route.Function
+	if restEscapesBase(rest) {
+		// An encoded "../" would reach another path on the vendor's host
+		// at this function's price.
+		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.EINVALID, "the path after the function's name must not contain \".\" or \"..\" segments, in any encoding"))
+		return
+	}
 	if r.ContentLength > g.cfg.MaxBodyBytes {
 		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit of %d bytes", g.cfg.MaxBodyBytes))
 		return
