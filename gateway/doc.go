@@ -83,13 +83,19 @@
 //
 // # Upstream safety
 //
-// Unless AllowPrivateUpstreams, backends at loopback, private (RFC 1918,
-// fc00::/7), link-local (including 169.254.169.254), unspecified, CGNAT
-// (100.64.0.0/10), multicast and reserved addresses are refused: at publish
-// time by CheckUpstreamURL, and on every connection by the dialer, which sees
-// the resolved address (so DNS rebinding does not help). Such a call gets 502
-// and is not billed. Only http and https backends are called; redirects from
-// the function are passed to the caller, never followed.
+// Unless AllowPrivateUpstreams, backends at addresses that are not public
+// unicast are refused: every range of IANA's IPv4 and IPv6 Special-Purpose
+// Address Registries that is not globally reachable (loopback, RFC 1918,
+// CGNAT, link-local with 169.254.169.254, documentation and TEST-NETs,
+// benchmarking, 2001::/23 with Teredo, unique-local, ...), multicast, and
+// IPv6 outside 2000::/3. An IPv4 address embedded in IPv6 (IPv4-mapped
+// ::ffff:0:0/96, IPv4-compatible ::/96, SIIT ::ffff:0:0:0/96, NAT64
+// 64:ff9b::/96, 6to4 2002::/16) is judged as that IPv4 address, and the
+// local-use NAT64 prefix 64:ff9b:1::/48 is refused whole. One guard decides
+// at publish time (CheckUpstreamURL) and on every connection (the dialer,
+// which sees the resolved address, so DNS rebinding does not help). Such a
+// call gets 502 and is not billed. Only http and https backends are called;
+// redirects from the function are passed to the caller, never followed.
 //
 // # Forwarded request
 //
