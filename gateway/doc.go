@@ -27,7 +27,12 @@
 //
 // The function's status, headers and body come back as they are, minus
 // hop-by-hop headers, plus X-Invocation-Id (32 hex digits, random) on every
-// answer, refusals included, and X-Compute-Ms. Calls the gateway turns down
+// answer, refusals included, and X-Compute-Ms. Functions answer on the same
+// origin as the portal, so a function's answer (HTTP or wasm) never sets
+// cookies there: its Set-Cookie and Set-Cookie2 headers and trailers are
+// dropped, and every function answer carries "Content-Security-Policy:
+// sandbox" (besides any policy of the function's own), so an HTML answer
+// runs in an opaque origin, away from the portal's storage and session. Calls the gateway turns down
 // are application/problem+json {"type","title","status","detail","code"}:
 //
 //	400 invalid_input        a "." or ".." segment in the path after the name

@@ -163,7 +163,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	dst.Del("Content-Length")
 	dst.Add("Trailer", headerComputeMs)
 	for k := range resp.Trailer {
-		if k != headerComputeMs {
+		if functionMaySend(k) {
 			dst.Add("Trailer", k)
 		}
 	}
@@ -186,7 +186,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	}
 	ms := computeSince(end)
 	for k, vv := range resp.Trailer {
-		if k != headerComputeMs {
+		if functionMaySend(k) {
 			dst[k] = vv
 		}
 	}
@@ -285,16 +285,32 @@ func forwardHeaders(r *http.Request, invocationID string) http.Header {
 }
 
 // CopyAnswerHeaders copies a function's end-to-end answer headers into dst,
-// keeping the ones the gateway already set (X-Invocation-Id, rate limits) and
-// never taking X-Compute-Ms from the function. Every invoker uses it.
+// keeping the ones the gateway already set (X-Invocation-Id, rate limits),
+// never taking X-Compute-Ms or cookies (Set-Cookie, Set-Cookie2) from the
+// function, and adding "Content-Security-Policy: sandbox". Functions answer
+// on the portal's origin: a cookie they set, or a script in an HTML answer,
+// would act as the portal. Every invoker uses it.
 func CopyAnswerHeaders(dst, src http.Header) {
 	removeHopByHop(src)
 	for k, vv := range src {
-		if _, set := dst[k]; set || k == headerComputeMs {
+		if _, set := dst[k]; set || !functionMaySend(k) {
 			continue
 		}
 		dst[k] = vv
 	}
+	// Added to the function's own policies, if any: a browser enforces
+	// every Content-Security-Policy header, so this one always holds.
+	dst.Add("Content-Security-Policy", "sandbox")
+}
+
+// functionMaySend reports whether a function's answer header (or trailer)
+// named canonicalKey is passed to the caller.
+func functionMaySend(canonicalKey string) bool {
+	switch canonicalKey {
+	case headerComputeMs, "Set-Cookie", "Set-Cookie2":
+		return false
+	}
+	return true
 }
 
 // removeHopByHop deletes the hop-by-hop headers of RFC 9110 section 7.6.1,

@@ -45,7 +45,10 @@
 //     "Status: 201" or "Status: 201 Created" sets the status; Location
 //     without Status means 302; Content-Length, Transfer-Encoding, Connection
 //     and the other hop-by-hop headers, X-Compute-Ms and X-Invocation-Id are
-//     dropped (the gateway sets them); every other header is passed on;
+//     dropped (the gateway sets them), and so are Set-Cookie and Set-Cookie2
+//     (the gateway never lets a function set cookies on the portal's
+//     origin, and adds Content-Security-Policy: sandbox); every other
+//     header is passed on;
 //   - stderr goes to the function's log (Runtime.Logs), never to the
 //     consumer;
 //   - exit code 0 (or returning from _start) answers; a non-zero exit, a
