@@ -41,11 +41,12 @@
 //	413 payload_too_large    body over MaxBodyBytes (6 MiB)
 //	429 rate_limited         with Retry-After and X-RateLimit-Limit/-Remaining/-Reset
 //	402 spend_cap_reached    the key's monthly spend cap is reached
-//	502 upstream_unreachable could not connect, address not allowed, answer broke off
+//	502 upstream_unreachable could not connect, address not allowed, no
+//	                         complete status line and headers came back
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
-// Refusals (400, 401, 404, 413, 429, 402, and 502 before any answer) are not billed
-// and not recorded with the Meter at all; they show only in metrics.
+// Refusals (400, 401, 404, 413, 429, 402) and every 502 problem are not
+// billed and not recorded with the Meter at all; they show only in metrics.
 //
 // # Compute time, for vendors
 //
@@ -72,9 +73,20 @@
 // and the call is billed as exactly timeout_ms of compute, with X-Compute-Ms
 // set to that on a 504. Call.Error is set for 5xx answers, timeouts and
 // answers that broke off. A caller that goes away mid-answer is billed for the
-// compute used so far. Not billed: any refusal, a connection that failed
-// before the function answered (502), and a call whose connection attempt
-// itself outlasted the timeout (504, no compute).
+// compute used so far.
+//
+// The function has answered once its status line and headers have arrived.
+// If its body then breaks off, the caller gets the function's status, its
+// headers and the body so far, and then the connection is cut (as
+// httputil.ReverseProxy does, with http.ErrAbortHandler), whatever the
+// answer's size; the call is billed. A 502 upstream_unreachable problem is
+// sent only when nothing usable came back (no connection, an address not
+// allowed, a cut before the end of the headers, or a 101 the gateway never
+// asked for), and a 502 problem is never billed. A 502 that is the
+// function's own status is its answer like any other, and billed.
+//
+// Not billed: any refusal, any 502 problem, and a call whose connection
+// attempt itself outlasted the timeout (504, no compute).
 //
 // # Body limit
 //

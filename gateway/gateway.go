@@ -84,7 +84,10 @@ type Meter interface {
 // *fnmarket.Error with code EUNREACHABLE, EUPSTREAMTIME or ETOOLARGE. If it
 // had not yet written the status (Outcome.HeadersSent false) the gateway
 // answers the caller with that error as problem+json; otherwise the gateway
-// cuts the connection so the caller sees an incomplete answer.
+// cuts the connection so the caller sees an incomplete answer. A 502 problem
+// is never billed: an invoker that returns EUNREACHABLE before writing the
+// status reports Reached false; once the function's status and headers have
+// arrived, it writes them and reports any later break with HeadersSent true.
 type Invoker interface {
 	Invoke(w http.ResponseWriter, r *http.Request, call *Invocation) (Outcome, error)
 }

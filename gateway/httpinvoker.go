@@ -121,7 +121,8 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	if resp.StatusCode < 200 {
 		// Only 101 Switching Protocols gets here, and the gateway strips
 		// Upgrade from requests: a function that switches anyway is broken.
-		return Outcome{Reached: true, ComputeMs: computeSince(headersAt)},
+		// The caller gets a 502 problem, and a 502 problem is never billed.
+		return Outcome{},
 			fnmarket.Errorf(fnmarket.EUNREACHABLE, "the function answered with an unsupported status %d", resp.StatusCode)
 	}
 	noBody := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
@@ -138,20 +139,25 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 		// Small answer of known length: read it whole first, so the header
 		// carries the final compute time and a timeout can still be a 504.
 		body := make([]byte, resp.ContentLength)
-		if _, err := io.ReadFull(resp.Body, body); err != nil {
-			if timedOut() {
-				return timeoutOutcome(false, 0)
-			}
-			ms := computeSince(time.Since(base))
-			return Outcome{Reached: true, ComputeMs: ms},
-				&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: err}
+		n, readErr := io.ReadFull(resp.Body, body)
+		if readErr != nil && timedOut() {
+			return timeoutOutcome(false, 0)
 		}
 		ms := computeSince(time.Since(base))
 		CopyAnswerHeaders(dst, resp.Header)
 		dst.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
 		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write(body)
+		_, _ = w.Write(body[:n])
+		if readErr != nil {
+			// The function answered and then broke off: the caller gets its
+			// status and what arrived, then a cut connection (the gateway
+			// aborts it), and the call is billed, as for a streamed answer.
+			// Flush first: the abort discards what is still buffered.
+			_ = rc.Flush()
+			return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true},
+				&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: readErr}
+		}
 		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
 	}
 
