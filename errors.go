@@ -25,6 +25,11 @@ const (
 	EUPSTREAMTIME  = "upstream_timeout"
 	EINTERNAL      = "internal"
 	EUNPROCESSABLE = "unprocessable"
+	// EREQUESTTIMEOUT: the request body stopped arriving (408).
+	EREQUESTTIMEOUT = "request_timeout"
+	// EUNAVAILABLE: the server is at a capacity limit right now; retry
+	// after the Retry-After header (503).
+	EUNAVAILABLE = "unavailable"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -117,12 +122,16 @@ func HTTPStatus(code string) int {
 		return 409
 	case ETOOLARGE:
 		return 413
+	case EREQUESTTIMEOUT:
+		return 408
 	case EUNPROCESSABLE:
 		return 422
 	case ERATELIMITED:
 		return 429
 	case EUNREACHABLE:
 		return 502
+	case EUNAVAILABLE:
+		return 503
 	case EUPSTREAMTIME:
 		return 504
 	default:

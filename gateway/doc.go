@@ -38,6 +38,7 @@
 //	400 invalid_input        a "." or ".." segment in the path after the name
 //	401 unauthenticated      no key, unknown key, revoked key
 //	404 not_found            unknown, unpublished or malformed function or version
+//	408 request_timeout      the body sent nothing for BodyIdleTimeout (20 s)
 //	413 payload_too_large    body over MaxBodyBytes (6 MiB)
 //	429 rate_limited         with Retry-After and X-RateLimit-Limit/-Remaining/-Reset
 //	402 spend_cap_reached    the key's monthly spend cap is reached
@@ -45,7 +46,7 @@
 //	                         complete status line and headers came back
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
-// Refusals (400, 401, 404, 413, 429, 402) and every 502 problem are not
+// Refusals (400, 401, 404, 408, 413, 429, 402) and every 502 problem are not
 // billed and not recorded with the Meter at all; they show only in metrics.
 //
 // # Compute time, for vendors
@@ -97,6 +98,15 @@
 // aborted (the function sees a truncated request and cannot have answered it),
 // the caller gets 413, and nothing is billed. If the function answered before
 // reading the whole body, its answer stands and is billed.
+//
+// Bodies stream, but each read must bring something within BodyIdleTimeout
+// (20 s; the connection's read deadline, moved forward before every read and
+// cleared at the end of the body). A body that sends nothing for that long is
+// cut: as with the size limit, the function sees a truncated request, the
+// caller gets 408 request_timeout (and the connection is closed), and nothing
+// is billed unless the function had answered already. The whole body may take
+// as long as the caller likes, as long as it keeps sending. The server's
+// ReadHeaderTimeout (10 s, in cmd/fnmarket) bounds the request headers.
 //
 // # Upstream safety
 //

@@ -115,6 +115,11 @@ type Invocation struct {
 // function answered anyway.
 func (c *Invocation) BodyTooLarge() bool { return c.body != nil && c.body.hit.Load() }
 
+// BodyStalled reports whether the request body sent nothing for the
+// gateway's BodyIdleTimeout, in which case the call is answered 408 and not
+// billed unless the function answered anyway.
+func (c *Invocation) BodyStalled() bool { return c.body != nil && c.body.stalled.Load() }
+
 // Outcome is what an Invoker reports about one call.
 type Outcome struct {
 	// Reached means the function received the call and either answered (with
@@ -154,6 +159,9 @@ const (
 	DefaultDialTimeout         = 5 * time.Second
 )
 
+// DefaultBodyIdleTimeout is Config.BodyIdleTimeout when left zero.
+const DefaultBodyIdleTimeout = 20 * time.Second
+
 // Config tunes a Gateway. Zero fields take the defaults above.
 type Config struct {
 	// PathPrefix is the part of the request path before {vendor}; set it to
@@ -192,6 +200,11 @@ type Config struct {
 	StoreTimeout time.Duration
 	// DialTimeout bounds connecting to an HTTP backend.
 	DialTimeout time.Duration
+	// BodyIdleTimeout cuts a request body that sends nothing for this long
+	// while the gateway reads it (DefaultBodyIdleTimeout when zero): bodies
+	// stream, but one byte every few seconds must not hold a connection,
+	// and a call slot at the function, forever.
+	BodyIdleTimeout time.Duration
 	// Registerer receives the gateway's Prometheus metrics; nil keeps them
 	// in a private registry.
 	Registerer prometheus.Registerer
@@ -237,6 +250,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.BodyIdleTimeout <= 0 {
+		c.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
@@ -514,6 +530,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	call := &Invocation{ID: id, Route: route, Rest: rest, At: at, Timeout: timeout}
 	if r.Body != nil && r.Body != http.NoBody {
 		call.body = newCappedBody(r.Body, g.cfg.MaxBodyBytes)
+		call.body.idle, call.body.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline
 		r.Body = call.body
 	}
 	out, err := inv.Invoke(w, r, call)

@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -47,6 +48,10 @@ func newHTTPInvoker(cfg Config) *httpInvoker {
 		bufferLimit: cfg.BufferResponseBytes,
 	}
 }
+
+// errBodyStalled answers a call whose request body sent nothing for the
+// gateway's BodyIdleTimeout before the function answered.
+var errBodyStalled = fnmarket.Errorf(fnmarket.EREQUESTTIMEOUT, "the request body sent nothing for too long")
 
 // callTimeout is the cause of a call's context when the version's timeout ends it.
 type callTimeout struct{}
@@ -103,6 +108,8 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 		switch {
 		case call.BodyTooLarge():
 			return Outcome{}, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit")
+		case call.BodyStalled():
+			return Outcome{}, errBodyStalled
 		case isBlockedDial(err):
 			return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend address is not allowed", Err: err}
 		case timedOut() && sent.Load() != 0:
@@ -346,12 +353,19 @@ func isHopByHop(canonicalKey string) bool {
 
 // cappedBody is a request body that fails with *http.MaxBytesError once more
 // than the limit is read, as http.MaxBytesReader does, and remembers that it did
-// so the gateway can tell "too large" from "upstream unreachable".
+// so the gateway can tell "too large" from "upstream unreachable". With idle
+// set, each read must bring something within idle (the connection's read
+// deadline, moved forward before every read and cleared at the end of the
+// body, so it cannot fire later in the call); it remembers a stall as well.
 type cappedBody struct {
 	rc    io.ReadCloser
 	limit int64
 	left  int64
 	hit   atomic.Bool
+
+	idle     time.Duration
+	deadline func(time.Time) error // http.ResponseController.SetReadDeadline
+	stalled  atomic.Bool
 }
 
 func newCappedBody(rc io.ReadCloser, limit int64) *cappedBody {
@@ -365,7 +379,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left+1 {
 		p = p[:b.left+1] // one byte past the limit is enough to know
 	}
-	n, err := b.rc.Read(p)
+	n, err := b.read(p)
 	if int64(n) <= b.left {
 		b.left -= int64(n)
 		return n, err
@@ -373,6 +387,28 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	n, b.left = int(b.left), 0
 	b.hit.Store(true)
 	return n, &http.MaxBytesError{Limit: b.limit}
+}
+
+// read reads from the caller under the idle deadline, if any.
+func (b *cappedBody) read(p []byte) (int, error) {
+	if b.idle <= 0 || b.deadline == nil {
+		return b.rc.Read(p)
+	}
+	if b.deadline(time.Now().Add(b.idle)) != nil {
+		// A writer without deadlines (HTTP/2 in old servers, test recorders).
+		b.deadline = nil
+		return b.rc.Read(p)
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.stalled.Store(true)
+	case err != nil:
+		// The end of the body (or of the connection): no deadline must
+		// remain to cut the caller's connection later in the call.
+		_ = b.deadline(time.Time{})
+	}
+	return n, err
 }
 
 func (b *cappedBody) Close() error { return b.rc.Close() }

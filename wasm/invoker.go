@@ -34,6 +34,9 @@ func (i *Invoker) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.I
 	case call.BodyTooLarge():
 		// The module saw a truncated request: refuse it, unbilled.
 		return gateway.Outcome{}, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit")
+	case call.BodyStalled():
+		// The body stopped arriving before the module started: unbilled.
+		return gateway.Outcome{}, fnmarket.Errorf(fnmarket.EREQUESTTIMEOUT, "the request body sent nothing for too long")
 	case err != nil && fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND:
 		return gateway.Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's module is not available", Err: err}
 	case err != nil && r.Context().Err() != nil:

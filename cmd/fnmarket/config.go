@@ -27,6 +27,7 @@ type config struct {
 	RateLimitPerKey       int
 	AllowPrivateUpstreams bool
 	MaxBodyBytes          int64
+	BodyIdleTimeout       time.Duration
 	StripeSecretKey       string
 	StripeAPIBase         string
 	StripeWebhookSecret   string
@@ -82,6 +83,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if c.MaxBodyBytes, err = strconv.ParseInt(env("FNMARKET_MAX_BODY_BYTES", strconv.Itoa(6<<20)), 10, 64); err != nil || c.MaxBodyBytes <= 0 {
 		return c, fmt.Errorf("FNMARKET_MAX_BODY_BYTES must be a positive number of bytes")
+	}
+	if c.BodyIdleTimeout, err = time.ParseDuration(env("FNMARKET_BODY_IDLE_TIMEOUT", "20s")); err != nil || c.BodyIdleTimeout <= 0 {
+		return c, fmt.Errorf("FNMARKET_BODY_IDLE_TIMEOUT must be a positive duration such as 20s")
 	}
 	if c.PlatformFeeRate, err = decimal.NewFromString(env("FNMARKET_PLATFORM_FEE_RATE", "0.20")); err != nil || c.PlatformFeeRate.IsNegative() || c.PlatformFeeRate.GreaterThan(decimal.NewFromInt(1)) {
 		return c, fmt.Errorf("FNMARKET_PLATFORM_FEE_RATE must be a decimal between 0 and 1")

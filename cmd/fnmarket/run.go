@@ -397,6 +397,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 	gw, err := gateway.New(gateway.Config{
 		DefaultRateLimitPerKey: a.cfg.RateLimitPerKey,
 		MaxBodyBytes:           a.cfg.MaxBodyBytes,
+		BodyIdleTimeout:        a.cfg.BodyIdleTimeout,
 		AllowPrivateUpstreams:  a.cfg.AllowPrivateUpstreams,
 		Registerer:             a.registry,
 		Logger:                 a.log,
