@@ -44,10 +44,12 @@
 //	402 spend_cap_reached    the key's monthly spend cap is reached
 //	502 upstream_unreachable could not connect, address not allowed, no
 //	                         complete status line and headers came back
+//	503 unavailable          wasm functions at the process's bounds (with Retry-After)
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
-// Refusals (400, 401, 404, 408, 413, 429, 402) and every 502 problem are not
-// billed and not recorded with the Meter at all; they show only in metrics.
+// Refusals (400, 401, 404, 408, 413, 429, 402, 503) and every 502 problem
+// are not billed and not recorded with the Meter at all; they show only in
+// metrics.
 //
 // # Compute time, for vendors
 //

@@ -85,6 +85,16 @@
 //     stopped, its output is discarded, and the Response has OutputTooLarge
 //     and status 502.
 //
+// Across the process (Config, not per call), at most MaxConcurrency calls
+// run at once (GOMAXPROCS by default) and the memory limits of the calls
+// running add up to at most MemoryBudgetBytes (a quarter of the machine's
+// or cgroup's memory by default, never below one call at MaxMemoryPages):
+// each call reserves its whole memory limit while it runs, so the bound
+// holds whatever the modules do. A call waits for room up to AdmissionWait
+// (1 s), after its body is read and its module loaded; then Run returns
+// ErrBusy (code unavailable) without running it, and the gateway answers
+// 503 problem+json with Retry-After, not billed.
+//
 // Compute is the wall time from instantiation to the end of _start; loading
 // and compiling a module and reading the request body are not part of it.
 //
