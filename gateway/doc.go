@@ -137,7 +137,8 @@
 // The forwarded path always stays under the backend URL's path: a call whose
 // path after the function's name has a "." or ".." segment in any form a
 // server might decode (%2e, %2f and %5c escapes, escapes encoded twice,
-// backslashes, "..;") is refused 400 invalid_input before it is admitted, so
-// it is not billed. The gateway refuses rather than cleans, so the function
-// never sees a path its vendor did not mean to serve.
+// backslashes, "..;", overlong UTF-8 such as %c0%ae) is refused 400
+// invalid_input before it is admitted, so it is not billed. The gateway
+// refuses rather than cleans, so the function never sees a path its vendor
+// did not mean to serve.
 package gateway

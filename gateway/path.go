@@ -87,8 +87,14 @@ func restEscapesBase(rest string) bool {
 }
 
 // hasDotSegment reports whether p, split at "/" and "\", has a segment that
-// is "." or ".." (ignoring ";parameters").
+// is "." or ".." (ignoring ";parameters"), or holds an overlong UTF-8 form
+// (0xC0 or 0xC1 lead bytes, or 0xE0 0x80 and 0xF0 0x80 prefixes), which old
+// servers decode to "." or "/" and which no valid UTF-8 contains.
 func hasDotSegment(p string) bool {
+	if strings.IndexByte(p, 0xc0) >= 0 || strings.IndexByte(p, 0xc1) >= 0 ||
+		strings.Contains(p, "\xe0\x80") || strings.Contains(p, "\xf0\x80") {
+		return true
+	}
 	for seg := range strings.FieldsFuncSeq(p, func(r rune) bool { return r == '/' || r == '\\' }) {
 		seg, _, _ = strings.Cut(seg, ";")
 		if seg == "." || seg == ".." {

@@ -44,6 +44,10 @@ func TestEncodedDotSegmentsStayUnderBase(t *testing.T) {
 		"/x/%2e/y",
 		"/%2e%2e",
 		"/..%2f",
+		"/%c0%ae%c0%ae/%c0%ae%c0%ae/private", // overlong UTF-8 "."
+		"/..%c0%af..%c0%afprivate",           // overlong UTF-8 "/"
+		"/%e0%80%ae%e0%80%ae/private",
+		"/..%c1%9c..%c1%9cprivate", // overlong UTF-8 "\"
 	}
 	for _, p := range refused {
 		req, err := http.NewRequest(http.MethodGet, e.srv.URL, nil)
@@ -76,6 +80,7 @@ func TestEncodedDotSegmentsStayUnderBase(t *testing.T) {
 		{"/a%2fb", "/pub/fn/a%2fb"},
 		{"/100%25", "/pub/fn/100%25"},
 		{"/100%2525", "/pub/fn/100%2525"},
+		{"/caf%C3%A9", "/pub/fn/caf%C3%A9"},
 	}
 	for _, tt := range allowed {
 		req, _ := http.NewRequest(http.MethodGet, e.srv.URL, nil)
