@@ -25,7 +25,10 @@ const (
 	EUPSTREAMTIME  = "upstream_timeout"
 	EINTERNAL      = "internal"
 	EUNPROCESSABLE = "unprocessable"
-	// EUNAVAILABLE is a temporary refusal under load (503, with Retry-After).
+	// EREQUESTTIMEOUT: the request body stopped arriving (408).
+	EREQUESTTIMEOUT = "request_timeout"
+	// EUNAVAILABLE: the server is at a capacity limit right now; retry
+	// after the Retry-After header (503).
 	EUNAVAILABLE = "unavailable"
 )
 
@@ -119,16 +122,18 @@ func HTTPStatus(code string) int {
 		return 409
 	case ETOOLARGE:
 		return 413
+	case EREQUESTTIMEOUT:
+		return 408
 	case EUNPROCESSABLE:
 		return 422
 	case ERATELIMITED:
 		return 429
 	case EUNREACHABLE:
 		return 502
-	case EUPSTREAMTIME:
-		return 504
 	case EUNAVAILABLE:
 		return 503
+	case EUPSTREAMTIME:
+		return 504
 	default:
 		return 500
 	}

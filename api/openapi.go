@@ -178,8 +178,10 @@ func OpenAPI() map[string]any {
 				"security":   []any{map[string]any{"apiKey": []any{}}, map[string]any{"apiKeyBearer": []any{}}},
 				"parameters": params,
 				"responses": map[string]any{
-					"default": map[string]any{"description": "the function's own answer, with X-Invocation-Id and X-Compute-Ms"},
-					"401":     problem, "402": problem, "404": problem, "413": problem, "429": problem, "502": problem, "504": problem,
+					"default": map[string]any{"description": "the function's own answer (without Set-Cookie, with Content-Security-Policy: sandbox), with X-Invocation-Id and X-Compute-Ms"},
+					"400":     problem, "401": problem, "402": problem, "404": problem, "408": problem, "413": problem, "429": problem, "502": problem,
+					"503": map[string]any{"description": "wasm functions at this server's capacity (memory budget or concurrency); not billed, retry after Retry-After", "content": problem["content"]},
+					"504": problem,
 				},
 			})
 		}

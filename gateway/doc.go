@@ -27,19 +27,29 @@
 //
 // The function's status, headers and body come back as they are, minus
 // hop-by-hop headers, plus X-Invocation-Id (32 hex digits, random) on every
-// answer, refusals included, and X-Compute-Ms. Calls the gateway turns down
+// answer, refusals included, and X-Compute-Ms. Functions answer on the same
+// origin as the portal, so a function's answer (HTTP or wasm) never sets
+// cookies there: its Set-Cookie and Set-Cookie2 headers and trailers are
+// dropped, and every function answer carries "Content-Security-Policy:
+// sandbox" (besides any policy of the function's own), so an HTML answer
+// runs in an opaque origin, away from the portal's storage and session. Calls the gateway turns down
 // are application/problem+json {"type","title","status","detail","code"}:
 //
+//	400 invalid_input        a "." or ".." segment in the path after the name
 //	401 unauthenticated      no key, unknown key, revoked key
 //	404 not_found            unknown, unpublished or malformed function or version
+//	408 request_timeout      the body sent nothing for BodyIdleTimeout (20 s)
 //	413 payload_too_large    body over MaxBodyBytes (6 MiB)
 //	429 rate_limited         with Retry-After and X-RateLimit-Limit/-Remaining/-Reset
 //	402 spend_cap_reached    the key's monthly spend cap is reached
-//	502 upstream_unreachable could not connect, address not allowed, answer broke off
+//	502 upstream_unreachable could not connect, address not allowed, no
+//	                         complete status line and headers came back
+//	503 unavailable          wasm functions at the process's bounds (with Retry-After)
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
-// Refusals (401, 404, 413, 429, 402, and 502 before any answer) are not billed
-// and not recorded with the Meter at all; they show only in metrics.
+// Refusals (400, 401, 404, 408, 413, 429, 402, 503) and every 502 problem
+// are not billed and not recorded with the Meter at all; they show only in
+// metrics.
 //
 // # Compute time, for vendors
 //
@@ -66,9 +76,20 @@
 // and the call is billed as exactly timeout_ms of compute, with X-Compute-Ms
 // set to that on a 504. Call.Error is set for 5xx answers, timeouts and
 // answers that broke off. A caller that goes away mid-answer is billed for the
-// compute used so far. Not billed: any refusal, a connection that failed
-// before the function answered (502), and a call whose connection attempt
-// itself outlasted the timeout (504, no compute).
+// compute used so far.
+//
+// The function has answered once its status line and headers have arrived.
+// If its body then breaks off, the caller gets the function's status, its
+// headers and the body so far, and then the connection is cut (as
+// httputil.ReverseProxy does, with http.ErrAbortHandler), whatever the
+// answer's size; the call is billed. A 502 upstream_unreachable problem is
+// sent only when nothing usable came back (no connection, an address not
+// allowed, a cut before the end of the headers, or a 101 the gateway never
+// asked for), and a 502 problem is never billed. A 502 that is the
+// function's own status is its answer like any other, and billed.
+//
+// Not billed: any refusal, any 502 problem, and a call whose connection
+// attempt itself outlasted the timeout (504, no compute).
 //
 // # Body limit
 //
@@ -80,15 +101,30 @@
 // the caller gets 413, and nothing is billed. If the function answered before
 // reading the whole body, its answer stands and is billed.
 //
+// Bodies stream, but each read must bring something within BodyIdleTimeout
+// (20 s; the connection's read deadline, moved forward before every read and
+// cleared at the end of the body). A body that sends nothing for that long is
+// cut: as with the size limit, the function sees a truncated request, the
+// caller gets 408 request_timeout (and the connection is closed), and nothing
+// is billed unless the function had answered already. The whole body may take
+// as long as the caller likes, as long as it keeps sending. The server's
+// ReadHeaderTimeout (10 s, in cmd/fnmarket) bounds the request headers.
+//
 // # Upstream safety
 //
-// Unless AllowPrivateUpstreams, backends at loopback, private (RFC 1918,
-// fc00::/7), link-local (including 169.254.169.254), unspecified, CGNAT
-// (100.64.0.0/10), multicast and reserved addresses are refused: at publish
-// time by CheckUpstreamURL, and on every connection by the dialer, which sees
-// the resolved address (so DNS rebinding does not help). Such a call gets 502
-// and is not billed. Only http and https backends are called; redirects from
-// the function are passed to the caller, never followed.
+// Unless AllowPrivateUpstreams, backends at addresses that are not public
+// unicast are refused: every range of IANA's IPv4 and IPv6 Special-Purpose
+// Address Registries that is not globally reachable (loopback, RFC 1918,
+// CGNAT, link-local with 169.254.169.254, documentation and TEST-NETs,
+// benchmarking, 2001::/23 with Teredo, unique-local, ...), multicast, and
+// IPv6 outside 2000::/3. An IPv4 address embedded in IPv6 (IPv4-mapped
+// ::ffff:0:0/96, IPv4-compatible ::/96, SIIT ::ffff:0:0:0/96, NAT64
+// 64:ff9b::/96, 6to4 2002::/16) is judged as that IPv4 address, and the
+// local-use NAT64 prefix 64:ff9b:1::/48 is refused whole. One guard decides
+// at publish time (CheckUpstreamURL) and on every connection (the dialer,
+// which sees the resolved address, so DNS rebinding does not help). Such a
+// call gets 502 and is not billed. Only http and https backends are called;
+// redirects from the function are passed to the caller, never followed.
 //
 // # Forwarded request
 //
@@ -97,4 +133,12 @@
 // query), body (streamed) and end-to-end headers, without Authorization,
 // X-API-Key, Cookie and hop-by-hop headers, with X-Forwarded-For (appended),
 // X-Forwarded-Host, X-Forwarded-Proto and X-Invocation-Id.
+//
+// The forwarded path always stays under the backend URL's path: a call whose
+// path after the function's name has a "." or ".." segment in any form a
+// server might decode (%2e, %2f and %5c escapes, escapes encoded twice,
+// backslashes, "..;", overlong UTF-8 such as %c0%ae) is refused 400
+// invalid_input before it is admitted, so it is not billed. The gateway
+// refuses rather than cleans, so the function never sees a path its vendor
+// did not mean to serve.
 package gateway

@@ -84,7 +84,10 @@ type Meter interface {
 // *fnmarket.Error with code EUNREACHABLE, EUPSTREAMTIME or ETOOLARGE. If it
 // had not yet written the status (Outcome.HeadersSent false) the gateway
 // answers the caller with that error as problem+json; otherwise the gateway
-// cuts the connection so the caller sees an incomplete answer.
+// cuts the connection so the caller sees an incomplete answer. A 502 problem
+// is never billed: an invoker that returns EUNREACHABLE before writing the
+// status reports Reached false; once the function's status and headers have
+// arrived, it writes them and reports any later break with HeadersSent true.
 type Invoker interface {
 	Invoke(w http.ResponseWriter, r *http.Request, call *Invocation) (Outcome, error)
 }
@@ -111,6 +114,11 @@ type Invocation struct {
 // body limit, in which case the call is answered 413 and not billed unless the
 // function answered anyway.
 func (c *Invocation) BodyTooLarge() bool { return c.body != nil && c.body.hit.Load() }
+
+// BodyStalled reports whether the request body sent nothing for the
+// gateway's BodyIdleTimeout, in which case the call is answered 408 and not
+// billed unless the function answered anyway.
+func (c *Invocation) BodyStalled() bool { return c.body != nil && c.body.stalled.Load() }
 
 // Outcome is what an Invoker reports about one call.
 type Outcome struct {
@@ -151,6 +159,9 @@ const (
 	DefaultDialTimeout         = 5 * time.Second
 )
 
+// DefaultBodyIdleTimeout is Config.BodyIdleTimeout when left zero.
+const DefaultBodyIdleTimeout = 20 * time.Second
+
 // Config tunes a Gateway. Zero fields take the defaults above.
 type Config struct {
 	// PathPrefix is the part of the request path before {vendor}; set it to
@@ -189,6 +200,11 @@ type Config struct {
 	StoreTimeout time.Duration
 	// DialTimeout bounds connecting to an HTTP backend.
 	DialTimeout time.Duration
+	// BodyIdleTimeout cuts a request body that sends nothing for this long
+	// while the gateway reads it (DefaultBodyIdleTimeout when zero): bodies
+	// stream, but one byte every few seconds must not hold a connection,
+	// and a call slot at the function, forever.
+	BodyIdleTimeout time.Duration
 	// Registerer receives the gateway's Prometheus metrics; nil keeps them
 	// in a private registry.
 	Registerer prometheus.Registerer
@@ -234,6 +250,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DialTimeout <= 0 {
 		c.DialTimeout = DefaultDialTimeout
+	}
+	if c.BodyIdleTimeout <= 0 {
+		c.BodyIdleTimeout = DefaultBodyIdleTimeout
 	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
@@ -461,6 +480,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on the function is known to exist, so its names are safe
 	// metric labels (a caller cannot grow their number).
 	vendor, name = route.VendorSlug, route.Function
+	if restEscapesBase(rest) {
+		// An encoded "../" would reach another path on the vendor's host
+		// at this function's price.
+		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.EINVALID, "the path after the function's name must not contain \".\" or \"..\" segments, in any encoding"))
+		return
+	}
 	if r.ContentLength > g.cfg.MaxBodyBytes {
 		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit of %d bytes", g.cfg.MaxBodyBytes))
 		return
@@ -505,6 +530,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	call := &Invocation{ID: id, Route: route, Rest: rest, At: at, Timeout: timeout}
 	if r.Body != nil && r.Body != http.NoBody {
 		call.body = newCappedBody(r.Body, g.cfg.MaxBodyBytes)
+		call.body.idle, call.body.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline
 		r.Body = call.body
 	}
 	out, err := inv.Invoke(w, r, call)

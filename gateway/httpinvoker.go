@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -47,6 +48,10 @@ func newHTTPInvoker(cfg Config) *httpInvoker {
 		bufferLimit: cfg.BufferResponseBytes,
 	}
 }
+
+// errBodyStalled answers a call whose request body sent nothing for the
+// gateway's BodyIdleTimeout before the function answered.
+var errBodyStalled = fnmarket.Errorf(fnmarket.EREQUESTTIMEOUT, "the request body sent nothing for too long")
 
 // callTimeout is the cause of a call's context when the version's timeout ends it.
 type callTimeout struct{}
@@ -103,6 +108,8 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 		switch {
 		case call.BodyTooLarge():
 			return Outcome{}, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit")
+		case call.BodyStalled():
+			return Outcome{}, errBodyStalled
 		case isBlockedDial(err):
 			return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend address is not allowed", Err: err}
 		case timedOut() && sent.Load() != 0:
@@ -121,7 +128,8 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	if resp.StatusCode < 200 {
 		// Only 101 Switching Protocols gets here, and the gateway strips
 		// Upgrade from requests: a function that switches anyway is broken.
-		return Outcome{Reached: true, ComputeMs: computeSince(headersAt)},
+		// The caller gets a 502 problem, and a 502 problem is never billed.
+		return Outcome{},
 			fnmarket.Errorf(fnmarket.EUNREACHABLE, "the function answered with an unsupported status %d", resp.StatusCode)
 	}
 	noBody := r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent ||
@@ -138,20 +146,25 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 		// Small answer of known length: read it whole first, so the header
 		// carries the final compute time and a timeout can still be a 504.
 		body := make([]byte, resp.ContentLength)
-		if _, err := io.ReadFull(resp.Body, body); err != nil {
-			if timedOut() {
-				return timeoutOutcome(false, 0)
-			}
-			ms := computeSince(time.Since(base))
-			return Outcome{Reached: true, ComputeMs: ms},
-				&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: err}
+		n, readErr := io.ReadFull(resp.Body, body)
+		if readErr != nil && timedOut() {
+			return timeoutOutcome(false, 0)
 		}
 		ms := computeSince(time.Since(base))
 		CopyAnswerHeaders(dst, resp.Header)
 		dst.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
 		w.WriteHeader(resp.StatusCode)
-		_, _ = w.Write(body)
+		_, _ = w.Write(body[:n])
+		if readErr != nil {
+			// The function answered and then broke off: the caller gets its
+			// status and what arrived, then a cut connection (the gateway
+			// aborts it), and the call is billed, as for a streamed answer.
+			// Flush first: the abort discards what is still buffered.
+			_ = rc.Flush()
+			return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true},
+				&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: readErr}
+		}
 		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
 	}
 
@@ -163,7 +176,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	dst.Del("Content-Length")
 	dst.Add("Trailer", headerComputeMs)
 	for k := range resp.Trailer {
-		if k != headerComputeMs {
+		if functionMaySend(k) {
 			dst.Add("Trailer", k)
 		}
 	}
@@ -186,7 +199,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	}
 	ms := computeSince(end)
 	for k, vv := range resp.Trailer {
-		if k != headerComputeMs {
+		if functionMaySend(k) {
 			dst[k] = vv
 		}
 	}
@@ -285,16 +298,32 @@ func forwardHeaders(r *http.Request, invocationID string) http.Header {
 }
 
 // CopyAnswerHeaders copies a function's end-to-end answer headers into dst,
-// keeping the ones the gateway already set (X-Invocation-Id, rate limits) and
-// never taking X-Compute-Ms from the function. Every invoker uses it.
+// keeping the ones the gateway already set (X-Invocation-Id, rate limits),
+// never taking X-Compute-Ms or cookies (Set-Cookie, Set-Cookie2) from the
+// function, and adding "Content-Security-Policy: sandbox". Functions answer
+// on the portal's origin: a cookie they set, or a script in an HTML answer,
+// would act as the portal. Every invoker uses it.
 func CopyAnswerHeaders(dst, src http.Header) {
 	removeHopByHop(src)
 	for k, vv := range src {
-		if _, set := dst[k]; set || k == headerComputeMs {
+		if _, set := dst[k]; set || !functionMaySend(k) {
 			continue
 		}
 		dst[k] = vv
 	}
+	// Added to the function's own policies, if any: a browser enforces
+	// every Content-Security-Policy header, so this one always holds.
+	dst.Add("Content-Security-Policy", "sandbox")
+}
+
+// functionMaySend reports whether a function's answer header (or trailer)
+// named canonicalKey is passed to the caller.
+func functionMaySend(canonicalKey string) bool {
+	switch canonicalKey {
+	case headerComputeMs, "Set-Cookie", "Set-Cookie2":
+		return false
+	}
+	return true
 }
 
 // removeHopByHop deletes the hop-by-hop headers of RFC 9110 section 7.6.1,
@@ -324,12 +353,19 @@ func isHopByHop(canonicalKey string) bool {
 
 // cappedBody is a request body that fails with *http.MaxBytesError once more
 // than the limit is read, as http.MaxBytesReader does, and remembers that it did
-// so the gateway can tell "too large" from "upstream unreachable".
+// so the gateway can tell "too large" from "upstream unreachable". With idle
+// set, each read must bring something within idle (the connection's read
+// deadline, moved forward before every read and cleared at the end of the
+// body, so it cannot fire later in the call); it remembers a stall as well.
 type cappedBody struct {
 	rc    io.ReadCloser
 	limit int64
 	left  int64
 	hit   atomic.Bool
+
+	idle     time.Duration
+	deadline func(time.Time) error // http.ResponseController.SetReadDeadline
+	stalled  atomic.Bool
 }
 
 func newCappedBody(rc io.ReadCloser, limit int64) *cappedBody {
@@ -343,7 +379,7 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	if int64(len(p)) > b.left+1 {
 		p = p[:b.left+1] // one byte past the limit is enough to know
 	}
-	n, err := b.rc.Read(p)
+	n, err := b.read(p)
 	if int64(n) <= b.left {
 		b.left -= int64(n)
 		return n, err
@@ -351,6 +387,28 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 	n, b.left = int(b.left), 0
 	b.hit.Store(true)
 	return n, &http.MaxBytesError{Limit: b.limit}
+}
+
+// read reads from the caller under the idle deadline, if any.
+func (b *cappedBody) read(p []byte) (int, error) {
+	if b.idle <= 0 || b.deadline == nil {
+		return b.rc.Read(p)
+	}
+	if b.deadline(time.Now().Add(b.idle)) != nil {
+		// A writer without deadlines (HTTP/2 in old servers, test recorders).
+		b.deadline = nil
+		return b.rc.Read(p)
+	}
+	n, err := b.rc.Read(p)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.stalled.Store(true)
+	case err != nil:
+		// The end of the body (or of the connection): no deadline must
+		// remain to cut the caller's connection later in the call.
+		_ = b.deadline(time.Time{})
+	}
+	return n, err
 }
 
 func (b *cappedBody) Close() error { return b.rc.Close() }

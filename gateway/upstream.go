@@ -73,55 +73,6 @@ func CheckUpstreamURL(ctx context.Context, rawURL string, allowPrivate bool) err
 	return nil
 }
 
-// blockedAddr reports whether ip is an address a function backend must never
-// be reached at when private upstreams are not allowed.
-func blockedAddr(ip netip.Addr) bool {
-	if !ip.IsValid() {
-		return true
-	}
-	ip = ip.Unmap()
-	if ip.IsLoopback() || ip.IsPrivate() || ip.IsUnspecified() ||
-		ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() {
-		return true
-	}
-	if ip.Is4() {
-		b := ip.As4()
-		switch {
-		case b[0] == 0: // 0.0.0.0/8, "this network"
-			return true
-		case b[0] == 100 && b[1]&0xc0 == 64: // 100.64.0.0/10, carrier-grade NAT
-			return true
-		case b[0] == 192 && b[1] == 0 && b[2] == 0: // 192.0.0.0/24, IETF protocol assignments
-			return true
-		case b[0] == 198 && b[1]&0xfe == 18: // 198.18.0.0/15, benchmarking
-			return true
-		case b[0] >= 240: // 240.0.0.0/4 reserved, and the broadcast address
-			return true
-		}
-		return false
-	}
-	b := ip.As16()
-	// 64:ff9b::/96 (NAT64) embeds an IPv4 address: judge that one.
-	if b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && allZero(b[4:12]) {
-		return blockedAddr(netip.AddrFrom4([4]byte(b[12:16])))
-	}
-	// 2002::/16 (6to4) embeds an IPv4 address too.
-	if b[0] == 0x20 && b[1] == 0x02 {
-		return blockedAddr(netip.AddrFrom4([4]byte(b[2:6])))
-	}
-	return false
-}
-
-func allZero(b []byte) bool {
-	for _, x := range b {
-		if x != 0 {
-			return false
-		}
-	}
-	return true
-}
-
 // blockedAddrError is what the dial guard returns for a refused address.
 type blockedAddrError struct{ addr string }
 

@@ -45,7 +45,10 @@
 //     "Status: 201" or "Status: 201 Created" sets the status; Location
 //     without Status means 302; Content-Length, Transfer-Encoding, Connection
 //     and the other hop-by-hop headers, X-Compute-Ms and X-Invocation-Id are
-//     dropped (the gateway sets them); every other header is passed on;
+//     dropped (the gateway sets them), and so are Set-Cookie and Set-Cookie2
+//     (the gateway never lets a function set cookies on the portal's
+//     origin, and adds Content-Security-Policy: sandbox); every other
+//     header is passed on;
 //   - stderr goes to the function's log (Runtime.Logs), never to the
 //     consumer;
 //   - exit code 0 (or returning from _start) answers; a non-zero exit, a
@@ -81,6 +84,16 @@
 //   - MaxOutputBytes: the write that would pass it fails, the module is
 //     stopped, its output is discarded, and the Response has OutputTooLarge
 //     and status 502.
+//
+// Across the process (Config, not per call), at most MaxConcurrency calls
+// run at once (GOMAXPROCS by default) and the memory limits of the calls
+// running add up to at most MemoryBudgetBytes (a quarter of the machine's
+// or cgroup's memory by default, never below one call at MaxMemoryPages):
+// each call reserves its whole memory limit while it runs, so the bound
+// holds whatever the modules do. A call waits for room up to AdmissionWait
+// (1 s), after its body is read and its module loaded; then Run returns
+// ErrBusy (code unavailable) without running it, and the gateway answers
+// 503 problem+json with Retry-After, not billed.
 //
 // Compute is the wall time from instantiation to the end of _start; loading
 // and compiling a module and reading the request body are not part of it.

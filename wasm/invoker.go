@@ -3,8 +3,10 @@ package wasm
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
@@ -34,8 +36,15 @@ func (i *Invoker) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.I
 	case call.BodyTooLarge():
 		// The module saw a truncated request: refuse it, unbilled.
 		return gateway.Outcome{}, fnmarket.Errorf(fnmarket.ETOOLARGE, "the request body is over the limit")
+	case call.BodyStalled():
+		// The body stopped arriving before the module started: unbilled.
+		return gateway.Outcome{}, fnmarket.Errorf(fnmarket.EREQUESTTIMEOUT, "the request body sent nothing for too long")
 	case err != nil && fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND:
 		return gateway.Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's module is not available", Err: err}
+	case errors.Is(err, ErrBusy):
+		// Not run, not billed: the process is at its wasm bounds.
+		w.Header().Set("Retry-After", strconv.FormatInt(max(int64((i.rt.cfg.AdmissionWait+time.Second-1)/time.Second), 1), 10))
+		return gateway.Outcome{}, ErrBusy
 	case err != nil && r.Context().Err() != nil:
 		// The caller went away mid-call: bill the compute used so far.
 		return gateway.Outcome{Reached: resp.Compute > 0, ComputeMs: gateway.ComputeMs(resp.Compute)}, err

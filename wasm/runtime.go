@@ -80,6 +80,17 @@ type Config struct {
 	DefaultTimeout time.Duration
 	// ValidationTimeout bounds Prepare's trial instantiation.
 	ValidationTimeout time.Duration
+	// MaxConcurrency bounds the calls running at once in the process
+	// (DefaultMaxConcurrency when zero).
+	MaxConcurrency int
+	// MemoryBudgetBytes bounds the memory limits of the calls running at
+	// once, summed: each call reserves its whole limit while it runs
+	// (DefaultMemoryBudget when zero, and then at least MaxMemoryPages).
+	MemoryBudgetBytes int64
+	// AdmissionWait is how long a call waits for room under MaxConcurrency
+	// and MemoryBudgetBytes before Run gives up with ErrBusy
+	// (DefaultAdmissionWait when zero).
+	AdmissionWait time.Duration
 	// Logger receives the runtime's own events; nil discards them.
 	Logger *slog.Logger
 	// LogSink, when set, also receives every function log line (for
@@ -116,6 +127,15 @@ func (c Config) withDefaults() Config {
 	if c.ValidationTimeout <= 0 {
 		c.ValidationTimeout = DefaultValidationTimeout
 	}
+	if c.MaxConcurrency <= 0 {
+		c.MaxConcurrency = DefaultMaxConcurrency()
+	}
+	if c.MemoryBudgetBytes <= 0 {
+		c.MemoryBudgetBytes = max(DefaultMemoryBudget(), int64(c.MaxMemoryPages)*pageBytes)
+	}
+	if c.AdmissionWait <= 0 {
+		c.AdmissionWait = DefaultAdmissionWait
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -137,6 +157,7 @@ type Runtime struct {
 
 	compiled *compiledCache
 	logs     *logBook
+	admit    *admission
 
 	mu       sync.RWMutex
 	closed   bool
@@ -161,6 +182,9 @@ func open(ctx context.Context, cfg Config, store ModuleStore, closeOnContextDone
 	}
 	if cfg.DefaultMemoryPages > cfg.MaxMemoryPages {
 		return nil, fmt.Errorf("new wasm runtime: DefaultMemoryPages %d is over MaxMemoryPages %d", cfg.DefaultMemoryPages, cfg.MaxMemoryPages)
+	}
+	if cfg.MemoryBudgetBytes < int64(cfg.MaxMemoryPages)*pageBytes {
+		return nil, fmt.Errorf("new wasm runtime: MemoryBudgetBytes %d is below one call at MaxMemoryPages (%d bytes)", cfg.MemoryBudgetBytes, int64(cfg.MaxMemoryPages)*pageBytes)
 	}
 	var cache wazero.CompilationCache
 	if cfg.CacheDir != "" {
@@ -197,6 +221,7 @@ func open(ctx context.Context, cfg Config, store ModuleStore, closeOnContextDone
 		wasi:      rt.Module(wasiModuleName).ExportedFunctionDefinitions(),
 		compiled:  newCompiledCache(cfg.MaxCompiled),
 		logs:      newLogBook(cfg.StderrLogBytes, cfg.MaxLogs),
+		admit:     newAdmission(cfg),
 		// No WithFS, no sockets, no host environment: the module sees only
 		// what Run puts in its environment and on stdin. Real clocks and
 		// crypto/rand through WASI: wazero's defaults are a frozen clock and
@@ -398,8 +423,10 @@ type Response struct {
 //
 // Run returns an error only when it could not run the module: the runtime
 // is closed, the module is unknown (ENOTFOUND) or cannot be loaded, the body
-// cannot be read, or ctx ended during the call. In that last case the
-// Response still carries the Compute spent, for the caller to bill or not.
+// cannot be read, the process had no room for the call under MaxConcurrency
+// and MemoryBudgetBytes within AdmissionWait (ErrBusy, code EUNAVAILABLE),
+// or ctx ended during the call. In that last case the Response still carries
+// the Compute spent, for the caller to bill or not.
 func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) (Response, error) {
 	if err := r.enter(); err != nil {
 		return Response{}, err
@@ -447,6 +474,14 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 		resp.Status, resp.MemoryExceeded = http.StatusInternalServerError, true
 		return resp, nil
 	}
+
+	// Room under the process-wide bounds, taken after the body is read and
+	// the module loaded, so neither a slow client nor a compile holds it.
+	leave, err := r.admit.enter(ctx, lim.MemoryPages)
+	if err != nil {
+		return Response{}, fmt.Errorf("run wasm module %s: %w", sha, err)
+	}
+	defer leave()
 
 	outCtx, stopForOutput := context.WithCancelCause(ctx)
 	defer stopForOutput(nil)

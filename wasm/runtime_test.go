@@ -231,6 +231,7 @@ func TestRunTimeout(t *testing.T) {
 	t.Parallel()
 	t.Run("go loop", func(t *testing.T) {
 		t.Parallel()
+		shared(t) // compiling the guests is not part of the call
 		began := time.Now()
 		resp := call(t, "loop", "", Request{}, Limits{Timeout: 200 * time.Millisecond})
 		took := time.Since(began)
@@ -243,6 +244,7 @@ func TestRunTimeout(t *testing.T) {
 	})
 	t.Run("sleep", func(t *testing.T) {
 		t.Parallel()
+		shared(t)
 		began := time.Now()
 		resp := call(t, "sleep", "n=60000", Request{}, Limits{Timeout: 200 * time.Millisecond})
 		if !resp.TimedOut || time.Since(began) > 5*time.Second {

@@ -30,6 +30,9 @@ type config struct {
 	AuthRatePerMinute     int
 	TrustedProxies        []*net.IPNet
 	MaxBodyBytes          int64
+	BodyIdleTimeout       time.Duration
+	WasmMemoryBudgetMB    int64 // 0: the wasm package's default
+	WasmMaxConcurrency    int   // 0: the wasm package's default
 	StripeSecretKey       string
 	StripeAPIBase         string
 	StripeWebhookSecret   string
@@ -84,6 +87,15 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if c.MaxBodyBytes, err = strconv.ParseInt(env("FNMARKET_MAX_BODY_BYTES", strconv.Itoa(6<<20)), 10, 64); err != nil || c.MaxBodyBytes <= 0 {
 		return c, fmt.Errorf("FNMARKET_MAX_BODY_BYTES must be a positive number of bytes")
+	}
+	if c.BodyIdleTimeout, err = time.ParseDuration(env("FNMARKET_BODY_IDLE_TIMEOUT", "20s")); err != nil || c.BodyIdleTimeout <= 0 {
+		return c, fmt.Errorf("FNMARKET_BODY_IDLE_TIMEOUT must be a positive duration such as 20s")
+	}
+	if c.WasmMemoryBudgetMB, err = strconv.ParseInt(env("FNMARKET_WASM_MEMORY_BUDGET_MB", "0"), 10, 64); err != nil || c.WasmMemoryBudgetMB < 0 || c.WasmMemoryBudgetMB > 1<<30 {
+		return c, fmt.Errorf("FNMARKET_WASM_MEMORY_BUDGET_MB must be a whole number of MiB (0: a quarter of the machine's memory)")
+	}
+	if c.WasmMaxConcurrency, err = strconv.Atoi(env("FNMARKET_WASM_MAX_CONCURRENCY", "0")); err != nil || c.WasmMaxConcurrency < 0 {
+		return c, fmt.Errorf("FNMARKET_WASM_MAX_CONCURRENCY must be a whole number (0: one per CPU)")
 	}
 	if c.PlatformFeeRate, err = decimal.NewFromString(env("FNMARKET_PLATFORM_FEE_RATE", "0.20")); err != nil || c.PlatformFeeRate.IsNegative() || c.PlatformFeeRate.GreaterThan(decimal.NewFromInt(1)) {
 		return c, fmt.Errorf("FNMARKET_PLATFORM_FEE_RATE must be a decimal between 0 and 1")

@@ -379,7 +379,10 @@ func (a *app) wasmRuntime(ctx context.Context) (*wasm.Runtime, error) {
 	}
 	a.wasmLogs = wasm.NewRedisLogs(a.redis, a.cfg.RedisPrefix, 500, a.log)
 	a.closers = append(a.closers, a.wasmLogs.Close)
-	rt, err := wasm.New(ctx, wasm.Config{CacheDir: filepath.Join(a.cfg.DataDir, "wasm-cache"), Logger: a.log, LogSink: a.wasmLogs.Sink}, wasm.NewStore(a.db, a.clock))
+	rt, err := wasm.New(ctx, wasm.Config{
+		CacheDir: filepath.Join(a.cfg.DataDir, "wasm-cache"), Logger: a.log, LogSink: a.wasmLogs.Sink,
+		MemoryBudgetBytes: a.cfg.WasmMemoryBudgetMB << 20, MaxConcurrency: a.cfg.WasmMaxConcurrency,
+	}, wasm.NewStore(a.db, a.clock))
 	if err != nil {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)
 	}
@@ -475,6 +478,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 	gw, err := gateway.New(gateway.Config{
 		DefaultRateLimitPerKey: a.cfg.RateLimitPerKey,
 		MaxBodyBytes:           a.cfg.MaxBodyBytes,
+		BodyIdleTimeout:        a.cfg.BodyIdleTimeout,
 		AllowPrivateUpstreams:  a.cfg.AllowPrivateUpstreams,
 		Registerer:             a.registry,
 		Logger:                 a.log,
