@@ -25,6 +25,9 @@ const (
 	EUPSTREAMTIME  = "upstream_timeout"
 	EINTERNAL      = "internal"
 	EUNPROCESSABLE = "unprocessable"
+	// EUNSUPPORTEDMEDIA refuses a request body that is not sent as the
+	// media type the route takes (application/json).
+	EUNSUPPORTEDMEDIA = "unsupported_media_type"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -117,6 +120,8 @@ func HTTPStatus(code string) int {
 		return 409
 	case ETOOLARGE:
 		return 413
+	case EUNSUPPORTEDMEDIA:
+		return 415
 	case EUNPROCESSABLE:
 		return 422
 	case ERATELIMITED:

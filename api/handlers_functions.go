@@ -174,12 +174,13 @@ func (s *Server) vendor(c echo.Context) (catalog.Vendor, error) {
 
 func (s *Server) handleCreateFunction() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		var req createFunctionRequest
-		if err := s.bindUpload(c, &req); err != nil {
-			return err
-		}
+		// Only a vendor may send a module; check before reading the body.
 		ven, err := s.vendor(c)
 		if err != nil {
+			return err
+		}
+		var req createFunctionRequest
+		if err := s.bindUpload(c, &req); err != nil {
 			return err
 		}
 		v := fnmarket.Validation{}
@@ -258,16 +259,17 @@ func (s *Server) handlePatchFunction() echo.HandlerFunc {
 
 func (s *Server) handleAddVersion() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		var req versionInput
-		if err := s.bindUpload(c, &req); err != nil {
-			return err
-		}
+		// Check the caller owns the function before reading the body (which
+		// may carry a large module) and before the slow backend preparation.
 		ven, err := s.vendor(c)
 		if err != nil {
 			return err
 		}
-		// Check ownership before the (possibly slow) backend preparation.
 		if _, err := s.Catalog.Function(c.Request().Context(), ven, c.Param("id")); err != nil {
+			return err
+		}
+		var req versionInput
+		if err := s.bindUpload(c, &req); err != nil {
 			return err
 		}
 		v := fnmarket.Validation{}
