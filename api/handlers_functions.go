@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -29,8 +28,6 @@ type BackendInput struct {
 	ModuleBase64 string `json:"module_base64,omitempty"`
 	MemoryPages  int    `json:"memory_pages,omitempty"`
 }
-
-var functionNamePattern = regexp.MustCompile(`^[a-z0-9-]{2,60}$`)
 
 // versionInput is the part of a request that defines a version.
 type versionInput struct {
@@ -184,10 +181,8 @@ func (s *Server) handleCreateFunction() echo.HandlerFunc {
 			return err
 		}
 		v := fnmarket.Validation{}
-		if !functionNamePattern.MatchString(req.Name) {
-			v.Add("name", "must be 2 to 60 characters of a-z, 0-9 and -")
-		}
-		validateText(v, "description", req.Description, 0, 10_000)
+		catalog.ValidateName(v, "name", req.Name, catalog.MinFunctionNameLen, catalog.MaxFunctionNameLen)
+		validateDescription(v, req.Description)
 		nv := s.parseVersion(c.Request().Context(), v, req.versionInput)
 		if err := v.Err(); err != nil {
 			return err
@@ -246,7 +241,7 @@ func (s *Server) handlePatchFunction() echo.HandlerFunc {
 		if req.Description == nil {
 			v.Add("description", "is required")
 		} else {
-			validateText(v, "description", *req.Description, 0, 10_000)
+			validateDescription(v, *req.Description)
 		}
 		if err := v.Err(); err != nil {
 			return err
