@@ -13,18 +13,17 @@ import (
 
 // Stable machine-readable error codes, as listed in API.md.
 const (
-	EINVALID       = "invalid_input"
-	EUNAUTHORIZED  = "unauthenticated"
-	EFORBIDDEN     = "forbidden"
-	ENOTFOUND      = "not_found"
-	ECONFLICT      = "conflict"
-	ERATELIMITED   = "rate_limited"
-	ESPENDCAP      = "spend_cap_reached"
-	ETOOLARGE      = "payload_too_large"
-	EUNREACHABLE   = "upstream_unreachable"
-	EUPSTREAMTIME  = "upstream_timeout"
-	EINTERNAL      = "internal"
-	EUNPROCESSABLE = "unprocessable"
+	EINVALID      = "invalid_input"
+	EUNAUTHORIZED = "unauthenticated"
+	EFORBIDDEN    = "forbidden"
+	ENOTFOUND     = "not_found"
+	ECONFLICT     = "conflict"
+	ERATELIMITED  = "rate_limited"
+	ESPENDCAP     = "spend_cap_reached"
+	ETOOLARGE     = "payload_too_large"
+	EUNREACHABLE  = "upstream_unreachable"
+	EUPSTREAMTIME = "upstream_timeout"
+	EINTERNAL     = "internal"
 	// EUNSUPPORTEDMEDIA refuses a request body that is not sent as the
 	// media type the route takes (application/json).
 	EUNSUPPORTEDMEDIA = "unsupported_media_type"
@@ -122,8 +121,6 @@ func HTTPStatus(code string) int {
 		return 413
 	case EUNSUPPORTEDMEDIA:
 		return 415
-	case EUNPROCESSABLE:
-		return 422
 	case ERATELIMITED:
 		return 429
 	case EUNREACHABLE:
