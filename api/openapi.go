@@ -22,7 +22,7 @@ type operation struct {
 var operations = []operation{
 	{"GET", "/healthz", "Liveness: the process is up", "", "", 200, ""},
 	{"GET", "/readyz", "Readiness: database and Redis reachable", "", "", 200, ""},
-	{"GET", "/metrics", "Prometheus metrics", "", "", 200, ""},
+	{"GET", "/metrics", "Prometheus metrics; served only on FNMARKET_METRICS_ADDR, never on the public address", "", "", 200, ""},
 	{"GET", "/api/v1/openapi.json", "This document", "", "", 200, ""},
 	{"POST", "/api/v1/auth/signup", "Create an account and start a session", "", "Signup", 201, "Session"},
 	{"POST", "/api/v1/auth/login", "Start a session", "", "Login", 200, "Session"},

@@ -36,6 +36,7 @@ type config struct {
 	ShutdownTimeout       time.Duration
 	LogLevel              string
 	DebugAddr             string
+	MetricsAddr           string
 	// Bill-only flags.
 	Period  string
 	Through string
@@ -61,6 +62,7 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env("FNMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (FNMARKET_LOG_LEVEL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", getenv("FNMARKET_METRICS_ADDR"), "serve Prometheus /metrics on this separate address, e.g. 127.0.0.1:9090 (FNMARKET_METRICS_ADDR); off when empty")
 	fs.StringVar(&c.Period, "period", "", "bill: the month to bill, YYYY-MM")
 	fs.StringVar(&c.Through, "through", "", "bill: \"now\" to issue a draft for a month not yet over")
 	fs.StringVar(&c.InvoiceID, "id", "", "invoice: the invoice's id")
