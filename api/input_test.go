@@ -63,6 +63,7 @@ func TestLooseInputRefused(t *testing.T) {
 			}
 			defer res.Body.Close()
 			raw, _ := io.ReadAll(res.Body)
+			checkContract(t, req, res, raw)
 			var p struct {
 				Errors map[string]string `json:"errors"`
 			}
@@ -91,6 +92,7 @@ func TestLooseInputRefused(t *testing.T) {
 		}
 		raw, _ := io.ReadAll(res.Body)
 		res.Body.Close()
+		checkContract(t, req, res, raw)
 		if res.StatusCode != 201 {
 			t.Errorf("POST %s %s: %d %s, want 201", c.path, c.body, res.StatusCode, raw)
 		}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fnmarket/fnmarket/internal/openapicheck"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -186,6 +187,7 @@ func (c client) do(method, path, token string, body any, want int) (map[string]a
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	openapicheck.Check(c.t, req, res, raw)
 	if res.StatusCode != want {
 		c.t.Fatalf("%s %s: %d, want %d: %s", method, path, res.StatusCode, want, raw)
 	}
