@@ -121,6 +121,8 @@ func NewServer(d Deps) *Server {
 // bodyReadDeadline sets the connection's read deadline for portal requests
 // that carry a body: a body that has not arrived by then fails to read (and
 // the connection is closed), however slowly it trickles in.
+// net/http lifts the deadline itself once the body has been read to its end,
+// so a handler working longer keeps its request context.
 func bodyReadDeadline(body, upload time.Duration) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
