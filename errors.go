@@ -13,23 +13,25 @@ import (
 
 // Stable machine-readable error codes, as listed in API.md.
 const (
-	EINVALID       = "invalid_input"
-	EUNAUTHORIZED  = "unauthenticated"
-	EFORBIDDEN     = "forbidden"
-	ENOTFOUND      = "not_found"
-	ECONFLICT      = "conflict"
-	ERATELIMITED   = "rate_limited"
-	ESPENDCAP      = "spend_cap_reached"
-	ETOOLARGE      = "payload_too_large"
-	EUNREACHABLE   = "upstream_unreachable"
-	EUPSTREAMTIME  = "upstream_timeout"
-	EINTERNAL      = "internal"
-	EUNPROCESSABLE = "unprocessable"
+	EINVALID      = "invalid_input"
+	EUNAUTHORIZED = "unauthenticated"
+	EFORBIDDEN    = "forbidden"
+	ENOTFOUND     = "not_found"
+	ECONFLICT     = "conflict"
+	ERATELIMITED  = "rate_limited"
+	ESPENDCAP     = "spend_cap_reached"
+	ETOOLARGE     = "payload_too_large"
+	EUNREACHABLE  = "upstream_unreachable"
+	EUPSTREAMTIME = "upstream_timeout"
+	EINTERNAL     = "internal"
 	// EREQUESTTIMEOUT: the request body stopped arriving (408).
 	EREQUESTTIMEOUT = "request_timeout"
 	// EUNAVAILABLE: the server is at a capacity limit right now; retry
 	// after the Retry-After header (503).
 	EUNAVAILABLE = "unavailable"
+	// EUNSUPPORTEDMEDIA refuses a request body that is not sent as the
+	// media type the route takes (application/json).
+	EUNSUPPORTEDMEDIA = "unsupported_media_type"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -124,8 +126,8 @@ func HTTPStatus(code string) int {
 		return 413
 	case EREQUESTTIMEOUT:
 		return 408
-	case EUNPROCESSABLE:
-		return 422
+	case EUNSUPPORTEDMEDIA:
+		return 415
 	case ERATELIMITED:
 		return 429
 	case EUNREACHABLE:

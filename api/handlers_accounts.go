@@ -4,8 +4,8 @@ import (
 	"context"
 	"net/http"
 	"net/mail"
-	"regexp"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/labstack/echo/v4"
@@ -114,7 +114,14 @@ func validateEmail(v fnmarket.Validation, email string) {
 	}
 }
 
+// validateText checks a one-line text field: min to max characters, no
+// control or bidirectional formatting characters.
 func validateText(v fnmarket.Validation, field, s string, min, max int) {
+	validateChars(v, field, s, false)
+	validateLength(v, field, s, min, max)
+}
+
+func validateLength(v fnmarket.Validation, field, s string, min, max int) {
 	n := utf8.RuneCountInString(strings.TrimSpace(s))
 	switch {
 	case n < min && min == 1:
@@ -124,6 +131,44 @@ func validateText(v fnmarket.Validation, field, s string, min, max int) {
 	case n > max:
 		v.Add(field, "must be at most "+itoa(max)+" characters")
 	}
+}
+
+// validateDescription checks a function's Markdown description: up to 10000
+// characters, lines allowed, no other control or bidirectional characters.
+func validateDescription(v fnmarket.Validation, s string) {
+	validateChars(v, "description", s, true)
+	validateLength(v, "description", s, 0, 10_000)
+}
+
+// validateChars refuses text that would hide or disguise what it shows:
+// invalid UTF-8, NUL and other control characters (line breaks and tabs only
+// when multiline), and bidirectional overrides, embeddings, isolates and marks.
+func validateChars(v fnmarket.Validation, field, s string, multiline bool) {
+	if !utf8.ValidString(s) {
+		v.Add(field, "must be valid UTF-8")
+		return
+	}
+	for _, r := range s {
+		switch {
+		case multiline && (r == '\n' || r == '\r' || r == '\t'):
+		case unicode.IsControl(r):
+			v.Add(field, "must not contain control characters")
+			return
+		case isBidiControl(r):
+			v.Add(field, "must not contain bidirectional control characters")
+			return
+		}
+	}
+}
+
+func isBidiControl(r rune) bool {
+	switch {
+	case r == '\u061C', r == '\u200E', r == '\u200F':
+		return true
+	case r >= '\u202A' && r <= '\u202E', r >= '\u2066' && r <= '\u2069':
+		return true
+	}
+	return false
 }
 
 type sessionJSON struct {
@@ -352,8 +397,6 @@ func (s *Server) handleMe() echo.HandlerFunc {
 	}
 }
 
-var slugPattern = regexp.MustCompile(`^[a-z0-9-]{3,40}$`)
-
 type vendorRequest struct {
 	Slug        string `json:"slug"`
 	DisplayName string `json:"display_name"`
@@ -366,9 +409,7 @@ func (s *Server) handleBecomeVendor() echo.HandlerFunc {
 			return err
 		}
 		v := fnmarket.Validation{}
-		if !slugPattern.MatchString(req.Slug) {
-			v.Add("slug", "must be 3 to 40 characters of a-z, 0-9 and -")
-		}
+		catalog.ValidateName(v, "slug", req.Slug, catalog.MinSlugLen, catalog.MaxSlugLen)
 		validateText(v, "display_name", req.DisplayName, 1, 100)
 		if err := v.Err(); err != nil {
 			return err

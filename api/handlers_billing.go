@@ -204,12 +204,12 @@ type onboardRequest struct {
 
 func (s *Server) handleStripeOnboard() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		var req onboardRequest
-		if err := s.bind(c, &req); err != nil {
-			return err
-		}
 		ven, err := s.vendor(c)
 		if err != nil {
+			return err
+		}
+		var req onboardRequest
+		if err := s.bind(c, &req); err != nil {
 			return err
 		}
 		u, err := s.Billing.OnboardVendor(c.Request().Context(), ven.ID, req.ReturnURL)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -29,8 +28,6 @@ type BackendInput struct {
 	ModuleBase64 string `json:"module_base64,omitempty"`
 	MemoryPages  int    `json:"memory_pages,omitempty"`
 }
-
-var functionNamePattern = regexp.MustCompile(`^[a-z0-9-]{2,60}$`)
 
 // versionInput is the part of a request that defines a version.
 type versionInput struct {
@@ -174,19 +171,18 @@ func (s *Server) vendor(c echo.Context) (catalog.Vendor, error) {
 
 func (s *Server) handleCreateFunction() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		var req createFunctionRequest
-		if err := s.bindUpload(c, &req); err != nil {
-			return err
-		}
+		// Only a vendor may send a module; check before reading the body.
 		ven, err := s.vendor(c)
 		if err != nil {
 			return err
 		}
-		v := fnmarket.Validation{}
-		if !functionNamePattern.MatchString(req.Name) {
-			v.Add("name", "must be 2 to 60 characters of a-z, 0-9 and -")
+		var req createFunctionRequest
+		if err := s.bindUpload(c, &req); err != nil {
+			return err
 		}
-		validateText(v, "description", req.Description, 0, 10_000)
+		v := fnmarket.Validation{}
+		catalog.ValidateName(v, "name", req.Name, catalog.MinFunctionNameLen, catalog.MaxFunctionNameLen)
+		validateDescription(v, req.Description)
 		nv := s.parseVersion(c.Request().Context(), v, req.versionInput)
 		if err := v.Err(); err != nil {
 			return err
@@ -245,7 +241,7 @@ func (s *Server) handlePatchFunction() echo.HandlerFunc {
 		if req.Description == nil {
 			v.Add("description", "is required")
 		} else {
-			validateText(v, "description", *req.Description, 0, 10_000)
+			validateDescription(v, *req.Description)
 		}
 		if err := v.Err(); err != nil {
 			return err
@@ -258,16 +254,17 @@ func (s *Server) handlePatchFunction() echo.HandlerFunc {
 
 func (s *Server) handleAddVersion() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		var req versionInput
-		if err := s.bindUpload(c, &req); err != nil {
-			return err
-		}
+		// Check the caller owns the function before reading the body (which
+		// may carry a large module) and before the slow backend preparation.
 		ven, err := s.vendor(c)
 		if err != nil {
 			return err
 		}
-		// Check ownership before the (possibly slow) backend preparation.
 		if _, err := s.Catalog.Function(c.Request().Context(), ven, c.Param("id")); err != nil {
+			return err
+		}
+		var req versionInput
+		if err := s.bindUpload(c, &req); err != nil {
 			return err
 		}
 		v := fnmarket.Validation{}

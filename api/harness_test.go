@@ -111,6 +111,7 @@ func (h *harness) do(method, path, token string, body any) answer {
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	checkContract(h.t, req, res, raw)
 	a := answer{status: res.StatusCode, header: res.Header, raw: string(raw)}
 	_ = json.Unmarshal(raw, &a.body)
 	if res.StatusCode >= 400 && res.Header.Get("Content-Type") != "application/problem+json" {

@@ -9,111 +9,167 @@ import (
 
 // operation describes one route for the OpenAPI document.
 type operation struct {
+	id                    string // operationId, camelCase
 	method, path, summary string
 	auth                  string // "", "session", "apikey", "stripe"
 	body                  string // request schema name, or ""
 	status                int
-	answer                string // response schema name, or ""
+	answer                string   // response schema name, or ""
+	query                 []string // optional query parameters (strings)
 }
 
 // operations is every route fnmarket serves, the gateway and operations
 // routes included. TestOpenAPICoversRoutes fails when a served route is
 // missing here.
 var operations = []operation{
-	{"GET", "/healthz", "Liveness: the process is up", "", "", 200, ""},
-	{"GET", "/readyz", "Readiness: database and Redis reachable", "", "", 200, ""},
-	{"GET", "/metrics", "Prometheus metrics", "", "", 200, ""},
-	{"GET", "/api/v1/openapi.json", "This document", "", "", 200, ""},
-	{"POST", "/api/v1/auth/signup", "Create an account and start a session", "", "Signup", 201, "Session"},
-	{"POST", "/api/v1/auth/login", "Start a session", "", "Login", 200, "Session"},
-	{"POST", "/api/v1/auth/logout", "End the session the request carries, on every replica, and clear the cookies", "", "", 204, ""},
-	{"POST", "/api/v1/auth/password", "Change the password; ends every earlier session and answers a new one", "session", "NewPassword", 200, "Session"},
-	{"GET", "/api/v1/me", "The signed-in account", "session", "", 200, "Account"},
-	{"POST", "/api/v1/vendor", "Become a vendor", "session", "VendorRequest", 201, "Vendor"},
-	{"POST", "/api/v1/functions", "Create a function with version 1, unpublished", "session", "CreateFunction", 201, "Function"},
-	{"GET", "/api/v1/functions", "The caller's own functions", "session", "", 200, "FunctionList"},
-	{"GET", "/api/v1/functions/{id}", "One of the caller's functions with its versions", "session", "", 200, "Function"},
-	{"PATCH", "/api/v1/functions/{id}", "Change a function's description", "session", "PatchFunction", 200, "Function"},
-	{"POST", "/api/v1/functions/{id}/versions", "Add an immutable version", "session", "VersionInput", 201, "Version"},
-	{"POST", "/api/v1/functions/{id}/publish", "Publish a version", "session", "Publish", 200, "Function"},
-	{"POST", "/api/v1/functions/{id}/unpublish", "Unpublish; calls then get 404", "session", "", 200, "Function"},
-	{"GET", "/api/v1/functions/{id}/logs", "Recent stderr and runtime log lines of a wasm function version (?version=, default the published one)", "session", "", 200, "LogList"},
-	{"GET", "/api/v1/catalog", "Search published functions (q, cursor, limit)", "", "", 200, "ListingList"},
-	{"GET", "/api/v1/catalog/{vendor}/{name}", "One published function and how to call it", "", "", 200, "Listing"},
-	{"POST", "/api/v1/keys", "Create an API key; the key is shown only here", "session", "CreateKey", 201, "Key"},
-	{"GET", "/api/v1/keys", "The caller's API keys", "session", "", 200, "KeyList"},
-	{"DELETE", "/api/v1/keys/{id}", "Revoke a key; every gateway refuses it within 2 s", "session", "", 204, ""},
-	{"GET", "/api/v1/usage", "The caller's usage (from, to, granularity=hour|day)", "session", "", 200, "UsageList"},
-	{"GET", "/api/v1/vendor/usage", "Usage of the vendor's functions, summed over consumers", "session", "", 200, "UsageList"},
-	{"GET", "/api/v1/vendor/functions/{id}/latency", "p50/p99 compute-ms of a vendor's function over time", "session", "", 200, "LatencyList"},
-	{"GET", "/api/v1/invoices", "The caller's invoices", "session", "", 200, "InvoiceList"},
-	{"GET", "/api/v1/invoices/upcoming", "The running month so far, status preview", "session", "", 200, "Invoice"},
-	{"GET", "/api/v1/invoices/{id}", "One invoice with its lines", "session", "", 200, "Invoice"},
-	{"GET", "/api/v1/vendor/statements", "The vendor's monthly statements", "session", "", 200, "StatementList"},
-	{"POST", "/api/v1/vendor/stripe/onboard", "Start Stripe Connect onboarding; answers a URL", "session", "Onboard", 200, ""},
-	{"POST", "/webhooks/stripe", "Stripe events, signature checked", "stripe", "", 200, ""},
+	{"getHealth", "GET", "/healthz", "Liveness: the process is up", "", "", 200, "Status", nil},
+	{"getReady", "GET", "/readyz", "Readiness: database and Redis reachable", "", "", 200, "Status", nil},
+	{"getMetrics", "GET", "/metrics", "Prometheus metrics; served only on FNMARKET_METRICS_ADDR, never on the public address", "", "", 200, "", nil},
+	{"getOpenAPI", "GET", "/api/v1/openapi.json", "This document", "", "", 200, "", nil},
+	{"signup", "POST", "/api/v1/auth/signup", "Create an account and start a session", "", "Signup", 201, "Session", nil},
+	{"login", "POST", "/api/v1/auth/login", "Start a session", "", "Login", 200, "Session", nil},
+	{"logout", "POST", "/api/v1/auth/logout", "End the session the request carries, on every replica, and clear the cookies", "", "", 204, "", nil},
+	{"changePassword", "POST", "/api/v1/auth/password", "Change the password; ends every earlier session and answers a new one", "session", "NewPassword", 200, "Session", nil},
+	{"getMe", "GET", "/api/v1/me", "The signed-in account", "session", "", 200, "Account", nil},
+	{"becomeVendor", "POST", "/api/v1/vendor", "Become a vendor", "session", "VendorRequest", 201, "Vendor", nil},
+	{"createFunction", "POST", "/api/v1/functions", "Create a function with version 1, unpublished", "session", "CreateFunction", 201, "Function", nil},
+	{"listFunctions", "GET", "/api/v1/functions", "The caller's own functions", "session", "", 200, "FunctionList", nil},
+	{"getFunction", "GET", "/api/v1/functions/{id}", "One of the caller's functions with its versions", "session", "", 200, "Function", nil},
+	{"updateFunction", "PATCH", "/api/v1/functions/{id}", "Change a function's description", "session", "PatchFunction", 200, "Function", nil},
+	{"addVersion", "POST", "/api/v1/functions/{id}/versions", "Add an immutable version", "session", "VersionInput", 201, "Version", nil},
+	{"publishFunction", "POST", "/api/v1/functions/{id}/publish", "Publish a version", "session", "Publish", 200, "Function", nil},
+	{"unpublishFunction", "POST", "/api/v1/functions/{id}/unpublish", "Unpublish; calls then get 404", "session", "", 200, "Function", nil},
+	{"getFunctionLogs", "GET", "/api/v1/functions/{id}/logs", "Recent stderr and runtime log lines of a wasm function version (default the published one)", "session", "", 200, "LogList", []string{"version"}},
+	{"searchCatalog", "GET", "/api/v1/catalog", "Search published functions", "", "", 200, "ListingList", []string{"q", "cursor", "limit"}},
+	{"getListing", "GET", "/api/v1/catalog/{vendor}/{name}", "One published function and how to call it", "", "", 200, "Listing", nil},
+	{"createKey", "POST", "/api/v1/keys", "Create an API key; the key is shown only here", "session", "CreateKey", 201, "Key", nil},
+	{"listKeys", "GET", "/api/v1/keys", "The caller's API keys", "session", "", 200, "KeyList", nil},
+	{"revokeKey", "DELETE", "/api/v1/keys/{id}", "Revoke a key; every gateway refuses it within 2 s", "session", "", 204, "", nil},
+	{"getUsage", "GET", "/api/v1/usage", "The caller's usage (granularity hour or day)", "session", "", 200, "UsageList", []string{"from", "to", "granularity"}},
+	{"getVendorUsage", "GET", "/api/v1/vendor/usage", "Usage of the vendor's functions, summed over consumers", "session", "", 200, "UsageList", []string{"from", "to", "granularity"}},
+	{"getFunctionLatency", "GET", "/api/v1/vendor/functions/{id}/latency", "p50/p99 compute-ms of a vendor's function over time", "session", "", 200, "LatencyList", []string{"from", "to", "granularity"}},
+	{"listInvoices", "GET", "/api/v1/invoices", "The caller's invoices", "session", "", 200, "InvoiceList", nil},
+	{"getUpcomingInvoice", "GET", "/api/v1/invoices/upcoming", "The running month so far, status preview", "session", "", 200, "UpcomingInvoice", nil},
+	{"getInvoice", "GET", "/api/v1/invoices/{id}", "One invoice with its lines", "session", "", 200, "Invoice", nil},
+	{"listStatements", "GET", "/api/v1/vendor/statements", "The vendor's monthly statements", "session", "", 200, "StatementList", nil},
+	{"startStripeOnboarding", "POST", "/api/v1/vendor/stripe/onboard", "Start Stripe Connect onboarding; answers a URL", "session", "Onboard", 200, "OnboardLink", nil},
+	{"stripeWebhook", "POST", "/webhooks/stripe", "Stripe events, signature checked", "stripe", "", 200, "WebhookReceived", nil},
 }
 
-// gatewayPaths are the invocation routes, served for every method.
-var gatewayPaths = []string{"/v1/invoke/{vendor}/{function}", "/v1/invoke/{vendor}/{function}/{rest}"}
+// gatewayPaths are the invocation routes, served for every method, with the
+// operationId prefix of each.
+var gatewayPaths = []struct{ path, id string }{
+	{"/v1/invoke/{vendor}/{function}", "invoke"},
+	{"/v1/invoke/{vendor}/{function}/{rest}", "invokePath"},
+}
 
+// Schemas: answers declare every field that is always present as required
+// and mark the ones that may be null; requests require what handlers
+// require.
 var schemas = map[string]any{
 	"Problem": obj(map[string]any{"type": str(), "title": str(), "status": integer(), "detail": str(), "code": str(),
-		"errors": map[string]any{"type": "object", "additionalProperties": str()}}),
+		"errors": map[string]any{"type": "object", "additionalProperties": str()}}, "type", "title", "status", "code"),
+	"Status":        obj(map[string]any{"status": str()}, "status"),
 	"Signup":        obj(map[string]any{"email": str(), "password": str(), "name": str()}, "email", "password", "name"),
 	"Login":         obj(map[string]any{"email": str(), "password": str()}, "email", "password"),
 	"NewPassword":   obj(map[string]any{"current_password": str(), "new_password": str()}, "current_password", "new_password"),
-	"Session":       obj(map[string]any{"token": str(), "expires_at": str(), "account": ref("Account")}),
-	"Vendor":        obj(map[string]any{"slug": str(), "display_name": str(), "created_at": str(), "payouts": map[string]any{"type": "string", "enum": []string{"unavailable", "not_connected", "connected"}}}),
+	"Session":       obj(map[string]any{"token": str(), "expires_at": str(), "account": ref("Account")}, "token", "expires_at", "account"),
+	"Vendor":        obj(map[string]any{"slug": str(), "display_name": str(), "created_at": str(), "payouts": enum("unavailable", "not_connected", "connected")}, "slug", "display_name", "created_at", "payouts"),
 	"VendorRequest": obj(map[string]any{"slug": str(), "display_name": str()}, "slug", "display_name"),
 	"Account": obj(map[string]any{"id": str(), "email": str(), "name": str(), "created_at": str(),
-		"vendor": map[string]any{"nullable": true, "allOf": []any{ref("Vendor")}}}),
+		"vendor": map[string]any{"nullable": true, "allOf": []any{ref("Vendor")}}}, "id", "email", "name", "created_at", "vendor"),
 	"Money": map[string]any{"type": "string", "pattern": `^[0-9]+(\.[0-9]+)?$`, "example": "0.0001"},
-	"Pricing": obj(map[string]any{"currency": str(), "per_call": ref("Money"), "per_compute_ms": ref("Money"),
-		"free_calls_per_month": integer(), "tiers": arr(obj(map[string]any{"up_to": integer(), "per_call": ref("Money")}))}),
-	"Backend": obj(map[string]any{"type": map[string]any{"type": "string", "enum": []string{"http", "wasm"}}, "url": str(),
-		"module_base64": str(), "module_sha256": str(), "memory_pages": integer()}, "type"),
-	"VersionInput":   obj(map[string]any{"backend": ref("Backend"), "pricing": ref("Pricing"), "timeout_ms": integer(), "rate_limit_per_second": integer()}, "backend", "pricing"),
-	"CreateFunction": map[string]any{"allOf": []any{ref("VersionInput"), obj(map[string]any{"name": str(), "description": str()}, "name")}},
-	"PatchFunction":  obj(map[string]any{"description": str()}, "description"),
-	"Publish":        obj(map[string]any{"version": integer()}, "version"),
+	"Currency": map[string]any{"type": "string", "description": "ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)",
+		"example": "USD"},
+	"Tier": obj(map[string]any{"up_to": integer(), "per_call": ref("Money")}, "up_to", "per_call"),
+	"PricingInput": obj(map[string]any{"currency": ref("Currency"), "per_call": ref("Money"), "per_compute_ms": ref("Money"),
+		"free_calls_per_month": integer(), "tiers": arr(ref("Tier"))}, "per_compute_ms"),
+	"Pricing": obj(map[string]any{"currency": ref("Currency"), "per_call": ref("Money"), "per_compute_ms": ref("Money"),
+		"free_calls_per_month": integer(), "tiers": arr(ref("Tier"))}, "currency", "per_call", "per_compute_ms", "free_calls_per_month"),
+	"BackendInput": obj(map[string]any{"type": enum("http", "wasm"), "url": str(), "module_base64": str(), "memory_pages": integer()}, "type"),
+	"Backend":      obj(map[string]any{"type": enum("http", "wasm"), "url": str(), "module_sha256": str(), "memory_pages": integer()}, "type"),
+	"VersionInput": obj(map[string]any{"backend": ref("BackendInput"), "pricing": ref("PricingInput"), "timeout_ms": integer(), "rate_limit_per_second": integer()}, "backend", "pricing"),
+	"CreateFunction": obj(map[string]any{"name": str(), "description": str(), "backend": ref("BackendInput"), "pricing": ref("PricingInput"),
+		"timeout_ms": integer(), "rate_limit_per_second": integer()}, "name", "backend", "pricing"),
+	"PatchFunction": obj(map[string]any{"description": str()}, "description"),
+	"Publish":       obj(map[string]any{"version": integer()}, "version"),
 	"Version": obj(map[string]any{"version": integer(), "backend": ref("Backend"), "pricing": ref("Pricing"), "timeout_ms": integer(),
-		"rate_limit_per_second": integer(), "ever_published": map[string]any{"type": "boolean"}, "created_at": str()}),
+		"rate_limit_per_second": integer(), "ever_published": boolean(), "created_at": str()},
+		"version", "backend", "pricing", "timeout_ms", "rate_limit_per_second", "ever_published", "created_at"),
 	"Function": obj(map[string]any{"id": str(), "vendor": str(), "name": str(), "description": str(),
-		"published_version": map[string]any{"type": "integer", "nullable": true}, "versions": arr(ref("Version")), "created_at": str(), "updated_at": str()}),
+		"published_version": nullable(integer()), "versions": arr(ref("Version")), "created_at": str(), "updated_at": str()},
+		"id", "vendor", "name", "description", "published_version", "versions", "created_at", "updated_at"),
 	"FunctionList": listOf("Function"),
 	"Listing": obj(map[string]any{"vendor": str(), "vendor_name": str(), "name": str(), "description": str(), "pricing": ref("Pricing"),
-		"published_version": integer(), "timeout_ms": integer(), "invoke_url": str(), "curl": str()}),
+		"published_version": integer(), "timeout_ms": integer(), "invoke_url": str(), "curl": str()},
+		"vendor", "vendor_name", "name", "description", "pricing", "published_version", "timeout_ms", "invoke_url"),
 	"ListingList": listOf("Listing"),
 	"CreateKey":   obj(map[string]any{"name": str(), "monthly_spend_cap": ref("Money")}, "name"),
-	"Key": obj(map[string]any{"id": str(), "name": str(), "prefix": str(), "key": str(), "monthly_spend_cap": ref("Money"),
-		"created_at": str(), "last_used_at": str(), "revoked_at": str()}),
+	"Key": obj(map[string]any{"id": str(), "name": str(), "prefix": str(), "key": str(), "monthly_spend_cap": nullable(ref("Money")),
+		"created_at": str(), "last_used_at": nullable(str()), "revoked_at": nullable(str())},
+		"id", "name", "prefix", "monthly_spend_cap", "created_at", "last_used_at", "revoked_at"),
 	"KeyList": listOf("Key"),
 	"UsageRow": obj(map[string]any{"function": str(), "function_id": str(), "version": integer(), "period_start": str(), "calls": integer(),
-		"errors": integer(), "compute_ms": integer(), "cost": ref("Money"), "currency": str()}),
+		"errors": integer(), "compute_ms": integer(), "cost": ref("Money"), "currency": ref("Currency")},
+		"function", "function_id", "version", "period_start", "calls", "errors", "compute_ms", "cost", "currency"),
 	"UsageList":    listOf("UsageRow"),
 	"LatencyList":  listOf("LatencyPoint"),
-	"LatencyPoint": obj(map[string]any{"period_start": str(), "calls": integer(), "p50_ms": integer(), "p99_ms": integer()}),
-	"InvoiceLine": obj(map[string]any{"kind": map[string]any{"type": "string", "enum": []string{"usage", "adjustment"}}, "period_start": str(),
+	"LatencyPoint": obj(map[string]any{"period_start": str(), "calls": integer(), "p50_ms": integer(), "p99_ms": integer()}, "period_start", "calls", "p50_ms", "p99_ms"),
+	"InvoiceLine": obj(map[string]any{"kind": enum("usage", "adjustment"), "period_start": str(),
 		"function": str(), "version": integer(), "calls": integer(), "free_calls": integer(),
-		"billable_calls": integer(), "compute_ms": integer(), "amount": ref("Money")}),
-	"Invoice": obj(map[string]any{"id": str(), "period_start": str(), "period_end": str(), "status": str(), "currency": str(),
-		"subtotal": ref("Money"), "total": ref("Money"), "total_cents": integer(), "lines": arr(ref("InvoiceLine")), "stripe_invoice_id": str()}),
-	"InvoiceList": listOf("Invoice"),
-	"Statement": obj(map[string]any{"period_start": str(), "gross": ref("Money"), "platform_fee": ref("Money"), "net": ref("Money"),
-		"payout_status": str()}),
-	"StatementList": listOf("Statement"),
-	"Onboard":       obj(map[string]any{"return_url": str()}),
-	"LogLine":       obj(map[string]any{"time": str(), "invocation_id": str(), "source": map[string]any{"type": "string", "enum": []string{"stderr", "runtime"}}, "text": str()}),
-	"LogList":       listOf("LogLine"),
+		"billable_calls": integer(), "compute_ms": integer(), "amount": ref("Money")},
+		"kind", "period_start", "function", "version", "calls", "free_calls", "billable_calls", "compute_ms", "amount"),
+	"Invoice":         obj(invoiceProps(), invoiceRequired...),
+	"UpcomingInvoice": obj(with(invoiceProps(), "other_currencies", arr(ref("Invoice"))), invoiceRequired...),
+	"InvoiceList":     listOf("Invoice"),
+	"StatementLine":   obj(map[string]any{"function": str(), "gross": ref("Money")}, "function", "gross"),
+	"Statement": obj(map[string]any{"period_start": str(), "currency": ref("Currency"), "gross": ref("Money"), "platform_fee": ref("Money"), "net": ref("Money"),
+		"payout_status": enum("pending", "partial", "paid"), "lines": arr(ref("StatementLine"))},
+		"period_start", "currency", "gross", "platform_fee", "net", "payout_status"),
+	"StatementList":   listOf("Statement"),
+	"Onboard":         obj(map[string]any{"return_url": str()}, "return_url"),
+	"OnboardLink":     obj(map[string]any{"url": str()}, "url"),
+	"WebhookReceived": obj(map[string]any{"received": boolean()}, "received"),
+	"LogLine":         obj(map[string]any{"time": str(), "invocation_id": str(), "source": enum("stderr", "runtime"), "text": str()}, "time", "invocation_id", "source", "text"),
+	"LogList":         listOf("LogLine"),
 }
 
+var invoiceRequired = []string{"id", "period_start", "period_end", "status", "currency", "subtotal", "total", "total_cents", "lines",
+	"stripe_invoice_id", "sync_status", "usage_through", "created_at"}
+
+func invoiceProps() map[string]any {
+	return map[string]any{"id": str(), "period_start": str(), "period_end": str(), "status": described(str(), "draft, open, paid, void, or preview for the running month"),
+		"currency": ref("Currency"), "subtotal": ref("Money"), "total": ref("Money"), "total_cents": integer(), "lines": arr(ref("InvoiceLine")),
+		"stripe_invoice_id": str(), "sync_status": described(str(), "none, pending, synced or failed: where the invoice stands with Stripe"), "usage_through": str(), "created_at": str()}
+}
+
+func described(m map[string]any, d string) map[string]any { m["description"] = d; return m }
+
+func with(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
+
 func str() map[string]any     { return map[string]any{"type": "string"} }
-func integer() map[string]any { return map[string]any{"type": "integer"} }
+func integer() map[string]any { return map[string]any{"type": "integer", "format": "int64"} }
+func boolean() map[string]any { return map[string]any{"type": "boolean"} }
+func enum(values ...string) map[string]any {
+	return map[string]any{"type": "string", "enum": values}
+}
 func arr(items any) map[string]any {
 	return map[string]any{"type": "array", "items": items}
 }
 func ref(name string) map[string]any { return map[string]any{"$ref": "#/components/schemas/" + name} }
+
+// nullable marks a schema as allowing null; a reference is wrapped in allOf,
+// as OpenAPI 3.0 ignores siblings of $ref.
+func nullable(schema map[string]any) map[string]any {
+	if _, isRef := schema["$ref"]; isRef {
+		return map[string]any{"nullable": true, "allOf": []any{schema}}
+	}
+	out := map[string]any{"nullable": true}
+	for k, v := range schema {
+		out[k] = v
+	}
+	return out
+}
 func obj(props map[string]any, required ...string) map[string]any {
 	o := map[string]any{"type": "object", "properties": props}
 	if len(required) > 0 {
@@ -122,7 +178,7 @@ func obj(props map[string]any, required ...string) map[string]any {
 	return o
 }
 func listOf(name string) map[string]any {
-	return obj(map[string]any{"items": arr(ref(name)), "next_cursor": str()})
+	return obj(map[string]any{"items": arr(ref(name)), "next_cursor": str()}, "items", "next_cursor")
 }
 
 // OpenAPI returns the OpenAPI 3 document of every route.
@@ -138,12 +194,15 @@ func OpenAPI() map[string]any {
 	}
 	problem := map[string]any{"description": "problem", "content": map[string]any{"application/problem+json": map[string]any{"schema": ref("Problem")}}}
 	for _, o := range operations {
-		op := map[string]any{"summary": o.summary, "operationId": strings.ToLower(o.method) + strings.NewReplacer("/", "_", "{", "", "}", "", ".", "_").Replace(o.path)}
+		op := map[string]any{"summary": o.summary, "operationId": o.id}
 		var params []any
 		for _, seg := range strings.Split(o.path, "/") {
 			if strings.HasPrefix(seg, "{") {
 				params = append(params, map[string]any{"name": strings.Trim(seg, "{}"), "in": "path", "required": true, "schema": str()})
 			}
+		}
+		for _, q := range o.query {
+			params = append(params, map[string]any{"name": q, "in": "query", "required": false, "schema": str()})
 		}
 		if params != nil {
 			op["parameters"] = params
@@ -164,7 +223,8 @@ func OpenAPI() map[string]any {
 		op["responses"] = map[string]any{itoa(o.status): ok, "default": problem}
 		add(o.path, o.method, op)
 	}
-	for _, p := range gatewayPaths {
+	for _, gp := range gatewayPaths {
+		p := gp.path
 		for _, m := range []string{"GET", "POST", "PUT", "PATCH", "DELETE"} {
 			params := []any{}
 			for _, seg := range strings.Split(p, "/") {
@@ -174,9 +234,10 @@ func OpenAPI() map[string]any {
 				}
 			}
 			add(p, m, map[string]any{
-				"summary":    "Invoke a published function (billed per call and compute-ms)",
-				"security":   []any{map[string]any{"apiKey": []any{}}, map[string]any{"apiKeyBearer": []any{}}},
-				"parameters": params,
+				"operationId": gp.id + m[:1] + strings.ToLower(m[1:]),
+				"summary":     "Invoke a published function (billed per call and compute-ms)",
+				"security":    []any{map[string]any{"apiKey": []any{}}, map[string]any{"apiKeyBearer": []any{}}},
+				"parameters":  params,
 				"responses": map[string]any{
 					"default": map[string]any{"description": "the function's own answer (without Set-Cookie, with Content-Security-Policy: sandbox), with X-Invocation-Id and X-Compute-Ms"},
 					"400":     problem, "401": problem, "402": problem, "404": problem, "408": problem, "413": problem, "429": problem, "502": problem,

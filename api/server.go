@@ -4,18 +4,21 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"reflect"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -51,6 +54,13 @@ type Deps struct {
 	MaxUploadBytes int64
 	// MaxBodyBytes bounds ordinary JSON request bodies.
 	MaxBodyBytes int64
+	// BodyReadTimeout bounds how long the body of a portal request
+	// (/api/v1/..., /webhooks/...) may take to arrive, so a client cannot
+	// hold a connection by trickling it; 30 s by default.
+	BodyReadTimeout time.Duration
+	// UploadReadTimeout is BodyReadTimeout for the routes that take a wasm
+	// module (MaxUploadBytes); 2 min by default.
+	UploadReadTimeout time.Duration
 	// LoginThrottle, when set, locks logins for an (email, client address)
 	// pair after repeated wrong passwords and reports each account's attempts
 	// from every address, which slow it down (shared by every replica).
@@ -151,6 +161,12 @@ func NewServer(d Deps) *Server {
 		d.MaxUploadBytes = d.MaxBodyBytes
 	}
 	d.Auth.defaults()
+	if d.BodyReadTimeout <= 0 {
+		d.BodyReadTimeout = 30 * time.Second
+	}
+	if d.UploadReadTimeout < d.BodyReadTimeout {
+		d.UploadReadTimeout = max(2*time.Minute, d.BodyReadTimeout)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.IPExtractor = clientIPExtractor(d.TrustedProxies)
@@ -159,12 +175,35 @@ func NewServer(d Deps) *Server {
 	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
 		XSSProtection: "0", ContentTypeNosniff: "nosniff", XFrameOptions: "DENY", ReferrerPolicy: "same-origin",
 	}))
+	e.Use(bodyReadDeadline(d.BodyReadTimeout, d.UploadReadTimeout))
 	if d.Revocations == nil {
 		d.Revocations = &memoryRevocations{until: map[string]time.Time{}, clock: d.Clock}
 	}
 	s := &Server{Deps: d, echo: e, sessions: d.Sessions, revocations: d.Revocations, hashSlots: make(chan struct{}, d.Auth.HashSlots), log: d.Logger}
 	s.routes()
 	return s
+}
+
+// bodyReadDeadline sets the connection's read deadline for portal requests
+// that carry a body: a body that has not arrived by then fails to read (and
+// the connection is closed), however slowly it trickles in.
+// net/http lifts the deadline itself once the body has been read to its end,
+// so a handler working longer keeps its request context.
+func bodyReadDeadline(body, upload time.Duration) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			r := c.Request()
+			if r.Body != nil && r.Body != http.NoBody && (strings.HasPrefix(r.URL.Path, "/api/") || strings.HasPrefix(r.URL.Path, "/webhooks/")) {
+				d := body
+				if p := c.Path(); r.Method == http.MethodPost && (p == "/api/v1/functions" || p == "/api/v1/functions/:id/versions") {
+					d = upload
+				}
+				// A writer without deadlines (a test recorder) is left as it is.
+				_ = http.NewResponseController(c.Response()).SetReadDeadline(time.Now().Add(d))
+			}
+			return next(c)
+		}
+	}
 }
 
 // Echo exposes the router, so the web package can add its pages.
@@ -176,11 +215,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 // Routes lists method and path of every route served, for the OpenAPI test.
 func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 
-// bind decodes a JSON body strictly: unknown fields, trailing data and wrong
-// types are refused with a field-naming problem.
+// bind decodes a JSON body strictly: unknown fields, duplicate or
+// differently cased keys, invalid UTF-8, trailing data and wrong types are
+// refused with a field-naming problem.
 func (s *Server) bind(c echo.Context, dst any) error { return s.bindUpTo(c, dst, s.MaxBodyBytes) }
 
-// bindUpload decodes a body that may carry a wasm module.
+// bindUpload decodes a body that may carry a wasm module. Callers check who
+// is calling (a vendor, owning the function) before they call it, so a body
+// is only read for someone allowed to send it.
 func (s *Server) bindUpload(c echo.Context, dst any) error {
 	return s.bindUpTo(c, dst, s.MaxUploadBytes)
 }
@@ -188,58 +230,84 @@ func (s *Server) bindUpload(c echo.Context, dst any) error {
 func (s *Server) bindUpTo(c echo.Context, dst any, limit int64) error {
 	r := c.Request()
 	ct := r.Header.Get("Content-Type")
-	if ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return fnmarket.Errorf(fnmarket.EINVALID, "Content-Type must be application/json")
+	if ct == "" && r.ContentLength == 0 {
+		// No body at all: the same as an empty object.
+		return jsonv2.Unmarshal([]byte("{}"), dst, jsonv2.RejectUnknownMembers(true))
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, limit))
+	if mt, _, err := mime.ParseMediaType(ct); err != nil || mt != "application/json" {
+		return &fnmarket.Error{Code: fnmarket.EUNSUPPORTEDMEDIA, Message: "send the body as application/json",
+			Fields: map[string]string{"Content-Type": "must be application/json"}}
+	}
+	// Decoded as a stream: the body is never held whole besides the values
+	// decoded from it.
+	err := jsonv2.UnmarshalRead(http.MaxBytesReader(c.Response(), r.Body, limit), dst, jsonv2.RejectUnknownMembers(true))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return fnmarket.Errorf(fnmarket.ETOOLARGE, "request body over %d bytes", limit)
 		}
-		return fnmarket.Errorf(fnmarket.EINVALID, "could not read the request body")
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		body = []byte("{}")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return fnmarket.Errorf(fnmarket.EINVALID, "the request body did not arrive in time")
+		}
 		return jsonProblem(err)
-	}
-	if dec.More() {
-		return fnmarket.Errorf(fnmarket.EINVALID, "the body must hold one JSON object")
 	}
 	return nil
 }
 
-func jsonProblem(err error) error {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return fnmarket.Errorf(fnmarket.EINVALID, "malformed JSON at byte %d", se.Offset)
-	case errors.As(err, &te):
-		// Embedded request structs show up in the path; callers never see them.
-		field := strings.ReplaceAll(te.Field, "versionInput.", "")
-		if field == "" {
-			field = "body"
+// jsonField turns a JSON pointer (/pricing/tiers/0/up_to) into the field
+// names problems use (pricing.tiers[0].up_to).
+func jsonField(p jsontext.Pointer) string {
+	var b strings.Builder
+	for tok := range p.Tokens() {
+		if _, err := strconv.Atoi(tok); err == nil && b.Len() > 0 {
+			b.WriteString("[" + tok + "]")
+			continue
 		}
-		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "a field has the wrong type", Fields: map[string]string{field: fmt.Sprintf("must be %s", jsonKind(te.Type.Kind().String()))}}
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), "\"")
-		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "unknown field " + name, Fields: map[string]string{name: "is not a known field"}}
-	case errors.Is(err, io.ErrUnexpectedEOF):
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(tok)
+	}
+	if b.Len() == 0 {
+		return "body"
+	}
+	return b.String()
+}
+
+func jsonProblem(err error) error {
+	var se *jsontext.SyntacticError
+	var me *jsonv2.SemanticError
+	switch {
+	case errors.As(err, &se) && errors.Is(err, jsontext.ErrDuplicateName):
+		f := jsonField(se.JSONPointer)
+		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "duplicate field " + f, Fields: map[string]string{f: "appears more than once"}}
+	case errors.As(err, &se) && strings.Contains(se.Err.Error(), "UTF-8"):
+		f := jsonField(se.JSONPointer)
+		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "invalid UTF-8 in " + f, Fields: map[string]string{f: "must be valid UTF-8"}}
+	case errors.As(err, &se):
+		return fnmarket.Errorf(fnmarket.EINVALID, "malformed JSON at byte %d", se.ByteOffset)
+	case errors.As(err, &me) && errors.Is(err, jsonv2.ErrUnknownName):
+		f := jsonField(me.JSONPointer)
+		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "unknown field " + f,
+			Fields: map[string]string{f: "is not a known field (names are case-sensitive)"}}
+	case errors.As(err, &me) && me.GoType != nil:
+		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "a field has the wrong type",
+			Fields: map[string]string{jsonField(me.JSONPointer): "must be " + jsonKind(me.GoType)}}
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return fnmarket.Errorf(fnmarket.EINVALID, "malformed JSON: unexpected end")
 	}
 	return fnmarket.Errorf(fnmarket.EINVALID, "malformed JSON")
 }
 
-func jsonKind(k string) string {
-	switch k {
+func jsonKind(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch k := t.Kind().String(); k {
 	case "string":
 		return "a string"
-	case "int", "int64", "int32", "uint", "uint64":
+	case "int", "int64", "int32", "uint", "uint64", "uint32":
 		return "an integer"
 	case "bool":
 		return "true or false"
@@ -247,8 +315,9 @@ func jsonKind(k string) string {
 		return "an object"
 	case "slice":
 		return "an array"
+	default:
+		return "a " + k
 	}
-	return "a " + k
 }
 
 // list is the envelope of every list answer.

@@ -146,7 +146,7 @@ func (b *Biller) BillPeriod(ctx context.Context, period time.Time, opts Options)
 	}
 	draft := now.Before(end)
 	if draft && !opts.ThroughNow {
-		return Report{}, fnmarket.Errorf(fnmarket.EUNPROCESSABLE,
+		return Report{}, fnmarket.Errorf(fnmarket.EINVALID,
 			"the month %s is not over until %s; bill it through now for a draft invoice", period.Format("2006-01"), end.Format(time.RFC3339))
 	}
 	through := end

@@ -165,7 +165,7 @@ func TestBillPeriodRefusesMonthNotOver(t *testing.T) {
 		f.usage(jan.Add(time.Hour), alice, fn, 1, 10, 0)
 
 		_, err := f.biller.BillPeriod(f.ctx, jan, Options{})
-		wantCode(t, err, fnmarket.EUNPROCESSABLE)
+		wantCode(t, err, fnmarket.EINVALID)
 		if !strings.Contains(err.Error(), "2026-01") || f.count("invoices") != 0 {
 			t.Errorf("refusal = %v with %d invoices", err, f.count("invoices"))
 		}

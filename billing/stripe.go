@@ -354,7 +354,7 @@ func (s *stripeSync) mirror(ctx context.Context, r invoiceRow, to Status) error 
 // account link URL that comes back to returnURL.
 func (b *Biller) OnboardVendor(ctx context.Context, vendorID, returnURL string) (string, error) {
 	if b.stripe == nil {
-		return "", fnmarket.Errorf(fnmarket.EUNPROCESSABLE, "payouts need Stripe, which is not configured")
+		return "", fnmarket.Errorf(fnmarket.ECONFLICT, "payouts need Stripe, which is not configured on this server")
 	}
 	if u, err := url.Parse(returnURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return "", &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the return URL must be an absolute http(s) URL",

@@ -358,8 +358,8 @@ func TestStripeOffByDefault(t *testing.T) {
 		_, _, _, _, acme := seedJanuary(f)
 		f.bill(jan, Options{})
 		_, err := f.biller.OnboardVendor(f.ctx, acme.ID, "https://portal.example/")
-		wantCode(t, err, fnmarket.EUNPROCESSABLE)
-		wantCode(t, f.biller.HandleWebhook(f.ctx, []byte(`{}`), "t=1,v1=00"), fnmarket.EUNPROCESSABLE)
+		wantCode(t, err, fnmarket.ECONFLICT)
+		wantCode(t, f.biller.HandleWebhook(f.ctx, []byte(`{}`), "t=1,v1=00"), fnmarket.ENOTFOUND)
 		if res, err := f.biller.SyncPending(f.ctx); err != nil || res != (SyncResult{}) {
 			t.Errorf("sync without stripe = %+v, %v", res, err)
 		}

@@ -22,7 +22,7 @@ import (
 // signature is an EINVALID error and changes nothing.
 func (b *Biller) HandleWebhook(ctx context.Context, payload []byte, signatureHeader string) error {
 	if b.stripe == nil || b.stripe.webhookSecret == "" {
-		return fnmarket.Errorf(fnmarket.EUNPROCESSABLE, "Stripe webhooks are not configured")
+		return fnmarket.Errorf(fnmarket.ENOTFOUND, "Stripe webhooks are not configured on this server")
 	}
 	// The API version is not checked (see doc.go); the signature's age is
 	// checked below against the injected clock.

@@ -34,8 +34,6 @@ type Tier struct {
 // compute-millisecond can cost well under a millionth of a dollar).
 const MaxPriceScale = 12
 
-var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
-
 // PricingInput is pricing as a caller sends it: money as decimal strings.
 type PricingInput struct {
 	Currency          string      `json:"currency"`
@@ -97,8 +95,8 @@ func (in *PricingInput) Parse(v fnmarket.Validation) Pricing {
 	if p.Currency == "" {
 		p.Currency = "USD"
 	}
-	if !currencyPattern.MatchString(p.Currency) {
-		v.Add("pricing.currency", "must be a three-letter ISO 4217 code such as USD")
+	if _, ok := Currencies[p.Currency]; !ok {
+		v.Add("pricing.currency", "must be a supported ISO 4217 code: USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK or SGD")
 	}
 	if len(in.Tiers) == 0 || in.PerCall != "" {
 		p.PerCall = ParsePrice(v, "pricing.per_call", in.PerCall)

@@ -77,6 +77,8 @@ func TestParsePricing(t *testing.T) {
 		{"exponent", PricingInput{PerCall: "1e-4", PerComputeMs: "0"}, "pricing.per_call"},
 		{"missing", PricingInput{PerCall: "1"}, "pricing.per_compute_ms"},
 		{"bad currency", PricingInput{Currency: "dollars", PerCall: "1", PerComputeMs: "0"}, "pricing.currency"},
+		{"not a currency", PricingInput{Currency: "BTC", PerCall: "1", PerComputeMs: "0"}, "pricing.currency"},
+		{"zero-decimal currency billing cannot round", PricingInput{Currency: "JPY", PerCall: "1", PerComputeMs: "0"}, "pricing.currency"},
 		{"negative free", PricingInput{PerCall: "1", PerComputeMs: "0", FreeCallsPerMonth: &neg}, "pricing.free_calls_per_month"},
 		{"open tier not last", PricingInput{PerComputeMs: "0", Tiers: []TierInput{{UpTo: 0, PerCall: "1"}, {UpTo: 0, PerCall: "1"}}}, "pricing.tiers[0].up_to"},
 		{"last tier bounded", PricingInput{PerComputeMs: "0", Tiers: []TierInput{{UpTo: 10, PerCall: "1"}}}, "pricing.tiers[0].up_to"},

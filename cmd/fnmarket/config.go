@@ -42,6 +42,7 @@ type config struct {
 	ShutdownTimeout       time.Duration
 	LogLevel              string
 	DebugAddr             string
+	MetricsAddr           string
 	// Bill-only flags.
 	Period  string
 	Through string
@@ -124,6 +125,7 @@ func flagSet(cmd string, c *config, getenv func(string) string) *flag.FlagSet {
 		fs.StringVar(&c.Addr, "addr", env("FNMARKET_ADDR", "127.0.0.1:8080"), "listen address (FNMARKET_ADDR)")
 		fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL); empty: the listen URL")
 		fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
+		fs.StringVar(&c.MetricsAddr, "metrics-addr", getenv("FNMARKET_METRICS_ADDR"), "serve Prometheus /metrics on this separate address, e.g. 127.0.0.1:9090 (FNMARKET_METRICS_ADDR); off when empty")
 	}
 	fs.StringVar(&c.DataDir, "data-dir", env("FNMARKET_DATA_DIR", "./data"), "embedded default's data directory (FNMARKET_DATA_DIR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", getenv("DATABASE_URL"), "PostgreSQL URL; empty: embedded SQLite (DATABASE_URL)")

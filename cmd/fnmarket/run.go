@@ -228,6 +228,16 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", a.cfg.Addr, err)
 	}
+	// Metrics name vendors and functions with their call counts: they are
+	// served only on their own address (FNMARKET_METRICS_ADDR), never on the
+	// public one.
+	var metricsLn net.Listener
+	if a.cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", a.cfg.MetricsAddr); err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen for metrics on %s: %w", a.cfg.MetricsAddr, err)
+		}
+	}
 	base := "http://" + ln.Addr().String()
 	if a.cfg.PublicURL == "" {
 		a.cfg.PublicURL = base
@@ -235,6 +245,9 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	parts, err := a.buildParts(ctx, cmd)
 	if err != nil {
 		_ = ln.Close()
+		if metricsLn != nil {
+			_ = metricsLn.Close()
+		}
 		return err
 	}
 	mux := http.NewServeMux()
@@ -243,7 +256,6 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	mux.HandleFunc("GET /readyz", a.handleReady)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	if parts.gateway != nil {
 		mux.Handle("/v1/invoke/", parts.gateway)
 	}
@@ -257,6 +269,14 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if metricsLn != nil {
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+		msrv := &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = msrv.Serve(metricsLn) }()
+		a.closers = append(a.closers, func() { _ = msrv.Close() })
+		fmt.Fprintf(a.stdout, "fnmarket %s metrics on http://%s/metrics\n", cmd, metricsLn.Addr())
+	}
 	if a.cfg.DebugAddr != "" {
 		dbg := &http.Server{Addr: a.cfg.DebugAddr, Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
 		go func() { _ = dbg.ListenAndServe() }()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fnmarket/fnmarket/internal/openapicheck"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -39,9 +40,11 @@ func (s *syncBuffer) String() string {
 
 // instance is one fnmarket process started through run.
 type instance struct {
-	url  string
-	logs *syncBuffer
-	stop func() error
+	url string
+	// metricsURL is where /metrics is served when FNMARKET_METRICS_ADDR is set.
+	metricsURL string
+	logs       *syncBuffer
+	stop       func() error
 }
 
 // start runs `fnmarket <cmd> [flags]` on 127.0.0.1:0 with env and returns
@@ -59,10 +62,15 @@ func start(t *testing.T, cmd string, env map[string]string, flags ...string) *in
 		done <- err
 	}()
 	urlRe := regexp.MustCompile(`listening on (http://\S+)`)
+	metricsRe := regexp.MustCompile(`metrics on (http://\S+)`)
 	found := make(chan string, 1)
+	var metricsURL string // printed before the listening line
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
+			if m := metricsRe.FindStringSubmatch(sc.Text()); m != nil {
+				metricsURL = m[1]
+			}
 			if m := urlRe.FindStringSubmatch(sc.Text()); m != nil {
 				found <- m[1]
 			}
@@ -95,7 +103,7 @@ func start(t *testing.T, cmd string, env map[string]string, flags ...string) *in
 		return stopErr
 	}
 	t.Cleanup(func() { _ = stop() })
-	return &instance{url: url, logs: logs, stop: stop}
+	return &instance{url: url, metricsURL: metricsURL, logs: logs, stop: stop}
 }
 
 // baseEnv is the environment for backend b: a temp data dir, and the real
@@ -179,6 +187,7 @@ func (c client) do(method, path, token string, body any, want int) (map[string]a
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	openapicheck.Check(c.t, req, res, raw)
 	if res.StatusCode != want {
 		c.t.Fatalf("%s %s: %d, want %d: %s", method, path, res.StatusCode, want, raw)
 	}
@@ -278,6 +287,7 @@ func TestInvokeMeterRestart(t *testing.T) {
 	for _, b := range testenv.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
 			env := baseEnv(t, b)
+			env["FNMARKET_METRICS_ADDR"] = "127.0.0.1:0"
 			inst := start(t, "serve", env)
 			c := client{t: t, base: inst.url}
 			vendor, _ := c.publishFunction("echo", map[string]any{"type": "http", "url": upstream.URL + "/base"}, map[string]any{"per_call": "0.001", "per_compute_ms": "0.000002", "free_calls_per_month": 3})
@@ -323,7 +333,17 @@ func TestInvokeMeterRestart(t *testing.T) {
 			if n, _ := usageTotals(vendor, "/api/v1/usage"); n != 0 {
 				t.Errorf("the vendor's own consumer usage shows %d calls of someone else's", n)
 			}
-			res, err := http.Get(inst.url + "/metrics")
+			// Metrics name vendors and functions: not on the public port,
+			// only on FNMARKET_METRICS_ADDR.
+			if res, err := http.Get(inst.url + "/metrics"); err != nil {
+				t.Fatal(err)
+			} else if res.Body.Close(); res.StatusCode != http.StatusNotFound {
+				t.Errorf("GET /metrics on the public port: %d, want 404", res.StatusCode)
+			}
+			if inst.metricsURL == "" {
+				t.Fatal("no metrics address printed")
+			}
+			res, err := http.Get(inst.metricsURL)
 			if err != nil {
 				t.Fatal(err)
 			}
