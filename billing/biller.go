@@ -180,7 +180,7 @@ func (b *Biller) BillPeriod(ctx context.Context, period time.Time, opts Options)
 				// Issued locally is what counts; the sync is retried later.
 				b.log.ErrorContext(ctx, "stripe sync after billing", "period", period.Format("2006-01"), "err", err)
 			}
-			rep.SyncFailures = res.InvoiceFailures
+			rep.Sync, rep.SyncFailures = res, res.InvoiceFailures
 		}
 	}
 	b.log.InfoContext(ctx, "billed period", "period", period.Format("2006-01"), "draft", draft, "consumers", rep.Consumers,

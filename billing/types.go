@@ -198,4 +198,7 @@ type Report struct {
 	Totals map[string]Money `json:"totals"`
 	// SyncFailures counts invoices Stripe could not take this time.
 	SyncFailures int `json:"sync_failures"`
+	// Sync is what the Stripe sync after issuing did (zero without Stripe,
+	// and for drafts, which are never pushed).
+	Sync SyncResult `json:"sync"`
 }

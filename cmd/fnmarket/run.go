@@ -583,11 +583,9 @@ func (a *app) bill(ctx context.Context) error {
 	}
 	fmt.Fprintf(a.stdout, "rolled up %d calls; %s: %d consumers, %d invoices created, %d finalized, %d refreshed, %d unchanged, %d late-usage lines (draft: %v)\n",
 		st.Calls, a.cfg.Period, rep.Consumers, rep.Created, rep.Finalized, rep.Refreshed, rep.Unchanged, rep.AdjustmentLines, rep.Draft)
-	if a.cfg.StripeSecretKey != "" {
-		res, err := b.SyncPending(ctx)
-		if err != nil {
-			return fmt.Errorf("bill: stripe sync: %w", err)
-		}
+	if a.cfg.StripeSecretKey != "" && !rep.Draft {
+		// BillPeriod has synced already; its report says what it pushed.
+		res := rep.Sync
 		fmt.Fprintf(a.stdout, "stripe: %d invoices synced (%d failed, retried by the worker), %d payouts (%d failed)\n", res.Invoices, res.InvoiceFailures, res.Payouts, res.PayoutFailures)
 	}
 	return nil
