@@ -76,6 +76,9 @@ type Config struct {
 	ConsumersPerTx int
 	// Stripe is optional; a zero StripeConfig turns sync off.
 	Stripe StripeConfig
+	// LeaseTTL is how long a billing run's or Stripe sync's claim outlives
+	// its holder (renewed every third of it); 0 means DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // Biller prices usage and keeps invoices, statements and their Stripe twins.
@@ -89,6 +92,7 @@ type Biller struct {
 	feeRate  decimal.Decimal
 	lookback int
 	perTx    int
+	leaseTTL time.Duration
 	stripe   *stripeSync
 }
 
@@ -116,6 +120,10 @@ func New(cfg Config) (*Biller, error) {
 	}
 	if b.perTx <= 0 {
 		b.perTx = 100
+	}
+	b.leaseTTL = cfg.LeaseTTL
+	if b.leaseTTL <= 0 {
+		b.leaseTTL = DefaultLeaseTTL
 	}
 	if cfg.Stripe.SecretKey != "" {
 		b.stripe = newStripeSync(cfg.Stripe, b.log)
@@ -153,6 +161,12 @@ func (b *Biller) BillPeriod(ctx context.Context, period time.Time, opts Options)
 	if draft {
 		through = now
 	}
+	lease, err := b.tryLease(ctx, leaseBill)
+	if err != nil {
+		return Report{}, wrap("bill "+period.Format("2006-01"), err)
+	}
+	defer lease.release()
+	ctx = lease.ctx
 	rep := Report{PeriodStart: period, Draft: draft, Totals: map[string]Money{}}
 	bills, err := b.computeBills(ctx, b.db.DB, period, "", nil)
 	if err != nil {
@@ -175,7 +189,7 @@ func (b *Biller) BillPeriod(ctx context.Context, period time.Time, opts Options)
 			return rep, fmt.Errorf("close period %s: %w", period.Format("2006-01"), err)
 		}
 		if b.stripe != nil {
-			res, err := b.SyncPending(ctx)
+			res, err := b.syncAfterBilling(ctx)
 			if err != nil {
 				// Issued locally is what counts; the sync is retried later.
 				b.log.ErrorContext(ctx, "stripe sync after billing", "period", period.Format("2006-01"), "err", err)

@@ -64,10 +64,22 @@
 // version take free calls or cheaper tiers from a higher one; the function's
 // total never goes down. Closed months are looked back at for
 // Config.AdjustmentLookbackMonths (default 12); a month that was never closed
-// is billed in full when it is billed, never by adjustment. Runs of the same
-// month may overlap safely (the unique key decides), but months should be
-// billed one at a time: two different months billed at the same moment could
-// both charge the same late usage of an earlier month.
+// is billed in full when it is billed, never by adjustment.
+//
+// # One run at a time
+//
+// A billing run holds the "bill" lease (a row in billing_leases, the same on
+// SQLite and PostgreSQL) from start to finish, whatever its month: two runs
+// of one month would push the same invoices to Stripe, and two months billed
+// at once could both charge the same late usage of an earlier month. A
+// second run meanwhile fails with ECONFLICT naming the holder (the bill
+// command exits saying so). The holder renews the lease every third of
+// Config.LeaseTTL (default 2 minutes) and deletes it when done; a run that
+// was killed blocks others only until its lease lapses, and a run that lost
+// its lease (it stalled past the end and another took over) is cancelled.
+// Stripe sync passes hold the "stripe-sync" lease the same way: the worker
+// skips its pass while another process syncs, and a billing run waits for
+// that pass to end and then syncs what it issued.
 //
 // # Lifecycle
 //

@@ -112,7 +112,7 @@ func (stripeEventRow) TableName() string { return "stripe_events" }
 // Models lists the row types, so a test can check the migrated schema has
 // every column the code maps.
 func Models() []any {
-	return []any{&periodRow{}, &invoiceRow{}, &lineRow{}, &eventRow{}, &shareRow{}, &customerRow{}, &stripeEventRow{}}
+	return []any{&periodRow{}, &invoiceRow{}, &lineRow{}, &eventRow{}, &shareRow{}, &customerRow{}, &stripeEventRow{}, &leaseRow{}}
 }
 
 func (r invoiceRow) domain(lines []lineRow) (Invoice, error) {

@@ -104,13 +104,35 @@ type SyncResult struct {
 // SyncPending pushes every open invoice still waiting for Stripe and makes
 // every transfer still owed to an onboarded vendor, with the same idempotency
 // keys as any earlier attempt. Stripe failures are counted and left pending
-// for the next pass; only database errors are returned. Without Stripe it
-// does nothing.
+// for the next pass; only database errors are returned, and an ECONFLICT
+// error when another process is syncing (one pass at a time, see
+// billing_leases). Without Stripe it does nothing.
 func (b *Biller) SyncPending(ctx context.Context) (SyncResult, error) {
-	var res SyncResult
 	if b.stripe == nil {
-		return res, nil
+		return SyncResult{}, nil
 	}
+	lease, err := b.tryLease(ctx, leaseStripeSync)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	defer lease.release()
+	return b.syncPending(lease.ctx)
+}
+
+// syncAfterBilling is the sync a billing run makes: it waits for a pass
+// another process is making (which may have listed the invoices before they
+// were issued) rather than leave them to the next one.
+func (b *Biller) syncAfterBilling(ctx context.Context) (SyncResult, error) {
+	lease, err := b.waitLease(ctx, leaseStripeSync, 2*b.leaseTTL)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	defer lease.release()
+	return b.syncPending(lease.ctx)
+}
+
+func (b *Biller) syncPending(ctx context.Context) (SyncResult, error) {
+	var res SyncResult
 	var rows []invoiceRow
 	err := b.db.WithContext(ctx).Where("sync_status = ? AND status = ?", SyncPending, StatusOpen).Order("created_at, id").Find(&rows).Error
 	if err != nil {

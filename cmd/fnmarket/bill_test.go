@@ -72,6 +72,23 @@ func TestBillReportsStripeSync(t *testing.T) {
 			if m := regexp.MustCompile(`stripe: (\d+) invoices synced \((\d+) failed`).FindStringSubmatch(out.String()); m == nil || m[1] != "2" || m[2] != "0" {
 				t.Errorf("bill output %q, want \"stripe: 2 invoices synced (0 failed\"", out.String())
 			}
+			// While another run holds the billing lease, bill exits saying so.
+			db, err := database.Open(context.Background(), env["DATABASE_URL"], env["FNMARKET_DATA_DIR"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			held := time.Now().Add(time.Hour).UnixMilli()
+			if err := db.Exec("INSERT INTO billing_leases (name, holder, acquired_at, expires_at) VALUES ('bill', 'other-host pid 7', 0, ?)", held).Error; err != nil {
+				t.Fatal(err)
+			}
+			err = run(context.Background(), []string{"fnmarket", "bill", "--period", period}, func(k string) string { return env[k] }, &out, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), "another process (other-host pid 7)") {
+				t.Errorf("bill while another run holds the lease: %v, want a refusal naming it", err)
+			}
+			if err := db.Exec("DELETE FROM billing_leases").Error; err != nil {
+				t.Fatal(err)
+			}
 			// Re-running pushes nothing and says so.
 			out.Reset()
 			if err := run(context.Background(), []string{"fnmarket", "bill", "--period", period}, func(k string) string { return env[k] }, &out, &bytes.Buffer{}); err != nil {

@@ -510,6 +510,10 @@ func (a *app) syncStripe(b *billing.Biller) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := b.SyncPending(ctx)
+	if fnmarket.ErrorCode(err) == fnmarket.ECONFLICT {
+		a.log.Debug("another process is syncing with Stripe; skipped this pass", "err", err)
+		return
+	}
 	if err != nil {
 		a.log.Warn("stripe sync failed; it will be retried", "err", err)
 		return
