@@ -332,16 +332,15 @@ func (b *Biller) issue(tx *gorm.DB, row *invoiceRow, lines []lineRow, now time.T
 	}
 	shares := make([]shareRow, 0, len(vendors))
 	for _, v := range vendors {
+		// The fee and net written here are provisional: the fee is rounded
+		// once per vendor and month, and a share's part of it is fixed when
+		// its invoice is paid (releaseShares).
 		gross := decimal.New(byVendor[v], -2)
 		fee := RoundCents(gross.Mul(b.feeRate))
 		net := gross.Sub(fee)
-		status := PayoutAwaitingPayment
-		if !net.IsPositive() {
-			status = PayoutNothingDue
-		}
 		shares = append(shares, shareRow{InvoiceID: row.ID, VendorID: v, PeriodStart: row.PeriodStart, Currency: row.Currency,
 			Gross: gross.StringFixed(2), FeeRate: b.feeRate.String(), PlatformFee: fee.StringFixed(2), Net: net.StringFixed(2),
-			NetCents: Money{net}.Cents(), PayoutStatus: status, UpdatedAt: now})
+			NetCents: Money{net}.Cents(), PayoutStatus: PayoutAwaitingPayment, UpdatedAt: now})
 	}
 	if len(shares) > 0 {
 		if err := tx.Create(&shares).Error; err != nil {

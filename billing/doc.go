@@ -96,12 +96,21 @@
 //
 // When an invoice is issued, each vendor's share of it is written
 // (vendor_shares): gross is the sum of that vendor's rounded lines on the
-// invoice, the platform fee is gross * Config.PlatformFeeRate rounded half-even
-// to cents, and net = gross - fee. A month's statement sums the shares of that
-// month's open and paid invoices (void ones are left out), so a vendor's gross
-// equals the sum of its lines on consumers' invoices and its net equals the sum
-// of what it is paid. Adjustment lines count in the month of the invoice that
-// carries them.
+// invoice, with the fee rate in force (Config.PlatformFeeRate). The platform
+// fee is rounded once per vendor, month and currency, never per invoice (a
+// 0.02 invoice would otherwise pay no fee at all): a month's statement sums
+// the gross of that month's open and paid invoices (void ones are left out),
+// fee = round(gross x rate) half-even to cents, and net = gross - fee.
+// Adjustment lines count in the month of the invoice that carries them.
+//
+// A share's own fee and net are fixed when its invoice is paid: its fee is
+// round(sum of gross x rate over the vendor's month's shares paid so far,
+// itself included) minus the fees already fixed, so each share pays within a
+// cent of its exact fee and, once every invoice of the month is paid or void,
+// the shares' fees and nets add up exactly to the statement's. A vendor's
+// gross equals the sum of its lines on consumers' invoices and its net the
+// sum of what it is paid (a share whose net is zero or negative pays
+// nothing).
 //
 // # Stripe
 //
