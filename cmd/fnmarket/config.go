@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -32,6 +33,10 @@ type config struct {
 	StripeWebhookSecret   string
 	PlatformFeeRate       decimal.Decimal
 	PublicURL             string
+	// GatewayURL is the gateway's public base URL, shown in the portal's
+	// "how to call it" examples; "" means PublicURL (one origin, or an edge
+	// that routes /v1/invoke/ to the gateway).
+	GatewayURL string
 	RollupInterval        time.Duration
 	ShutdownTimeout       time.Duration
 	LogLevel              string
@@ -59,6 +64,7 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&c.RedisURL, "redis-url", getenv("REDIS_URL"), "Redis URL or comma-separated cluster seeds; empty: in-process (REDIS_URL)")
 	fs.StringVar(&c.RedisPrefix, "redis-prefix", env("FNMARKET_REDIS_PREFIX", "fnm:"), "prefix of every Redis key (FNMARKET_REDIS_PREFIX)")
 	fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL)")
+	fs.StringVar(&c.GatewayURL, "gateway-url", getenv("FNMARKET_GATEWAY_URL"), "the gateway's public base URL in the portal's examples; default: the public URL (FNMARKET_GATEWAY_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env("FNMARKET_LOG_LEVEL", "info"), "debug, info, warn or error (FNMARKET_LOG_LEVEL)")
 	fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
 	fs.StringVar(&c.Period, "period", "", "bill: the month to bill, YYYY-MM")
@@ -68,6 +74,11 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&c.InvoiceDetail, "detail", "", "invoice: why, kept with the transition")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for name, v := range map[string]string{"FNMARKET_PUBLIC_URL": c.PublicURL, "FNMARKET_GATEWAY_URL": c.GatewayURL} {
+		if u, err := url.Parse(v); v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			return c, fmt.Errorf("%s must be an absolute http(s) URL such as https://api.example.com", name)
+		}
 	}
 	c.JWTSecret = getenv("FNMARKET_JWT_SECRET")
 	c.StripeSecretKey = getenv("STRIPE_SECRET_KEY")

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -171,6 +172,9 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	base := "http://" + ln.Addr().String()
 	if a.cfg.PublicURL == "" {
 		a.cfg.PublicURL = base
+	}
+	if a.cfg.GatewayURL == "" {
+		a.cfg.GatewayURL = a.cfg.PublicURL
 	}
 	parts, err := a.buildParts(ctx, cmd)
 	if err != nil {
@@ -367,7 +371,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Backends:     wasmBackends{wasm.NewPreparer(rt)},
 		FunctionLogs: wasmLogs{a.wasmLogs},
 		Webhooks:     b,
-		GatewayURL:   a.cfg.PublicURL,
+		GatewayURL:   a.cfg.GatewayURL,
 		// A 32 MiB module is about 43 MiB in base64.
 		MaxUploadBytes: 48 << 20,
 		StripeEnabled:  a.cfg.StripeSecretKey != "",
@@ -375,8 +379,19 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		// Ten wrong passwords for one account lock its logins for 15 minutes.
 		LoginThrottle: redisx.NewFailureThrottle(a.redis, a.cfg.RedisPrefix, 10, 15*time.Minute),
 	})
-	web.Register(p.api.Echo(), web.Options{})
+	web.Register(p.api.Echo(), web.Options{GatewayOrigin: gatewayOrigin(a.cfg.PublicURL, a.cfg.GatewayURL)})
 	return nil
+}
+
+// gatewayOrigin is the gateway's origin when the portal's pages must call it
+// across origins (the "try it" box), or "" when both share one.
+func gatewayOrigin(publicURL, gatewayURL string) string {
+	p, err1 := url.Parse(publicURL)
+	g, err2 := url.Parse(gatewayURL)
+	if err1 != nil || err2 != nil || (p.Scheme == g.Scheme && p.Host == g.Host) {
+		return ""
+	}
+	return g.Scheme + "://" + g.Host
 }
 
 func (a *app) startGateway(ctx context.Context, p *parts) error {
