@@ -33,10 +33,6 @@ type config struct {
 	StripeWebhookSecret   string
 	PlatformFeeRate       decimal.Decimal
 	PublicURL             string
-	// GatewayURL is the gateway's public base URL, shown in the portal's
-	// "how to call it" examples; "" means PublicURL (one origin, or an edge
-	// that routes /v1/invoke/ to the gateway).
-	GatewayURL string
 	RollupInterval        time.Duration
 	ShutdownTimeout       time.Duration
 	LogLevel              string
@@ -46,6 +42,11 @@ type config struct {
 	Through string
 	// Invoice-only flags.
 	InvoiceID, InvoiceStatus, InvoiceDetail string
+
+	// GatewayURL is the gateway's public base URL, shown in the portal's
+	// "how to call it" examples; "" means PublicURL (one origin, or an edge
+	// that routes /v1/invoke/ to the gateway).
+	GatewayURL string
 }
 
 func parseConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -75,10 +76,8 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
-	for name, v := range map[string]string{"FNMARKET_PUBLIC_URL": c.PublicURL, "FNMARKET_GATEWAY_URL": c.GatewayURL} {
-		if u, err := url.Parse(v); v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
-			return c, fmt.Errorf("%s must be an absolute http(s) URL such as https://api.example.com", name)
-		}
+	if u, err := url.Parse(c.GatewayURL); c.GatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		return c, fmt.Errorf("FNMARKET_GATEWAY_URL must be an absolute http(s) URL such as https://run.example.com")
 	}
 	c.JWTSecret = getenv("FNMARKET_JWT_SECRET")
 	c.StripeSecretKey = getenv("STRIPE_SECRET_KEY")

@@ -136,7 +136,6 @@ func TestGatewayURLSetting(t *testing.T) {
 		{env: map[string]string{}, want: ""},
 		{env: map[string]string{"FNMARKET_GATEWAY_URL": "https://run.example.com"}, want: "https://run.example.com"},
 		{env: map[string]string{"FNMARKET_GATEWAY_URL": "gateway:8080"}, wantErr: true},
-		{env: map[string]string{"FNMARKET_PUBLIC_URL": "localhost"}, wantErr: true},
 	} {
 		c, err := parseConfig("api", nil, func(k string) string { return tc.env[k] }, io.Discard)
 		if (err != nil) != tc.wantErr || (err == nil && c.GatewayURL != tc.want) {
