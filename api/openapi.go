@@ -92,7 +92,7 @@ var schemas = map[string]any{
 	"UsageList":    listOf("UsageRow"),
 	"LatencyList":  listOf("LatencyPoint"),
 	"LatencyPoint": obj(map[string]any{"period_start": str(), "calls": integer(), "p50_ms": integer(), "p99_ms": integer()}),
-	"InvoiceLine": obj(map[string]any{"kind": map[string]any{"type": "string", "enum": []string{"usage", "adjustment"}}, "period_start": str(),
+	"InvoiceLine": obj(map[string]any{"kind": map[string]any{"type": "string", "enum": []string{"usage", "adjustment", "carried_forward"}}, "period_start": str(),
 		"function": str(), "version": integer(), "calls": integer(), "free_calls": integer(),
 		"billable_calls": integer(), "compute_ms": integer(), "amount": ref("Money")}),
 	"Invoice": obj(map[string]any{"id": str(), "period_start": str(), "period_end": str(), "status": str(), "currency": str(),

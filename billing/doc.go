@@ -92,6 +92,31 @@
 // adjustments), whose credit is not carried forward. An invoice settled before
 // it reached Stripe is never pushed afterwards.
 //
+// # Stripe's minimum charge
+//
+// Stripe does not charge an invoice whose total is under its minimum charge
+// for the currency (0.50 USD, 0.30 GBP, ...: MinimumChargeCents); it marks it
+// paid and moves the amount to the customer's balance. fnmarket must not pay
+// vendors for money it did not collect, so, with Stripe configured:
+//
+//   - an issued invoice whose total is positive but under the minimum is not
+//     pushed to Stripe. It stays open in fnmarket with sync_status
+//     "carried_forward" (and an event saying so);
+//   - the consumer's next invoice in that currency (the first one issued for
+//     a later month; a consumer without usage gets none) carries its total as
+//     a "carried_forward" line (period_start of the carried month,
+//     carried_invoice_id naming it), and the carried invoice records it in
+//     carried_forward_to. If that invoice is under the minimum too, the whole
+//     of it is carried again;
+//   - when the carrying invoice is paid, the invoices it carried are paid with
+//     it ("collected on invoice ..."), and only then are their vendor shares
+//     paid out. If it is voided, what it carried is owed again and carried to
+//     the next invoice. An operator cannot settle a carried invoice on its
+//     own: it is settled with the one that carries it.
+//
+// A carried_forward line belongs to no vendor: vendors' gross, statements and
+// payouts count each month's usage once, on the invoice of that month.
+//
 // # Vendor statements
 //
 // When an invoice is issued, each vendor's share of it is written
@@ -114,11 +139,11 @@
 //
 // # Stripe
 //
-// Stripe is optional. When configured, issued invoices with a non-zero total
-// are pushed to Stripe: the customer is created on the consumer's first
-// invoice (stripe_customers), a Stripe invoice is created (excluding pending
-// items), one invoice item per non-zero line is attached to it, and it is
-// finalized. Every request carries an idempotency key derived from our ids
+// Stripe is optional. When configured, issued invoices whose total is at
+// least the minimum charge are pushed to Stripe: the customer is created on
+// the consumer's first invoice (stripe_customers), a Stripe invoice is
+// created (excluding pending items), one invoice item per non-zero line is
+// attached to it, and it is finalized. Every request carries an idempotency key derived from our ids
 // (fnm-cus-<consumer>, fnm-inv-<invoice>-create, fnm-inv-<invoice>-item-<line>,
 // fnm-inv-<invoice>-finalize, fnm-pay-<invoice>-<vendor>), and each object's
 // Stripe id is stored as soon as it exists, so a retry, even after Stripe's

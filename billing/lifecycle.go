@@ -56,11 +56,27 @@ func (b *Biller) transitionTx(tx *gorm.DB, invoiceID string, from, to Status, so
 		if err := b.releaseShares(tx, invoiceID, now); err != nil {
 			return err
 		}
+		// The invoices this one carried forward are collected with it.
+		var carried []string
+		if err := tx.Model(&invoiceRow{}).Where("carried_to = ? AND status = ?", invoiceID, StatusOpen).Order("id").Pluck("id", &carried).Error; err != nil {
+			return fmt.Errorf("read invoices carried by %s: %w", invoiceID, err)
+		}
+		for _, id := range carried {
+			if err := b.transitionTx(tx, id, StatusOpen, StatusPaid, source, "collected on invoice "+invoiceID, now); err != nil {
+				return err
+			}
+		}
 	case StatusVoid:
 		err := tx.Model(&shareRow{}).Where("invoice_id = ? AND payout_status IN ?", invoiceID, []string{PayoutAwaitingPayment, PayoutPending}).
 			Updates(map[string]any{"payout_status": PayoutCancelled, "updated_at": now}).Error
 		if err != nil {
 			return fmt.Errorf("cancel payouts of %s: %w", invoiceID, err)
+		}
+		// What it carried forward is still owed: carried to the next invoice.
+		err = tx.Model(&invoiceRow{}).Where("carried_to = ? AND status = ?", invoiceID, StatusOpen).
+			Updates(map[string]any{"carried_to": nil, "updated_at": now}).Error
+		if err != nil {
+			return fmt.Errorf("release invoices carried by %s: %w", invoiceID, err)
 		}
 	}
 	return nil
@@ -153,6 +169,9 @@ func (b *Biller) Transition(ctx context.Context, invoiceID string, to Status, de
 	}
 	if !CanTransition(from, to) {
 		return fnmarket.Errorf(fnmarket.ECONFLICT, "invoice %s is %s and cannot become %s", invoiceID, from, to)
+	}
+	if row.CarriedTo != nil {
+		return fnmarket.Errorf(fnmarket.ECONFLICT, "invoice %s was carried forward to invoice %s and is settled with it", invoiceID, *row.CarriedTo)
 	}
 	if b.stripe != nil && row.StripeInvoiceID != nil {
 		if err := b.stripe.mirror(ctx, row, to); err != nil {

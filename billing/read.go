@@ -83,6 +83,17 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 	})
 	out := make([]Invoice, 0, len(drafts))
 	for _, d := range drafts {
+		var carried []lineRow
+		if len(d.lines) > 0 { // as BillPeriod: carried only onto an invoice with usage
+			var err error
+			if carried, err = carriedLines(b.db.WithContext(ctx), consumerID, d.currency, period.Unix()); err != nil {
+				return nil, err
+			}
+		}
+		for _, l := range carried {
+			l.LineNo = len(d.lines) + 1
+			d.lines = append(d.lines, l)
+		}
 		var cents int64
 		for _, l := range d.lines {
 			cents += l.AmountCents

@@ -223,8 +223,11 @@ func (b *Biller) syncInvoice(ctx context.Context, r invoiceRow) error {
 	}
 	for _, l := range lines {
 		desc := fmt.Sprintf("%s v%d, %s: %d calls (%d free), %d compute-ms", l.FunctionLabel, l.Version, unix(l.UsagePeriodStart).Format("2006-01"), l.Calls, l.FreeCalls, l.ComputeMs)
-		if l.Kind == LineAdjustment {
+		switch l.Kind {
+		case LineAdjustment:
 			desc = "Late usage adjustment: " + desc
+		case LineCarriedForward:
+			desc = "Carried forward: " + l.FunctionLabel
 		}
 		p := &stripe.InvoiceItemParams{Customer: stripe.String(customerID), Invoice: stripe.String(sid), Amount: stripe.Int64(l.AmountCents),
 			Currency: stripe.String(currency), Description: stripe.String(desc)}
@@ -288,10 +291,19 @@ func (b *Biller) ensureCustomer(ctx context.Context, consumerID string) (string,
 	return c.StripeCustomerID, nil
 }
 
-// payInvoice transfers each vendor's net share of a paid invoice.
+// payInvoice transfers each vendor's net share of a paid invoice and of the
+// invoices it carried forward.
 func (b *Biller) payInvoice(ctx context.Context, invoiceID string) (int, error) {
+	ids, next := []string{invoiceID}, []string{invoiceID}
+	for len(next) > 0 {
+		var carried []string
+		if err := b.db.WithContext(ctx).Model(&invoiceRow{}).Where("carried_to IN ?", next).Pluck("id", &carried).Error; err != nil {
+			return 0, fmt.Errorf("read invoices carried by %s: %w", invoiceID, err)
+		}
+		ids, next = append(ids, carried...), carried
+	}
 	var shares []shareRow
-	if err := b.db.WithContext(ctx).Where("invoice_id = ? AND payout_status = ?", invoiceID, PayoutPending).Order("vendor_id").Find(&shares).Error; err != nil {
+	if err := b.db.WithContext(ctx).Where("invoice_id IN ? AND payout_status = ?", ids, PayoutPending).Order("invoice_id, vendor_id").Find(&shares).Error; err != nil {
 		return 0, fmt.Errorf("read shares of %s: %w", invoiceID, err)
 	}
 	done, failed, err := b.payShares(ctx, shares)
