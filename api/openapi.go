@@ -115,7 +115,7 @@ var schemas = map[string]any{
 	"UsageList":    listOf("UsageRow"),
 	"LatencyList":  listOf("LatencyPoint"),
 	"LatencyPoint": obj(map[string]any{"period_start": str(), "calls": integer(), "p50_ms": integer(), "p99_ms": integer()}, "period_start", "calls", "p50_ms", "p99_ms"),
-	"InvoiceLine": obj(map[string]any{"kind": enum("usage", "adjustment"), "period_start": str(),
+	"InvoiceLine": obj(map[string]any{"kind": enum("usage", "adjustment", "carried_forward"), "period_start": str(),
 		"function": str(), "version": integer(), "calls": integer(), "free_calls": integer(),
 		"billable_calls": integer(), "compute_ms": integer(), "amount": ref("Money")},
 		"kind", "period_start", "function", "version", "calls", "free_calls", "billable_calls", "compute_ms", "amount"),

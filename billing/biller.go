@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -76,6 +77,9 @@ type Config struct {
 	ConsumersPerTx int
 	// Stripe is optional; a zero StripeConfig turns sync off.
 	Stripe StripeConfig
+	// LeaseTTL is how long a billing run's or Stripe sync's claim outlives
+	// its holder (renewed every third of it); 0 means DefaultLeaseTTL.
+	LeaseTTL time.Duration
 }
 
 // Biller prices usage and keeps invoices, statements and their Stripe twins.
@@ -89,6 +93,7 @@ type Biller struct {
 	feeRate  decimal.Decimal
 	lookback int
 	perTx    int
+	leaseTTL time.Duration
 	stripe   *stripeSync
 }
 
@@ -116,6 +121,10 @@ func New(cfg Config) (*Biller, error) {
 	}
 	if b.perTx <= 0 {
 		b.perTx = 100
+	}
+	b.leaseTTL = cfg.LeaseTTL
+	if b.leaseTTL <= 0 {
+		b.leaseTTL = DefaultLeaseTTL
 	}
 	if cfg.Stripe.SecretKey != "" {
 		b.stripe = newStripeSync(cfg.Stripe, b.log)
@@ -153,6 +162,12 @@ func (b *Biller) BillPeriod(ctx context.Context, period time.Time, opts Options)
 	if draft {
 		through = now
 	}
+	lease, err := b.tryLease(ctx, leaseBill)
+	if err != nil {
+		return Report{}, wrap("bill "+period.Format("2006-01"), err)
+	}
+	defer lease.release()
+	ctx = lease.ctx
 	rep := Report{PeriodStart: period, Draft: draft, Totals: map[string]Money{}}
 	bills, err := b.computeBills(ctx, b.db.DB, period, "", nil)
 	if err != nil {
@@ -175,12 +190,12 @@ func (b *Biller) BillPeriod(ctx context.Context, period time.Time, opts Options)
 			return rep, fmt.Errorf("close period %s: %w", period.Format("2006-01"), err)
 		}
 		if b.stripe != nil {
-			res, err := b.SyncPending(ctx)
+			res, err := b.syncAfterBilling(ctx)
 			if err != nil {
 				// Issued locally is what counts; the sync is retried later.
 				b.log.ErrorContext(ctx, "stripe sync after billing", "period", period.Format("2006-01"), "err", err)
 			}
-			rep.SyncFailures = res.InvoiceFailures
+			rep.Sync, rep.SyncFailures = res, res.InvoiceFailures
 		}
 	}
 	b.log.InfoContext(ctx, "billed period", "period", period.Format("2006-01"), "draft", draft, "consumers", rep.Consumers,
@@ -219,6 +234,7 @@ func (b *Biller) writeChunk(ctx context.Context, chunk []*billDraft, period time
 		rep.Refreshed += local.Refreshed
 		rep.Unchanged += local.Unchanged
 		rep.AdjustmentLines += local.AdjustmentLines
+		rep.CarriedForward += local.CarriedForward
 		for c, m := range local.Totals {
 			rep.Totals[c] = Money{rep.Totals[c].Add(m.Decimal)}
 		}
@@ -248,8 +264,18 @@ func (b *Biller) writeInvoice(tx *gorm.DB, d *billDraft, ex *invoiceRow, period,
 		return nil
 	}
 	now := b.clock.Now()
+	// A copy: a retried chunk must not see this attempt's carried lines.
+	lines := slices.Clone(d.lines)
+	carried, err := carriedLines(tx, d.consumerID, d.currency, period.Unix())
+	if err != nil {
+		return err
+	}
+	for i := range carried {
+		carried[i].LineNo = len(lines) + 1
+		lines = append(lines, carried[i])
+	}
 	var cents int64
-	for _, l := range d.lines {
+	for _, l := range lines {
 		cents += l.AmountCents
 	}
 	total := decimal.New(cents, -2).StringFixed(2)
@@ -283,23 +309,71 @@ func (b *Biller) writeInvoice(tx *gorm.DB, d *billDraft, ex *invoiceRow, period,
 			rep.Refreshed++
 		}
 	}
-	for i := range d.lines {
-		d.lines[i].InvoiceID = row.ID
-		if d.lines[i].Kind == LineAdjustment {
+	for i := range lines {
+		lines[i].InvoiceID = row.ID
+		if lines[i].Kind == LineAdjustment {
 			rep.AdjustmentLines++
 		}
 	}
-	if err := tx.CreateInBatches(d.lines, 400).Error; err != nil {
+	if err := tx.CreateInBatches(lines, 400).Error; err != nil {
 		return fmt.Errorf("write lines of %s: %w", row.ID, err)
 	}
 	rep.Totals[d.currency] = Money{rep.Totals[d.currency].Add(decimal.New(cents, -2))}
 	if final {
-		if err := b.issue(tx, &row, d.lines, now); err != nil {
+		if err := b.issue(tx, &row, lines, now); err != nil {
 			return err
 		}
 		rep.Finalized++
+		if row.SyncStatus == SyncCarriedForward {
+			rep.CarriedForward++
+		}
 	}
 	return nil
+}
+
+// carriedLines returns a carried_forward line for each of the consumer's
+// open invoices in currency, of a month before period, whose total is
+// waiting to be carried (see doc.go), oldest first.
+func carriedLines(tx *gorm.DB, consumerID, currency string, period int64) ([]lineRow, error) {
+	var rows []invoiceRow
+	err := tx.Where("consumer_id = ? AND currency = ? AND period_start < ? AND status = ? AND sync_status = ? AND carried_to IS NULL",
+		consumerID, currency, period, StatusOpen, SyncCarriedForward).Order("period_start, id").Find(&rows).Error
+	if err != nil {
+		return nil, fmt.Errorf("read invoices carried forward for %s: %w", consumerID, err)
+	}
+	out := make([]lineRow, 0, len(rows))
+	for _, r := range rows {
+		id := r.ID
+		label := fmt.Sprintf("carried forward from invoice %s (%s), under the minimum charge", r.ID, unix(r.PeriodStart).Format("2006-01"))
+		out = append(out, lineRow{ConsumerID: consumerID, Kind: LineCarriedForward, UsagePeriodStart: r.PeriodStart, FunctionLabel: label,
+			Amount: r.Total, AmountCents: r.TotalCents, CarriedInvoiceID: &id})
+	}
+	return out, nil
+}
+
+// MinimumChargeCents is the smallest invoice total, in cents, Stripe charges
+// in currency (Stripe's minimum charge amounts; 50 for currencies not listed
+// here). Stripe marks a smaller invoice paid without charging it.
+func MinimumChargeCents(currency string) int64 {
+	switch strings.ToUpper(currency) {
+	case "GBP":
+		return 30
+	case "BGN":
+		return 100
+	case "AED", "MYR", "PLN", "RON":
+		return 200
+	case "DKK":
+		return 250
+	case "NOK", "SEK":
+		return 300
+	case "HKD":
+		return 400
+	case "MXN", "THB":
+		return 1000
+	case "CZK":
+		return 1500
+	}
+	return 50 // USD, EUR, AUD, BRL, CAD, CHF, INR, NZD, SGD, ...
 }
 
 // issue finalizes a draft: draft -> open, vendor shares fixed, and either
@@ -311,6 +385,9 @@ func (b *Biller) issue(tx *gorm.DB, row *invoiceRow, lines []lineRow, now time.T
 	byVendor := map[string]int64{}
 	var vendors []string
 	for _, l := range lines {
+		if l.Kind == LineCarriedForward {
+			continue // the carried invoice has its own shares
+		}
 		if _, ok := byVendor[l.VendorID]; !ok {
 			vendors = append(vendors, l.VendorID)
 		}
@@ -318,24 +395,49 @@ func (b *Biller) issue(tx *gorm.DB, row *invoiceRow, lines []lineRow, now time.T
 	}
 	shares := make([]shareRow, 0, len(vendors))
 	for _, v := range vendors {
+		// The fee and net written here are provisional: the fee is rounded
+		// once per vendor and month, and a share's part of it is fixed when
+		// its invoice is paid (releaseShares).
 		gross := decimal.New(byVendor[v], -2)
 		fee := RoundCents(gross.Mul(b.feeRate))
 		net := gross.Sub(fee)
-		status := PayoutAwaitingPayment
-		if !net.IsPositive() {
-			status = PayoutNothingDue
-		}
 		shares = append(shares, shareRow{InvoiceID: row.ID, VendorID: v, PeriodStart: row.PeriodStart, Currency: row.Currency,
 			Gross: gross.StringFixed(2), FeeRate: b.feeRate.String(), PlatformFee: fee.StringFixed(2), Net: net.StringFixed(2),
-			NetCents: Money{net}.Cents(), PayoutStatus: status, UpdatedAt: now})
+			NetCents: Money{net}.Cents(), PayoutStatus: PayoutAwaitingPayment, UpdatedAt: now})
 	}
 	if len(shares) > 0 {
 		if err := tx.Create(&shares).Error; err != nil {
 			return fmt.Errorf("write vendor shares of %s: %w", row.ID, err)
 		}
 	}
+	var carried []string
+	for _, l := range lines {
+		if l.CarriedInvoiceID != nil {
+			carried = append(carried, *l.CarriedInvoiceID)
+		}
+	}
+	if len(carried) > 0 {
+		res := tx.Model(&invoiceRow{}).Where("id IN ? AND carried_to IS NULL AND status = ? AND sync_status = ?", carried, StatusOpen, SyncCarriedForward).
+			Updates(map[string]any{"carried_to": row.ID, "updated_at": now})
+		if res.Error != nil {
+			return fmt.Errorf("carry invoices forward to %s: %w", row.ID, res.Error)
+		}
+		if res.RowsAffected != int64(len(carried)) {
+			return errRace
+		}
+	}
 	if row.TotalCents <= 0 {
 		return b.transitionTx(tx, row.ID, StatusOpen, StatusPaid, SourceBilling, "nothing to collect", now)
+	}
+	if b.stripe != nil && row.TotalCents < MinimumChargeCents(row.Currency) {
+		// Stripe would mark it paid without charging anyone: see doc.go.
+		minimum := Money{decimal.New(MinimumChargeCents(row.Currency), -2)}
+		if err := tx.Model(&invoiceRow{}).Where("id = ?", row.ID).Update("sync_status", SyncCarriedForward).Error; err != nil {
+			return fmt.Errorf("carry %s forward: %w", row.ID, err)
+		}
+		row.SyncStatus = SyncCarriedForward
+		return addEvent(tx, eventRow{InvoiceID: row.ID, Kind: "carried_forward", FromStatus: string(StatusOpen), ToStatus: string(StatusOpen), Source: SourceBilling,
+			Detail: fmt.Sprintf("total %s %s is under the minimum charge of %s %s; carried to the next invoice", Money{decimal.New(row.TotalCents, -2)}, row.Currency, minimum, row.Currency), At: now})
 	}
 	if b.stripe != nil {
 		if err := tx.Model(&invoiceRow{}).Where("id = ?", row.ID).Update("sync_status", SyncPending).Error; err != nil {
@@ -564,7 +666,7 @@ func loadBilled(ctx context.Context, db *gorm.DB, period int64, consumerID strin
 		Select("l.consumer_id, l.function_id, l.version, CAST(SUM(l.calls) AS BIGINT) AS calls, CAST(SUM(l.free_calls) AS BIGINT) AS free_calls, "+
 			"CAST(SUM(l.compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(l.amount_cents) AS BIGINT) AS amount_cents").
 		Joins("JOIN invoices i ON i.id = l.invoice_id").
-		Where("l.usage_period_start = ? AND i.status <> ?", period, StatusDraft)
+		Where("l.usage_period_start = ? AND i.status <> ? AND l.kind <> ?", period, StatusDraft, LineCarriedForward)
 	if consumerID != "" {
 		q = q.Where("l.consumer_id = ?", consumerID)
 	}

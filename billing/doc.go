@@ -64,10 +64,22 @@
 // version take free calls or cheaper tiers from a higher one; the function's
 // total never goes down. Closed months are looked back at for
 // Config.AdjustmentLookbackMonths (default 12); a month that was never closed
-// is billed in full when it is billed, never by adjustment. Runs of the same
-// month may overlap safely (the unique key decides), but months should be
-// billed one at a time: two different months billed at the same moment could
-// both charge the same late usage of an earlier month.
+// is billed in full when it is billed, never by adjustment.
+//
+// # One run at a time
+//
+// A billing run holds the "bill" lease (a row in billing_leases, the same on
+// SQLite and PostgreSQL) from start to finish, whatever its month: two runs
+// of one month would push the same invoices to Stripe, and two months billed
+// at once could both charge the same late usage of an earlier month. A
+// second run meanwhile fails with ECONFLICT naming the holder (the bill
+// command exits saying so). The holder renews the lease every third of
+// Config.LeaseTTL (default 2 minutes) and deletes it when done; a run that
+// was killed blocks others only until its lease lapses, and a run that lost
+// its lease (it stalled past the end and another took over) is cancelled.
+// Stripe sync passes hold the "stripe-sync" lease the same way: the worker
+// skips its pass while another process syncs, and a billing run waits for
+// that pass to end and then syncs what it issued.
 //
 // # Lifecycle
 //
@@ -80,24 +92,58 @@
 // adjustments), whose credit is not carried forward. An invoice settled before
 // it reached Stripe is never pushed afterwards.
 //
+// # Stripe's minimum charge
+//
+// Stripe does not charge an invoice whose total is under its minimum charge
+// for the currency (0.50 USD, 0.30 GBP, ...: MinimumChargeCents); it marks it
+// paid and moves the amount to the customer's balance. fnmarket must not pay
+// vendors for money it did not collect, so, with Stripe configured:
+//
+//   - an issued invoice whose total is positive but under the minimum is not
+//     pushed to Stripe. It stays open in fnmarket with sync_status
+//     "carried_forward" (and an event saying so);
+//   - the consumer's next invoice in that currency (the first one issued for
+//     a later month; a consumer without usage gets none) carries its total as
+//     a "carried_forward" line (period_start of the carried month,
+//     carried_invoice_id naming it), and the carried invoice records it in
+//     carried_forward_to. If that invoice is under the minimum too, the whole
+//     of it is carried again;
+//   - when the carrying invoice is paid, the invoices it carried are paid with
+//     it ("collected on invoice ..."), and only then are their vendor shares
+//     paid out. If it is voided, what it carried is owed again and carried to
+//     the next invoice. An operator cannot settle a carried invoice on its
+//     own: it is settled with the one that carries it.
+//
+// A carried_forward line belongs to no vendor: vendors' gross, statements and
+// payouts count each month's usage once, on the invoice of that month.
+//
 // # Vendor statements
 //
 // When an invoice is issued, each vendor's share of it is written
 // (vendor_shares): gross is the sum of that vendor's rounded lines on the
-// invoice, the platform fee is gross * Config.PlatformFeeRate rounded half-even
-// to cents, and net = gross - fee. A month's statement sums the shares of that
-// month's open and paid invoices (void ones are left out), so a vendor's gross
-// equals the sum of its lines on consumers' invoices and its net equals the sum
-// of what it is paid. Adjustment lines count in the month of the invoice that
-// carries them.
+// invoice, with the fee rate in force (Config.PlatformFeeRate). The platform
+// fee is rounded once per vendor, month and currency, never per invoice (a
+// 0.02 invoice would otherwise pay no fee at all): a month's statement sums
+// the gross of that month's open and paid invoices (void ones are left out),
+// fee = round(gross x rate) half-even to cents, and net = gross - fee.
+// Adjustment lines count in the month of the invoice that carries them.
+//
+// A share's own fee and net are fixed when its invoice is paid: its fee is
+// round(sum of gross x rate over the vendor's month's shares paid so far,
+// itself included) minus the fees already fixed, so each share pays within a
+// cent of its exact fee and, once every invoice of the month is paid or void,
+// the shares' fees and nets add up exactly to the statement's. A vendor's
+// gross equals the sum of its lines on consumers' invoices and its net the
+// sum of what it is paid (a share whose net is zero or negative pays
+// nothing).
 //
 // # Stripe
 //
-// Stripe is optional. When configured, issued invoices with a non-zero total
-// are pushed to Stripe: the customer is created on the consumer's first
-// invoice (stripe_customers), a Stripe invoice is created (excluding pending
-// items), one invoice item per non-zero line is attached to it, and it is
-// finalized. Every request carries an idempotency key derived from our ids
+// Stripe is optional. When configured, issued invoices whose total is at
+// least the minimum charge are pushed to Stripe: the customer is created on
+// the consumer's first invoice (stripe_customers), a Stripe invoice is
+// created (excluding pending items), one invoice item per non-zero line is
+// attached to it, and it is finalized. Every request carries an idempotency key derived from our ids
 // (fnm-cus-<consumer>, fnm-inv-<invoice>-create, fnm-inv-<invoice>-item-<line>,
 // fnm-inv-<invoice>-finalize, fnm-pay-<invoice>-<vendor>), and each object's
 // Stripe id is stored as soon as it exists, so a retry, even after Stripe's

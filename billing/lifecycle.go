@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
+	"github.com/shopspring/decimal"
 	"gorm.io/gorm"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/migrations"
 )
 
 // addEvent appends an event to an invoice's history, numbering it after the
@@ -50,16 +53,93 @@ func (b *Biller) transitionTx(tx *gorm.DB, invoiceID string, from, to Status, so
 	}
 	switch to {
 	case StatusPaid:
-		err := tx.Model(&shareRow{}).Where("invoice_id = ? AND payout_status = ?", invoiceID, PayoutAwaitingPayment).
-			Updates(map[string]any{"payout_status": PayoutPending, "updated_at": now}).Error
-		if err != nil {
-			return fmt.Errorf("release payouts of %s: %w", invoiceID, err)
+		if err := b.releaseShares(tx, invoiceID, now); err != nil {
+			return err
+		}
+		// The invoices this one carried forward are collected with it.
+		var carried []string
+		if err := tx.Model(&invoiceRow{}).Where("carried_to = ? AND status = ?", invoiceID, StatusOpen).Order("id").Pluck("id", &carried).Error; err != nil {
+			return fmt.Errorf("read invoices carried by %s: %w", invoiceID, err)
+		}
+		for _, id := range carried {
+			if err := b.transitionTx(tx, id, StatusOpen, StatusPaid, source, "collected on invoice "+invoiceID, now); err != nil {
+				return err
+			}
 		}
 	case StatusVoid:
 		err := tx.Model(&shareRow{}).Where("invoice_id = ? AND payout_status IN ?", invoiceID, []string{PayoutAwaitingPayment, PayoutPending}).
 			Updates(map[string]any{"payout_status": PayoutCancelled, "updated_at": now}).Error
 		if err != nil {
 			return fmt.Errorf("cancel payouts of %s: %w", invoiceID, err)
+		}
+		// What it carried forward is still owed: carried to the next invoice.
+		err = tx.Model(&invoiceRow{}).Where("carried_to = ? AND status = ?", invoiceID, StatusOpen).
+			Updates(map[string]any{"carried_to": nil, "updated_at": now}).Error
+		if err != nil {
+			return fmt.Errorf("release invoices carried by %s: %w", invoiceID, err)
+		}
+	}
+	return nil
+}
+
+// releaseShares fixes the platform fee and net of a paid invoice's vendor
+// shares and makes them payable. The fee is rounded once per vendor, month
+// and currency: a share's fee is what the month's fee on every share paid so
+// far, this one included, adds to the fees already fixed,
+// round(sum of gross x rate) - fees fixed, so once every invoice of the month
+// is paid (or void) the fees add up to the statement's fee exactly, however
+// small each invoice was. Shares of one vendor and month are released one at a
+// time (an advisory lock on PostgreSQL; SQLite writes one transaction at a
+// time anyway).
+func (b *Biller) releaseShares(tx *gorm.DB, invoiceID string, now time.Time) error {
+	var shares []shareRow
+	if err := tx.Where("invoice_id = ? AND payout_status = ?", invoiceID, PayoutAwaitingPayment).Order("vendor_id").Find(&shares).Error; err != nil {
+		return fmt.Errorf("read shares of %s: %w", invoiceID, err)
+	}
+	for _, s := range shares {
+		if b.db.Dialect == migrations.Postgres {
+			key := "fnm-fee:" + s.VendorID + ":" + s.Currency + ":" + strconv.FormatInt(s.PeriodStart, 10)
+			if err := tx.Exec("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", key).Error; err != nil {
+				return fmt.Errorf("lock fees of %s: %w", s.VendorID, err)
+			}
+		}
+		var fixed []shareRow
+		err := tx.Where("vendor_id = ? AND period_start = ? AND currency = ? AND payout_status IN ?", s.VendorID, s.PeriodStart, s.Currency,
+			[]string{PayoutPending, PayoutTransferred, PayoutNothingDue}).Find(&fixed).Error
+		if err != nil {
+			return fmt.Errorf("read fixed fees of %s: %w", s.VendorID, err)
+		}
+		exact, fees := decimal.Zero, decimal.Zero
+		for _, f := range append(fixed, s) {
+			g, err1 := decimal.NewFromString(f.Gross)
+			r, err2 := decimal.NewFromString(f.FeeRate)
+			if err := errors.Join(err1, err2); err != nil {
+				return fmt.Errorf("vendor share of invoice %s: %w", f.InvoiceID, err)
+			}
+			exact = exact.Add(g.Mul(r))
+		}
+		for _, f := range fixed {
+			fee, err := decimal.NewFromString(f.PlatformFee)
+			if err != nil {
+				return fmt.Errorf("vendor share of invoice %s: %w", f.InvoiceID, err)
+			}
+			fees = fees.Add(fee)
+		}
+		gross, err := decimal.NewFromString(s.Gross)
+		if err != nil {
+			return fmt.Errorf("vendor share of invoice %s: %w", s.InvoiceID, err)
+		}
+		fee := RoundCents(exact).Sub(fees)
+		net := gross.Sub(fee)
+		status := PayoutPending
+		if !net.IsPositive() {
+			status = PayoutNothingDue
+		}
+		err = tx.Model(&shareRow{}).Where("invoice_id = ? AND vendor_id = ? AND payout_status = ?", s.InvoiceID, s.VendorID, PayoutAwaitingPayment).
+			Updates(map[string]any{"platform_fee": fee.StringFixed(2), "net": net.StringFixed(2), "net_cents": Money{net}.Cents(),
+				"payout_status": status, "updated_at": now}).Error
+		if err != nil {
+			return fmt.Errorf("release payout of %s to %s: %w", s.InvoiceID, s.VendorID, err)
 		}
 	}
 	return nil
@@ -89,6 +169,9 @@ func (b *Biller) Transition(ctx context.Context, invoiceID string, to Status, de
 	}
 	if !CanTransition(from, to) {
 		return fnmarket.Errorf(fnmarket.ECONFLICT, "invoice %s is %s and cannot become %s", invoiceID, from, to)
+	}
+	if row.CarriedTo != nil {
+		return fnmarket.Errorf(fnmarket.ECONFLICT, "invoice %s was carried forward to invoice %s and is settled with it", invoiceID, *row.CarriedTo)
 	}
 	if b.stripe != nil && row.StripeInvoiceID != nil {
 		if err := b.stripe.mirror(ctx, row, to); err != nil {

@@ -83,6 +83,17 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 	})
 	out := make([]Invoice, 0, len(drafts))
 	for _, d := range drafts {
+		var carried []lineRow
+		if len(d.lines) > 0 { // as BillPeriod: carried only onto an invoice with usage
+			var err error
+			if carried, err = carriedLines(b.db.WithContext(ctx), consumerID, d.currency, period.Unix()); err != nil {
+				return nil, err
+			}
+		}
+		for _, l := range carried {
+			l.LineNo = len(d.lines) + 1
+			d.lines = append(d.lines, l)
+		}
 		var cents int64
 		for _, l := range d.lines {
 			cents += l.AmountCents
@@ -138,7 +149,7 @@ func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, 
 		currency string
 	}
 	type acc struct {
-		gross, fee, net  decimal.Decimal
+		gross, exactFee  decimal.Decimal
 		due, transferred int
 		lines            []StatementLine
 	}
@@ -153,16 +164,13 @@ func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, 
 	}
 	for _, s := range shares {
 		a := get(key{s.PeriodStart, s.Currency})
-		for _, f := range []struct {
-			dst *decimal.Decimal
-			src string
-		}{{&a.gross, s.Gross}, {&a.fee, s.PlatformFee}, {&a.net, s.Net}} {
-			d, err := decimal.NewFromString(f.src)
-			if err != nil {
-				return nil, fmt.Errorf("vendor share of invoice %s: %w", s.InvoiceID, err)
-			}
-			*f.dst = f.dst.Add(d)
+		gross, err1 := decimal.NewFromString(s.Gross)
+		rate, err2 := decimal.NewFromString(s.FeeRate)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("vendor share of invoice %s: %w", s.InvoiceID, err)
 		}
+		a.gross = a.gross.Add(gross)
+		a.exactFee = a.exactFee.Add(gross.Mul(rate))
 		if s.PayoutStatus != PayoutNothingDue {
 			a.due++
 			if s.PayoutStatus == PayoutTransferred {
@@ -176,7 +184,9 @@ func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, 
 	}
 	out := make([]Statement, 0, len(accs))
 	for k, a := range accs {
-		st := Statement{PeriodStart: unix(k.period), Currency: k.currency, Gross: Money{a.gross}, PlatformFee: Money{a.fee}, Net: Money{a.net},
+		// The fee is rounded once, on the month's gross (see doc.go).
+		fee := RoundCents(a.exactFee)
+		st := Statement{PeriodStart: unix(k.period), Currency: k.currency, Gross: Money{a.gross}, PlatformFee: Money{fee}, Net: Money{a.gross.Sub(fee)},
 			PayoutStatus: StatementPending, Lines: a.lines}
 		switch {
 		case a.transferred == a.due:

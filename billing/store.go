@@ -36,6 +36,7 @@ type invoiceRow struct {
 	SyncStatus      string
 	SyncError       string
 	SyncAttempts    int
+	CarriedTo       *string
 	CreatedAt       time.Time `gorm:"autoCreateTime:false"`
 	UpdatedAt       time.Time `gorm:"autoUpdateTime:false"`
 }
@@ -59,6 +60,7 @@ type lineRow struct {
 	Amount           string
 	AmountCents      int64
 	StripeItemID     *string
+	CarriedInvoiceID *string
 }
 
 func (lineRow) TableName() string { return "invoice_lines" }
@@ -112,7 +114,7 @@ func (stripeEventRow) TableName() string { return "stripe_events" }
 // Models lists the row types, so a test can check the migrated schema has
 // every column the code maps.
 func Models() []any {
-	return []any{&periodRow{}, &invoiceRow{}, &lineRow{}, &eventRow{}, &shareRow{}, &customerRow{}, &stripeEventRow{}}
+	return []any{&periodRow{}, &invoiceRow{}, &lineRow{}, &eventRow{}, &shareRow{}, &customerRow{}, &stripeEventRow{}, &leaseRow{}}
 }
 
 func (r invoiceRow) domain(lines []lineRow) (Invoice, error) {
@@ -131,16 +133,23 @@ func (r invoiceRow) domain(lines []lineRow) (Invoice, error) {
 	if r.StripeInvoiceID != nil {
 		inv.StripeInvoiceID = *r.StripeInvoiceID
 	}
+	if r.CarriedTo != nil {
+		inv.CarriedTo = *r.CarriedTo
+	}
 	for _, l := range lines {
 		amount, err := parseMoney(l.Amount)
 		if err != nil {
 			return inv, fmt.Errorf("invoice %s line %d: %w", r.ID, l.LineNo, err)
 		}
-		inv.Lines = append(inv.Lines, InvoiceLine{
+		line := InvoiceLine{
 			Kind: l.Kind, PeriodStart: unix(l.UsagePeriodStart), FunctionID: l.FunctionID, VendorID: l.VendorID,
 			Function: l.FunctionLabel, Version: l.Version, Calls: l.Calls, FreeCalls: l.FreeCalls,
 			BillableCalls: l.BillableCalls, ComputeMs: l.ComputeMs, Amount: amount,
-		})
+		}
+		if l.CarriedInvoiceID != nil {
+			line.CarriedInvoiceID = *l.CarriedInvoiceID
+		}
+		inv.Lines = append(inv.Lines, line)
 	}
 	return inv, nil
 }

@@ -104,13 +104,35 @@ type SyncResult struct {
 // SyncPending pushes every open invoice still waiting for Stripe and makes
 // every transfer still owed to an onboarded vendor, with the same idempotency
 // keys as any earlier attempt. Stripe failures are counted and left pending
-// for the next pass; only database errors are returned. Without Stripe it
-// does nothing.
+// for the next pass; only database errors are returned, and an ECONFLICT
+// error when another process is syncing (one pass at a time, see
+// billing_leases). Without Stripe it does nothing.
 func (b *Biller) SyncPending(ctx context.Context) (SyncResult, error) {
-	var res SyncResult
 	if b.stripe == nil {
-		return res, nil
+		return SyncResult{}, nil
 	}
+	lease, err := b.tryLease(ctx, leaseStripeSync)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	defer lease.release()
+	return b.syncPending(lease.ctx)
+}
+
+// syncAfterBilling is the sync a billing run makes: it waits for a pass
+// another process is making (which may have listed the invoices before they
+// were issued) rather than leave them to the next one.
+func (b *Biller) syncAfterBilling(ctx context.Context) (SyncResult, error) {
+	lease, err := b.waitLease(ctx, leaseStripeSync, 2*b.leaseTTL)
+	if err != nil {
+		return SyncResult{}, err
+	}
+	defer lease.release()
+	return b.syncPending(lease.ctx)
+}
+
+func (b *Biller) syncPending(ctx context.Context) (SyncResult, error) {
+	var res SyncResult
 	var rows []invoiceRow
 	err := b.db.WithContext(ctx).Where("sync_status = ? AND status = ?", SyncPending, StatusOpen).Order("created_at, id").Find(&rows).Error
 	if err != nil {
@@ -201,8 +223,11 @@ func (b *Biller) syncInvoice(ctx context.Context, r invoiceRow) error {
 	}
 	for _, l := range lines {
 		desc := fmt.Sprintf("%s v%d, %s: %d calls (%d free), %d compute-ms", l.FunctionLabel, l.Version, unix(l.UsagePeriodStart).Format("2006-01"), l.Calls, l.FreeCalls, l.ComputeMs)
-		if l.Kind == LineAdjustment {
+		switch l.Kind {
+		case LineAdjustment:
 			desc = "Late usage adjustment: " + desc
+		case LineCarriedForward:
+			desc = "Carried forward: " + l.FunctionLabel
 		}
 		p := &stripe.InvoiceItemParams{Customer: stripe.String(customerID), Invoice: stripe.String(sid), Amount: stripe.Int64(l.AmountCents),
 			Currency: stripe.String(currency), Description: stripe.String(desc)}
@@ -266,10 +291,19 @@ func (b *Biller) ensureCustomer(ctx context.Context, consumerID string) (string,
 	return c.StripeCustomerID, nil
 }
 
-// payInvoice transfers each vendor's net share of a paid invoice.
+// payInvoice transfers each vendor's net share of a paid invoice and of the
+// invoices it carried forward.
 func (b *Biller) payInvoice(ctx context.Context, invoiceID string) (int, error) {
+	ids, next := []string{invoiceID}, []string{invoiceID}
+	for len(next) > 0 {
+		var carried []string
+		if err := b.db.WithContext(ctx).Model(&invoiceRow{}).Where("carried_to IN ?", next).Pluck("id", &carried).Error; err != nil {
+			return 0, fmt.Errorf("read invoices carried by %s: %w", invoiceID, err)
+		}
+		ids, next = append(ids, carried...), carried
+	}
 	var shares []shareRow
-	if err := b.db.WithContext(ctx).Where("invoice_id = ? AND payout_status = ?", invoiceID, PayoutPending).Order("vendor_id").Find(&shares).Error; err != nil {
+	if err := b.db.WithContext(ctx).Where("invoice_id IN ? AND payout_status = ?", ids, PayoutPending).Order("invoice_id, vendor_id").Find(&shares).Error; err != nil {
 		return 0, fmt.Errorf("read shares of %s: %w", invoiceID, err)
 	}
 	done, failed, err := b.payShares(ctx, shares)

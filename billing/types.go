@@ -70,6 +70,9 @@ const (
 	// LineAdjustment bills usage of an earlier, already invoiced month that was
 	// rolled up late.
 	LineAdjustment = "adjustment"
+	// LineCarriedForward bills the total of an earlier invoice that was under
+	// Stripe's minimum charge (see doc.go).
+	LineCarriedForward = "carried_forward"
 )
 
 // Sync statuses of an invoice with Stripe.
@@ -78,6 +81,9 @@ const (
 	SyncPending = "pending" // to be pushed, or a push failed and will be retried
 	SyncSynced  = "synced"  // finalized in Stripe
 	SyncFailed  = "failed"  // Stripe rejected a request as invalid; needs an operator
+	// SyncCarriedForward: the total is under Stripe's minimum charge, so the
+	// invoice is never pushed; its amount is billed on the next invoice.
+	SyncCarriedForward = "carried_forward"
 )
 
 // Payout statuses of a vendor's share of one invoice.
@@ -109,6 +115,9 @@ type Invoice struct {
 	// UsageThrough is when the usage on a draft or preview was read.
 	UsageThrough time.Time `json:"usage_through"`
 	CreatedAt    time.Time `json:"created_at"`
+	// CarriedTo is the invoice that carries this one's total forward (sync
+	// status carried_forward); this one is paid when that one is.
+	CarriedTo string `json:"carried_forward_to,omitempty"`
 }
 
 // InvoiceLine is one function version's usage in one month, priced.
@@ -127,6 +136,8 @@ type InvoiceLine struct {
 	BillableCalls int64     `json:"billable_calls"`
 	ComputeMs     int64     `json:"compute_ms"`
 	Amount        Money     `json:"amount"`
+	// CarriedInvoiceID is, on a carried_forward line, the invoice it carries.
+	CarriedInvoiceID string `json:"carried_invoice_id,omitempty"`
 }
 
 // InvoiceEvent records one lifecycle step of an invoice.
@@ -196,6 +207,12 @@ type Report struct {
 	AdjustmentLines int `json:"adjustment_lines"`
 	// Totals sums the invoices this run wrote, per currency.
 	Totals map[string]Money `json:"totals"`
+	// CarriedForward counts invoices this run issued under Stripe's minimum
+	// charge, whose totals go on the consumers' next invoices.
+	CarriedForward int `json:"carried_forward"`
 	// SyncFailures counts invoices Stripe could not take this time.
 	SyncFailures int `json:"sync_failures"`
+	// Sync is what the Stripe sync after issuing did (zero without Stripe,
+	// and for drafts, which are never pushed).
+	Sync SyncResult `json:"sync"`
 }

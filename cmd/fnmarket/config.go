@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,6 +51,11 @@ type config struct {
 	InvoiceID, InvoiceStatus, InvoiceDetail string
 	// Demo (serve only) seeds demo data on first start.
 	Demo bool
+
+	// GatewayURL is the gateway's public base URL, shown in the portal's
+	// "how to call it" examples; "" means PublicURL (one origin, or an edge
+	// that routes /v1/invoke/ to the gateway).
+	GatewayURL string
 }
 
 func parseConfig(cmd string, args []string, getenv func(string) string, stderr io.Writer) (config, error) {
@@ -68,6 +74,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("%s takes no arguments, got %q (see fnmarket %s -h)", cmd, fs.Args(), cmd)
+	}
+	if u, err := url.Parse(c.GatewayURL); c.GatewayURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+		return c, fmt.Errorf("FNMARKET_GATEWAY_URL must be an absolute http(s) URL such as https://run.example.com")
 	}
 	c.JWTSecret = getenv("FNMARKET_JWT_SECRET")
 	c.StripeSecretKey = getenv("STRIPE_SECRET_KEY")
@@ -124,6 +133,7 @@ func flagSet(cmd string, c *config, getenv func(string) string) *flag.FlagSet {
 	if server {
 		fs.StringVar(&c.Addr, "addr", env("FNMARKET_ADDR", "127.0.0.1:8080"), "listen address (FNMARKET_ADDR)")
 		fs.StringVar(&c.PublicURL, "public-url", getenv("FNMARKET_PUBLIC_URL"), "public base URL shown in examples (FNMARKET_PUBLIC_URL); empty: the listen URL")
+		fs.StringVar(&c.GatewayURL, "gateway-url", getenv("FNMARKET_GATEWAY_URL"), "the gateway's public base URL in the portal's examples; default: the public URL (FNMARKET_GATEWAY_URL)")
 		fs.StringVar(&c.DebugAddr, "debug-addr", getenv("FNMARKET_DEBUG_ADDR"), "serve net/http/pprof on this address, e.g. 127.0.0.1:6060 (FNMARKET_DEBUG_ADDR); off when empty")
 		fs.StringVar(&c.MetricsAddr, "metrics-addr", getenv("FNMARKET_METRICS_ADDR"), "serve Prometheus /metrics on this separate address, e.g. 127.0.0.1:9090 (FNMARKET_METRICS_ADDR); off when empty")
 	}

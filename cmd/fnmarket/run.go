@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -242,6 +243,9 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	if a.cfg.PublicURL == "" {
 		a.cfg.PublicURL = base
 	}
+	if a.cfg.GatewayURL == "" {
+		a.cfg.GatewayURL = a.cfg.PublicURL
+	}
 	parts, err := a.buildParts(ctx, cmd)
 	if err != nil {
 		_ = ln.Close()
@@ -463,7 +467,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Backends:     wasmBackends{wasm.NewPreparer(rt)},
 		FunctionLogs: wasmLogs{a.wasmLogs},
 		Webhooks:     b,
-		GatewayURL:   a.cfg.PublicURL,
+		GatewayURL:   a.cfg.GatewayURL,
 		// A 32 MiB module is about 43 MiB in base64.
 		MaxUploadBytes: 48 << 20,
 		StripeEnabled:  a.cfg.StripeSecretKey != "",
@@ -475,8 +479,19 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		AuthRate:       authRate,
 		TrustedProxies: a.cfg.TrustedProxies,
 	})
-	web.Register(p.api.Echo(), web.Options{})
+	web.Register(p.api.Echo(), web.Options{GatewayOrigin: gatewayOrigin(a.cfg.PublicURL, a.cfg.GatewayURL)})
 	return nil
+}
+
+// gatewayOrigin is the gateway's origin when the portal's pages must call it
+// across origins (the "try it" box), or "" when both share one.
+func gatewayOrigin(publicURL, gatewayURL string) string {
+	p, err1 := url.Parse(publicURL)
+	g, err2 := url.Parse(gatewayURL)
+	if err1 != nil || err2 != nil || (p.Scheme == g.Scheme && p.Host == g.Host) {
+		return ""
+	}
+	return g.Scheme + "://" + g.Host
 }
 
 func (a *app) startGateway(ctx context.Context, p *parts) error {
@@ -612,6 +627,10 @@ func (a *app) syncStripe(b *billing.Biller) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	res, err := b.SyncPending(ctx)
+	if fnmarket.ErrorCode(err) == fnmarket.ECONFLICT {
+		a.log.Debug("another process is syncing with Stripe; skipped this pass", "err", err)
+		return
+	}
 	if err != nil {
 		a.log.Warn("stripe sync failed; it will be retried", "err", err)
 		return
@@ -685,11 +704,9 @@ func (a *app) bill(ctx context.Context) error {
 	}
 	fmt.Fprintf(a.stdout, "rolled up %d calls; %s: %d consumers, %d invoices created, %d finalized, %d refreshed, %d unchanged, %d late-usage lines (draft: %v)\n",
 		st.Calls, a.cfg.Period, rep.Consumers, rep.Created, rep.Finalized, rep.Refreshed, rep.Unchanged, rep.AdjustmentLines, rep.Draft)
-	if a.cfg.StripeSecretKey != "" {
-		res, err := b.SyncPending(ctx)
-		if err != nil {
-			return fmt.Errorf("bill: stripe sync: %w", err)
-		}
+	if a.cfg.StripeSecretKey != "" && !rep.Draft {
+		// BillPeriod has synced already; its report says what it pushed.
+		res := rep.Sync
 		fmt.Fprintf(a.stdout, "stripe: %d invoices synced (%d failed, retried by the worker), %d payouts (%d failed)\n", res.Invoices, res.InvoiceFailures, res.Payouts, res.PayoutFailures)
 	}
 	return nil
