@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +12,6 @@ import (
 	"net/http/pprof"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -182,7 +182,8 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
-	mux.HandleFunc("GET /readyz", a.handleReady)
+	gw, _ := parts.gateway.(*gateway.Gateway)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { a.handleReady(w, r, gw) })
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
 	if parts.gateway != nil {
 		mux.Handle("/v1/invoke/", parts.gateway)
@@ -233,23 +234,42 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	return nil
 }
 
-func (a *app) handleReady(w http.ResponseWriter, r *http.Request) {
+// handleReady answers 200 {"status":"ready"} when the database and Redis
+// answer, else 503 {"status":"degraded","problems":[...]} naming what is
+// down and what still works. A gateway keeps serving the keys and routes
+// it has cached while the database is unreachable (up to
+// FNMARKET_GATEWAY_MAX_STALE), so it says so.
+func (a *app) handleReady(w http.ResponseWriter, r *http.Request, gw *gateway.Gateway) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	var problems []string
-	if err := a.db.Ping(ctx); err != nil {
-		problems = append(problems, "database unreachable")
+	dbErr := a.db.Ping(ctx)
+	var store gateway.StoreStatus
+	if gw != nil {
+		store = gw.StoreStatus()
+	}
+	switch {
+	case (dbErr != nil || store.Unreachable) && gw != nil && store.MaxStale > 0:
+		problems = append(problems, fmt.Sprintf("database: unreachable; serving cached keys and routes (up to %s past their age), unknown keys refused", store.MaxStale))
+	case dbErr != nil || store.Unreachable:
+		problems = append(problems, "database: unreachable")
 	}
 	if a.redis != nil {
 		if err := a.redis.Ping(ctx).Err(); err != nil {
-			problems = append(problems, "redis unreachable")
+			if gw != nil {
+				problems = append(problems, "redis: unreachable; calls admitted with per-process rate limits and metered to the local spool")
+			} else {
+				problems = append(problems, "redis: unreachable")
+			}
 		}
 	}
+	w.Header().Set("Content-Type", "application/json")
 	if len(problems) > 0 {
-		fnmarket.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: strings.Join(problems, ", ")})
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "degraded", "problems": problems})
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"status":"ready"}`)
 }
 
@@ -398,6 +418,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		DefaultRateLimitPerKey: a.cfg.RateLimitPerKey,
 		MaxBodyBytes:           a.cfg.MaxBodyBytes,
 		AllowPrivateUpstreams:  a.cfg.AllowPrivateUpstreams,
+		MaxStale:               a.cfg.GatewayMaxStale,
 		Registerer:             a.registry,
 		Logger:                 a.log,
 		Clock:                  a.clock,
