@@ -229,7 +229,10 @@ func (r *Rollup) applyBatch(ctx context.Context, shard int, id string, st *Rollu
 		if err != nil {
 			return fmt.Errorf("roll up usage batch %s: %w", id, err)
 		}
-		if len(res.already) > 0 {
+		if len(res.already) > 0 && len(hc.merged) > 0 {
+			r.cfg.Logger.Error("metering: a batch holds flushes already rolled up next to counts without a flush id (from a meter without Confirmed or an older gateway); those counts cannot be told apart and may be counted twice",
+				"batch", id, "flush_ids", res.already)
+		} else if len(res.already) > 0 {
 			r.cfg.Logger.Warn("metering: flushes already rolled up by an earlier batch are in this one too (redis kept counts a roll-up had committed, as after a failover to a lagging replica); not counted again",
 				"batch", id, "flush_ids", res.already)
 		}
