@@ -243,16 +243,12 @@ func (a *app) handleReady(w http.ResponseWriter, r *http.Request, gw *gateway.Ga
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	var problems []string
-	dbErr := a.db.Ping(ctx)
-	var store gateway.StoreStatus
-	if gw != nil {
-		store = gw.StoreStatus()
-	}
-	switch {
-	case (dbErr != nil || store.Unreachable) && gw != nil && store.MaxStale > 0:
-		problems = append(problems, fmt.Sprintf("database: unreachable; serving cached keys and routes (up to %s past their age), unknown keys refused", store.MaxStale))
-	case dbErr != nil || store.Unreachable:
-		problems = append(problems, "database: unreachable")
+	if err := a.db.Ping(ctx); err != nil {
+		if st := gatewayStoreStatus(gw); st.MaxStale > 0 {
+			problems = append(problems, fmt.Sprintf("database: unreachable; serving cached keys and routes (up to %s past their age), unknown keys refused", st.MaxStale))
+		} else {
+			problems = append(problems, "database: unreachable")
+		}
 	}
 	if a.redis != nil {
 		if err := a.redis.Ping(ctx).Err(); err != nil {
@@ -271,6 +267,13 @@ func (a *app) handleReady(w http.ResponseWriter, r *http.Request, gw *gateway.Ga
 		return
 	}
 	_, _ = io.WriteString(w, `{"status":"ready"}`)
+}
+
+func gatewayStoreStatus(gw *gateway.Gateway) gateway.StoreStatus {
+	if gw == nil {
+		return gateway.StoreStatus{}
+	}
+	return gw.StoreStatus()
 }
 
 // parts are the HTTP handlers and background loops one command runs; stop
