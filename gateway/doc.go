@@ -20,8 +20,11 @@
 // interval plus one store round trip, well inside 2 s, with no Redis. A
 // lookup that was in flight while something was dropped is answered but not
 // cached. No entry is trusted longer than MaxEntryAge (30 s), in case the
-// poller misses something. When a store cannot be reached, a miss is answered
-// 500 (fail closed: a revoked key is never let through for want of a lookup).
+// poller misses something. When a store cannot be reached, a key or route
+// already cached is still served up to MaxStale (15 min) past MaxEntryAge
+// (stale-if-error: a revocation cannot be written while the database is down;
+// see readThrough in cache.go); anything not cached is answered 500 (fail
+// closed: an unknown key is never let through for want of a lookup).
 //
 // # Answers
 //

@@ -190,6 +190,10 @@ type Config struct {
 	// MaxEntryAge is the longest a cached key or route is trusted, should
 	// the poller miss a change or the stores be unreachable.
 	MaxEntryAge time.Duration
+	// MaxStale is how long past MaxEntryAge a cached key or route is still
+	// served while the store cannot be reached (stale-if-error, see
+	// readThrough); default DefaultMaxStale, negative turns it off.
+	MaxStale time.Duration
 	// NegativeTTL is how long an unknown key or function is remembered as unknown.
 	NegativeTTL time.Duration
 	// KeyCacheSize and RouteCacheSize bound the caches (entries each; the
@@ -235,6 +239,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxEntryAge <= 0 {
 		c.MaxEntryAge = DefaultMaxEntryAge
+	}
+	if c.MaxStale == 0 {
+		c.MaxStale = DefaultMaxStale
 	}
 	if c.NegativeTTL <= 0 {
 		c.NegativeTTL = DefaultNegativeTTL
@@ -343,6 +350,8 @@ func New(cfg Config, keys KeyStore, routes RouteStore, admitter Admitter, meter 
 		},
 		onLookup: m.cacheLookups("route"),
 	}
+	g.keys.staleIfError(cfg.MaxStale)
+	g.routes.staleIfError(cfg.MaxStale)
 	g.httpInv = newHTTPInvoker(cfg)
 	g.invokers[catalog.BackendHTTP] = g.httpInv
 	return g, nil

@@ -186,7 +186,8 @@ func (a *aggregate) UnmarshalJSON(b []byte) error {
 // one increment per counter key. Increments travel as decimal strings so Lua
 // never turns them into floating point. With recordID the flush id is one
 // more live field, flush|<id> incremented by 1, so it reaches the database
-// with the counts.
+// with the counts, and every counter field carries the flush id
+// (flushRowField), so the roll-up can count each flush at most once.
 func (a *aggregate) scriptArgs(ks keyspace, shard int, flushID string, appliedTTL, counterTTL time.Duration, recordID bool) ([]string, []any) {
 	keys := []string{ks.applied(shard, flushID), ks.live(shard)}
 	n := len(a.live)
@@ -203,7 +204,11 @@ func (a *aggregate) scriptArgs(ks keyspace, shard int, flushID string, appliedTT
 	}
 	sort.Strings(fields)
 	for _, f := range fields {
-		args = append(args, f, a.live[f])
+		if recordID {
+			args = append(args, flushRowField(flushID, f), a.live[f])
+		} else {
+			args = append(args, f, a.live[f])
+		}
 	}
 	for k, v := range a.calls {
 		keys = append(keys, ks.functionCalls(shard, k))

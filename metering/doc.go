@@ -12,9 +12,10 @@
 // a batch, writes the batch to the database in one transaction keyed by the
 // batch id, and only after the commit deletes the batch. With
 // MeterConfig.Confirmed set (Store.FlushesCommitted), each flush also writes
-// its id into the live hash, the Rollup commits those ids to usage_flushes
-// with the batch's rows, and the Meter keeps every flush in its spool until
-// the database has its id. A Store reads usage back, from the database and,
+// its id into the live hash and keeps its counts in fields of its own
+// (prefixed with its id), the Rollup commits those ids to usage_flushes with
+// the batch's rows, counting only the flushes whose ids it inserted, and the
+// Meter keeps every flush in its spool until the database has its id. A Store reads usage back, from the database and,
 // for previews, from Redis.
 //
 // # Redis keys
@@ -23,8 +24,9 @@
 // FNV-1a-32(consumer id) % NumShards, hash tag {m<shard>}, so each script
 // touches one slot and roll-up iterates shards rather than SCANning:
 //
-//	<prefix>{m7}:live                          hash: hour|consumer|key|function|version|metric -> count,
-//	                                           and flush|<flush id> -> 1 per confirmed-mode flush
+//	<prefix>{m7}:live                          hash: hour|consumer|key|function|version|metric -> count;
+//	                                           with Confirmed, <flush id>|hour|...|metric -> count
+//	                                           and flush|<flush id> -> times applied (1), per flush
 //	<prefix>{m7}:batch:<uuid>                  a live hash moved out for roll-up
 //	<prefix>{m7}:pending                       set of batch ids moved out, not yet committed
 //	<prefix>{m7}:applied:<flush id>            flush dedupe marker, TTL 7 days
@@ -109,9 +111,19 @@
 //   - Roll-up is exactly once at every step: a batch is written in one
 //     transaction together with its usage_batches row and its flush ids, so
 //     a retry (or a second worker) finds the row and skips; the batch leaves
-//     Redis only after the commit. Deploy workers that know flush|<id> fields
-//     before gateways that write them: an older worker fails on them (the
-//     batch stays pending, nothing is lost) until upgraded.
+//     Redis only after the commit. Deploy workers that know flush|<id> and
+//     <flush id>|... fields before gateways that write them: an older worker
+//     fails on them (the batch stays pending, nothing is lost) until upgraded.
+//   - Redis failing over to a replica that lagged (or an AOF everysec
+//     restart losing its last second) can bring back counts a roll-up had
+//     already moved and committed, under the same flush ids. With Confirmed
+//     the database is the arbiter per flush: the roll-up inserts a batch's
+//     flush ids with INSERT ... ON CONFLICT DO NOTHING RETURNING and adds
+//     only the counts of the flushes it inserted, so a flush is counted once
+//     whatever Redis still holds (logged as a warning naming the ids); a
+//     flush Redis applied twice (marker lost, counts kept) has flush|<id> =
+//     2 and is divided back to once. Counts written without a flush id
+//     (Meters without Confirmed) have no such protection.
 //
 // # Spool
 //

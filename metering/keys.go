@@ -99,21 +99,42 @@ func (r rowKey) field(metric string) string {
 		strconv.Itoa(r.Version) + "|" + metric
 }
 
+// flushRowField is the live hash field of metric for this row as one flush
+// adds it: <flush id>|hour|consumer|key|function|version|metric. A Meter with
+// Confirmed set writes its counts this way, so each flush's contribution
+// stays apart from the others' until the roll-up, which counts it only if the
+// database does not hold the flush id yet.
+func flushRowField(flushID, rowField string) string {
+	return fieldEscaper.Replace(flushID) + "|" + rowField
+}
+
 // parseField splits a live hash field into its row and metric.
 func parseField(f string) (rowKey, string, error) {
+	_, rk, metric, err := splitField(f)
+	return rk, metric, err
+}
+
+// splitField splits a live hash field into the flush id that added it (""
+// for merged counts, written without a flush id), its row and metric.
+func splitField(f string) (flushID string, rk rowKey, metric string, err error) {
 	parts := strings.Split(f, "|")
-	if len(parts) != 6 {
-		return rowKey{}, "", fmt.Errorf("usage field %q: want 6 parts, got %d", f, len(parts))
+	switch len(parts) {
+	case 6:
+	case 7:
+		flushID = fieldUnescaper.Replace(parts[0])
+		parts = parts[1:]
+	default:
+		return "", rowKey{}, "", fmt.Errorf("usage field %q: want 6 or 7 parts, got %d", f, len(parts))
 	}
 	hour, err := strconv.ParseInt(parts[0], 10, 64)
 	if err != nil {
-		return rowKey{}, "", fmt.Errorf("usage field %q: hour: %w", f, err)
+		return "", rowKey{}, "", fmt.Errorf("usage field %q: hour: %w", f, err)
 	}
 	version, err := strconv.Atoi(parts[4])
 	if err != nil {
-		return rowKey{}, "", fmt.Errorf("usage field %q: version: %w", f, err)
+		return "", rowKey{}, "", fmt.Errorf("usage field %q: version: %w", f, err)
 	}
-	return rowKey{
+	return flushID, rowKey{
 		HourStart:  hour,
 		ConsumerID: fieldUnescaper.Replace(parts[1]),
 		KeyID:      fieldUnescaper.Replace(parts[2]),
@@ -163,17 +184,76 @@ const flushFieldPrefix = "flush|"
 
 func flushField(flushID string) string { return flushFieldPrefix + flushID }
 
-// flushIDsFromHash returns the flush ids recorded in a live hash or batch,
-// sorted, and those recorded more than once (applied twice: Redis lost the
-// applied marker but not the counts).
-func flushIDsFromHash(h map[string]string) (ids, twice []string) {
+// fieldCount is one counter field of a live hash or batch.
+type fieldCount struct {
+	row    rowKey
+	metric string
+	n      int64
+}
+
+// flushCounts is what one flush added to a live hash: times is how often
+// Redis applied it (its flush|<id> field; more than 1 when Redis lost its
+// applied marker but kept the counts), fields hold times × its deltas.
+type flushCounts struct {
+	times  int64
+	fields []fieldCount
+}
+
+// hashCounts is a live hash or batch parsed: merged counts without a flush
+// id (from a Meter without Confirmed) and, per flush id, that flush's own
+// counts, so a roll-up can leave out the flushes the database already holds.
+type hashCounts struct {
+	merged  []fieldCount
+	flushes map[string]*flushCounts
+}
+
+// parseHash parses a live hash or batch, keeping only the rows accepted by
+// keep (nil keeps all).
+func parseHash(h map[string]string, keep func(rowKey) bool) (*hashCounts, error) {
+	hc := &hashCounts{flushes: map[string]*flushCounts{}}
+	flush := func(id string) *flushCounts {
+		fc := hc.flushes[id]
+		if fc == nil {
+			fc = &flushCounts{}
+			hc.flushes[id] = fc
+		}
+		return fc
+	}
 	for f, v := range h {
-		id, ok := strings.CutPrefix(f, flushFieldPrefix)
-		if !ok || id == "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("usage field %q: value %q: %w", f, v, err)
+		}
+		if id, ok := strings.CutPrefix(f, flushFieldPrefix); ok {
+			if id != "" {
+				flush(id).times += n
+			}
 			continue
 		}
+		id, rk, metric, err := splitField(f)
+		if err != nil {
+			return nil, err
+		}
+		if keep != nil && !keep(rk) {
+			continue
+		}
+		fc := fieldCount{row: rk, metric: metric, n: n}
+		if id == "" {
+			hc.merged = append(hc.merged, fc)
+		} else {
+			fl := flush(id)
+			fl.fields = append(fl.fields, fc)
+		}
+	}
+	return hc, nil
+}
+
+// flushIDs returns the flush ids in the hash, sorted, and those Redis
+// applied more than once.
+func (hc *hashCounts) flushIDs() (ids, twice []string) {
+	for id, fc := range hc.flushes {
 		ids = append(ids, id)
-		if v != "1" {
+		if fc.times > 1 {
 			twice = append(twice, id)
 		}
 	}
@@ -182,43 +262,29 @@ func flushIDsFromHash(h map[string]string) (ids, twice []string) {
 	return ids, twice
 }
 
-// rowsFromHash turns live-hash (or batch) fields into usage rows, keeping
-// only those accepted by keep (nil keeps all); flush id fields are skipped.
-// Rows come out in field order of first appearance, which callers must not
-// rely on.
-func rowsFromHash(h map[string]string, keep func(rowKey) bool) ([]UsageRow, error) {
+// rows sums the merged counts and, once each, the counts of the flushes
+// counted accepts (nil accepts all) into usage rows. Rows come out in no
+// particular order.
+func (hc *hashCounts) rows(counted func(flushID string) bool) ([]UsageRow, error) {
 	idx := map[rowKey]int{}
 	var rows []UsageRow
-	for f, v := range h {
-		if strings.HasPrefix(f, flushFieldPrefix) {
-			continue
-		}
-		rk, metric, err := parseField(f)
-		if err != nil {
-			return nil, err
-		}
-		if keep != nil && !keep(rk) {
-			continue
-		}
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("usage field %q: value %q: %w", f, v, err)
-		}
-		i, ok := idx[rk]
+	add := func(fc fieldCount, times int64) error {
+		i, ok := idx[fc.row]
 		if !ok {
 			i = len(rows)
-			idx[rk] = i
+			idx[fc.row] = i
 			rows = append(rows, UsageRow{
-				HourStart:  time.Unix(rk.HourStart, 0).UTC(),
-				ConsumerID: rk.ConsumerID,
-				KeyID:      rk.KeyID,
-				FunctionID: rk.FunctionID,
-				Version:    rk.Version,
+				HourStart:  time.Unix(fc.row.HourStart, 0).UTC(),
+				ConsumerID: fc.row.ConsumerID,
+				KeyID:      fc.row.KeyID,
+				FunctionID: fc.row.FunctionID,
+				Version:    fc.row.Version,
 				Histogram:  make([]int64, len(HistogramBounds)+1),
 			})
 		}
 		r := &rows[i]
-		switch metric {
+		n := fc.n / times
+		switch fc.metric {
 		case metricCalls:
 			r.Calls += n
 		case metricBillable:
@@ -228,12 +294,42 @@ func rowsFromHash(h map[string]string, keep func(rowKey) bool) ([]UsageRow, erro
 		case metricErrors:
 			r.Errors += n
 		default:
-			b, err := strconv.Atoi(strings.TrimPrefix(metric, "h"))
-			if !strings.HasPrefix(metric, "h") || err != nil || b < 0 || b > len(HistogramBounds) {
-				return nil, fmt.Errorf("usage field %q: unknown metric %q", f, metric)
+			b, err := strconv.Atoi(strings.TrimPrefix(fc.metric, "h"))
+			if !strings.HasPrefix(fc.metric, "h") || err != nil || b < 0 || b > len(HistogramBounds) {
+				return fmt.Errorf("usage field of row %+v: unknown metric %q", fc.row, fc.metric)
 			}
 			r.Histogram[b] += n
 		}
+		return nil
+	}
+	for _, fc := range hc.merged {
+		if err := add(fc, 1); err != nil {
+			return nil, err
+		}
+	}
+	for id, fl := range hc.flushes {
+		if counted != nil && !counted(id) {
+			continue
+		}
+		// Every application of a flush adds the same deltas with its
+		// flush|<id> field, in one script on one hash: divide them out.
+		times := max(fl.times, 1)
+		for _, fc := range fl.fields {
+			if err := add(fc, times); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return rows, nil
+}
+
+// rowsFromHash turns live-hash (or batch) fields into usage rows, keeping
+// only those accepted by keep (nil keeps all), each flush counted once.
+// Rows come out in no particular order.
+func rowsFromHash(h map[string]string, keep func(rowKey) bool) ([]UsageRow, error) {
+	hc, err := parseHash(h, keep)
+	if err != nil {
+		return nil, err
+	}
+	return hc.rows(nil)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -215,24 +216,31 @@ func (r *Rollup) applyBatch(ctx context.Context, shard int, id string, st *Rollu
 		if err := r.fail(stepRead); err != nil {
 			return err
 		}
-		rows, err := rowsFromHash(h, nil)
+		hc, err := parseHash(h, nil)
 		if err != nil {
 			return fmt.Errorf("roll up usage batch %s: %w", id, err)
 		}
-		flushIDs, twice := flushIDsFromHash(h)
+		flushIDs, twice := hc.flushIDs()
 		if len(twice) > 0 {
-			r.cfg.Logger.Error("metering: flushes applied twice to redis (it lost applied markers but kept counts: evicted or expired?); usage is counted twice",
+			r.cfg.Logger.Warn("metering: flushes applied more than once to redis (it lost applied markers but kept counts: evicted or expired?); each is counted once",
 				"batch", id, "flush_ids", twice)
 		}
-		applied, err := r.writeBatch(ctx, shard, id, rows, flushIDs)
+		res, err := r.writeBatch(ctx, shard, id, hc, flushIDs)
 		if err != nil {
 			return fmt.Errorf("roll up usage batch %s: %w", id, err)
 		}
-		if applied {
+		if len(res.already) > 0 && len(hc.merged) > 0 {
+			r.cfg.Logger.Error("metering: a batch holds flushes already rolled up next to counts without a flush id (from a meter without Confirmed or an older gateway); those counts cannot be told apart and may be counted twice",
+				"batch", id, "flush_ids", res.already)
+		} else if len(res.already) > 0 {
+			r.cfg.Logger.Warn("metering: flushes already rolled up by an earlier batch are in this one too (redis kept counts a roll-up had committed, as after a failover to a lagging replica); not counted again",
+				"batch", id, "flush_ids", res.already)
+		}
+		if res.applied {
 			st.Batches++
-			st.Rows += len(rows)
-			st.Flushes += len(flushIDs)
-			for _, row := range rows {
+			st.Rows += len(res.rows)
+			st.Flushes += len(flushIDs) - len(res.already)
+			for _, row := range res.rows {
 				st.Calls += row.Calls
 			}
 		} else {
@@ -323,10 +331,127 @@ func addColumns(table string, cols ...string) clause.Set {
 	return clause.Assignments(m)
 }
 
-// writeBatch writes rows and the ids of the flushes that carried them under
-// batch id in one transaction, so a flush's counts are in the database iff
-// its id is. It reports applied=false when the batch was already there.
-func (r *Rollup) writeBatch(ctx context.Context, shard int, id string, rows []UsageRow, flushIDs []string) (bool, error) {
+// batchResult is what writeBatch did.
+type batchResult struct {
+	applied bool       // false: the batch id was already in the database
+	rows    []UsageRow // usage rows written
+	already []string   // flush ids left out: an earlier batch had committed them
+}
+
+// writeBatch writes a batch under its id in one transaction: the batch row,
+// then its flush ids into usage_flushes, then the counts without a flush id
+// and those of the flushes this transaction inserted. A flush id some other
+// batch committed (Redis kept or got back counts a roll-up had already
+// committed: a failover to a lagging replica, an AOF that lost its last
+// second) is left out with its counts, so the database decides, per flush,
+// that it is counted exactly once, and a flush's counts are in the database
+// iff its id is. It reports applied=false when the batch was already there.
+func (r *Rollup) writeBatch(ctx context.Context, shard int, id string, hc *hashCounts, flushIDs []string) (batchResult, error) {
+	var res batchResult
+	errAlready := errors.New("batch already applied")
+	err := r.cfg.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res = batchResult{}
+		var n int64
+		if err := tx.Model(&usageBatchRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
+			return fmt.Errorf("look up batch: %w", err)
+		}
+		if n > 0 {
+			return errAlready
+		}
+		// The batch row goes first: a second worker on the same batch waits
+		// here on the primary key, then fails, before touching any counter.
+		now := r.cfg.Clock.Now().UTC()
+		if err := tx.Create(&usageBatchRow{ID: id, Shard: shard, RowCount: 0, AppliedAt: now}).Error; err != nil {
+			return fmt.Errorf("insert batch: %w", err)
+		}
+		fresh, err := insertFlushes(tx, id, flushIDs, now)
+		if err != nil {
+			return err
+		}
+		for _, f := range flushIDs {
+			if !fresh[f] {
+				res.already = append(res.already, f)
+			}
+		}
+		rows, err := hc.rows(func(f string) bool { return fresh[f] })
+		if err != nil {
+			return err
+		}
+		res.rows = rows
+		if len(rows) > 0 {
+			if err := tx.Model(&usageBatchRow{}).Where("id = ?", id).Update("row_count", len(rows)).Error; err != nil {
+				return fmt.Errorf("count batch rows: %w", err)
+			}
+		}
+		if err := upsertUsage(tx, rows); err != nil {
+			return err
+		}
+		if r.cfg.OnBatch != nil {
+			if err := r.cfg.OnBatch(tx, rows); err != nil {
+				return fmt.Errorf("on-batch hook: %w", err)
+			}
+		}
+		return r.fail(stepInTx)
+	})
+	switch {
+	case err == nil:
+		res.applied = true
+		return res, nil
+	case errors.Is(err, errAlready):
+		return batchResult{}, nil
+	}
+	// A duplicate key means another worker committed the same batch first
+	// (on PostgreSQL our insert waited for it, then failed); a failed commit
+	// may still have committed. Either way the batch row tells the truth.
+	var n int64
+	if cerr := r.cfg.DB.WithContext(ctx).Model(&usageBatchRow{}).Where("id = ?", id).Count(&n).Error; cerr == nil && n > 0 {
+		return batchResult{}, nil
+	}
+	return batchResult{}, err
+}
+
+// insertFlushes records flush ids as committed by batch and returns those
+// this transaction inserted; an id already present (committed by another
+// batch, or being committed by a concurrent one, which PostgreSQL waits for)
+// is not returned. INSERT ... ON CONFLICT DO NOTHING RETURNING works on
+// PostgreSQL and SQLite (3.35+) alike. ids must be sorted, so concurrent
+// workers lock them in the same order.
+func insertFlushes(tx *gorm.DB, batch string, ids []string, now time.Time) (map[string]bool, error) {
+	fresh := make(map[string]bool, len(ids))
+	err := inChunks(ids, func(c []string) error {
+		var q strings.Builder
+		q.WriteString("INSERT INTO usage_flushes (id, batch_id, applied_at) VALUES ")
+		args := make([]any, 0, 3*len(c))
+		for i, f := range c {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString("(?, ?, ?)")
+			args = append(args, f, batch, now)
+		}
+		q.WriteString(" ON CONFLICT (id) DO NOTHING RETURNING id")
+		rows, err := tx.Raw(q.String(), args...).Rows()
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var f string
+			if err := rows.Scan(&f); err != nil {
+				return err
+			}
+			fresh[f] = true
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("insert usage_flushes: %w", err)
+	}
+	return fresh, nil
+}
+
+// upsertUsage adds rows to usage_hourly and their histograms to usage_latency.
+func upsertUsage(tx *gorm.DB, rows []UsageRow) error {
 	hourly := make([]usageHourlyRow, 0, len(rows))
 	type latKey struct {
 		fn          string
@@ -365,86 +490,25 @@ func (r *Rollup) writeBatch(ctx context.Context, shard int, id string, rows []Us
 		}
 		return a.Bucket < b.Bucket
 	})
-
-	errAlready := errors.New("batch already applied")
-	err := r.cfg.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var n int64
-		if err := tx.Model(&usageBatchRow{}).Where("id = ?", id).Count(&n).Error; err != nil {
-			return fmt.Errorf("look up batch: %w", err)
+	if len(hourly) > 0 {
+		err := tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "hour_start"}, {Name: "consumer_id"}, {Name: "key_id"}, {Name: "function_id"}, {Name: "version"}},
+			DoUpdates: addColumns("usage_hourly", "calls", "billable_calls", "compute_ms", "errors"),
+		}).CreateInBatches(&hourly, 500).Error
+		if err != nil {
+			return fmt.Errorf("upsert usage_hourly: %w", err)
 		}
-		if n > 0 {
-			return errAlready
-		}
-		// The batch row goes first: a second worker on the same batch waits
-		// here on the primary key, then fails, before touching any counter.
-		now := r.cfg.Clock.Now().UTC()
-		if err := tx.Create(&usageBatchRow{ID: id, Shard: shard, RowCount: len(rows), AppliedAt: now}).Error; err != nil {
-			return fmt.Errorf("insert batch: %w", err)
-		}
-		if len(flushIDs) > 0 {
-			// A flush already recorded by another batch was applied to Redis
-			// twice (see the loss model); never let that wedge the shard.
-			var dup []string
-			err := inChunks(flushIDs, func(c []string) error {
-				var d []string
-				err := tx.Model(&usageFlushRow{}).Where("id IN ?", c).Pluck("id", &d).Error
-				dup = append(dup, d...)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("look up flushes: %w", err)
-			}
-			if len(dup) > 0 {
-				r.cfg.Logger.Error("metering: flushes already rolled up by an earlier batch are in this one too; usage is counted twice",
-					"batch", id, "flush_ids", dup)
-			}
-			fl := make([]usageFlushRow, len(flushIDs))
-			for i, f := range flushIDs {
-				fl[i] = usageFlushRow{ID: f, BatchID: id, AppliedAt: now}
-			}
-			if err := tx.Clauses(clause.OnConflict{DoNothing: true}).CreateInBatches(&fl, 500).Error; err != nil {
-				return fmt.Errorf("insert usage_flushes: %w", err)
-			}
-		}
-		if len(hourly) > 0 {
-			err := tx.Clauses(clause.OnConflict{
-				Columns:   []clause.Column{{Name: "hour_start"}, {Name: "consumer_id"}, {Name: "key_id"}, {Name: "function_id"}, {Name: "version"}},
-				DoUpdates: addColumns("usage_hourly", "calls", "billable_calls", "compute_ms", "errors"),
-			}).CreateInBatches(&hourly, 500).Error
-			if err != nil {
-				return fmt.Errorf("upsert usage_hourly: %w", err)
-			}
-		}
-		if len(latency) > 0 {
-			err := tx.Clauses(clause.OnConflict{
-				Columns:   []clause.Column{{Name: "function_id"}, {Name: "hour_start"}, {Name: "version"}, {Name: "bucket"}},
-				DoUpdates: addColumns("usage_latency", "calls"),
-			}).CreateInBatches(&latency, 1000).Error
-			if err != nil {
-				return fmt.Errorf("upsert usage_latency: %w", err)
-			}
-		}
-		if r.cfg.OnBatch != nil {
-			if err := r.cfg.OnBatch(tx, rows); err != nil {
-				return fmt.Errorf("on-batch hook: %w", err)
-			}
-		}
-		return r.fail(stepInTx)
-	})
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, errAlready):
-		return false, nil
 	}
-	// A duplicate key means another worker committed the same batch first
-	// (on PostgreSQL our insert waited for it, then failed); a failed commit
-	// may still have committed. Either way the batch row tells the truth.
-	var n int64
-	if cerr := r.cfg.DB.WithContext(ctx).Model(&usageBatchRow{}).Where("id = ?", id).Count(&n).Error; cerr == nil && n > 0 {
-		return false, nil
+	if len(latency) > 0 {
+		err := tx.Clauses(clause.OnConflict{
+			Columns:   []clause.Column{{Name: "function_id"}, {Name: "hour_start"}, {Name: "version"}, {Name: "bucket"}},
+			DoUpdates: addColumns("usage_latency", "calls"),
+		}).CreateInBatches(&latency, 1000).Error
+		if err != nil {
+			return fmt.Errorf("upsert usage_latency: %w", err)
+		}
 	}
-	return false, err
+	return nil
 }
 
 func lessHourly(a, b usageHourlyRow) bool {

@@ -190,3 +190,138 @@ func TestRollupCrashAtEachStep(t *testing.T) {
 		}
 	})
 }
+
+// snapshotLive copies every shard's live hash, as a replica that had not yet
+// seen the roll-up's move would still hold it.
+func snapshotLive(t *testing.T, rdb redis.UniversalClient, prefix string) map[int]map[string]string {
+	t.Helper()
+	ks := keyspace{prefix: prefix}
+	snap := map[int]map[string]string{}
+	for shard := range NumShards {
+		h, err := rdb.HGetAll(context.Background(), ks.live(shard)).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(h) > 0 {
+			snap[shard] = h
+		}
+	}
+	return snap
+}
+
+// TestRollupCountsCommittedFlushesOnce replays, after a roll-up committed
+// them, the same flushes (same flush ids, same counts) into Redis, as a
+// replica promoted while it lagged behind the roll-up's move still holds
+// them, next to new flushes; the next roll-up moves them under a new batch
+// id. The database must count every call once.
+func TestRollupCountsCommittedFlushesOnce(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		db := testenv.DB(t, b)
+		rdb, prefix := testenv.Redis(t, b)
+		ctx := context.Background()
+		m, err := NewMeter(confirmedConfig(rdb, prefix, t.TempDir(), db))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closeMeter(t, m)
+		var want totals
+		record := func(from, to int) {
+			for i := from; i < to; i++ {
+				m.Record(genCall(i))
+				want.add(genCall(i))
+			}
+			if err := m.flushOnce(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		record(0, 300)
+		snap := snapshotLive(t, rdb, prefix)
+		if len(snap) == 0 {
+			t.Fatal("no live counters to snapshot")
+		}
+		r := newTestRollup(t, db, rdb, prefix, nil)
+		if _, err := r.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := dbTotals(t, db); !got.equal(withoutSpend(want)) {
+			t.Fatalf("after the first roll-up the database holds %v, want %v", got, withoutSpend(want))
+		}
+
+		// Failover: the promoted replica still has the live hashes the
+		// roll-up moved and committed; new flushes land next to them.
+		ks := keyspace{prefix: prefix}
+		for shard, h := range snap {
+			args := make([]any, 0, 2*len(h))
+			for f, v := range h {
+				args = append(args, f, v)
+			}
+			if err := rdb.HSet(ctx, ks.live(shard), args...).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		record(300, 420)
+		if got, err := NewStore(StoreConfig{DB: db, Redis: rdb, Prefix: prefix}).LiveUsage(ctx, "con_1"); err != nil {
+			t.Fatal(err)
+		} else {
+			var calls, wantCalls int64
+			for _, u := range got {
+				calls += u.Calls
+			}
+			for i := 300; i < 420; i++ {
+				if genCall(i).ConsumerID == "con_1" {
+					wantCalls++
+				}
+			}
+			if calls != wantCalls {
+				t.Errorf("live usage preview shows %d calls of con_1, want %d (the replayed flushes are committed)", calls, wantCalls)
+			}
+		}
+		st, err := r.RunOnce(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := dbTotals(t, db); !got.equal(withoutSpend(want)) {
+			t.Fatalf("after the replayed roll-up the database holds %v, want %v", got, withoutSpend(want))
+		}
+		if st.Calls != 120 {
+			t.Errorf("second roll-up reports %d calls, want the 120 new ones", st.Calls)
+		}
+		assertRedisDrained(t, rdb, prefix)
+	})
+}
+
+// TestHashCountsFlushAppliedTwice checks a flush Redis applied twice (its
+// marker lost, its counts kept) is counted once.
+func TestHashCountsFlushAppliedTwice(t *testing.T) {
+	rk := rowKey{HourStart: testStart.Unix(), ConsumerID: "con|1", KeyID: "key_1", FunctionID: "fn_1", Version: 2}
+	h := map[string]string{
+		flushField("f1"): "2",
+		flushRowField("f1", rk.field(metricCalls)):    "6",
+		flushRowField("f1", rk.field(metricBillable)): "4",
+		flushField("f2"): "1",
+		flushRowField("f2", rk.field(metricCalls)): "1",
+		rk.field(metricCalls):                      "5", // merged, no flush id
+	}
+	hc, err := parseHash(h, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, twice := hc.flushIDs()
+	if len(ids) != 2 || len(twice) != 1 || twice[0] != "f1" {
+		t.Fatalf("flush ids %v, twice %v", ids, twice)
+	}
+	rows, err := hc.rows(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Calls != 3+1+5 || rows[0].BillableCalls != 2 || rows[0].ConsumerID != "con|1" {
+		t.Fatalf("rows %+v, want 9 calls, 2 billable of con|1", rows)
+	}
+	rows, err = hc.rows(func(f string) bool { return f != "f1" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].Calls != 6 {
+		t.Fatalf("rows without f1 %+v, want 6 calls", rows)
+	}
+}

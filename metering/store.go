@@ -200,7 +200,8 @@ func (s *Store) LiveUsage(ctx context.Context, consumerID string) ([]UsageRow, e
 			}
 		}
 	}
-	sum := map[rowKey]*UsageRow{}
+	var parsed []*hashCounts
+	var flushIDs []string
 	for _, h := range hashes {
 		flat, ok := h.([]any)
 		if !ok || len(flat)%2 != 0 {
@@ -212,7 +213,23 @@ func (s *Store) LiveUsage(ctx context.Context, consumerID string) ([]UsageRow, e
 			v, _ := flat[i+1].(string)
 			m[k] = v
 		}
-		rows, err := rowsFromHash(m, func(k rowKey) bool { return k.ConsumerID == consumerID })
+		hc, err := parseHash(m, func(k rowKey) bool { return k.ConsumerID == consumerID })
+		if err != nil {
+			return nil, fmt.Errorf("read live usage: %w", err)
+		}
+		parsed = append(parsed, hc)
+		ids, _ := hc.flushIDs()
+		flushIDs = append(flushIDs, ids...)
+	}
+	// Flushes the database already holds (Redis kept counts a roll-up had
+	// committed, as after a failover) are left out, as the roll-up will.
+	committed, err := FlushesCommitted(ctx, s.cfg.DB, flushIDs)
+	if err != nil {
+		return nil, fmt.Errorf("read live usage: %w", err)
+	}
+	sum := map[rowKey]*UsageRow{}
+	for _, hc := range parsed {
+		rows, err := hc.rows(func(f string) bool { return !committed[f] })
 		if err != nil {
 			return nil, fmt.Errorf("read live usage: %w", err)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -259,7 +260,8 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
-	mux.HandleFunc("GET /readyz", a.handleReady)
+	gw, _ := parts.gateway.(*gateway.Gateway)
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { a.handleReady(w, r, gw) })
 	if parts.gateway != nil {
 		mux.Handle("/v1/invoke/", parts.gateway)
 	}
@@ -324,24 +326,46 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	return nil
 }
 
-func (a *app) handleReady(w http.ResponseWriter, r *http.Request) {
+// handleReady answers 200 {"status":"ready"} when the database and Redis
+// answer, else 503 {"status":"degraded","problems":[...]} naming what is
+// down and what still works. A gateway keeps serving the keys and routes
+// it has cached while the database is unreachable (up to
+// FNMARKET_GATEWAY_MAX_STALE), so it says so.
+func (a *app) handleReady(w http.ResponseWriter, r *http.Request, gw *gateway.Gateway) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	var problems []string
 	if err := a.db.Ping(ctx); err != nil {
-		problems = append(problems, "database unreachable")
+		if st := gatewayStoreStatus(gw); st.MaxStale > 0 {
+			problems = append(problems, fmt.Sprintf("database: unreachable; serving cached keys and routes (up to %s past their age), unknown keys refused", st.MaxStale))
+		} else {
+			problems = append(problems, "database: unreachable")
+		}
 	}
 	if a.redis != nil {
 		if err := a.redis.Ping(ctx).Err(); err != nil {
-			problems = append(problems, "redis unreachable")
+			if gw != nil {
+				problems = append(problems, "redis: unreachable; calls admitted with per-process rate limits and metered to the local spool")
+			} else {
+				problems = append(problems, "redis: unreachable")
+			}
 		}
 	}
+	w.Header().Set("Content-Type", "application/json")
 	if len(problems) > 0 {
-		fnmarket.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: strings.Join(problems, ", ")})
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_ = json.NewEncoder(w).Encode(map[string]any{"status": "degraded", "problems": problems})
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"status":"ready"}`)
+}
+
+func gatewayStoreStatus(gw *gateway.Gateway) gateway.StoreStatus {
+	if gw == nil {
+		return gateway.StoreStatus{}
+	}
+	return gw.StoreStatus()
 }
 
 // parts are the HTTP handlers and background loops one command runs; stop
@@ -515,6 +539,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		MaxBodyBytes:           a.cfg.MaxBodyBytes,
 		BodyIdleTimeout:        a.cfg.BodyIdleTimeout,
 		AllowPrivateUpstreams:  a.cfg.AllowPrivateUpstreams,
+		MaxStale:               a.cfg.GatewayMaxStale,
 		Registerer:             a.registry,
 		Logger:                 a.log,
 		Clock:                  a.clock,
