@@ -2,10 +2,13 @@ package api_test
 
 import (
 	"bufio"
+	"context"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 	"time"
 
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -124,4 +128,44 @@ func TestPortalBodyReadDeadline(t *testing.T) {
 		}
 	}
 	t.Fatalf("the server read the whole trickled body (%d bytes over %s) without cutting it off", size, time.Duration(size)*20*time.Millisecond)
+}
+
+// decodingPreparer decodes the module as the wasm preparer does.
+type decodingPreparer struct{}
+
+func (decodingPreparer) PrepareBackend(_ context.Context, in api.BackendInput) (catalog.Backend, error) {
+	if _, err := base64.StdEncoding.DecodeString(in.ModuleBase64); err != nil {
+		return catalog.Backend{}, err
+	}
+	return catalog.Backend{Type: catalog.BackendWasm, ModuleSHA256: "00"}, nil
+}
+
+// TestUploadDecodedWithoutGrowingCopies: a vendor's large module upload is
+// read into one buffer and decoded in place, so the request allocates about
+// the body, the string decoded from it and the module (2.75 times the body),
+// not a series of growing copies (about 7 times before).
+func TestUploadDecodedWithoutGrowingCopies(t *testing.T) {
+	// Not parallel: it measures the process's allocations.
+	h := newHarness(t, testenv.Backends()[0], func(d *api.Deps) {
+		d.MaxUploadBytes = 64 << 20
+		d.Backends = decodingPreparer{}
+	})
+	tok, _ := h.vendor("big@example.com", "big-co")
+	body := `{"name":"big","backend":{"type":"wasm","module_base64":"` + base64.StdEncoding.EncodeToString(make([]byte, 30<<20)) +
+		`"},"pricing":{"per_call":"0","per_compute_ms":"0"}}`
+	req := httptest.NewRequest("POST", "/api/v1/functions", strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	rec := httptest.NewRecorder()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	h.srv.ServeHTTP(rec, req)
+	runtime.ReadMemStats(&after)
+	if rec.Code != 201 {
+		t.Fatalf("status %d: %s", rec.Code, rec.Body)
+	}
+	if got, limit := after.TotalAlloc-before.TotalAlloc, uint64(len(body))*7/2; got > limit {
+		t.Errorf("uploading a %d MiB body allocated %d MiB, want at most %d MiB", len(body)>>20, got>>20, limit>>20)
+	}
 }

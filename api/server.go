@@ -238,9 +238,22 @@ func (s *Server) bindUpTo(c echo.Context, dst any, limit int64) error {
 		return &fnmarket.Error{Code: fnmarket.EUNSUPPORTEDMEDIA, Message: "send the body as application/json",
 			Fields: map[string]string{"Content-Type": "must be application/json"}}
 	}
-	// Decoded as a stream: the body is never held whole besides the values
-	// decoded from it.
-	err := jsonv2.UnmarshalRead(http.MaxBytesReader(c.Response(), r.Body, limit), dst, jsonv2.RejectUnknownMembers(true))
+	if r.ContentLength > limit {
+		return fnmarket.Errorf(fnmarket.ETOOLARGE, "request body over %d bytes", limit)
+	}
+	body := http.MaxBytesReader(c.Response(), r.Body, limit)
+	var err error
+	if r.ContentLength > 0 {
+		// The declared length read into one buffer of that size and decoded
+		// in place: a large module is held twice at most (the body and the
+		// string decoded from it), not in a series of growing copies.
+		buf := make([]byte, r.ContentLength)
+		if _, err = io.ReadFull(body, buf); err == nil {
+			err = jsonv2.Unmarshal(buf, dst, jsonv2.RejectUnknownMembers(true))
+		}
+	} else {
+		err = jsonv2.UnmarshalRead(body, dst, jsonv2.RejectUnknownMembers(true))
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
