@@ -67,10 +67,11 @@
 //     either, the flush is sent again. Marker missing means its counts are
 //     nowhere in Redis (a restart keeps a consistent prefix of writes, and
 //     the flush script is atomic); the grace lets a roll-up that had read the
-//     batch before the loss commit first. Only a roll-up transaction running
+//     batch before the loss commit first. A roll-up transaction running
 //     longer than RedisLossGrace across the loss (or, at start, one running
-//     while the gateway restarts just after Redis lost its data) can then
-//     count a flush twice; the Rollup logs such a flush id by name.
+//     while the gateway restarts just after Redis lost its data) can have a
+//     flush resent that it then commits; the resent copy's id is already in
+//     usage_flushes when it is rolled up, so it is left out (logged by name).
 //     The month spend and call counters the limiter reads lose the same
 //     writes until the resends restore them (the rolled-up part stays lost
 //     there), so a spend cap may let through more until the month ends;
@@ -106,8 +107,10 @@
 //     and usage_flushes' retention (RollupConfig.FlushRetention, 30 days)
 //     must both exceed how long a spool may stay unreplayed. A spool
 //     replayed later than both could double a flush that was rolled up.
-//     Redis must not evict keys (maxmemory-policy noeviction): an evicted
-//     marker whose counts are still live makes a resend count twice.
+//     Redis must not evict keys (maxmemory-policy noeviction): evicted
+//     counters are lost, and without Confirmed an evicted marker whose
+//     counts are still live makes a resend count twice (with Confirmed the
+//     flush|<id> count or usage_flushes turns it back into once).
 //   - Roll-up is exactly once at every step: a batch is written in one
 //     transaction together with its usage_batches row and its flush ids, so
 //     a retry (or a second worker) finds the row and skips; the batch leaves

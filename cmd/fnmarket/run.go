@@ -555,6 +555,15 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		Name: "fnmarket_metering_unconfirmed_calls",
 		Help: "Calls Redis has acknowledged that the database does not hold yet (kept in the spool until it does).",
 	}, func() float64 { return float64(meter.Unconfirmed()) }))
+	a.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "fnmarket_gateway_store_unreachable",
+		Help: "1 while the gateway's key and route lookups fail (it then serves cached entries up to FNMARKET_GATEWAY_MAX_STALE), else 0.",
+	}, func() float64 {
+		if gw.StoreStatus().Unreachable {
+			return 1
+		}
+		return 0
+	}))
 	rt, err := a.wasmRuntime(ctx)
 	if err != nil {
 		return err
