@@ -52,10 +52,10 @@ func TestReadyzNamesDegradedDatabase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready := func(gw *gateway.Gateway) (int, map[string]any) {
+	ready := func(gw *gateway.Gateway, needsDB bool) (int, map[string]any) {
 		t.Helper()
 		rec := httptest.NewRecorder()
-		a.handleReady(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil), gw)
+		a.handleReady(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil), gw, needsDB)
 		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 			t.Errorf("Content-Type %q", ct)
 		}
@@ -65,7 +65,7 @@ func TestReadyzNamesDegradedDatabase(t *testing.T) {
 		}
 		return rec.Code, body
 	}
-	if code, body := ready(gw); code != 200 || body["status"] != "ready" {
+	if code, body := ready(gw, false); code != 200 || body["status"] != "ready" {
 		t.Fatalf("healthy: %d %v", code, body)
 	}
 
@@ -74,13 +74,21 @@ func TestReadyzNamesDegradedDatabase(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = sqlDB.Close() // the database stops answering
-	code, body := ready(gw)
+	// A gateway alone still serves what it has cached: ready, but degraded,
+	// so a load balancer keeps sending it calls.
+	code, body := ready(gw, false)
 	problems, _ := body["problems"].([]any)
-	if code != http.StatusServiceUnavailable || body["status"] != "degraded" || len(problems) != 1 ||
+	if code != http.StatusOK || body["status"] != "degraded" || len(problems) != 1 ||
 		!strings.HasPrefix(problems[0].(string), "database: unreachable; serving cached keys and routes") {
 		t.Fatalf("gateway, database down: %d %v", code, body)
 	}
-	code, body = ready(nil)
+	// serve also runs the API, which needs the database.
+	code, body = ready(gw, true)
+	if problems, _ := body["problems"].([]any); code != http.StatusServiceUnavailable || len(problems) != 1 ||
+		!strings.Contains(problems[0].(string), "the portal API is down") {
+		t.Fatalf("serve, database down: %d %v", code, body)
+	}
+	code, body = ready(nil, true)
 	if problems, _ := body["problems"].([]any); code != http.StatusServiceUnavailable || len(problems) != 1 || problems[0] != "database: unreachable" {
 		t.Fatalf("no gateway, database down: %d %v", code, body)
 	}

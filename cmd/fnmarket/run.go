@@ -261,7 +261,7 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	gw, _ := parts.gateway.(*gateway.Gateway)
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { a.handleReady(w, r, gw) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) { a.handleReady(w, r, gw, cmd != "gateway") })
 	if parts.gateway != nil {
 		mux.Handle("/v1/invoke/", parts.gateway)
 	}
@@ -327,19 +327,27 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 }
 
 // handleReady answers 200 {"status":"ready"} when the database and Redis
-// answer, else 503 {"status":"degraded","problems":[...]} naming what is
-// down and what still works. A gateway keeps serving the keys and routes
-// it has cached while the database is unreachable (up to
-// FNMARKET_GATEWAY_MAX_STALE), so it says so.
-func (a *app) handleReady(w http.ResponseWriter, r *http.Request, gw *gateway.Gateway) {
+// answer. When one does not, it names what is down and what still works in
+// {"status":"degraded","problems":[...]}: with 200 while the process can
+// still do its job (a gateway keeps serving the keys and routes it has
+// cached while the database is unreachable, up to FNMARKET_GATEWAY_MAX_STALE,
+// and admits and spools calls while Redis is), so a load balancer does not
+// pull every gateway out during a database outage; with 503 when it cannot
+// (the API and worker need the database).
+func (a *app) handleReady(w http.ResponseWriter, r *http.Request, gw *gateway.Gateway, needsDB bool) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	var problems []string
+	serving := true // false once a problem leaves this process unable to do its job
 	if err := a.db.Ping(ctx); err != nil {
-		if st := gatewayStoreStatus(gw); st.MaxStale > 0 {
+		if st := gatewayStoreStatus(gw); st.MaxStale > 0 && !needsDB {
 			problems = append(problems, fmt.Sprintf("database: unreachable; serving cached keys and routes (up to %s past their age), unknown keys refused", st.MaxStale))
+		} else if st.MaxStale > 0 {
+			problems = append(problems, fmt.Sprintf("database: unreachable; the gateway serves cached keys and routes (up to %s past their age), unknown keys refused; the portal API is down", st.MaxStale))
+			serving = false
 		} else {
 			problems = append(problems, "database: unreachable")
+			serving = false
 		}
 	}
 	if a.redis != nil {
@@ -348,13 +356,16 @@ func (a *app) handleReady(w http.ResponseWriter, r *http.Request, gw *gateway.Ga
 				problems = append(problems, "redis: unreachable; calls admitted with per-process rate limits and metered to the local spool")
 			} else {
 				problems = append(problems, "redis: unreachable")
+				serving = false
 			}
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if len(problems) > 0 {
 		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(http.StatusServiceUnavailable)
+		if !serving {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": "degraded", "problems": problems})
 		return
 	}
