@@ -51,9 +51,10 @@ const (
 	BackendWasm = "wasm"
 )
 
-// Backend says where a version runs. URL is set for "http" backends. Extra
-// carries the rest of the backend document (for kinds added later, such as
-// wasm's module_sha256) untouched.
+// Backend says where a version runs; it is stored as the version's backend
+// JSON document. URL is set for "http" backends. ModuleSHA256 (the module's
+// key in wasm_modules) and MemoryPages (a per-call memory limit in 64 KiB
+// pages, 0 for the runtime's default) are set for "wasm" backends.
 type Backend struct {
 	Type         string `json:"type"`
 	URL          string `json:"url,omitempty"`

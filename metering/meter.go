@@ -57,8 +57,8 @@ type MeterConfig struct {
 	// CounterTTL is how long month counters (spend, calls per function) live
 	// after their last increment; default 62 days.
 	CounterTTL time.Duration
-	// CompactBytes (default 16 MiB): once everything is acknowledged and the spool segment is
-	// larger than this, it is replaced by an empty one; default 1 MiB.
+	// CompactBytes: once everything is acknowledged and the spool segment is
+	// larger than this, it is replaced by an empty one; default 16 MiB.
 	CompactBytes int64
 	// RotateBytes: a segment larger than this is rotated even while flushes
 	// are outstanding, carrying them over; default 64 MiB. Flushes awaiting

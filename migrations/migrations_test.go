@@ -2,6 +2,8 @@ package migrations_test
 
 import (
 	"context"
+	"database/sql"
+	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -10,6 +12,7 @@ import (
 
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 	"github.com/fnmarket/fnmarket/migrations"
 )
@@ -28,14 +31,32 @@ func TestUpDownUp(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			readSchema := sqliteSchema
+			if db.Dialect == migrations.Postgres {
+				readSchema = postgresSchema
+			}
+			first, err := readSchema(ctx, sqlDB)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if err := migrations.Reset(ctx, sqlDB, db.Dialect); err != nil {
 				t.Fatalf("down: %v", err)
 			}
 			if db.Migrator().HasTable("accounts") {
 				t.Fatal("accounts still exists after migrating down")
 			}
+			if left, err := readSchema(ctx, sqlDB); err != nil {
+				t.Fatal(err)
+			} else if msg := diffFacts(map[string]bool{}, left, "nothing", "the schema", nil); msg != "" {
+				t.Errorf("migrating down to 0 left schema behind:\n%s", msg)
+			}
 			if err := migrations.Up(ctx, sqlDB, db.Dialect); err != nil {
 				t.Fatalf("up again: %v", err)
+			}
+			if again, err := readSchema(ctx, sqlDB); err != nil {
+				t.Fatal(err)
+			} else if msg := diffFacts(first, again, "the first up", "the second up", nil); msg != "" {
+				t.Errorf("the schema differs after down and up again:\n%s", msg)
 			}
 			models := append(accounts.Models(), catalog.Models()...)
 			for _, m := range models {
@@ -57,5 +78,63 @@ func TestUpDownUp(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSQLiteCarriedToForeignKey checks SQLite's 00008, which recreates
+// invoices.carried_to with a foreign key: existing values survive it both
+// ways, and afterwards a dangling reference is refused as on PostgreSQL.
+func TestSQLiteCarriedToForeignKey(t *testing.T) {
+	ctx := context.Background()
+	db, err := database.OpenSQLite(ctx, filepath.Join(t.TempDir(), "test.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	sqlDB, err := db.DB.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := migrations.Provider(sqlDB, migrations.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.UpTo(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	insert := func(id string, carriedTo any) error {
+		_, err := sqlDB.ExecContext(ctx, `INSERT INTO invoices (id, consumer_id, period_start, period_end, currency, status,
+			subtotal, total, total_cents, usage_through, created_at, updated_at, carried_to)
+			VALUES (?, 'acc', 0, 1, ?, 'open', '0.1', '0.1', 10, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00', ?)`, id, id, carriedTo)
+		return err
+	}
+	if err := insert("inv_next", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := insert("inv_small", "inv_next"); err != nil {
+		t.Fatal(err)
+	}
+	carriedTo := func() string {
+		t.Helper()
+		var s sql.NullString
+		if err := sqlDB.QueryRowContext(ctx, `SELECT carried_to FROM invoices WHERE id = 'inv_small'`).Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s.String
+	}
+	if _, err := p.UpTo(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	if got := carriedTo(); got != "inv_next" {
+		t.Fatalf("carried_to after 00008 = %q, want inv_next", got)
+	}
+	if err := insert("inv_bad", "inv_missing"); err == nil {
+		t.Fatal("a carried_to naming no invoice was accepted after 00008")
+	}
+	if _, err := p.DownTo(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if got := carriedTo(); got != "inv_next" {
+		t.Fatalf("carried_to after 00008 down = %q, want inv_next", got)
 	}
 }
