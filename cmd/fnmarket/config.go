@@ -41,6 +41,7 @@ type config struct {
 	PublicURL             string
 	RollupInterval        time.Duration
 	ShutdownTimeout       time.Duration
+	AdmissionTimeout      time.Duration
 	GatewayMaxStale       time.Duration // negative: off
 	LogLevel              string
 	DebugAddr             string
@@ -116,6 +117,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(env("FNMARKET_SHUTDOWN_TIMEOUT", "20s")); err != nil {
 		return c, fmt.Errorf("FNMARKET_SHUTDOWN_TIMEOUT must be a duration such as 20s")
+	}
+	if c.AdmissionTimeout, err = time.ParseDuration(env("FNMARKET_ADMISSION_TIMEOUT", "75ms")); err != nil || c.AdmissionTimeout <= 0 {
+		return c, fmt.Errorf("FNMARKET_ADMISSION_TIMEOUT must be a duration such as 75ms")
 	}
 	if c.GatewayMaxStale, err = time.ParseDuration(env("FNMARKET_GATEWAY_MAX_STALE", "15m")); err != nil || c.GatewayMaxStale < 0 {
 		return c, fmt.Errorf("FNMARKET_GATEWAY_MAX_STALE must be a duration such as 15m (0 turns serving cached keys during a database outage off)")

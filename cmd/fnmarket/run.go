@@ -60,7 +60,14 @@ const envOnly = `environment only (see README.md, Configuration):
   FNMARKET_JWT_SECRET               session signing key, 32+ chars; unset: generated once in the data dir
   FNMARKET_RATE_LIMIT_PER_KEY       default calls per second per API key; 0 means no limit (100)
   FNMARKET_ALLOW_PRIVATE_UPSTREAMS  let functions point at loopback or private addresses (false)
+  FNMARKET_AUTH_RATE_PER_MINUTE     sign-ups and login attempts per client address per minute; 0: no limit (20)
+  FNMARKET_TRUSTED_PROXIES          CIDRs whose X-Forwarded-For names the client address (unset: the connection's)
   FNMARKET_MAX_BODY_BYTES           largest request body the gateway forwards (6291456)
+  FNMARKET_BODY_IDLE_TIMEOUT        a call's request body that sends nothing this long is cut, 408 (20s)
+  FNMARKET_ADMISSION_TIMEOUT        how long admission waits for Redis before deciding locally (75ms)
+  FNMARKET_GATEWAY_MAX_STALE        serve cached keys and routes this long past their age while the database is down (15m)
+  FNMARKET_WASM_MEMORY_BUDGET_MB    total memory of wasm calls running at once (0: a quarter of the machine's)
+  FNMARKET_WASM_MAX_CONCURRENCY     wasm calls running at once (0: GOMAXPROCS)
   FNMARKET_PLATFORM_FEE_RATE        the platform's share of vendor gross (0.20)
   FNMARKET_ROLLUP_INTERVAL          how often the worker moves counters into the database (2s)
   FNMARKET_SHUTDOWN_TIMEOUT         how long shutdown waits for in-flight work (20s)
@@ -541,7 +548,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		}
 		return nil
 	})
-	limiter, err := metering.NewLimiter(metering.LimiterConfig{Redis: a.redis, Prefix: a.cfg.RedisPrefix, Pending: meter, Clock: a.clock, Logger: a.log})
+	limiter, err := metering.NewLimiter(metering.LimiterConfig{Redis: a.redis, Prefix: a.cfg.RedisPrefix, Pending: meter, Timeout: a.cfg.AdmissionTimeout, Clock: a.clock, Logger: a.log})
 	if err != nil {
 		return err
 	}
