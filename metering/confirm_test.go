@@ -141,7 +141,7 @@ func TestConfirmedSurvivesRedisLoss(t *testing.T) {
 					t.Fatalf("unconfirmed = %d, want 300", got)
 				}
 				if tc.confirmNow {
-					if err := m.confirmOnce(ctx, true); err != nil {
+					if err := m.conf.confirmOnce(ctx, true); err != nil {
 						t.Fatal(err)
 					}
 					if got := m.Unconfirmed(); got != 100 {
@@ -187,7 +187,7 @@ func TestConfirmedSurvivesRedisLoss(t *testing.T) {
 				if got := m4.Backlog(); got != 0 {
 					t.Fatalf("after roll-up the spool still resends %d calls", got)
 				}
-				if err := m4.confirmOnce(ctx, false); err != nil {
+				if err := m4.conf.confirmOnce(ctx, false); err != nil {
 					t.Fatal(err)
 				}
 				if got := m4.Unconfirmed(); got != 0 {
@@ -288,7 +288,7 @@ func TestConfirmedSpoolBounded(t *testing.T) {
 		}
 	}
 	m.mu.Lock()
-	bytes, n, forgotten := m.unconfBytes, m.unconfN, m.forgotten
+	bytes, n, forgotten := m.conf.bytes, m.conf.calls, m.conf.forgotten
 	m.mu.Unlock()
 	if bytes > cfg.RotateBytes/2 || n == 0 || n >= 2000 || forgotten == 0 {
 		t.Fatalf("unconfirmed: %d bytes, %d calls, %d flushes forgotten; want under %d bytes, some kept, some forgotten", bytes, n, forgotten, cfg.RotateBytes/2)
