@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/internal/testenv"
@@ -204,36 +205,37 @@ func TestConfirmedSurvivesRedisLoss(t *testing.T) {
 
 // TestConfirmedDetectsRedisLossWhileRunning loses Redis's data under a running
 // meter: flushes it acknowledged but that never reached the database are
-// found missing and sent again, those rolled up are not.
+// found missing and sent again, those rolled up are not. The test steps the
+// flush and confirm loops itself and moves a test clock across the grace.
 func TestConfirmedDetectsRedisLossWhileRunning(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b testenv.Backend) {
 		db := testenv.DB(t, b)
 		conn, prefix := testenv.Redis(t, b)
 		ctx := context.Background()
+		clock := fnmarket.NewTestClock(testStart)
+		const grace = 30 * time.Second
 		cfg := confirmedConfig(conn, prefix, t.TempDir(), db)
-		cfg.FlushInterval, cfg.ConfirmInterval, cfg.RedisLossGrace = 5*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond
+		cfg.RedisLossGrace, cfg.Clock = grace, clock
 		m, err := NewMeter(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer closeMeter(t, m)
 		rollup := newTestRollup(t, db, conn, prefix, nil)
-		waitFor := func(what string, cond func() bool) {
+		flushed := func(what string) {
 			t.Helper()
-			deadline := time.Now().Add(15 * time.Second)
-			for !cond() {
-				if time.Now().After(deadline) {
-					t.Fatalf("timed out waiting for %s (backlog %d, unconfirmed %d)", what, m.Backlog(), m.Unconfirmed())
-				}
-				time.Sleep(5 * time.Millisecond)
+			m.flushTick()
+			if got := m.Backlog(); got != 0 {
+				t.Fatalf("%s: backlog %d after a flush pass", what, got)
 			}
 		}
+		confirmPass := func() { m.conf.tick(cfg.SendTimeout) }
 		var want totals
 		for i := range 200 {
 			m.Record(genCall(i))
 			want.add(genCall(i))
 		}
-		waitFor("first flushes", func() bool { return m.Backlog() == 0 })
+		flushed("first flushes")
 		if _, err := rollup.RunOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +243,10 @@ func TestConfirmedDetectsRedisLossWhileRunning(t *testing.T) {
 			m.Record(genCall(i))
 			want.add(genCall(i))
 		}
-		waitFor("second flushes", func() bool { return m.Backlog() == 0 })
+		flushed("second flushes")
+		if got := m.Unconfirmed(); got != 500 {
+			t.Fatalf("unconfirmed = %d, want 500", got)
+		}
 
 		// Redis restarts without persistence: markers and counters are gone.
 		if conn.Embedded != nil {
@@ -249,12 +254,30 @@ func TestConfirmedDetectsRedisLossWhileRunning(t *testing.T) {
 		} else {
 			dropKeys(t, conn, prefix)
 		}
-		waitFor("lost flushes resent and confirmed", func() bool {
-			if _, err := rollup.RunOnce(ctx); err != nil {
-				t.Fatal(err)
-			}
-			return m.Backlog() == 0 && m.Unconfirmed() == 0
-		})
+		confirmPass() // the rolled-up flushes are in the database
+		if got := m.Unconfirmed(); got != 300 {
+			t.Fatalf("unconfirmed after the roll-up was confirmed = %d, want 300", got)
+		}
+		clock.Advance(grace) // markers looked up, found missing
+		confirmPass()
+		clock.Advance(grace - time.Second)
+		confirmPass()
+		if got := m.Backlog(); got != 0 {
+			t.Fatalf("%d calls resent before the database had a grace to commit them", got)
+		}
+		clock.Advance(time.Second)
+		confirmPass()
+		if got := m.Backlog(); got != 300 {
+			t.Fatalf("backlog after the loss was detected = %d, want the 300 lost calls", got)
+		}
+		flushed("resent flushes")
+		if _, err := rollup.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		confirmPass()
+		if got := m.Unconfirmed(); got != 0 {
+			t.Fatalf("unconfirmed after the resent flushes were rolled up = %d", got)
+		}
 		if got := dbTotals(t, db); !got.equal(withoutSpend(want)) {
 			t.Fatalf("database holds %v, want %v", got, withoutSpend(want))
 		}
