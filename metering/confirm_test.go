@@ -216,10 +216,7 @@ func TestConfirmedDetectsRedisLossWhileRunning(t *testing.T) {
 		const grace = 30 * time.Second
 		cfg := confirmedConfig(conn, prefix, t.TempDir(), db)
 		cfg.RedisLossGrace, cfg.Clock = grace, clock
-		m, err := NewMeter(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := newSteppedMeter(t, cfg)
 		defer closeMeter(t, m)
 		rollup := newTestRollup(t, db, conn, prefix, nil)
 		flushed := func(what string) {

@@ -195,7 +195,8 @@ func NewMeter(cfg MeterConfig) (*Meter, error) {
 	return m, nil
 }
 
-// newMeter opens and replays the spool without starting the loops.
+// newMeter opens and replays the spool without starting the loops; tests
+// that step them (flushTick, confirmer.tick) close done and confirmDone.
 func newMeter(cfg MeterConfig) (*Meter, error) {
 	cfg.withDefaults()
 	if cfg.Redis == nil {
