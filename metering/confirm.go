@@ -84,6 +84,36 @@ func (c *confirmer) addLocked(f *flush) {
 	}
 }
 
+// sortReplayed sorts the flushes Redis acknowledged to an earlier run:
+// those the database holds are done; the others go out again with their ids
+// (a no-op where Redis still has their applied markers, a resend of lost
+// counts where it does not). When the database cannot answer they stay
+// acknowledged and the confirm loop sorts them out.
+func (c *confirmer) sortReplayed(st *spoolState, timeout time.Duration) {
+	ids := make([]string, len(st.acked))
+	for i, f := range st.acked {
+		ids[i] = f.id
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done, err := c.cfg.confirmed(ctx, ids)
+	if err != nil {
+		c.cfg.log.Warn("metering spool: cannot look up acknowledged flushes in the database; will retry", "flushes", len(ids), "err", err)
+		return
+	}
+	var resend []*flush
+	for _, f := range st.acked {
+		if !done[f.id] {
+			resend = append(resend, f)
+		}
+	}
+	if len(resend) > 0 {
+		c.cfg.log.Info("metering spool: resending acknowledged flushes not yet in the database", "flushes", len(resend), "in_database", len(ids)-len(resend))
+	}
+	st.unacked = append(resend, st.unacked...)
+	st.acked = nil
+}
+
 // unconfirmedCalls is how many calls the flushes awaiting the database hold.
 func (c *confirmer) unconfirmedCalls() int64 {
 	c.cfg.mu.Lock()

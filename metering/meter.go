@@ -17,26 +17,6 @@ import (
 	"github.com/fnmarket/fnmarket"
 )
 
-// flushScript applies one flush exactly once: the applied marker, set only if
-// absent, makes a resend with the same id a no-op.
-var flushScript = redis.NewScript(`
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
-end
-local n = tonumber(ARGV[3])
-local i = 4
-for j = 1, n do
-  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-for k = 3, #KEYS do
-  redis.call('INCRBY', KEYS[k], ARGV[i])
-  redis.call('EXPIRE', KEYS[k], ARGV[2])
-  i = i + 1
-end
-return 1
-`)
-
 // MeterConfig configures a Meter.
 type MeterConfig struct {
 	// Redis holds the counters.
@@ -128,9 +108,6 @@ func (c *MeterConfig) withDefaults() {
 	}
 }
 
-// keyMonth names one API key's month.
-type keyMonth struct{ KeyID, Month string }
-
 // meterHooks are test seams that make a flush stop at a given step, as a
 // crash would.
 type meterHooks struct {
@@ -143,10 +120,10 @@ type meterHooks struct {
 // The spool keeps the log on disk; the confirmer keeps acknowledged flushes
 // until the database has them.
 type Meter struct {
-	cfg   MeterConfig
-	ks    keyspace
-	log   *slog.Logger
-	clock fnmarket.Clock
+	cfg    MeterConfig
+	sender flushSender
+	log    *slog.Logger
+	clock  fnmarket.Clock
 
 	flushMu sync.Mutex // one flush (or rotation) at a time
 	// wmu orders writes to the spool: a group of call lines is written while
@@ -162,9 +139,7 @@ type Meter struct {
 	shards       [NumShards]*aggregate // calls not yet in any flush
 	unacked      []*flush              // flushes Redis has not acknowledged, oldest first
 	unackedShard [NumShards]int
-	pendSpend    map[keyMonth]int64
-	pendCalls    map[fcKey]int64
-	backlog      int64
+	inFlight     inFlight // recorded, not yet acknowledged by Redis
 	closed       bool
 
 	// The flush loop's retry state, touched only by flushTick.
@@ -210,13 +185,13 @@ func newMeter(cfg MeterConfig) (*Meter, error) {
 		return nil, fmt.Errorf("new meter: %w", err)
 	}
 	m := &Meter{
-		cfg:         cfg,
-		ks:          keyspace{prefix: cfg.Prefix},
+		cfg: cfg,
+		sender: flushSender{rdb: cfg.Redis, ks: keyspace{prefix: cfg.Prefix}, timeout: cfg.SendTimeout,
+			appliedTTL: cfg.AppliedTTL, counterTTL: cfg.CounterTTL, recordID: cfg.Confirmed != nil},
 		log:         cfg.Logger,
 		clock:       cfg.Clock,
 		spool:       sp,
-		pendSpend:   map[keyMonth]int64{},
-		pendCalls:   map[fcKey]int64{},
+		inFlight:    newInFlight(),
 		stop:        make(chan struct{}),
 		done:        make(chan struct{}),
 		confirmDone: make(chan struct{}),
@@ -224,7 +199,7 @@ func newMeter(cfg MeterConfig) (*Meter, error) {
 	m.conf = newConfirmer(confirmerConfig{
 		mu:         &m.mu,
 		confirmed:  cfg.Confirmed,
-		markers:    m.markersPresent,
+		markers:    m.sender.markersPresent,
 		settled:    func(ids []string) { m.spool.note(spoolRecord{T: recConfirm, IDs: ids}) },
 		lost:       m.requeueLocked,
 		closed:     func() bool { return m.closed },
@@ -248,7 +223,7 @@ func newMeter(cfg MeterConfig) (*Meter, error) {
 // segment holding it.
 func (m *Meter) recover(st spoolState, found bool) error {
 	if found && m.cfg.Confirmed != nil && len(st.acked) > 0 {
-		m.settleReplayed(&st)
+		m.conf.sortReplayed(&st, m.cfg.SendTimeout)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -258,52 +233,20 @@ func (m *Meter) recover(st spoolState, found bool) error {
 				f.size = intentSize(f)
 			}
 			m.addUnackedLocked(f)
-			m.addPendingLocked(f.agg, 1)
-			m.backlog += f.agg.n
+			m.inFlight.add(f.agg)
 		}
 		for _, f := range st.acked {
 			m.conf.addLocked(f)
 		}
 		for i, a := range st.carried {
 			m.shards[i].merge(a)
-			m.addPendingLocked(a, 1)
-			m.backlog += a.n
+			m.inFlight.add(a)
 		}
-		if m.backlog > 0 {
-			m.log.Info("metering spool: replaying calls left by an earlier run", "calls", m.backlog, "unacknowledged_flushes", len(st.unacked))
+		if m.inFlight.calls > 0 {
+			m.log.Info("metering spool: replaying calls left by an earlier run", "calls", m.inFlight.calls, "unacknowledged_flushes", len(st.unacked))
 		}
 	}
 	return m.rotateLocked()
-}
-
-// settleReplayed sorts the flushes Redis acknowledged to an earlier run:
-// those the database holds are done; the others go out again with their ids
-// (a no-op where Redis still has their applied markers, a resend of lost
-// counts where it does not). When the database cannot answer they stay
-// acknowledged and the confirm loop sorts them out.
-func (m *Meter) settleReplayed(st *spoolState) {
-	ids := make([]string, len(st.acked))
-	for i, f := range st.acked {
-		ids[i] = f.id
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.SendTimeout)
-	defer cancel()
-	done, err := m.cfg.Confirmed(ctx, ids)
-	if err != nil {
-		m.log.Warn("metering spool: cannot look up acknowledged flushes in the database; will retry", "flushes", len(ids), "err", err)
-		return
-	}
-	var resend []*flush
-	for _, f := range st.acked {
-		if !done[f.id] {
-			resend = append(resend, f)
-		}
-	}
-	if len(resend) > 0 {
-		m.log.Info("metering spool: resending acknowledged flushes not yet in the database", "flushes", len(resend), "in_database", len(ids)-len(resend))
-	}
-	st.unacked = append(resend, st.unacked...)
-	st.acked = nil
 }
 
 // rotateLocked starts a new spool segment holding the current state: flushes
@@ -322,24 +265,7 @@ func (m *Meter) addUnackedLocked(f *flush) {
 func (m *Meter) requeueLocked(fs []*flush) {
 	for _, f := range fs {
 		m.addUnackedLocked(f)
-		m.addPendingLocked(f.agg, 1)
-		m.backlog += f.agg.n
-	}
-}
-
-// addPendingLocked adds (sign 1) or removes (sign -1) an aggregate's spend and
-// call counts from what this process has not yet seen confirmed by Redis.
-func (m *Meter) addPendingLocked(a *aggregate, sign int64) {
-	for k, v := range a.spend {
-		km := keyMonth{KeyID: k.KeyID, Month: k.Month}
-		if m.pendSpend[km] += sign * v; m.pendSpend[km] == 0 {
-			delete(m.pendSpend, km)
-		}
-	}
-	for k, v := range a.calls {
-		if m.pendCalls[k] += sign * v; m.pendCalls[k] == 0 {
-			delete(m.pendCalls, k)
-		}
+		m.inFlight.add(f.agg)
 	}
 }
 
@@ -364,8 +290,7 @@ func (m *Meter) Record(c Call) {
 	}
 	mine := m.spool.queue(line)
 	m.shards[shard].merge(one)
-	m.addPendingLocked(one, 1)
-	m.backlog++
+	m.inFlight.add(one)
 	m.mu.Unlock()
 
 	// Group commit: whoever holds wmu writes every line waiting so far in
@@ -392,7 +317,7 @@ func (m *Meter) Record(c Call) {
 func (m *Meter) Backlog() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.backlog
+	return m.inFlight.calls
 }
 
 // Unconfirmed is how many calls Redis acknowledged that are not yet known to
@@ -409,7 +334,7 @@ func (m *Meter) PendingSpend(keyID string, month time.Time) decimal.Decimal {
 func (m *Meter) pendingSpendPico(keyID string, month time.Time) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.pendSpend[keyMonth{KeyID: keyID, Month: monthOf(month)}]
+	return m.inFlight.spend[keyMonth{KeyID: keyID, Month: monthOf(month)}]
 }
 
 // PendingCalls is how many billable calls of functionID by consumerID in the
@@ -417,7 +342,7 @@ func (m *Meter) pendingSpendPico(keyID string, month time.Time) int64 {
 func (m *Meter) PendingCalls(consumerID, functionID string, month time.Time) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.pendCalls[fcKey{ConsumerID: consumerID, FunctionID: functionID, Month: monthOf(month)}]
+	return m.inFlight.fnCalls[fcKey{ConsumerID: consumerID, FunctionID: functionID, Month: monthOf(month)}]
 }
 
 func (m *Meter) loop() {
@@ -507,7 +432,7 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := m.send(ctx, f); err != nil {
+		if err := m.sender.send(ctx, f); err != nil {
 			return fmt.Errorf("flush %s of shard %d: %w", f.id, f.shard, err)
 		}
 		if h := m.hooks.afterSend; h != nil {
@@ -546,16 +471,6 @@ func (m *Meter) allEmptyLocked() bool {
 	return true
 }
 
-func (m *Meter) send(ctx context.Context, f *flush) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.SendTimeout)
-	defer cancel()
-	keys, args := f.agg.scriptArgs(m.ks, f.shard, f.id, m.cfg.AppliedTTL, m.cfg.CounterTTL, m.cfg.Confirmed != nil)
-	if err := flushScript.Run(ctx, m.cfg.Redis, keys, args...).Err(); err != nil {
-		return fmt.Errorf("run flush script: %w", err)
-	}
-	return nil
-}
-
 // ack records that Redis holds f. A lost ack only means f is sent again,
 // which its applied marker turns into a no-op. With Confirmed, f is kept
 // until the database has it.
@@ -573,32 +488,11 @@ func (m *Meter) ack(f *flush) {
 		}
 	}
 	m.unackedShard[f.shard]--
-	m.addPendingLocked(f.agg, -1)
-	m.backlog -= f.agg.n
+	m.inFlight.remove(f.agg)
 	if m.cfg.Confirmed != nil {
 		f.ackedAt, f.checkedAt, f.missingSince = now, time.Time{}, time.Time{}
 		m.conf.addLocked(f)
 	}
-}
-
-// markersPresent reports, per flush, whether Redis still has its applied
-// marker.
-func (m *Meter) markersPresent(ctx context.Context, fs []*flush) ([]bool, error) {
-	cmds := make([]*redis.IntCmd, len(fs))
-	_, err := m.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, f := range fs {
-			cmds[i] = p.Exists(ctx, m.ks.applied(f.shard, f.id))
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	present := make([]bool, len(fs))
-	for i, c := range cmds {
-		present[i] = c.Val() != 0
-	}
-	return present, nil
 }
 
 func (m *Meter) confirmLoop() {
@@ -651,13 +545,13 @@ func (m *Meter) Close(ctx context.Context) error {
 		return nil
 	}
 	err := m.spool.writeQueued()
-	if m.backlog == 0 && m.spool.grown() > 0 {
+	if m.inFlight.calls == 0 && m.spool.grown() > 0 {
 		err = errors.Join(err, m.rotateLocked())
 	}
 	m.closed = true
 	err = errors.Join(err, m.spool.close())
-	if m.backlog > 0 {
-		return fmt.Errorf("close meter: %d calls not yet in redis are kept in spool %s: %w", m.backlog, m.spool.dir, errors.Join(lastErr, ctx.Err()))
+	if m.inFlight.calls > 0 {
+		return fmt.Errorf("close meter: %d calls not yet in redis are kept in spool %s: %w", m.inFlight.calls, m.spool.dir, errors.Join(lastErr, ctx.Err()))
 	}
 	if err != nil {
 		return fmt.Errorf("close meter: %w", err)

@@ -57,7 +57,7 @@ func TestFlushIdempotentByID(t *testing.T) {
 		}
 		f := &flush{id: "flush-fixed-id", shard: shardOf("con_0"), agg: agg}
 		for range 3 {
-			if err := m.send(context.Background(), f); err != nil {
+			if err := m.sender.send(context.Background(), f); err != nil {
 				t.Fatal(err)
 			}
 		}

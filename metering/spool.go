@@ -56,21 +56,6 @@ func encodeRecord(r spoolRecord) ([]byte, error) {
 	return append(b, '\n'), nil
 }
 
-// flush is one batch of a shard's counters on its way to Redis; its id makes
-// sending it again harmless.
-type flush struct {
-	id    string
-	shard int
-	agg   *aggregate
-	size  int64 // bytes of its intent record, to bound the spool
-
-	// Acknowledged, not yet confirmed in the database (MeterConfig.Confirmed);
-	// guarded by Meter.mu.
-	ackedAt      time.Time
-	checkedAt    time.Time // applied marker last looked for in Redis
-	missingSince time.Time // applied marker found missing from Redis
-}
-
 // spoolState is what replaying a segment recovers.
 type spoolState struct {
 	unacked []*flush
@@ -493,10 +478,4 @@ func (s *spool) close() error {
 		err = s.file.Close()
 	}
 	return errors.Join(err, s.lock.Close())
-}
-
-// intentSize is the length of f's intent record, to bound the spool.
-func intentSize(f *flush) int64 {
-	b, _ := encodeRecord(spoolRecord{T: recFlush, ID: f.id, Shard: f.shard, Agg: f.agg})
-	return int64(len(b))
 }
