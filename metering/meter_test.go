@@ -227,7 +227,14 @@ func TestMeterRedisUnreachable(t *testing.T) {
 		var failed int
 		for round := 0; round < 40 || m.Backlog() > 0 && round < 400; round++ {
 			cuts.Wait()
-			proxy.setUp(round%4 != 3)
+			up := round%4 != 3
+			proxy.setUp(up)
+			if !up {
+				// Something to send while Redis is down, however fast the
+				// recorder is.
+				m.Record(genCall(2000 + round))
+				want.add(genCall(2000 + round))
+			}
 			if m.flushOnce(ctx) != nil {
 				failed++
 			}
