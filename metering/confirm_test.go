@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/internal/testenv"
@@ -141,7 +142,7 @@ func TestConfirmedSurvivesRedisLoss(t *testing.T) {
 					t.Fatalf("unconfirmed = %d, want 300", got)
 				}
 				if tc.confirmNow {
-					if err := m.confirmOnce(ctx, true); err != nil {
+					if err := m.conf.confirmOnce(ctx, true); err != nil {
 						t.Fatal(err)
 					}
 					if got := m.Unconfirmed(); got != 100 {
@@ -187,7 +188,7 @@ func TestConfirmedSurvivesRedisLoss(t *testing.T) {
 				if got := m4.Backlog(); got != 0 {
 					t.Fatalf("after roll-up the spool still resends %d calls", got)
 				}
-				if err := m4.confirmOnce(ctx, false); err != nil {
+				if err := m4.conf.confirmOnce(ctx, false); err != nil {
 					t.Fatal(err)
 				}
 				if got := m4.Unconfirmed(); got != 0 {
@@ -204,36 +205,34 @@ func TestConfirmedSurvivesRedisLoss(t *testing.T) {
 
 // TestConfirmedDetectsRedisLossWhileRunning loses Redis's data under a running
 // meter: flushes it acknowledged but that never reached the database are
-// found missing and sent again, those rolled up are not.
+// found missing and sent again, those rolled up are not. The test steps the
+// flush and confirm loops itself and moves a test clock across the grace.
 func TestConfirmedDetectsRedisLossWhileRunning(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b testenv.Backend) {
 		db := testenv.DB(t, b)
 		conn, prefix := testenv.Redis(t, b)
 		ctx := context.Background()
+		clock := fnmarket.NewTestClock(testStart)
+		const grace = 30 * time.Second
 		cfg := confirmedConfig(conn, prefix, t.TempDir(), db)
-		cfg.FlushInterval, cfg.ConfirmInterval, cfg.RedisLossGrace = 5*time.Millisecond, 10*time.Millisecond, 100*time.Millisecond
-		m, err := NewMeter(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		cfg.RedisLossGrace, cfg.Clock = grace, clock
+		m := newSteppedMeter(t, cfg)
 		defer closeMeter(t, m)
 		rollup := newTestRollup(t, db, conn, prefix, nil)
-		waitFor := func(what string, cond func() bool) {
+		flushed := func(what string) {
 			t.Helper()
-			deadline := time.Now().Add(15 * time.Second)
-			for !cond() {
-				if time.Now().After(deadline) {
-					t.Fatalf("timed out waiting for %s (backlog %d, unconfirmed %d)", what, m.Backlog(), m.Unconfirmed())
-				}
-				time.Sleep(5 * time.Millisecond)
+			m.flushTick()
+			if got := m.Backlog(); got != 0 {
+				t.Fatalf("%s: backlog %d after a flush pass", what, got)
 			}
 		}
+		confirmPass := func() { m.conf.tick(cfg.SendTimeout) }
 		var want totals
 		for i := range 200 {
 			m.Record(genCall(i))
 			want.add(genCall(i))
 		}
-		waitFor("first flushes", func() bool { return m.Backlog() == 0 })
+		flushed("first flushes")
 		if _, err := rollup.RunOnce(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -241,7 +240,10 @@ func TestConfirmedDetectsRedisLossWhileRunning(t *testing.T) {
 			m.Record(genCall(i))
 			want.add(genCall(i))
 		}
-		waitFor("second flushes", func() bool { return m.Backlog() == 0 })
+		flushed("second flushes")
+		if got := m.Unconfirmed(); got != 500 {
+			t.Fatalf("unconfirmed = %d, want 500", got)
+		}
 
 		// Redis restarts without persistence: markers and counters are gone.
 		if conn.Embedded != nil {
@@ -249,12 +251,30 @@ func TestConfirmedDetectsRedisLossWhileRunning(t *testing.T) {
 		} else {
 			dropKeys(t, conn, prefix)
 		}
-		waitFor("lost flushes resent and confirmed", func() bool {
-			if _, err := rollup.RunOnce(ctx); err != nil {
-				t.Fatal(err)
-			}
-			return m.Backlog() == 0 && m.Unconfirmed() == 0
-		})
+		confirmPass() // the rolled-up flushes are in the database
+		if got := m.Unconfirmed(); got != 300 {
+			t.Fatalf("unconfirmed after the roll-up was confirmed = %d, want 300", got)
+		}
+		clock.Advance(grace) // markers looked up, found missing
+		confirmPass()
+		clock.Advance(grace - time.Second)
+		confirmPass()
+		if got := m.Backlog(); got != 0 {
+			t.Fatalf("%d calls resent before the database had a grace to commit them", got)
+		}
+		clock.Advance(time.Second)
+		confirmPass()
+		if got := m.Backlog(); got != 300 {
+			t.Fatalf("backlog after the loss was detected = %d, want the 300 lost calls", got)
+		}
+		flushed("resent flushes")
+		if _, err := rollup.RunOnce(ctx); err != nil {
+			t.Fatal(err)
+		}
+		confirmPass()
+		if got := m.Unconfirmed(); got != 0 {
+			t.Fatalf("unconfirmed after the resent flushes were rolled up = %d", got)
+		}
 		if got := dbTotals(t, db); !got.equal(withoutSpend(want)) {
 			t.Fatalf("database holds %v, want %v", got, withoutSpend(want))
 		}
@@ -288,7 +308,7 @@ func TestConfirmedSpoolBounded(t *testing.T) {
 		}
 	}
 	m.mu.Lock()
-	bytes, n, forgotten := m.unconfBytes, m.unconfN, m.forgotten
+	bytes, n, forgotten := m.conf.bytes, m.conf.calls, m.conf.forgotten
 	m.mu.Unlock()
 	if bytes > cfg.RotateBytes/2 || n == 0 || n >= 2000 || forgotten == 0 {
 		t.Fatalf("unconfirmed: %d bytes, %d calls, %d flushes forgotten; want under %d bytes, some kept, some forgotten", bytes, n, forgotten, cfg.RotateBytes/2)

@@ -141,4 +141,17 @@
 // RotateBytes regardless), a new segment is written with the current
 // snapshot, synced, and the old one removed; a crash mid-rotation leaves the
 // old segment as the truth.
+//
+// # Inside the Meter
+//
+// A Meter composes a spool (spool.go: the locked directory, segment sequence
+// numbers, group commit of call lines, rotation and replay), a flushSender
+// (flush.go: the flush script and applied-marker lookups) and a confirmer
+// (confirm.go: acknowledged flushes awaiting the database, loss detection).
+// They share the Meter's lock, so a call's line and its sums change together,
+// as does a lost flush's move back among the unacknowledged ones; lock order
+// is flushMu, wmu, mu. MeterConfig.Clock (default fnmarket.SystemClock)
+// stamps acks and decides RedisLossGrace and the retry backoff; the loops
+// wake on real tickers, and tests step one pass (flushTick, confirmer.tick)
+// with a TestClock instead of sleeping.
 package metering

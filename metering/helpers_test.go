@@ -155,6 +155,19 @@ func newTestMeter(t *testing.T, rdb redis.UniversalClient, prefix, dir string, i
 	return m
 }
 
+// newSteppedMeter opens a meter whose loops do not run: the test steps them
+// with flushTick and conf.tick.
+func newSteppedMeter(t *testing.T, cfg MeterConfig) *Meter {
+	t.Helper()
+	m, err := newMeter(cfg)
+	if err != nil {
+		t.Fatalf("new meter: %v", err)
+	}
+	close(m.done)
+	close(m.confirmDone)
+	return m
+}
+
 func closeMeter(t *testing.T, m *Meter) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
@@ -15,27 +13,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 	"github.com/shopspring/decimal"
-)
 
-// flushScript applies one flush exactly once: the applied marker, set only if
-// absent, makes a resend with the same id a no-op.
-var flushScript = redis.NewScript(`
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  return 0
-end
-local n = tonumber(ARGV[3])
-local i = 4
-for j = 1, n do
-  redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1])
-  i = i + 2
-end
-for k = 3, #KEYS do
-  redis.call('INCRBY', KEYS[k], ARGV[i])
-  redis.call('EXPIRE', KEYS[k], ARGV[2])
-  i = i + 1
-end
-return 1
-`)
+	"github.com/fnmarket/fnmarket"
+)
 
 // MeterConfig configures a Meter.
 type MeterConfig struct {
@@ -83,6 +63,9 @@ type MeterConfig struct {
 	// roll-up transaction takes (one that read the batch before Redis lost
 	// it may still commit); default 30s.
 	RedisLossGrace time.Duration
+	// Clock stamps acks and decides RedisLossGrace and the retry backoff;
+	// default fnmarket.SystemClock. The loops still wake on real tickers.
+	Clock fnmarket.Clock
 	// Logger receives flush failures; default slog.Default().
 	Logger *slog.Logger
 }
@@ -117,13 +100,13 @@ func (c *MeterConfig) withDefaults() {
 	if c.RedisLossGrace <= 0 {
 		c.RedisLossGrace = 30 * time.Second
 	}
+	if c.Clock == nil {
+		c.Clock = fnmarket.SystemClock{}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 }
-
-// keyMonth names one API key's month.
-type keyMonth struct{ KeyID, Month string }
 
 // meterHooks are test seams that make a flush stop at a given step, as a
 // crash would.
@@ -134,10 +117,13 @@ type meterHooks struct {
 
 // Meter counts finished calls: each call is appended to a local spool, summed
 // in memory and flushed to Redis per shard every FlushInterval, idempotently.
+// The spool keeps the log on disk; the confirmer keeps acknowledged flushes
+// until the database has them.
 type Meter struct {
-	cfg MeterConfig
-	ks  keyspace
-	log *slog.Logger
+	cfg    MeterConfig
+	sender flushSender
+	log    *slog.Logger
+	clock  fnmarket.Clock
 
 	flushMu sync.Mutex // one flush (or rotation) at a time
 	// wmu orders writes to the spool: a group of call lines is written while
@@ -146,31 +132,19 @@ type Meter struct {
 	// order: flushMu, then wmu, then mu.
 	wmu sync.Mutex
 
-	mu sync.Mutex
-	// pend holds encoded call lines not yet written; pendSeq numbers the
-	// calls appended to it and doneSeq the last one written (or covered by
-	// a rotation's snapshot). spare is the other buffer of the pair.
-	pend, spare      []byte
-	pendSeq, doneSeq uint64
-	dir              string
-	lock             *os.File
-	file             *os.File
-	seq              int64
-	size, base       int64
-	shards           [NumShards]*aggregate
-	unacked          []*flush
-	unackedShard     [NumShards]int
-	pendSpend        map[keyMonth]int64
-	pendCalls        map[fcKey]int64
-	backlog          int64
-	closed           bool
+	// mu guards everything below, the spool's fields and the confirmer's.
+	mu           sync.Mutex
+	spool        *spool
+	conf         *confirmer
+	shards       [NumShards]*aggregate // calls not yet in any flush
+	unacked      []*flush              // flushes Redis has not acknowledged, oldest first
+	unackedShard [NumShards]int
+	inFlight     inFlight // recorded, not yet acknowledged by Redis
+	closed       bool
 
-	// Flushes Redis acknowledged, not yet seen in the database, oldest
-	// first (only with Confirmed), their calls and intent bytes.
-	unconfirmed []*flush
-	unconfN     int64
-	unconfBytes int64
-	forgotten   int64 // flushes given up on to bound the spool
+	// The flush loop's retry state, touched only by flushTick.
+	backoff time.Duration
+	retryAt time.Time
 
 	stop        chan struct{}
 	done        chan struct{}
@@ -183,41 +157,12 @@ type Meter struct {
 // left there (unacknowledged flushes are resent with their ids, calls not yet
 // in any flush are flushed anew) and starts flushing in the background.
 func NewMeter(cfg MeterConfig) (*Meter, error) {
-	cfg.withDefaults()
-	if cfg.Redis == nil {
-		return nil, errors.New("new meter: no redis client")
-	}
-	if cfg.SpoolDir == "" {
-		return nil, errors.New("new meter: no spool directory")
-	}
-	if err := os.MkdirAll(cfg.SpoolDir, 0o700); err != nil {
-		return nil, fmt.Errorf("new meter: create spool dir: %w", err)
-	}
-	lock, err := lockDir(cfg.SpoolDir)
+	m, err := newMeter(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("new meter: %w", err)
-	}
-	m := &Meter{
-		cfg:         cfg,
-		ks:          keyspace{prefix: cfg.Prefix},
-		log:         cfg.Logger,
-		dir:         cfg.SpoolDir,
-		lock:        lock,
-		pendSpend:   map[keyMonth]int64{},
-		pendCalls:   map[fcKey]int64{},
-		stop:        make(chan struct{}),
-		done:        make(chan struct{}),
-		confirmDone: make(chan struct{}),
-	}
-	for i := range m.shards {
-		m.shards[i] = newAggregate()
-	}
-	if err := m.recover(); err != nil {
-		lock.Close()
-		return nil, fmt.Errorf("new meter: %w", err)
+		return nil, err
 	}
 	go m.loop()
-	if cfg.Confirmed != nil {
+	if m.cfg.Confirmed != nil {
 		go m.confirmLoop()
 	} else {
 		close(m.confirmDone)
@@ -225,35 +170,60 @@ func NewMeter(cfg MeterConfig) (*Meter, error) {
 	return m, nil
 }
 
-// recover replays the newest complete spool segment into memory and starts a
-// fresh segment holding that state.
-func (m *Meter) recover() error {
-	seqs, err := listSegments(m.dir)
+// newMeter opens and replays the spool without starting the loops; tests
+// that step them (flushTick, confirmer.tick) close done and confirmDone.
+func newMeter(cfg MeterConfig) (*Meter, error) {
+	cfg.withDefaults()
+	if cfg.Redis == nil {
+		return nil, errors.New("new meter: no redis client")
+	}
+	if cfg.SpoolDir == "" {
+		return nil, errors.New("new meter: no spool directory")
+	}
+	sp, st, found, err := openSpool(cfg.SpoolDir, cfg.Confirmed != nil, cfg.Logger)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("new meter: %w", err)
 	}
-	var st spoolState
-	found := false
-	for i := len(seqs) - 1; i >= 0 && !found; i-- {
-		path := filepath.Join(m.dir, segmentName(seqs[i]))
-		s, complete, bad, err := replaySegment(path)
-		if err != nil {
-			return err
-		}
-		if !complete {
-			m.log.Warn("metering spool: ignoring segment cut short while being created", "segment", path)
-			continue
-		}
-		if bad > 0 {
-			m.log.Warn("metering spool: skipped unreadable lines (torn by an OS crash?)", "segment", path, "lines", bad)
-		}
-		st, found = s, true
+	m := &Meter{
+		cfg: cfg,
+		sender: flushSender{rdb: cfg.Redis, ks: keyspace{prefix: cfg.Prefix}, timeout: cfg.SendTimeout,
+			appliedTTL: cfg.AppliedTTL, counterTTL: cfg.CounterTTL, recordID: cfg.Confirmed != nil},
+		log:         cfg.Logger,
+		clock:       cfg.Clock,
+		spool:       sp,
+		inFlight:    newInFlight(),
+		stop:        make(chan struct{}),
+		done:        make(chan struct{}),
+		confirmDone: make(chan struct{}),
 	}
-	if len(seqs) > 0 {
-		m.seq = seqs[len(seqs)-1]
+	m.conf = newConfirmer(confirmerConfig{
+		mu:         &m.mu,
+		confirmed:  cfg.Confirmed,
+		markers:    m.sender.markersPresent,
+		settled:    func(ids []string) { m.spool.note(spoolRecord{T: recConfirm, IDs: ids}) },
+		lost:       m.requeueLocked,
+		closed:     func() bool { return m.closed },
+		clock:      cfg.Clock,
+		grace:      cfg.RedisLossGrace,
+		appliedTTL: cfg.AppliedTTL,
+		maxBytes:   cfg.RotateBytes / 2,
+		log:        cfg.Logger,
+	})
+	for i := range m.shards {
+		m.shards[i] = newAggregate()
 	}
+	if err := m.recover(st, found); err != nil {
+		sp.close()
+		return nil, fmt.Errorf("new meter: %w", err)
+	}
+	return m, nil
+}
+
+// recover takes in the state replayed from the spool and starts a fresh
+// segment holding it.
+func (m *Meter) recover(st spoolState, found bool) error {
 	if found && m.cfg.Confirmed != nil && len(st.acked) > 0 {
-		m.settleReplayed(&st)
+		m.conf.sortReplayed(&st, m.cfg.SendTimeout)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -263,128 +233,26 @@ func (m *Meter) recover() error {
 				f.size = intentSize(f)
 			}
 			m.addUnackedLocked(f)
-			m.addPendingLocked(f.agg, 1)
-			m.backlog += f.agg.n
+			m.inFlight.add(f.agg)
 		}
 		for _, f := range st.acked {
-			m.addUnconfirmedLocked(f)
+			m.conf.addLocked(f)
 		}
 		for i, a := range st.carried {
 			m.shards[i].merge(a)
-			m.addPendingLocked(a, 1)
-			m.backlog += a.n
+			m.inFlight.add(a)
 		}
-		if m.backlog > 0 {
-			m.log.Info("metering spool: replaying calls left by an earlier run", "calls", m.backlog, "unacknowledged_flushes", len(st.unacked))
+		if m.inFlight.calls > 0 {
+			m.log.Info("metering spool: replaying calls left by an earlier run", "calls", m.inFlight.calls, "unacknowledged_flushes", len(st.unacked))
 		}
 	}
 	return m.rotateLocked()
 }
 
-// settleReplayed sorts the flushes Redis acknowledged to an earlier run:
-// those the database holds are done; the others go out again with their ids
-// (a no-op where Redis still has their applied markers, a resend of lost
-// counts where it does not). When the database cannot answer they stay
-// acknowledged and the confirm loop sorts them out.
-func (m *Meter) settleReplayed(st *spoolState) {
-	ids := make([]string, len(st.acked))
-	for i, f := range st.acked {
-		ids[i] = f.id
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.SendTimeout)
-	defer cancel()
-	done, err := m.cfg.Confirmed(ctx, ids)
-	if err != nil {
-		m.log.Warn("metering spool: cannot look up acknowledged flushes in the database; will retry", "flushes", len(ids), "err", err)
-		return
-	}
-	var resend []*flush
-	for _, f := range st.acked {
-		if !done[f.id] {
-			resend = append(resend, f)
-		}
-	}
-	if len(resend) > 0 {
-		m.log.Info("metering spool: resending acknowledged flushes not yet in the database", "flushes", len(resend), "in_database", len(ids)-len(resend))
-	}
-	st.unacked = append(resend, st.unacked...)
-	st.acked = nil
-}
-
-func intentSize(f *flush) int64 {
-	b, _ := encodeRecord(spoolRecord{T: recFlush, ID: f.id, Shard: f.shard, Agg: f.agg})
-	return int64(len(b))
-}
-
-// rotateLocked starts a new segment holding the current state (flushes not
-// acknowledged, calls not yet in a flush), syncs it, then removes every older
-// segment. Until the new one is complete and synced the old one stays the
-// truth, so a crash at any point loses and doubles nothing.
+// rotateLocked starts a new spool segment holding the current state: flushes
+// awaiting the database, flushes not acknowledged, calls not yet in a flush.
 func (m *Meter) rotateLocked() error {
-	seq := m.seq + 1
-	path := filepath.Join(m.dir, segmentName(seq))
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("create spool segment: %w", err)
-	}
-	var buf []byte
-	add := func(r spoolRecord) error {
-		b, err := encodeRecord(r)
-		buf = append(buf, b...)
-		return err
-	}
-	hdr := spoolRecord{T: recHeader}
-	if m.cfg.Confirmed != nil {
-		hdr.V = spoolTracked
-	}
-	err = add(hdr)
-	// Intents first: an intent resets its shard's carried calls on replay,
-	// and these carried calls are not in it.
-	for _, fl := range m.unconfirmed {
-		err = errors.Join(err, add(spoolRecord{T: recFlush, ID: fl.id, Shard: fl.shard, Agg: fl.agg}),
-			add(spoolRecord{T: recAck, ID: fl.id, At: fl.ackedAt.UnixMilli()}))
-	}
-	for _, fl := range m.unacked {
-		err = errors.Join(err, add(spoolRecord{T: recFlush, ID: fl.id, Shard: fl.shard, Agg: fl.agg}))
-	}
-	for i, a := range m.shards {
-		if !a.empty() {
-			err = errors.Join(err, add(spoolRecord{T: recCarry, Shard: i, Agg: a}))
-		}
-	}
-	err = errors.Join(err, add(spoolRecord{T: recSnapshot}))
-	if err == nil {
-		_, err = f.Write(buf)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if err == nil {
-		err = syncDir(m.dir)
-	}
-	if err != nil {
-		f.Close()
-		os.Remove(path)
-		return fmt.Errorf("write spool segment %s: %w", path, err)
-	}
-	if m.file != nil {
-		m.file.Close()
-	}
-	m.file, m.seq, m.size, m.base = f, seq, int64(len(buf)), int64(len(buf))
-	// Call lines not yet written are in the snapshot's carried sums.
-	m.pend, m.doneSeq = m.pend[:0], m.pendSeq
-	seqs, err := listSegments(m.dir)
-	if err != nil {
-		return err
-	}
-	for _, s := range seqs {
-		if s != seq {
-			if err := os.Remove(filepath.Join(m.dir, segmentName(s))); err != nil {
-				m.log.Warn("metering spool: remove old segment", "err", err)
-			}
-		}
-	}
-	return nil
+	return m.spool.rotate(spoolSnapshot{acked: m.conf.flushes, unacked: m.unacked, carried: &m.shards})
 }
 
 func (m *Meter) addUnackedLocked(f *flush) {
@@ -392,63 +260,12 @@ func (m *Meter) addUnackedLocked(f *flush) {
 	m.unackedShard[f.shard]++
 }
 
-// addUnconfirmedLocked keeps an acknowledged flush until the database has
-// it, forgetting the oldest ones past RotateBytes/2 so the spool stays
-// bounded while the database is unreachable.
-func (m *Meter) addUnconfirmedLocked(f *flush) {
-	if f.ackedAt.IsZero() {
-		f.ackedAt = time.Now()
-	}
-	if f.size == 0 {
-		f.size = intentSize(f)
-	}
-	m.unconfirmed = append(m.unconfirmed, f)
-	m.unconfN += f.agg.n
-	m.unconfBytes += f.size
-	var drop []string
-	for m.unconfBytes > m.cfg.RotateBytes/2 && len(m.unconfirmed) > 1 {
-		old := m.unconfirmed[0]
-		m.unconfirmed = m.unconfirmed[1:]
-		m.unconfN -= old.agg.n
-		m.unconfBytes -= old.size
-		drop = append(drop, old.id)
-	}
-	if len(drop) > 0 {
-		m.forgotten += int64(len(drop))
-		m.writeLocked(spoolRecord{T: recConfirm, IDs: drop})
-	}
-}
-
-// writeLocked appends one record to the spool; a failure is logged (the
-// record only settles flushes, so losing it means at most a no-op resend).
-func (m *Meter) writeLocked(r spoolRecord) {
-	if m.file == nil {
-		return // replaying: the snapshot written next holds the state
-	}
-	line, err := encodeRecord(r)
-	if err == nil {
-		var n int
-		n, err = m.file.Write(line)
-		m.size += int64(n)
-	}
-	if err != nil {
-		m.log.Warn("metering: append to spool", "record", r.T, "err", err)
-	}
-}
-
-// addPendingLocked adds (sign 1) or removes (sign -1) an aggregate's spend and
-// call counts from what this process has not yet seen confirmed by Redis.
-func (m *Meter) addPendingLocked(a *aggregate, sign int64) {
-	for k, v := range a.spend {
-		km := keyMonth{KeyID: k.KeyID, Month: k.Month}
-		if m.pendSpend[km] += sign * v; m.pendSpend[km] == 0 {
-			delete(m.pendSpend, km)
-		}
-	}
-	for k, v := range a.calls {
-		if m.pendCalls[k] += sign * v; m.pendCalls[k] == 0 {
-			delete(m.pendCalls, k)
-		}
+// requeueLocked takes back flushes Redis lost before they reached the
+// database, to be sent again.
+func (m *Meter) requeueLocked(fs []*flush) {
+	for _, f := range fs {
+		m.addUnackedLocked(f)
+		m.inFlight.add(f.agg)
 	}
 }
 
@@ -471,12 +288,9 @@ func (m *Meter) Record(c Call) {
 		m.log.Error("metering: call recorded after Close is lost", "invocation_id", c.InvocationID)
 		return
 	}
-	m.pend = append(m.pend, line...)
-	m.pendSeq++
-	mine := m.pendSeq
+	mine := m.spool.queue(line)
 	m.shards[shard].merge(one)
-	m.addPendingLocked(one, 1)
-	m.backlog++
+	m.inFlight.add(one)
 	m.mu.Unlock()
 
 	// Group commit: whoever holds wmu writes every line waiting so far in
@@ -484,55 +298,32 @@ func (m *Meter) Record(c Call) {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	m.mu.Lock()
-	if m.doneSeq >= mine || m.closed {
+	if m.spool.written(mine) || m.closed {
 		m.mu.Unlock()
 		return
 	}
-	buf, upto, file := m.pend, m.pendSeq, m.file
-	m.pend, m.spare = m.spare[:0], nil
+	buf, upto, file := m.spool.takeQueued()
 	m.mu.Unlock()
 	n, err := file.Write(buf)
 	m.mu.Lock()
-	m.size += int64(n)
-	m.doneSeq = upto
-	m.spare = buf
+	m.spool.wroteQueued(buf, upto, n)
 	m.mu.Unlock()
 	if err != nil {
 		m.log.Error("metering: append calls to spool", "calls", strconv.Itoa(bytes.Count(buf, []byte{'\n'})), "err", err)
 	}
 }
 
-// writePendLocked writes the call lines still waiting, so that what follows
-// (a flush intent) comes after them. Callers hold wmu and mu.
-func (m *Meter) writePendLocked() error {
-	if len(m.pend) == 0 {
-		m.doneSeq = m.pendSeq
-		return nil
-	}
-	n, err := m.file.Write(m.pend)
-	m.size += int64(n)
-	m.pend, m.doneSeq = m.pend[:0], m.pendSeq
-	if err != nil {
-		return fmt.Errorf("append calls to spool: %w", err)
-	}
-	return nil
-}
-
 // Backlog is how many recorded calls Redis has not yet confirmed.
 func (m *Meter) Backlog() int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.backlog
+	return m.inFlight.calls
 }
 
 // Unconfirmed is how many calls Redis acknowledged that are not yet known to
 // be in the database (always 0 without MeterConfig.Confirmed); the spool
 // keeps them until they are.
-func (m *Meter) Unconfirmed() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.unconfN
-}
+func (m *Meter) Unconfirmed() int64 { return m.conf.unconfirmedCalls() }
 
 // PendingSpend is the spend of keyID in the month of month that this process
 // recorded but Redis has not yet confirmed.
@@ -543,7 +334,7 @@ func (m *Meter) PendingSpend(keyID string, month time.Time) decimal.Decimal {
 func (m *Meter) pendingSpendPico(keyID string, month time.Time) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.pendSpend[keyMonth{KeyID: keyID, Month: monthOf(month)}]
+	return m.inFlight.spend[keyMonth{KeyID: keyID, Month: monthOf(month)}]
 }
 
 // PendingCalls is how many billable calls of functionID by consumerID in the
@@ -551,32 +342,37 @@ func (m *Meter) pendingSpendPico(keyID string, month time.Time) int64 {
 func (m *Meter) PendingCalls(consumerID, functionID string, month time.Time) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.pendCalls[fcKey{ConsumerID: consumerID, FunctionID: functionID, Month: monthOf(month)}]
+	return m.inFlight.fnCalls[fcKey{ConsumerID: consumerID, FunctionID: functionID, Month: monthOf(month)}]
 }
 
 func (m *Meter) loop() {
 	defer close(m.done)
 	t := time.NewTicker(m.cfg.FlushInterval)
 	defer t.Stop()
-	backoff := time.Duration(0)
-	var retryAt time.Time
 	for {
 		select {
 		case <-m.stop:
 			return
-		case now := <-t.C:
-			if now.Before(retryAt) {
-				continue
-			}
+		case <-t.C:
 		}
-		if err := m.flushOnce(context.Background()); err != nil {
-			backoff = min(max(2*backoff, m.cfg.FlushInterval), m.cfg.MaxBackoff)
-			retryAt = time.Now().Add(backoff)
-			m.log.Warn("metering: flush to redis failed; will retry", "err", err, "retry_in", backoff, "backlog", m.Backlog())
-			continue
-		}
-		backoff = 0
+		m.flushTick()
 	}
+}
+
+// flushTick is one pass of the flush loop: a flush, unless a failed one
+// asked to wait; failures back off, doubling from FlushInterval up to
+// MaxBackoff, by the Meter's clock.
+func (m *Meter) flushTick() {
+	if m.clock.Now().Before(m.retryAt) {
+		return
+	}
+	if err := m.flushOnce(context.Background()); err != nil {
+		m.backoff = min(max(2*m.backoff, m.cfg.FlushInterval), m.cfg.MaxBackoff)
+		m.retryAt = m.clock.Now().Add(m.backoff)
+		m.log.Warn("metering: flush to redis failed; will retry", "err", err, "retry_in", m.backoff, "backlog", m.Backlog())
+		return
+	}
+	m.backoff = 0
 }
 
 // flushOnce cuts a flush for every shard with new calls (unless that shard
@@ -594,7 +390,7 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 		return errors.New("flush: meter is closed")
 	}
 	// The calls an intent counts must be on disk before it.
-	werr := m.writePendLocked()
+	werr := m.spool.writeQueued()
 	for s, a := range m.shards {
 		if werr != nil {
 			break
@@ -603,13 +399,7 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 			continue
 		}
 		f := &flush{id: uuid.NewString(), shard: s, agg: a}
-		line, err := encodeRecord(spoolRecord{T: recFlush, ID: f.id, Shard: s, Agg: a})
-		if err == nil {
-			var n int
-			n, err = m.file.Write(line)
-			m.size += int64(n)
-		}
-		if err != nil {
+		if err := m.spool.appendRecord(spoolRecord{T: recFlush, ID: f.id, Shard: s, Agg: a}); err != nil {
 			// Without the intent on disk the calls stay where they are; they
 			// go out in a later flush.
 			werr = fmt.Errorf("log flush intent: %w", err)
@@ -618,10 +408,10 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 		m.shards[s] = newAggregate()
 		m.addUnackedLocked(f)
 	}
-	if werr == nil && m.size > m.cfg.RotateBytes {
+	if werr == nil && m.spool.size > m.cfg.RotateBytes {
 		werr = m.rotateLocked()
 	}
-	file := m.file
+	file := m.spool.file
 	outstanding := append([]*flush(nil), m.unacked...)
 	m.mu.Unlock()
 	m.wmu.Unlock()
@@ -629,11 +419,7 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 		return fmt.Errorf("flush: %w", werr)
 	}
 	if len(outstanding) == 0 {
-		m.wmu.Lock()
-		defer m.wmu.Unlock()
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return m.maybeCompactLocked()
+		return m.maybeCompact()
 	}
 	// Intents are durable before Redis sees them, so an applied flush is
 	// always one the spool knows by id.
@@ -646,7 +432,7 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 				return err
 			}
 		}
-		if err := m.send(ctx, f); err != nil {
+		if err := m.sender.send(ctx, f); err != nil {
 			return fmt.Errorf("flush %s of shard %d: %w", f.id, f.shard, err)
 		}
 		if h := m.hooks.afterSend; h != nil {
@@ -656,18 +442,18 @@ func (m *Meter) flushOnce(ctx context.Context) error {
 		}
 		m.ack(f)
 	}
+	return m.maybeCompact()
+}
+
+// maybeCompact replaces a segment past CompactBytes by a fresh one when what
+// it would carry over is small: nothing unacknowledged, no calls outside a
+// flush, and few flushes awaiting confirmation. Callers hold flushMu.
+func (m *Meter) maybeCompact() error {
 	m.wmu.Lock()
 	defer m.wmu.Unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.maybeCompactLocked()
-}
-
-// maybeCompactLocked replaces a segment past CompactBytes by a fresh one when
-// what it would carry over is small: nothing unacknowledged, no calls
-// outside a flush, and few flushes awaiting confirmation.
-func (m *Meter) maybeCompactLocked() error {
-	if m.closed || len(m.unacked) > 0 || m.size-m.base <= m.cfg.CompactBytes || m.unconfBytes > m.cfg.CompactBytes/4 || !m.allEmptyLocked() {
+	if m.closed || len(m.unacked) > 0 || m.spool.grown() <= m.cfg.CompactBytes || m.conf.bytes > m.cfg.CompactBytes/4 || !m.allEmptyLocked() {
 		return nil
 	}
 	if err := m.rotateLocked(); err != nil {
@@ -685,28 +471,15 @@ func (m *Meter) allEmptyLocked() bool {
 	return true
 }
 
-func (m *Meter) send(ctx context.Context, f *flush) error {
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.SendTimeout)
-	defer cancel()
-	keys, args := f.agg.scriptArgs(m.ks, f.shard, f.id, m.cfg.AppliedTTL, m.cfg.CounterTTL, m.cfg.Confirmed != nil)
-	if err := flushScript.Run(ctx, m.cfg.Redis, keys, args...).Err(); err != nil {
-		return fmt.Errorf("run flush script: %w", err)
-	}
-	return nil
-}
-
 // ack records that Redis holds f. A lost ack only means f is sent again,
 // which its applied marker turns into a no-op. With Confirmed, f is kept
 // until the database has it.
 func (m *Meter) ack(f *flush) {
-	now := time.Now()
-	line, _ := encodeRecord(spoolRecord{T: recAck, ID: f.id, At: now.UnixMilli()})
+	now := m.clock.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if n, err := m.file.Write(line); err != nil {
+	if err := m.spool.appendRecord(spoolRecord{T: recAck, ID: f.id, At: now.UnixMilli()}); err != nil {
 		m.log.Warn("metering: log flush ack", "flush_id", f.id, "err", err)
-	} else {
-		m.size += int64(n)
 	}
 	for i, u := range m.unacked {
 		if u == f {
@@ -715,11 +488,10 @@ func (m *Meter) ack(f *flush) {
 		}
 	}
 	m.unackedShard[f.shard]--
-	m.addPendingLocked(f.agg, -1)
-	m.backlog -= f.agg.n
+	m.inFlight.remove(f.agg)
 	if m.cfg.Confirmed != nil {
 		f.ackedAt, f.checkedAt, f.missingSince = now, time.Time{}, time.Time{}
-		m.addUnconfirmedLocked(f)
+		m.conf.addLocked(f)
 	}
 }
 
@@ -727,124 +499,14 @@ func (m *Meter) confirmLoop() {
 	defer close(m.confirmDone)
 	t := time.NewTicker(m.cfg.ConfirmInterval)
 	defer t.Stop()
-	var reported int64
 	for {
 		select {
 		case <-m.stop:
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), m.cfg.SendTimeout)
-		err := m.confirmOnce(ctx, true)
-		cancel()
-		if err != nil {
-			m.log.Warn("metering: confirming flushes in the database failed; will retry", "err", err, "unconfirmed_calls", m.Unconfirmed())
-		}
-		m.mu.Lock()
-		forgotten := m.forgotten
-		m.mu.Unlock()
-		if forgotten > reported {
-			m.log.Error("metering: spool full of flushes the database has not confirmed; forgot the oldest (they are lost if redis loses its data before they are rolled up)",
-				"flushes", forgotten-reported, "max_bytes", m.cfg.RotateBytes/2)
-			reported = forgotten
-		}
+		m.conf.tick(m.cfg.SendTimeout)
 	}
-}
-
-// confirmOnce drops the acknowledged flushes the database holds. With
-// detectLoss it then looks for signs that Redis lost the others: a flush
-// unconfirmed for RedisLossGrace has its applied marker looked up (at most
-// once per RedisLossGrace); one whose marker is missing and that the
-// database, asked at least RedisLossGrace after the marker was found
-// missing, still does not hold was lost with Redis's data and is sent again.
-// Markers older than AppliedTTL expire by themselves, so those flushes are
-// never resent.
-func (m *Meter) confirmOnce(ctx context.Context, detectLoss bool) error {
-	m.mu.Lock()
-	if m.closed || len(m.unconfirmed) == 0 {
-		m.mu.Unlock()
-		return nil
-	}
-	ids := make([]string, len(m.unconfirmed))
-	for i, f := range m.unconfirmed {
-		ids[i] = f.id
-	}
-	m.mu.Unlock()
-	done, err := m.cfg.Confirmed(ctx, ids)
-	if err != nil {
-		return fmt.Errorf("look up flushes: %w", err)
-	}
-	now := time.Now()
-	grace := m.cfg.RedisLossGrace
-	var confirmed []string
-	var requeued, check []*flush
-	var requeuedCalls int64
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return nil
-	}
-	keep := m.unconfirmed[:0]
-	for _, f := range m.unconfirmed {
-		switch {
-		case done[f.id]:
-			confirmed = append(confirmed, f.id)
-		case detectLoss && !f.missingSince.IsZero() && now.Sub(f.missingSince) >= grace:
-			// Not in the database although Redis lost it long enough ago
-			// for any roll-up that had read it to have committed.
-			requeued = append(requeued, f)
-			continue
-		default:
-			if detectLoss && f.missingSince.IsZero() && now.Sub(f.ackedAt) >= grace &&
-				now.Sub(f.checkedAt) >= grace && now.Sub(f.ackedAt) < m.cfg.AppliedTTL-2*grace {
-				check = append(check, f)
-			}
-			keep = append(keep, f)
-			continue
-		}
-		m.unconfN -= f.agg.n
-		m.unconfBytes -= f.size
-	}
-	clear(m.unconfirmed[len(keep):])
-	m.unconfirmed = keep
-	if len(confirmed) > 0 {
-		m.writeLocked(spoolRecord{T: recConfirm, IDs: confirmed})
-	}
-	for _, f := range requeued {
-		m.unconfN -= f.agg.n
-		m.unconfBytes -= f.size
-		m.addUnackedLocked(f)
-		m.addPendingLocked(f.agg, 1)
-		m.backlog += f.agg.n
-		requeuedCalls += f.agg.n
-	}
-	m.mu.Unlock()
-	if len(requeued) > 0 {
-		m.log.Warn("metering: redis lost acknowledged flushes before they reached the database; sending them again",
-			"flushes", len(requeued), "calls", requeuedCalls)
-	}
-	if len(check) == 0 {
-		return nil
-	}
-	cmds := make([]*redis.IntCmd, len(check))
-	_, err = m.cfg.Redis.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, f := range check {
-			cmds[i] = p.Exists(ctx, m.ks.applied(f.shard, f.id))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("look up applied markers: %w", err)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for i, f := range check {
-		f.checkedAt = now
-		if cmds[i].Val() == 0 {
-			f.missingSince = now
-		}
-	}
-	return nil
 }
 
 // Close stops the background flushing and flushes everything recorded,
@@ -869,7 +531,7 @@ func (m *Meter) Close(ctx context.Context) error {
 		break
 	}
 	if m.cfg.Confirmed != nil {
-		if err := m.confirmOnce(ctx, false); err != nil {
+		if err := m.conf.confirmOnce(ctx, false); err != nil {
 			m.log.Warn("metering: confirming flushes at close failed; the spool keeps them", "err", err, "unconfirmed_calls", m.Unconfirmed())
 		}
 	}
@@ -882,14 +544,14 @@ func (m *Meter) Close(ctx context.Context) error {
 	if m.closed {
 		return nil
 	}
-	err := m.writePendLocked()
-	if m.backlog == 0 && m.size > m.base {
+	err := m.spool.writeQueued()
+	if m.inFlight.calls == 0 && m.spool.grown() > 0 {
 		err = errors.Join(err, m.rotateLocked())
 	}
 	m.closed = true
-	err = errors.Join(err, m.file.Close(), m.lock.Close())
-	if m.backlog > 0 {
-		return fmt.Errorf("close meter: %d calls not yet in redis are kept in spool %s: %w", m.backlog, m.dir, errors.Join(lastErr, ctx.Err()))
+	err = errors.Join(err, m.spool.close())
+	if m.inFlight.calls > 0 {
+		return fmt.Errorf("close meter: %d calls not yet in redis are kept in spool %s: %w", m.inFlight.calls, m.spool.dir, errors.Join(lastErr, ctx.Err()))
 	}
 	if err != nil {
 		return fmt.Errorf("close meter: %w", err)
@@ -909,6 +571,5 @@ func (m *Meter) abandon() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.closed = true
-	m.file.Close()
-	m.lock.Close()
+	m.spool.close()
 }

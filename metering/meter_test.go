@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -55,7 +57,7 @@ func TestFlushIdempotentByID(t *testing.T) {
 		}
 		f := &flush{id: "flush-fixed-id", shard: shardOf("con_0"), agg: agg}
 		for range 3 {
-			if err := m.send(context.Background(), f); err != nil {
+			if err := m.sender.send(context.Background(), f); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -176,7 +178,8 @@ func TestMeterRedisUnreachable(t *testing.T) {
 		if !ok {
 			t.Skip("the proxy cannot stand in front of a cluster")
 		}
-		m := newTestMeter(t, rdb, prefix, t.TempDir(), 5*time.Millisecond)
+		ctx := context.Background()
+		m := newTestMeter(t, rdb, prefix, t.TempDir(), time.Hour)
 		var want totals
 
 		// Fully down: nothing can be delivered, nothing is lost.
@@ -185,38 +188,66 @@ func TestMeterRedisUnreachable(t *testing.T) {
 			m.Record(genCall(i))
 			want.add(genCall(i))
 		}
-		if err := m.flushOnce(context.Background()); err == nil {
+		if err := m.flushOnce(ctx); err == nil {
 			t.Fatal("flush succeeded with redis unreachable")
 		}
 		if got := m.Backlog(); got != 200 {
 			t.Fatalf("backlog with redis down = %d, want 200", got)
 		}
 		l := newTestLimiter(t, rdb, prefix, nil, m)
-		a, err := l.Admit(context.Background(), AdmissionRequest{Caller: Caller{ConsumerID: "con_0", KeyID: "key_0_0", RateLimitPerSecond: 10}, FunctionID: "fn_0"})
+		a, err := l.Admit(ctx, AdmissionRequest{Caller: Caller{ConsumerID: "con_0", KeyID: "key_0_0", RateLimitPerSecond: 10}, FunctionID: "fn_0"})
 		if err != nil || !a.Degraded || !a.Allowed {
 			t.Fatalf("admission with redis down = %+v, %v; want allowed and degraded", a, err)
 		}
 
-		// Flapping while calls keep coming: connections cut mid-flush may
-		// lose replies of applied flushes, whose resends must not double.
+		// Flapping while calls keep coming: every few sends the connections
+		// are cut while the send is under way (the cut races with it, as a
+		// network failure does), so replies of applied flushes get lost;
+		// their resends must not double.
+		var cuts sync.WaitGroup
+		var sends int
+		m.hooks.beforeSend = func(*flush) error {
+			if sends++; sends%3 == 0 {
+				cuts.Go(func() { proxy.setUp(false) })
+			}
+			return nil
+		}
 		var wg sync.WaitGroup
 		wg.Go(func() {
 			for i := 200; i < 2000; i++ {
 				m.Record(genCall(i))
 				if i%50 == 0 {
-					time.Sleep(time.Millisecond)
+					runtime.Gosched()
 				}
 			}
 		})
 		for i := 200; i < 2000; i++ {
 			want.add(genCall(i))
 		}
-		for i := range 8 {
-			proxy.setUp(i%2 == 1)
-			time.Sleep(15 * time.Millisecond)
+		var failed int
+		for round := 0; round < 40 || m.Backlog() > 0 && round < 400; round++ {
+			cuts.Wait()
+			up := round%4 != 3
+			proxy.setUp(up)
+			if !up {
+				// Something to send while Redis is down, however fast the
+				// recorder is.
+				m.Record(genCall(2000 + round))
+				want.add(genCall(2000 + round))
+			}
+			if m.flushOnce(ctx) != nil {
+				failed++
+			}
+			if round == 39 {
+				wg.Wait()
+			}
 		}
-		wg.Wait()
+		m.hooks.beforeSend = nil
+		cuts.Wait()
 		proxy.setUp(true)
+		if failed == 0 {
+			t.Fatal("no flush failed while redis was flapping")
+		}
 		closeMeter(t, m)
 		if got := redisTotals(t, conn, prefix, true); !got.equal(want) {
 			t.Fatalf("after the outage redis holds %v, want %v", got, want)
@@ -241,4 +272,67 @@ func TestSpoolLineRoundTrips(t *testing.T) {
 			t.Errorf("%q decoded to %+v, want %+v", line, rec.Call, sc)
 		}
 	}
+}
+
+// TestFlushTickBacksOff steps the flush loop with a test clock while Redis is
+// unreachable: a failed flush waits FlushInterval, then twice as long each
+// time up to MaxBackoff, and a success resets the wait.
+func TestFlushTickBacksOff(t *testing.T) {
+	t.Parallel()
+	b := testenv.Backends()[0]
+	conn, prefix := testenv.Redis(t, b)
+	rdb, proxy, ok := proxiedClient(t, b, conn)
+	if !ok {
+		t.Skip("the proxy cannot stand in front of a cluster")
+	}
+	clock := fnmarket.NewTestClock(testStart)
+	m := newSteppedMeter(t, MeterConfig{
+		Redis: rdb, Prefix: prefix, SpoolDir: t.TempDir(), Clock: clock,
+		FlushInterval: 100 * time.Millisecond, MaxBackoff: 350 * time.Millisecond, SendTimeout: 2 * time.Second,
+		Logger: quietLogger(),
+	})
+	defer closeMeter(t, m)
+	var attempts int
+	m.hooks.beforeSend = func(*flush) error { attempts++; return nil }
+	record := func() {
+		c := genCall(1)
+		c.ConsumerID = "con_0" // one shard, so one flush per attempt
+		m.Record(c)
+	}
+	// step advances the clock by d, runs one pass and says whether it tried
+	// to send.
+	step := func(d time.Duration) bool {
+		before := attempts
+		clock.Advance(d)
+		m.flushTick()
+		return attempts > before
+	}
+	record()
+	proxy.setUp(false)
+	if !step(0) {
+		t.Fatal("the first pass did not try to flush")
+	}
+	for _, wait := range []time.Duration{100, 200, 350, 350} {
+		wait *= time.Millisecond
+		if step(wait - time.Millisecond) {
+			t.Fatalf("retried %v before the backoff of %v ended", wait-time.Millisecond, wait)
+		}
+		if !step(time.Millisecond) {
+			t.Fatalf("did not retry when the backoff of %v ended", wait)
+		}
+	}
+	proxy.setUp(true)
+	if !step(350*time.Millisecond) || m.Backlog() != 0 {
+		t.Fatalf("no delivery once redis was back (backlog %d)", m.Backlog())
+	}
+	// A success resets the backoff: the next failure waits FlushInterval.
+	record()
+	proxy.setUp(false)
+	if !step(0) {
+		t.Fatal("did not try to flush the new call")
+	}
+	if !step(100 * time.Millisecond) {
+		t.Fatal("after a success the backoff did not start again from FlushInterval")
+	}
+	proxy.setUp(true)
 }

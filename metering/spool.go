@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
@@ -53,21 +54,6 @@ func encodeRecord(r spoolRecord) ([]byte, error) {
 		return nil, fmt.Errorf("encode spool record %s: %w", r.T, err)
 	}
 	return append(b, '\n'), nil
-}
-
-// flush is one batch of a shard's counters on its way to Redis; its id makes
-// sending it again harmless.
-type flush struct {
-	id    string
-	shard int
-	agg   *aggregate
-	size  int64 // bytes of its intent record, to bound the spool
-
-	// Acknowledged, not yet confirmed in the database (MeterConfig.Confirmed);
-	// guarded by Meter.mu.
-	ackedAt      time.Time
-	checkedAt    time.Time // applied marker last looked for in Redis
-	missingSince time.Time // applied marker found missing from Redis
 }
 
 // spoolState is what replaying a segment recovers.
@@ -254,4 +240,242 @@ func lockDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock spool %s: %w", dir, err)
 	}
 	return f, nil
+}
+
+// spool is a Meter's log on disk: a locked directory whose live segment
+// holds a snapshot and then every call, flush intent, ack and confirmation,
+// plus the call lines waiting to be written to it (group commit), its
+// sequence numbers, rotation and replay. It has no lock of its own: the Meter
+// guards its fields with Meter.mu and orders its writes with Meter.wmu,
+// because a call's line and its place in the in-memory sums must change
+// together (an intent counts exactly the calls of its shard logged before
+// it).
+type spool struct {
+	dir     string
+	tracked bool // segments carry the spoolTracked header (MeterConfig.Confirmed)
+	log     *slog.Logger
+	lock    *os.File
+	file    *os.File // nil until the first rotation
+	seq     int64    // sequence number of the live segment
+	// size is the live segment's length, base the length of its snapshot.
+	size, base int64
+	// pend holds encoded call lines not yet written; pendSeq numbers the
+	// calls appended to it and doneSeq the last one written (or covered by
+	// a rotation's snapshot). spare is the other buffer of the pair.
+	pend, spare      []byte
+	pendSeq, doneSeq uint64
+}
+
+// spoolSnapshot is the state a new segment starts with.
+type spoolSnapshot struct {
+	// acked were acknowledged by Redis and await the database; they are
+	// written as an intent and an ack each.
+	acked []*flush
+	// unacked are not yet acknowledged by Redis.
+	unacked []*flush
+	// carried are the calls of each shard not yet in any flush.
+	carried *[NumShards]*aggregate
+}
+
+// openSpool creates and locks dir and replays its newest complete segment
+// (found is false when there is none). Nothing is written until the first
+// rotate, which starts the live segment.
+func openSpool(dir string, tracked bool, log *slog.Logger) (s *spool, st spoolState, found bool, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, st, false, fmt.Errorf("create spool dir: %w", err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, st, false, err
+	}
+	s = &spool{dir: dir, tracked: tracked, log: log, lock: lock}
+	st, found, err = s.replay()
+	if err != nil {
+		lock.Close()
+		return nil, st, false, err
+	}
+	return s, st, found, nil
+}
+
+// replay reads the newest complete segment and notes the newest sequence
+// number, so the next segment comes after every one on disk.
+func (s *spool) replay() (st spoolState, found bool, err error) {
+	seqs, err := listSegments(s.dir)
+	if err != nil {
+		return st, false, err
+	}
+	for i := len(seqs) - 1; i >= 0 && !found; i-- {
+		path := filepath.Join(s.dir, segmentName(seqs[i]))
+		seg, complete, bad, err := replaySegment(path)
+		if err != nil {
+			return st, false, err
+		}
+		if !complete {
+			s.log.Warn("metering spool: ignoring segment cut short while being created", "segment", path)
+			continue
+		}
+		if bad > 0 {
+			s.log.Warn("metering spool: skipped unreadable lines (torn by an OS crash?)", "segment", path, "lines", bad)
+		}
+		st, found = seg, true
+	}
+	if len(seqs) > 0 {
+		s.seq = seqs[len(seqs)-1]
+	}
+	return st, found, nil
+}
+
+// rotate starts a new segment holding snap, syncs it, then removes every
+// older segment. Until the new one is complete and synced the old one stays
+// the truth, so a crash at any point loses and doubles nothing. Call lines
+// still waiting are dropped: snap.carried counts them.
+func (s *spool) rotate(snap spoolSnapshot) error {
+	seq := s.seq + 1
+	path := filepath.Join(s.dir, segmentName(seq))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_TRUNC|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("create spool segment: %w", err)
+	}
+	var buf []byte
+	add := func(r spoolRecord) error {
+		b, err := encodeRecord(r)
+		buf = append(buf, b...)
+		return err
+	}
+	hdr := spoolRecord{T: recHeader}
+	if s.tracked {
+		hdr.V = spoolTracked
+	}
+	err = add(hdr)
+	// Intents first: an intent resets its shard's carried calls on replay,
+	// and these carried calls are not in it.
+	for _, fl := range snap.acked {
+		err = errors.Join(err, add(spoolRecord{T: recFlush, ID: fl.id, Shard: fl.shard, Agg: fl.agg}),
+			add(spoolRecord{T: recAck, ID: fl.id, At: fl.ackedAt.UnixMilli()}))
+	}
+	for _, fl := range snap.unacked {
+		err = errors.Join(err, add(spoolRecord{T: recFlush, ID: fl.id, Shard: fl.shard, Agg: fl.agg}))
+	}
+	if snap.carried != nil {
+		for i, a := range snap.carried {
+			if !a.empty() {
+				err = errors.Join(err, add(spoolRecord{T: recCarry, Shard: i, Agg: a}))
+			}
+		}
+	}
+	err = errors.Join(err, add(spoolRecord{T: recSnapshot}))
+	if err == nil {
+		_, err = f.Write(buf)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err == nil {
+		err = syncDir(s.dir)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(path)
+		return fmt.Errorf("write spool segment %s: %w", path, err)
+	}
+	if s.file != nil {
+		s.file.Close()
+	}
+	s.file, s.seq, s.size, s.base = f, seq, int64(len(buf)), int64(len(buf))
+	s.pend, s.doneSeq = s.pend[:0], s.pendSeq
+	seqs, err := listSegments(s.dir)
+	if err != nil {
+		return err
+	}
+	for _, old := range seqs {
+		if old != seq {
+			if err := os.Remove(filepath.Join(s.dir, segmentName(old))); err != nil {
+				s.log.Warn("metering spool: remove old segment", "err", err)
+			}
+		}
+	}
+	return nil
+}
+
+// append writes b to the live segment.
+func (s *spool) append(b []byte) error {
+	n, err := s.file.Write(b)
+	s.size += int64(n)
+	return err
+}
+
+// appendRecord writes one record to the live segment.
+func (s *spool) appendRecord(r spoolRecord) error {
+	line, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
+	return s.append(line)
+}
+
+// note appends a record that only settles flushes; a failure is logged
+// (losing it means at most a no-op resend). Before the first rotation it is
+// dropped: the snapshot written next holds the state.
+func (s *spool) note(r spoolRecord) {
+	if s.file == nil {
+		return
+	}
+	if err := s.appendRecord(r); err != nil {
+		s.log.Warn("metering: append to spool", "record", r.T, "err", err)
+	}
+}
+
+// queue adds one call line to those waiting and returns its number.
+func (s *spool) queue(line []byte) uint64 {
+	s.pend = append(s.pend, line...)
+	s.pendSeq++
+	return s.pendSeq
+}
+
+// written reports whether call line number seq is written (or covered by a
+// snapshot).
+func (s *spool) written(seq uint64) bool { return s.doneSeq >= seq }
+
+// takeQueued hands over the waiting call lines for one write outside the
+// lock (group commit), swapping in the spare buffer; give them back with
+// wroteQueued.
+func (s *spool) takeQueued() (buf []byte, upto uint64, file *os.File) {
+	buf, upto, file = s.pend, s.pendSeq, s.file
+	s.pend, s.spare = s.spare[:0], nil
+	return buf, upto, file
+}
+
+// wroteQueued records that n bytes of buf, the lines up to upto, were
+// written; buf becomes the spare buffer.
+func (s *spool) wroteQueued(buf []byte, upto uint64, n int) {
+	s.size += int64(n)
+	s.doneSeq = upto
+	s.spare = buf
+}
+
+// writeQueued writes the call lines still waiting, so that what follows (a
+// flush intent) comes after them.
+func (s *spool) writeQueued() error {
+	if len(s.pend) == 0 {
+		s.doneSeq = s.pendSeq
+		return nil
+	}
+	err := s.append(s.pend)
+	s.pend, s.doneSeq = s.pend[:0], s.pendSeq
+	if err != nil {
+		return fmt.Errorf("append calls to spool: %w", err)
+	}
+	return nil
+}
+
+// grown is how much the live segment grew past its snapshot.
+func (s *spool) grown() int64 { return s.size - s.base }
+
+// close closes the live segment and releases the directory lock.
+func (s *spool) close() error {
+	var err error
+	if s.file != nil {
+		err = s.file.Close()
+	}
+	return errors.Join(err, s.lock.Close())
 }
