@@ -135,7 +135,12 @@ func TestCachedEntriesServedWhileStoreDown(t *testing.T) {
 	if !st.Unreachable || !errors.Is(st.Err, errDBDown) || !st.Since.Equal(clock.Now()) || st.MaxStale != cfg.MaxStale {
 		t.Fatalf("store status %+v during the outage", st)
 	}
-	wantProblem(t, call("fnm_never_seen"), 500, fnmarket.EINTERNAL)
+	// A key never seen fails closed: 503 with Retry-After, not a 500.
+	res := call("fnm_never_seen")
+	if res.Header.Get("Retry-After") == "" {
+		t.Error("unknown key during the outage: no Retry-After")
+	}
+	wantProblem(t, res, 503, fnmarket.EUNAVAILABLE)
 
 	// Served stale without asking the store on every call.
 	n := o.count()
@@ -152,7 +157,7 @@ func TestCachedEntriesServedWhileStoreDown(t *testing.T) {
 
 	// Bounded: past MaxStale the gateway fails closed again.
 	clock.Advance(cfg.MaxStale)
-	wantProblem(t, call(testKey), 500, fnmarket.EINTERNAL)
+	wantProblem(t, call(testKey), 503, fnmarket.EUNAVAILABLE)
 
 	o.set(false)
 	wantStatus("database back", call(testKey), 200)

@@ -47,7 +47,9 @@
 //	402 spend_cap_reached    the key's monthly spend cap is reached
 //	502 upstream_unreachable could not connect, address not allowed, no
 //	                         complete status line and headers came back
-//	503 unavailable          wasm functions at the process's bounds (with Retry-After)
+//	503 unavailable          wasm functions at the process's bounds, or a key or
+//	                         function not cached while the database is unreachable
+//	                         (with Retry-After)
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
 // Refusals (400, 401, 404, 408, 413, 429, 402, 503) and every 502 problem

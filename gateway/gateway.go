@@ -471,7 +471,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, "", "", fnmarket.Errorf(fnmarket.ENOTFOUND, "no such function; call /v1/invoke/{vendor}/{name}[@{version}][/{path}]"))
 		return
 	}
-	key, err := g.authenticate(r)
+	key, err := g.authenticate(w, r)
 	if err != nil {
 		g.refuse(w, r, "", "", err)
 		return
@@ -481,7 +481,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
 			err = fnmarket.Errorf(fnmarket.ENOTFOUND, "no published function %s/%s%s", vendor, name, versionSuffix(version))
 		} else {
-			err = &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "look up function", Err: err}
+			err = storeUnavailable(w, "look up function", err)
 		}
 		g.refuse(w, r, "", "", err)
 		return
@@ -579,10 +579,19 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// storeUnavailable is the refusal of a call whose key or function is not
+// cached and cannot be looked up (the database is unreachable): 503 with
+// Retry-After, so clients back off and retry, never a 500. It is logged as
+// an error with its cause.
+func storeUnavailable(w http.ResponseWriter, doing string, err error) error {
+	w.Header().Set("Retry-After", "5")
+	return &fnmarket.Error{Code: fnmarket.EUNAVAILABLE, Message: doing + ": the store is unreachable; retry shortly", Err: err}
+}
+
 // refuse answers a call the gateway turned down before it reached the
 // function. Refusals are never billed and never recorded with the meter.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, vendor, name string, err error) {
-	if fnmarket.ErrorCode(err) == fnmarket.EINTERNAL {
+	if code := fnmarket.ErrorCode(err); code == fnmarket.EINTERNAL || (code == fnmarket.EUNAVAILABLE && errors.Unwrap(err) != nil) {
 		g.log.LogAttrs(r.Context(), slog.LevelError, "gateway: refuse call",
 			slog.String("invocation_id", w.Header().Get(headerInvocationID)),
 			slog.String("vendor", vendor), slog.String("function", name),
@@ -614,7 +623,7 @@ func (g *Gateway) logCallError(r *http.Request, call *Invocation, key Key, out O
 
 // authenticate finds the caller's key from the Authorization bearer token or
 // the X-API-Key header. The key itself is only ever hashed, never kept or logged.
-func (g *Gateway) authenticate(r *http.Request) (Key, error) {
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (Key, error) {
 	raw := presentedKey(r)
 	if raw == "" {
 		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
@@ -624,7 +633,7 @@ func (g *Gateway) authenticate(r *http.Request) (Key, error) {
 	case fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND:
 		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "the API key is not valid")
 	case err != nil:
-		return Key{}, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "look up API key", Err: err}
+		return Key{}, storeUnavailable(w, "look up API key", err)
 	case k.Revoked:
 		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "the API key has been revoked")
 	}
