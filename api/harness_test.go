@@ -16,7 +16,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -35,7 +35,7 @@ func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harne
 	clock := fnmarket.NewTestClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 	deps := api.Deps{
 		Accounts: accounts.NewStore(db, clock, bcrypt.MinCost),
-		Catalog:  catalog.NewStore(db, clock),
+		Catalog:  catalogstore.NewStore(db, clock),
 		Sessions: api.NewSessions([]byte(testSecret), time.Hour, clock),
 		CheckUpstream: func(ctx context.Context, raw string) error {
 			if strings.Contains(raw, "10.0.0.1") {

@@ -25,7 +25,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 )
 
 // UpstreamChecker refuses backend URLs the gateway would not call (for
@@ -37,7 +37,7 @@ type UpstreamChecker func(ctx context.Context, rawURL string) error
 type Deps struct {
 	Logger        *slog.Logger
 	Accounts      *accounts.Store
-	Catalog       *catalog.Store
+	Catalog       *catalogstore.Store
 	Sessions      *Sessions
 	CheckUpstream UpstreamChecker
 	Usage         UsageReader

@@ -15,6 +15,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -31,7 +32,7 @@ type fixture struct {
 	ctx      context.Context
 	db       *database.DB
 	clock    *fnmarket.TestClock
-	catalog  *catalog.Store
+	catalog  *catalogstore.Store
 	accounts *accounts.Store
 	biller   *Biller
 	n        int
@@ -44,7 +45,7 @@ func newFixture(t testing.TB, be testenv.Backend, tune func(*Config)) *fixture {
 	db := testenv.DB(t, be)
 	clock := fnmarket.NewTestClock(feb.Add(3 * 24 * time.Hour))
 	f := &fixture{t: t, ctx: context.Background(), db: db, clock: clock,
-		catalog: catalog.NewStore(db, clock), accounts: accounts.NewStore(db, clock, bcrypt.MinCost)}
+		catalog: catalogstore.NewStore(db, clock), accounts: accounts.NewStore(db, clock, bcrypt.MinCost)}
 	cfg := Config{DB: db, Catalog: f.catalog, Accounts: f.accounts, Clock: clock, Logger: testLogger(t)}
 	if tune != nil {
 		tune(&cfg)

@@ -1,12 +1,12 @@
 // Package catalog owns vendors, functions, their immutable versions and their
 // pricing. The price of a call and of a month's usage is computed here only, so
 // the gateway's spend cap and billing's invoices agree to the last digit.
+//
+// The package holds domain types only and imports no database driver, so the
+// gateway links none; the relational store is catalog/catalogstore.
 package catalog
 
-import (
-	"encoding/json"
-	"time"
-)
+import "time"
 
 // Vendor is an account that publishes functions under a unique slug.
 type Vendor struct {
@@ -77,10 +77,20 @@ type Route struct {
 	Version    Version
 }
 
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
+// NewVersion is what a vendor sends to create a version.
+type NewVersion struct {
+	Backend            Backend
+	Pricing            Pricing
+	TimeoutMs          int
+	RateLimitPerSecond int
 }
+
+// Listing is a published function as the public catalog shows it.
+type Listing struct {
+	Function
+	VendorName string
+	Published  Version
+}
+
+// FunctionRef names a function by vendor slug and name.
+type FunctionRef struct{ VendorSlug, Name string }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
-	"github.com/fnmarket/fnmarket/metering"
+	"github.com/fnmarket/fnmarket/usage"
 )
 
 // Key is what the gateway needs to know about an API key.
@@ -63,12 +63,12 @@ type RouteStore interface {
 // Admitter decides whether one call may go ahead under its key's rate limit
 // and spend cap.
 type Admitter interface {
-	Admit(ctx context.Context, req metering.AdmissionRequest) (metering.Admission, error)
+	Admit(ctx context.Context, req usage.AdmissionRequest) (usage.Admission, error)
 }
 
 // Meter counts finished calls. Record must not block the call path.
 type Meter interface {
-	Record(c metering.Call)
+	Record(c usage.Call)
 }
 
 // Invoker runs calls on one type of backend ("http" is built in; others, such
@@ -505,8 +505,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	at := g.clock.Now()
-	adm, err := g.admitter.Admit(r.Context(), metering.AdmissionRequest{
-		Caller: metering.Caller{
+	adm, err := g.admitter.Admit(r.Context(), usage.AdmissionRequest{
+		Caller: usage.Caller{
 			ConsumerID:         key.ConsumerID,
 			KeyID:              key.ID,
 			RateLimitPerSecond: effectiveRateLimit(g.cfg.DefaultRateLimitPerKey, route.Version.RateLimitPerSecond),
@@ -545,7 +545,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out, err := inv.Invoke(w, r, call)
 	callerGone := r.Context().Err() != nil
 	if out.Reached {
-		g.meter.Record(metering.Call{
+		g.meter.Record(usage.Call{
 			InvocationID: id,
 			ConsumerID:   key.ConsumerID,
 			KeyID:        key.ID,
@@ -648,7 +648,7 @@ func effectiveRateLimit(def, version int) int {
 	return max(def, 0)
 }
 
-func setRateLimitHeaders(h http.Header, adm metering.Admission) {
+func setRateLimitHeaders(h http.Header, adm usage.Admission) {
 	if adm.Limit <= 0 {
 		return
 	}

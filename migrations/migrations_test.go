@@ -9,7 +9,7 @@ import (
 	"gorm.io/gorm/schema"
 
 	"github.com/fnmarket/fnmarket/accounts"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 	"github.com/fnmarket/fnmarket/migrations"
 )
@@ -37,7 +37,7 @@ func TestUpDownUp(t *testing.T) {
 			if err := migrations.Up(ctx, sqlDB, db.Dialect); err != nil {
 				t.Fatalf("up again: %v", err)
 			}
-			models := append(accounts.Models(), catalog.Models()...)
+			models := append(accounts.Models(), catalogstore.Models()...)
 			for _, m := range models {
 				s, err := schema.Parse(m, &sync.Map{}, db.NamingStrategy)
 				if err != nil {

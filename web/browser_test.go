@@ -22,7 +22,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/browsertest"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 	"github.com/fnmarket/fnmarket/wasm/wasmtest"
@@ -54,7 +54,7 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 	db := testenv.DB(t, testenv.Backends()[0])
 	clock := fnmarket.SystemClock{}
 	acc := accounts.NewStore(db, clock, bcrypt.MinCost)
-	cat := catalog.NewStore(db, clock)
+	cat := catalogstore.NewStore(db, clock)
 	gw := newFakeGateway(acc, cat)
 	backends := &fakeBackends{}
 	deps := api.Deps{

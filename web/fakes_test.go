@@ -23,6 +23,7 @@ import (
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 )
 
 // fakeGateway stands in for the gateway, metering and billing, which other
@@ -33,7 +34,7 @@ import (
 // invoice and statements through the API's UsageReader and BillingReader.
 type fakeGateway struct {
 	accounts *accounts.Store
-	catalog  *catalog.Store
+	catalog  *catalogstore.Store
 	client   *http.Client
 
 	mu    sync.Mutex
@@ -60,7 +61,7 @@ var (
 	_ http.Handler      = (*fakeGateway)(nil)
 )
 
-func newFakeGateway(a *accounts.Store, c *catalog.Store) *fakeGateway {
+func newFakeGateway(a *accounts.Store, c *catalogstore.Store) *fakeGateway {
 	return &fakeGateway{accounts: a, catalog: c, client: &http.Client{Timeout: 10 * time.Second}}
 }
 

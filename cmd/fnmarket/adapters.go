@@ -10,6 +10,7 @@ import (
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/wasm"
 )
@@ -33,7 +34,7 @@ func (k gatewayKeys) KeysChangedSince(ctx context.Context, since time.Time) ([]s
 }
 
 // gatewayRoutes serves the gateway's route lookups from the catalog.
-type gatewayRoutes struct{ s *catalog.Store }
+type gatewayRoutes struct{ s *catalogstore.Store }
 
 var _ gateway.RouteStore = gatewayRoutes{}
 

@@ -29,6 +29,7 @@ import (
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/redisx"
@@ -169,7 +170,7 @@ type app struct {
 	db       *database.DB
 	redis    *redisx.Conn
 	accounts *accounts.Store
-	catalog  *catalog.Store
+	catalog  *catalogstore.Store
 	registry *prometheus.Registry
 	billing  *billing.Biller
 	wasm     *wasm.Runtime
@@ -200,7 +201,7 @@ func (a *app) openStores(ctx context.Context) error {
 		return err
 	}
 	a.accounts = accounts.NewStore(db, a.clock, 0)
-	a.catalog = catalog.NewStore(db, a.clock)
+	a.catalog = catalogstore.NewStore(db, a.clock)
 	return nil
 }
 

@@ -1,4 +1,4 @@
-package catalog_test
+package catalogstore_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -35,7 +36,7 @@ func TestRoutesAndChanges(t *testing.T) {
 			if err := db.Exec("INSERT INTO accounts (id, email, name, password_hash, created_at) VALUES (?, ?, 'A', 'x', ?)", acc, acc+"@example.com", clock.Now()).Error; err != nil {
 				t.Fatal(err)
 			}
-			s := catalog.NewStore(db, clock)
+			s := catalogstore.NewStore(db, clock)
 			v, err := s.CreateVendor(ctx, acc, "acme", "Acme")
 			if err != nil {
 				t.Fatal(err)
