@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -91,7 +92,7 @@ func (f *fixture) vendor(slug string) catalog.Vendor {
 func (f *fixture) function(v catalog.Vendor, name string, versions ...catalog.Pricing) string {
 	f.t.Helper()
 	nv := func(p catalog.Pricing) catalog.NewVersion {
-		return catalog.NewVersion{Backend: catalog.Backend{Type: catalog.BackendHTTP, URL: "https://example.com/" + name}, Pricing: p, TimeoutMs: 1000}
+		return catalog.NewVersion{Backend: catalog.Backend{Type: "http", Spec: json.RawMessage(`{"url":"https://example.com/` + name + `"}`)}, Pricing: p, TimeoutMs: 1000}
 	}
 	fn, err := f.catalog.CreateFunction(f.ctx, v, name, "", nv(versions[0]))
 	if err != nil {

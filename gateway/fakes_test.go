@@ -13,6 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/usage"
@@ -128,7 +129,7 @@ func (f *fakeRoutes) addVersion(vendor, name string, v int, url string, publish 
 	ver := catalog.Version{
 		FunctionID: fn.id,
 		Version:    v,
-		Backend:    catalog.Backend{Type: catalog.BackendHTTP, URL: url},
+		Backend:    catalog.Backend{Type: gateway.BackendHTTP, Spec: backend.Spec(map[string]string{"url": url})},
 		Pricing:    testPricing(),
 		TimeoutMs:  10_000,
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/usage"
 )
@@ -71,8 +72,9 @@ type Meter interface {
 	Record(c usage.Call)
 }
 
-// Invoker runs calls on one type of backend ("http" is built in; others, such
-// as "wasm", are added with RegisterInvoker).
+// Invoker runs calls on one type of backend ("http" is built in; other
+// backend kinds, such as "wasm", are Invokers themselves and are added with
+// RegisterKinds).
 //
 // Invoke writes the function's answer to w, including the X-Compute-Ms
 // header (and, for an answer streamed without a known length, the
@@ -353,7 +355,7 @@ func New(cfg Config, keys KeyStore, routes RouteStore, admitter Admitter, meter 
 	g.keys.staleIfError(cfg.MaxStale)
 	g.routes.staleIfError(cfg.MaxStale)
 	g.httpInv = newHTTPInvoker(cfg)
-	g.invokers[catalog.BackendHTTP] = g.httpInv
+	g.invokers[BackendHTTP] = g.httpInv
 	return g, nil
 }
 
@@ -363,6 +365,24 @@ func (g *Gateway) RegisterInvoker(backendType string, inv Invoker) {
 	g.invMu.Lock()
 	defer g.invMu.Unlock()
 	g.invokers[backendType] = inv
+}
+
+// RegisterKinds makes the gateway run every kind of kinds: a kind is its own
+// Invoker, except "http", whose invoker is built in. A kind that cannot
+// invoke is an error, so a version the API accepts is one the gateway runs.
+func (g *Gateway) RegisterKinds(kinds *backend.Registry) error {
+	for _, t := range kinds.Types() {
+		k, _ := kinds.Kind(t)
+		if _, ok := k.(HTTPKind); ok && t == BackendHTTP {
+			continue
+		}
+		inv, ok := k.(Invoker)
+		if !ok {
+			return fmt.Errorf("gateway: backend kind %q has no invoker", t)
+		}
+		g.RegisterInvoker(t, inv)
+	}
+	return nil
 }
 
 func (g *Gateway) invoker(backendType string) (Invoker, bool) {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -60,7 +61,11 @@ func (callTimeout) Error() string { return "the function's timeout passed" }
 
 // Invoke forwards the call to the version's backend URL and streams the answer back.
 func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invocation) (Outcome, error) {
-	target, err := backendURL(call.Route.Version.Backend.URL, call.Rest, r.URL.RawQuery)
+	var spec httpSpec
+	if err := json.Unmarshal(call.Route.Version.Backend.Spec, &spec); err != nil {
+		return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend is not valid", Err: fmt.Errorf("decode http backend: %w", err)}
+	}
+	target, err := backendURL(spec.URL, call.Rest, r.URL.RawQuery)
 	if err != nil {
 		return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend URL is not valid", Err: err}
 	}
@@ -242,12 +247,9 @@ func stream(w io.Writer, rc *http.ResponseController, src io.Reader) (readErr, w
 
 // backendURL appends the call's escaped rest path and query to the backend URL.
 func backendURL(raw, rest, rawQuery string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("backend URL must be absolute http or https")
+	u, problem := parseUpstreamURL(raw)
+	if problem != "" {
+		return nil, fmt.Errorf("backend URL %s", problem)
 	}
 	t := *u
 	t.User = nil

@@ -2,6 +2,7 @@ package catalogstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 func newVersion(url string) catalog.NewVersion {
 	return catalog.NewVersion{
-		Backend:   catalog.Backend{Type: catalog.BackendHTTP, URL: url},
+		Backend:   catalog.Backend{Type: "http", Spec: json.RawMessage(`{"url":"` + url + `"}`)},
 		Pricing:   catalog.Pricing{Currency: "USD", PerCall: decimal.RequireFromString("0.0001"), PerComputeMs: decimal.Zero},
 		TimeoutMs: 1000,
 	}
@@ -77,7 +78,7 @@ func TestRoutesAndChanges(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, err := s.Route(ctx, "acme", "scan", 0)
-			if err != nil || r.Version.Version != 2 || r.Version.Backend.URL != "https://b.example.com" {
+			if err != nil || r.Version.Version != 2 || string(r.Version.Backend.Spec) != `{"url":"https://b.example.com"}` {
 				t.Errorf("published route: %+v %v", r, err)
 			}
 			if _, err := s.Route(ctx, "acme", "scan", 3); fnmarket.ErrorCode(err) != fnmarket.ENOTFOUND {
