@@ -102,6 +102,9 @@ func (r *Registry) Prepare(ctx context.Context, v fnmarket.Validation, doc json.
 	}
 	k, ok := r.Kind(head.Type)
 	switch {
+	case len(r.Types()) == 0:
+		v.Add("backend.type", "no backend types are enabled on this server")
+		return "", nil
 	case head.Type == "":
 		v.Add("backend.type", "is required: "+r.quotedTypes())
 		return "", nil
@@ -117,9 +120,6 @@ func (r *Registry) quotedTypes() string {
 	q := make([]string, 0, len(r.Types()))
 	for _, t := range r.Types() {
 		q = append(q, strconv.Quote(t))
-	}
-	if len(q) == 0 {
-		return "no backend types are enabled on this server"
 	}
 	if len(q) == 1 {
 		return q[0]

@@ -32,6 +32,11 @@ func TestRegistry(t *testing.T) {
 	if _, err := backend.NewRegistry(kind("")); err == nil {
 		t.Error("a kind without a type was registered")
 	}
+	var none *backend.Registry
+	v := fnmarket.Validation{}
+	if _, spec := none.Prepare(context.Background(), v, json.RawMessage(`{"type":"a"}`)); spec != nil || v["backend.type"] != "no backend types are enabled on this server" {
+		t.Errorf("no kinds: spec %s, problems %v", spec, v)
+	}
 	r, err := backend.NewRegistry(kind("b"), kind("a"))
 	if err != nil {
 		t.Fatal(err)
