@@ -21,8 +21,8 @@ const upstreamURLField = "backend.url"
 // absolute http or https URL without credentials or fragment whose host, unless
 // allowPrivate, resolves only to public unicast addresses (no loopback,
 // private, link-local, unspecified, CGNAT, multicast or reserved ones); a name
-// that does not resolve (yet) is accepted. The API
-// calls it at publish time; the gateway checks every dialled address again, so
+// that does not resolve (yet) is accepted. The http kind (HTTPKind) calls it
+// when a version is created; the gateway checks every dialled address again, so
 // a name that resolves differently later (DNS rebinding) is still refused. It
 // returns an *fnmarket.Error with code EINVALID naming the field "backend.url".
 func CheckUpstreamURL(ctx context.Context, rawURL string, allowPrivate bool) error {
