@@ -12,7 +12,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -126,7 +126,7 @@ func TestLogoutAndPasswordChangeEndSessionsOnEveryReplica(t *testing.T) {
 			replica := func() *harness {
 				srv := api.NewServer(api.Deps{
 					Accounts:    accounts.NewStore(db, clock, bcrypt.MinCost),
-					Catalog:     catalog.NewStore(db, clock),
+					Catalog:     catalogstore.NewStore(db, clock),
 					Sessions:    api.NewSessions([]byte(testSecret), time.Hour, clock),
 					Revocations: redisx.NewSessionRevocations(rdb, prefix),
 					Clock:       clock,

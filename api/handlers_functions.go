@@ -2,36 +2,23 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
 )
 
-// BackendPreparer validates and stores non-HTTP backends (wasm modules) when a
-// version is created, returning the backend document to keep.
-type BackendPreparer interface {
-	PrepareBackend(ctx context.Context, in BackendInput) (catalog.Backend, error)
-}
-
-// BackendInput is a backend as a vendor sends it.
-type BackendInput struct {
-	Type         string `json:"type"`
-	URL          string `json:"url,omitempty"`
-	ModuleBase64 string `json:"module_base64,omitempty"`
-	MemoryPages  int    `json:"memory_pages,omitempty"`
-}
-
 // versionInput is the part of a request that defines a version.
 type versionInput struct {
-	Backend            *BackendInput         `json:"backend"`
+	Backend            jsontext.Value        `json:"backend"` // read by its kind
 	Pricing            *catalog.PricingInput `json:"pricing"`
 	TimeoutMs          *int                  `json:"timeout_ms"`
 	RateLimitPerSecond *int                  `json:"rate_limit_per_second"`
@@ -55,57 +42,11 @@ func (s *Server) parseVersion(ctx context.Context, v fnmarket.Validation, in ver
 			v.Add("rate_limit_per_second", "must be between 0 (the gateway's default) and 1000000")
 		}
 	}
-	if in.Backend == nil {
+	if len(in.Backend) == 0 || string(in.Backend) == "null" {
 		v.Add("backend", "is required")
 		return nv
 	}
-	switch in.Backend.Type {
-	case catalog.BackendHTTP:
-		u, err := url.Parse(in.Backend.URL)
-		if in.Backend.URL == "" {
-			v.Add("backend.url", "is required")
-		} else if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.Fragment != "" {
-			v.Add("backend.url", "must be an absolute http(s) URL without credentials or fragment")
-		} else if len(v) == 0 && s.CheckUpstream != nil {
-			// Resolving a host is slow; only do it for otherwise valid input.
-			if err := s.CheckUpstream(ctx, in.Backend.URL); err != nil {
-				if f := fnmarket.ErrorFields(err); len(f) > 0 {
-					for k, m := range f {
-						v.Add(k, m)
-					}
-				} else {
-					v.Add("backend.url", fnmarket.ErrorMessage(err))
-				}
-			}
-		}
-		if in.Backend.ModuleBase64 != "" {
-			v.Add("backend.module_base64", "is only for wasm backends")
-		}
-		nv.Backend = catalog.Backend{Type: catalog.BackendHTTP, URL: in.Backend.URL}
-	case catalog.BackendWasm:
-		if s.Backends == nil {
-			v.Add("backend.type", "wasm backends are not enabled on this server")
-			return nv
-		}
-		if len(v) > 0 {
-			return nv
-		}
-		b, err := s.Backends.PrepareBackend(ctx, *in.Backend)
-		if err != nil {
-			if f := fnmarket.ErrorFields(err); len(f) > 0 {
-				for k, m := range f {
-					v.Add(k, m)
-				}
-			} else {
-				v.Add("backend", fnmarket.ErrorMessage(err))
-			}
-		}
-		nv.Backend = b
-	case "":
-		v.Add("backend.type", "is required: \"http\" or \"wasm\"")
-	default:
-		v.Add("backend.type", "must be \"http\" or \"wasm\"")
-	}
+	nv.Backend.Type, nv.Backend.Spec = s.Backends.Prepare(ctx, v, json.RawMessage(in.Backend))
 	return nv
 }
 

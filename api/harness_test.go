@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -16,7 +15,9 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
+	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -35,14 +36,10 @@ func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harne
 	clock := fnmarket.NewTestClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 	deps := api.Deps{
 		Accounts: accounts.NewStore(db, clock, bcrypt.MinCost),
-		Catalog:  catalog.NewStore(db, clock),
+		Catalog:  catalogstore.NewStore(db, clock),
 		Sessions: api.NewSessions([]byte(testSecret), time.Hour, clock),
-		CheckUpstream: func(ctx context.Context, raw string) error {
-			if strings.Contains(raw, "10.0.0.1") {
-				return &fnmarket.Error{Code: fnmarket.EINVALID, Fields: map[string]string{"backend.url": "resolves to a private address"}}
-			}
-			return nil
-		},
+		// The real http kind: its private-address guard refuses 10.0.0.1.
+		Backends:       mustKinds(t, gateway.HTTPKind{}),
 		GatewayURL:     "http://gw.test",
 		MaxUploadBytes: 8 << 20,
 		// Usage and logs answer nothing here; their routes still check who
@@ -57,6 +54,15 @@ func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harne
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
 	return &harness{t: t, url: ts.URL, srv: srv, clock: clock}
+}
+
+func mustKinds(t *testing.T, kinds ...backend.Kind) *backend.Registry {
+	t.Helper()
+	r, err := backend.NewRegistry(kinds...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 type answer struct {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -15,8 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -130,14 +133,25 @@ func TestPortalBodyReadDeadline(t *testing.T) {
 	t.Fatalf("the server read the whole trickled body (%d bytes over %s) without cutting it off", size, time.Duration(size)*20*time.Millisecond)
 }
 
-// decodingPreparer decodes the module as the wasm preparer does.
-type decodingPreparer struct{}
+// decodingKind is a wasm kind that decodes the module as the real one does
+// (base64 straight from the document into bytes), without compiling it.
+type decodingKind struct{}
 
-func (decodingPreparer) PrepareBackend(_ context.Context, in api.BackendInput) (catalog.Backend, error) {
-	if _, err := base64.StdEncoding.DecodeString(in.ModuleBase64); err != nil {
-		return catalog.Backend{}, err
+func (decodingKind) Type() string { return "wasm" }
+
+func (decodingKind) Schema() backend.Schema {
+	return backend.Schema{Input: map[string]any{"module_base64": map[string]any{"type": "string"}}, Stored: map[string]any{}}
+}
+
+func (decodingKind) Prepare(_ context.Context, v fnmarket.Validation, doc json.RawMessage) json.RawMessage {
+	var in struct {
+		Type         string `json:"type"`
+		ModuleBase64 []byte `json:"module_base64"`
 	}
-	return catalog.Backend{Type: catalog.BackendWasm, ModuleSHA256: "00"}, nil
+	if !backend.Decode(v, doc, &in) {
+		return nil
+	}
+	return backend.Spec(map[string]string{"module_sha256": "00"})
 }
 
 // TestUploadDecodedWithoutGrowingCopies: a vendor's large module upload is
@@ -148,7 +162,7 @@ func TestUploadDecodedWithoutGrowingCopies(t *testing.T) {
 	// Not parallel: it measures the process's allocations.
 	h := newHarness(t, testenv.Backends()[0], func(d *api.Deps) {
 		d.MaxUploadBytes = 64 << 20
-		d.Backends = decodingPreparer{}
+		d.Backends = mustKinds(t, gateway.HTTPKind{}, decodingKind{})
 	})
 	tok, _ := h.vendor("big@example.com", "big-co")
 	body := `{"name":"big","backend":{"type":"wasm","module_base64":"` + base64.StdEncoding.EncodeToString(make([]byte, 30<<20)) +

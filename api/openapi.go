@@ -1,10 +1,13 @@
 package api
 
 import (
+	"maps"
 	"net/http"
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/fnmarket/fnmarket/backend"
 )
 
 // operation describes one route for the OpenAPI document.
@@ -86,8 +89,6 @@ var schemas = map[string]any{
 		"free_calls_per_month": integer(), "tiers": arr(ref("Tier"))}, "per_compute_ms"),
 	"Pricing": obj(map[string]any{"currency": ref("Currency"), "per_call": ref("Money"), "per_compute_ms": ref("Money"),
 		"free_calls_per_month": integer(), "tiers": arr(ref("Tier"))}, "currency", "per_call", "per_compute_ms", "free_calls_per_month"),
-	"BackendInput": obj(map[string]any{"type": enum("http", "wasm"), "url": str(), "module_base64": str(), "memory_pages": integer()}, "type"),
-	"Backend":      obj(map[string]any{"type": enum("http", "wasm"), "url": str(), "module_sha256": str(), "memory_pages": integer()}, "type"),
 	"VersionInput": obj(map[string]any{"backend": ref("BackendInput"), "pricing": ref("PricingInput"), "timeout_ms": integer(), "rate_limit_per_second": integer()}, "backend", "pricing"),
 	"CreateFunction": obj(map[string]any{"name": str(), "description": str(), "backend": ref("BackendInput"), "pricing": ref("PricingInput"),
 		"timeout_ms": integer(), "rate_limit_per_second": integer()}, "name", "backend", "pricing"),
@@ -181,8 +182,19 @@ func listOf(name string) map[string]any {
 	return obj(map[string]any{"items": arr(ref(name)), "next_cursor": str()}, "items", "next_cursor")
 }
 
-// OpenAPI returns the OpenAPI 3 document of every route.
-func OpenAPI() map[string]any {
+// OpenAPI returns the OpenAPI 3 document of every route, with the backend
+// schemas made of what kinds says each backend kind takes and shows.
+func OpenAPI(kinds *backend.Registry) map[string]any {
+	input, stored := map[string]any{"type": enum(kinds.Types()...)}, map[string]any{"type": enum(kinds.Types()...)}
+	for _, t := range kinds.Types() {
+		k, _ := kinds.Kind(t)
+		sc := k.Schema()
+		maps.Copy(input, sc.Input)
+		maps.Copy(stored, sc.Stored)
+	}
+	components := maps.Clone(schemas)
+	components["BackendInput"] = obj(input, "type")
+	components["Backend"] = obj(stored, "type")
 	paths := map[string]any{}
 	add := func(path, method string, op map[string]any) {
 		p, _ := paths[path].(map[string]any)
@@ -252,7 +264,7 @@ func OpenAPI() map[string]any {
 		"info":    map[string]any{"title": "fnmarket", "version": "1.0.0", "description": "Function marketplace with metered pay-per-use billing."},
 		"paths":   paths,
 		"components": map[string]any{
-			"schemas": schemas,
+			"schemas": components,
 			"securitySchemes": map[string]any{
 				"session":      map[string]any{"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
 				"apiKey":       map[string]any{"type": "apiKey", "in": "header", "name": "X-API-Key"},
@@ -263,6 +275,6 @@ func OpenAPI() map[string]any {
 }
 
 func (s *Server) handleOpenAPI() echo.HandlerFunc {
-	doc := OpenAPI()
+	doc := OpenAPI(s.Backends)
 	return func(c echo.Context) error { return c.JSON(http.StatusOK, doc) }
 }

@@ -25,26 +25,24 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 )
-
-// UpstreamChecker refuses backend URLs the gateway would not call (for
-// example private addresses); the gateway provides it.
-type UpstreamChecker func(ctx context.Context, rawURL string) error
 
 // Deps are what the API needs. Usage and Billing may be nil while those parts
 // are not wired; their routes then answer 404.
 type Deps struct {
-	Logger        *slog.Logger
-	Accounts      *accounts.Store
-	Catalog       *catalog.Store
-	Sessions      *Sessions
-	CheckUpstream UpstreamChecker
-	Usage         UsageReader
-	Billing       BillingReader
-	Webhooks      WebhookHandler
-	Backends      BackendPreparer
-	FunctionLogs  FunctionLogReader
+	Logger   *slog.Logger
+	Accounts *accounts.Store
+	Catalog  *catalogstore.Store
+	Sessions *Sessions
+	Usage    UsageReader
+	Billing  BillingReader
+	Webhooks WebhookHandler
+	// Backends are the backend kinds versions may use; the API hands each
+	// backend document to its kind and knows none of them.
+	Backends     *backend.Registry
+	FunctionLogs FunctionLogReader
 	// GatewayURL is the public base URL of the gateway, shown in the catalog's
 	// "how to call" snippets.
 	GatewayURL string

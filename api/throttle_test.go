@@ -16,7 +16,7 @@ import (
 
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -194,7 +194,7 @@ func TestPasswordHashingIsBounded(t *testing.T) {
 	db := testenv.DB(t, testenv.Backends()[0])
 	srv := api.NewServer(api.Deps{
 		Accounts: accounts.NewStore(db, nil, bcrypt.DefaultCost),
-		Catalog:  catalog.NewStore(db, nil),
+		Catalog:  catalogstore.NewStore(db, nil),
 		Sessions: api.NewSessions([]byte(testSecret), time.Hour, nil),
 		Auth:     api.AuthLimits{HashSlots: 1, HashWait: time.Millisecond},
 	})

@@ -9,6 +9,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/metering"
 )
 
@@ -20,14 +21,14 @@ import (
 // Rows show exact, unrounded amounts; invoices round once per line.
 type UsageReport struct {
 	usage   *metering.Store
-	catalog *catalog.Store
+	catalog *catalogstore.Store
 	clock   fnmarket.Clock
 }
 
 var _ UsageReader = (*UsageReport)(nil)
 
 // NewUsageReport returns the usage reader the API serves.
-func NewUsageReport(usage *metering.Store, cat *catalog.Store, clock fnmarket.Clock) *UsageReport {
+func NewUsageReport(usage *metering.Store, cat *catalogstore.Store, clock fnmarket.Clock) *UsageReport {
 	if clock == nil {
 		clock = fnmarket.SystemClock{}
 	}

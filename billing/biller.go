@@ -17,6 +17,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/metering"
 )
@@ -29,7 +30,7 @@ type Catalog interface {
 	SetVendorStripeAccount(ctx context.Context, vendorID, stripeAccountID string) error
 }
 
-var _ Catalog = (*catalog.Store)(nil)
+var _ Catalog = (*catalogstore.Store)(nil)
 
 // Accounts names consumers on their Stripe customer records.
 type Accounts interface {
@@ -56,7 +57,7 @@ const DefaultAdjustmentLookbackMonths = 12
 type Config struct {
 	// DB is required; it holds usage_hourly and billing's tables.
 	DB *database.DB
-	// Catalog is required (a *catalog.Store).
+	// Catalog is required (a *catalogstore.Store).
 	Catalog Catalog
 	// Accounts, optional, names Stripe customers (a *accounts.Store).
 	Accounts Accounts

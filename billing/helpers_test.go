@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -31,7 +33,7 @@ type fixture struct {
 	ctx      context.Context
 	db       *database.DB
 	clock    *fnmarket.TestClock
-	catalog  *catalog.Store
+	catalog  *catalogstore.Store
 	accounts *accounts.Store
 	biller   *Biller
 	n        int
@@ -44,7 +46,7 @@ func newFixture(t testing.TB, be testenv.Backend, tune func(*Config)) *fixture {
 	db := testenv.DB(t, be)
 	clock := fnmarket.NewTestClock(feb.Add(3 * 24 * time.Hour))
 	f := &fixture{t: t, ctx: context.Background(), db: db, clock: clock,
-		catalog: catalog.NewStore(db, clock), accounts: accounts.NewStore(db, clock, bcrypt.MinCost)}
+		catalog: catalogstore.NewStore(db, clock), accounts: accounts.NewStore(db, clock, bcrypt.MinCost)}
 	cfg := Config{DB: db, Catalog: f.catalog, Accounts: f.accounts, Clock: clock, Logger: testLogger(t)}
 	if tune != nil {
 		tune(&cfg)
@@ -90,7 +92,7 @@ func (f *fixture) vendor(slug string) catalog.Vendor {
 func (f *fixture) function(v catalog.Vendor, name string, versions ...catalog.Pricing) string {
 	f.t.Helper()
 	nv := func(p catalog.Pricing) catalog.NewVersion {
-		return catalog.NewVersion{Backend: catalog.Backend{Type: catalog.BackendHTTP, URL: "https://example.com/" + name}, Pricing: p, TimeoutMs: 1000}
+		return catalog.NewVersion{Backend: catalog.Backend{Type: "http", Spec: json.RawMessage(`{"url":"https://example.com/` + name + `"}`)}, Pricing: p, TimeoutMs: 1000}
 	}
 	fn, err := f.catalog.CreateFunction(f.ctx, v, name, "", nv(versions[0]))
 	if err != nil {

@@ -1,10 +1,15 @@
 // Package catalog owns vendors, functions, their immutable versions and their
 // pricing. The price of a call and of a month's usage is computed here only, so
 // the gateway's spend cap and billing's invoices agree to the last digit.
+//
+// The package holds domain types only and imports no database driver, so the
+// gateway links none; the relational store is catalog/catalogstore.
 package catalog
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -45,21 +50,59 @@ type Version struct {
 	CreatedAt          time.Time
 }
 
-// Backend types.
-const (
-	BackendHTTP = "http"
-	BackendWasm = "wasm"
-)
-
-// Backend says where a version runs; it is stored as the version's backend
-// JSON document. URL is set for "http" backends. ModuleSHA256 (the module's
-// key in wasm_modules) and MemoryPages (a per-call memory limit in 64 KiB
-// pages, 0 for the runtime's default) are set for "wasm" backends.
+// Backend says where a version runs: its kind (Type) and that kind's own
+// fields (Spec, a JSON object without "type"), which only the kind reads
+// (see package backend). It is stored and shown as one object,
+// {"type": Type, ...Spec}, e.g. {"type":"http","url":"https://..."}.
 type Backend struct {
-	Type         string `json:"type"`
-	URL          string `json:"url,omitempty"`
-	ModuleSHA256 string `json:"module_sha256,omitempty"`
-	MemoryPages  int    `json:"memory_pages,omitempty"`
+	Type string
+	Spec json.RawMessage
+}
+
+// MarshalJSON writes the backend as one object, "type" first.
+func (b Backend) MarshalJSON() ([]byte, error) {
+	t, err := json.Marshal(b.Type)
+	if err != nil {
+		return nil, err
+	}
+	spec := bytes.TrimSpace(b.Spec)
+	if len(spec) < 2 || spec[0] != '{' || spec[len(spec)-1] != '}' {
+		if len(spec) != 0 && !bytes.Equal(spec, []byte("null")) {
+			return nil, fmt.Errorf("backend spec of type %s is not a JSON object", b.Type)
+		}
+		spec = []byte("{}")
+	}
+	inner := bytes.TrimSpace(spec[1 : len(spec)-1])
+	out := make([]byte, 0, len(t)+len(inner)+10)
+	out = append(out, `{"type":`...)
+	out = append(out, t...)
+	if len(inner) > 0 {
+		out = append(out, ',')
+		out = append(out, inner...)
+	}
+	return append(out, '}'), nil
+}
+
+// UnmarshalJSON reads a backend object: "type" into Type, every other field
+// into Spec.
+func (b *Backend) UnmarshalJSON(data []byte) error {
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return err
+	}
+	var t string
+	if raw, ok := fields["type"]; ok {
+		if err := json.Unmarshal(raw, &t); err != nil {
+			return fmt.Errorf("backend type: %w", err)
+		}
+		delete(fields, "type")
+	}
+	spec, err := json.Marshal(fields)
+	if err != nil {
+		return err
+	}
+	b.Type, b.Spec = t, spec
+	return nil
 }
 
 // Timeout bounds, in milliseconds.
@@ -78,10 +121,20 @@ type Route struct {
 	Version    Version
 }
 
-func mustJSON(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(err)
-	}
-	return string(b)
+// NewVersion is what a vendor sends to create a version.
+type NewVersion struct {
+	Backend            Backend
+	Pricing            Pricing
+	TimeoutMs          int
+	RateLimitPerSecond int
 }
+
+// Listing is a published function as the public catalog shows it.
+type Listing struct {
+	Function
+	VendorName string
+	Published  Version
+}
+
+// FunctionRef names a function by vendor slug and name.
+type FunctionRef struct{ VendorSlug, Name string }

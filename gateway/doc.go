@@ -5,6 +5,13 @@
 // Invoker for the version's backend type, measures compute time and hands the
 // finished call to the Meter.
 //
+// Backend kinds come from package backend's registry (RegisterKinds): the
+// built-in reverse proxy runs "http" (HTTPKind, which also checks http
+// backends' URLs when versions are created), and every other kind is its own
+// Invoker. The gateway never switches on a backend type. It imports no
+// database or Redis driver: routes, calls and admissions are domain types
+// (catalog, usage) behind the small interfaces below.
+//
 // # Caching and invalidation
 //
 // Keys (by hash) and routes (by vendor, name and version) are cached in

@@ -13,9 +13,10 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
-	"github.com/fnmarket/fnmarket/metering"
+	"github.com/fnmarket/fnmarket/usage"
 )
 
 // The fakes below stand in for the SQL and Redis implementations, which are
@@ -128,7 +129,7 @@ func (f *fakeRoutes) addVersion(vendor, name string, v int, url string, publish 
 	ver := catalog.Version{
 		FunctionID: fn.id,
 		Version:    v,
-		Backend:    catalog.Backend{Type: catalog.BackendHTTP, URL: url},
+		Backend:    catalog.Backend{Type: gateway.BackendHTTP, Spec: backend.Spec(map[string]string{"url": url})},
 		Pricing:    testPricing(),
 		TimeoutMs:  10_000,
 	}
@@ -195,7 +196,7 @@ func (f *fakeRoutes) FunctionsChangedSince(ctx context.Context, since time.Time)
 // and per consumer and function (calls this month) as the Redis counters do.
 type fakeMeter struct {
 	mu    sync.Mutex
-	calls []metering.Call
+	calls []usage.Call
 	spent map[string]decimal.Decimal // by key ID
 	count map[[2]string]int64        // by consumer ID, function ID
 }
@@ -206,7 +207,7 @@ func newFakeMeter() *fakeMeter {
 	return &fakeMeter{spent: map[string]decimal.Decimal{}, count: map[[2]string]int64{}}
 }
 
-func (m *fakeMeter) Record(c metering.Call) {
+func (m *fakeMeter) Record(c usage.Call) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls = append(m.calls, c)
@@ -216,15 +217,15 @@ func (m *fakeMeter) Record(c metering.Call) {
 	}
 }
 
-func (m *fakeMeter) recorded() []metering.Call {
+func (m *fakeMeter) recorded() []usage.Call {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]metering.Call(nil), m.calls...)
+	return append([]usage.Call(nil), m.calls...)
 }
 
 // callCost prices one recorded call the way billing does: catalog's pricing
 // code, free calls waiving per_call only.
-func callCost(c metering.Call) decimal.Decimal {
+func callCost(c usage.Call) decimal.Decimal {
 	p := c.Pricing
 	cost := p.PerComputeMs.Mul(decimal.NewFromInt(c.ComputeMs))
 	if c.CallsBefore >= p.FreeCallsPerMonth {
@@ -260,8 +261,8 @@ type window struct {
 
 var _ gateway.Admitter = (*fakeAdmitter)(nil)
 
-func (a *fakeAdmitter) Admit(ctx context.Context, req metering.AdmissionRequest) (metering.Admission, error) {
-	adm := metering.Admission{Allowed: true, CallsBefore: a.meter.callsOf(req.Caller.ConsumerID, req.FunctionID)}
+func (a *fakeAdmitter) Admit(ctx context.Context, req usage.AdmissionRequest) (usage.Admission, error) {
+	adm := usage.Admission{Allowed: true, CallsBefore: a.meter.callsOf(req.Caller.ConsumerID, req.FunctionID)}
 	if limit := req.Caller.RateLimitPerSecond; limit > 0 {
 		a.mu.Lock()
 		start := req.At.Truncate(time.Second)

@@ -17,8 +17,9 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
-	"github.com/fnmarket/fnmarket/metering"
+	"github.com/fnmarket/fnmarket/usage"
 )
 
 // Key is what the gateway needs to know about an API key.
@@ -63,16 +64,17 @@ type RouteStore interface {
 // Admitter decides whether one call may go ahead under its key's rate limit
 // and spend cap.
 type Admitter interface {
-	Admit(ctx context.Context, req metering.AdmissionRequest) (metering.Admission, error)
+	Admit(ctx context.Context, req usage.AdmissionRequest) (usage.Admission, error)
 }
 
 // Meter counts finished calls. Record must not block the call path.
 type Meter interface {
-	Record(c metering.Call)
+	Record(c usage.Call)
 }
 
-// Invoker runs calls on one type of backend ("http" is built in; others, such
-// as "wasm", are added with RegisterInvoker).
+// Invoker runs calls on one type of backend ("http" is built in; other
+// backend kinds, such as "wasm", are Invokers themselves and are added with
+// RegisterKinds).
 //
 // Invoke writes the function's answer to w, including the X-Compute-Ms
 // header (and, for an answer streamed without a known length, the
@@ -353,7 +355,7 @@ func New(cfg Config, keys KeyStore, routes RouteStore, admitter Admitter, meter 
 	g.keys.staleIfError(cfg.MaxStale)
 	g.routes.staleIfError(cfg.MaxStale)
 	g.httpInv = newHTTPInvoker(cfg)
-	g.invokers[catalog.BackendHTTP] = g.httpInv
+	g.invokers[BackendHTTP] = g.httpInv
 	return g, nil
 }
 
@@ -363,6 +365,24 @@ func (g *Gateway) RegisterInvoker(backendType string, inv Invoker) {
 	g.invMu.Lock()
 	defer g.invMu.Unlock()
 	g.invokers[backendType] = inv
+}
+
+// RegisterKinds makes the gateway run every kind of kinds: a kind is its own
+// Invoker, except "http", whose invoker is built in. A kind that cannot
+// invoke is an error, so a version the API accepts is one the gateway runs.
+func (g *Gateway) RegisterKinds(kinds *backend.Registry) error {
+	for _, t := range kinds.Types() {
+		k, _ := kinds.Kind(t)
+		if _, ok := k.(HTTPKind); ok && t == BackendHTTP {
+			continue
+		}
+		inv, ok := k.(Invoker)
+		if !ok {
+			return fmt.Errorf("gateway: backend kind %q has no invoker", t)
+		}
+		g.RegisterInvoker(t, inv)
+	}
+	return nil
 }
 
 func (g *Gateway) invoker(backendType string) (Invoker, bool) {
@@ -505,8 +525,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	at := g.clock.Now()
-	adm, err := g.admitter.Admit(r.Context(), metering.AdmissionRequest{
-		Caller: metering.Caller{
+	adm, err := g.admitter.Admit(r.Context(), usage.AdmissionRequest{
+		Caller: usage.Caller{
 			ConsumerID:         key.ConsumerID,
 			KeyID:              key.ID,
 			RateLimitPerSecond: effectiveRateLimit(g.cfg.DefaultRateLimitPerKey, route.Version.RateLimitPerSecond),
@@ -545,7 +565,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	out, err := inv.Invoke(w, r, call)
 	callerGone := r.Context().Err() != nil
 	if out.Reached {
-		g.meter.Record(metering.Call{
+		g.meter.Record(usage.Call{
 			InvocationID: id,
 			ConsumerID:   key.ConsumerID,
 			KeyID:        key.ID,
@@ -657,7 +677,7 @@ func effectiveRateLimit(def, version int) int {
 	return max(def, 0)
 }
 
-func setRateLimitHeaders(h http.Header, adm metering.Admission) {
+func setRateLimitHeaders(h http.Header, adm usage.Admission) {
 	if adm.Limit <= 0 {
 		return
 	}

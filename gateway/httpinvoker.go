@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +26,37 @@ import (
 type httpInvoker struct {
 	transport   *http.Transport
 	bufferLimit int64
+	urls        specURLs
+}
+
+// specURLs remembers the URL of each http backend spec seen, so a call
+// decodes no JSON. Specs are immutable (versions are); the map is emptied
+// when it reaches maxSpecURLs.
+type specURLs struct {
+	mu sync.RWMutex
+	m  map[string]string
+}
+
+const maxSpecURLs = 10_000
+
+func (c *specURLs) of(spec json.RawMessage) (string, error) {
+	c.mu.RLock()
+	u, ok := c.m[string(spec)]
+	c.mu.RUnlock()
+	if ok {
+		return u, nil
+	}
+	var s httpSpec
+	if err := json.Unmarshal(spec, &s); err != nil {
+		return "", fmt.Errorf("decode http backend: %w", err)
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= maxSpecURLs {
+		c.m = make(map[string]string)
+	}
+	c.m[string(spec)] = s.URL
+	c.mu.Unlock()
+	return s.URL, nil
 }
 
 func newHTTPInvoker(cfg Config) *httpInvoker {
@@ -60,7 +93,11 @@ func (callTimeout) Error() string { return "the function's timeout passed" }
 
 // Invoke forwards the call to the version's backend URL and streams the answer back.
 func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invocation) (Outcome, error) {
-	target, err := backendURL(call.Route.Version.Backend.URL, call.Rest, r.URL.RawQuery)
+	raw, err := h.urls.of(call.Route.Version.Backend.Spec)
+	if err != nil {
+		return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend is not valid", Err: err}
+	}
+	target, err := backendURL(raw, call.Rest, r.URL.RawQuery)
 	if err != nil {
 		return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend URL is not valid", Err: err}
 	}
@@ -242,12 +279,9 @@ func stream(w io.Writer, rc *http.ResponseController, src io.Reader) (readErr, w
 
 // backendURL appends the call's escaped rest path and query to the backend URL.
 func backendURL(raw, rest, rawQuery string) (*url.URL, error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return nil, err
-	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("backend URL must be absolute http or https")
+	u, problem := parseUpstreamURL(raw)
+	if problem != "" {
+		return nil, fmt.Errorf("backend URL %s", problem)
 	}
 	t := *u
 	t.User = nil

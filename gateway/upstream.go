@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strings"
 	"syscall"
 
 	"github.com/fnmarket/fnmarket"
@@ -17,11 +18,11 @@ import (
 const upstreamURLField = "backend.url"
 
 // CheckUpstreamURL reports whether rawURL may be a function's HTTP backend: an
-// absolute http or https URL without credentials whose host, unless
+// absolute http or https URL without credentials or fragment whose host, unless
 // allowPrivate, resolves only to public unicast addresses (no loopback,
 // private, link-local, unspecified, CGNAT, multicast or reserved ones); a name
-// that does not resolve (yet) is accepted. The API
-// calls it at publish time; the gateway checks every dialled address again, so
+// that does not resolve (yet) is accepted. The http kind (HTTPKind) calls it
+// when a version is created; the gateway checks every dialled address again, so
 // a name that resolves differently later (DNS rebinding) is still refused. It
 // returns an *fnmarket.Error with code EINVALID naming the field "backend.url".
 func CheckUpstreamURL(ctx context.Context, rawURL string, allowPrivate bool) error {
@@ -32,23 +33,11 @@ func CheckUpstreamURL(ctx context.Context, rawURL string, allowPrivate bool) err
 			Fields:  map[string]string{upstreamURLField: fmt.Sprintf(format, args...)},
 		}
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return bad("must be an absolute http or https URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return bad("must use the http or https scheme")
-	}
-	if u.Opaque != "" || u.Host == "" {
-		return bad("must be an absolute http or https URL with a host")
-	}
-	if u.User != nil {
-		return bad("must not carry credentials")
+	u, problem := parseUpstreamURL(rawURL)
+	if problem != "" {
+		return bad("%s", problem)
 	}
 	host := u.Hostname()
-	if host == "" {
-		return bad("must name a host")
-	}
 	if allowPrivate {
 		return nil
 	}
@@ -71,6 +60,30 @@ func CheckUpstreamURL(ctx context.Context, rawURL string, allowPrivate bool) err
 		}
 	}
 	return nil
+}
+
+// parseUpstreamURL is the one check of an HTTP backend URL's form, at create
+// time (CheckUpstreamURL) and on every call (backendURL): an absolute http or
+// https URL with a host, without credentials or fragment. It returns the
+// problem with rawURL, or "".
+func parseUpstreamURL(rawURL string) (*url.URL, string) {
+	if rawURL == "" {
+		return nil, "is required"
+	}
+	u, err := url.Parse(rawURL)
+	switch {
+	case err != nil:
+		return nil, "must be an absolute http or https URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, "must use the http or https scheme"
+	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
+		return nil, "must be an absolute http or https URL with a host"
+	case u.User != nil:
+		return nil, "must not carry credentials"
+	case u.Fragment != "" || strings.HasSuffix(rawURL, "#"):
+		return nil, "must not carry a fragment"
+	}
+	return u, ""
 }
 
 // blockedAddrError is what the dial guard returns for a refused address.

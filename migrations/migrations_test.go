@@ -11,7 +11,7 @@ import (
 	"gorm.io/gorm/schema"
 
 	"github.com/fnmarket/fnmarket/accounts"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 	"github.com/fnmarket/fnmarket/migrations"
@@ -58,7 +58,7 @@ func TestUpDownUp(t *testing.T) {
 			} else if msg := diffFacts(first, again, "the first up", "the second up", nil); msg != "" {
 				t.Errorf("the schema differs after down and up again:\n%s", msg)
 			}
-			models := append(accounts.Models(), catalog.Models()...)
+			models := append(accounts.Models(), catalogstore.Models()...)
 			for _, m := range models {
 				s, err := schema.Parse(m, &sync.Map{}, db.NamingStrategy)
 				if err != nil {

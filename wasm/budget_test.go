@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
 )
@@ -74,9 +75,9 @@ func TestProcessWideBounds(t *testing.T) {
 			}
 			// The invoker turns it into an unbilled 503 with Retry-After.
 			w := httptest.NewRecorder()
-			out, err := NewInvoker(rt).Invoke(w, httptest.NewRequest(http.MethodGet, "/v1/invoke/v/f", nil), &gateway.Invocation{
+			out, err := NewKind(rt).Invoke(w, httptest.NewRequest(http.MethodGet, "/v1/invoke/v/f", nil), &gateway.Invocation{
 				ID: "x", Timeout: time.Second,
-				Route: catalog.Route{Version: catalog.Version{Backend: catalog.Backend{Type: catalog.BackendWasm, ModuleSHA256: hello.SHA256, MemoryPages: pages}}},
+				Route: catalog.Route{Version: catalog.Version{Backend: catalog.Backend{Type: BackendWasm, Spec: backend.Spec(spec{ModuleSHA256: hello.SHA256, MemoryPages: pages})}}},
 			})
 			if fnmarket.HTTPStatus(fnmarket.ErrorCode(err)) != 503 || out.Reached || out.HeadersSent || w.Header().Get("Retry-After") == "" {
 				t.Errorf("invoker over the bounds: %+v, %v, Retry-After %q; want unbilled 503 with Retry-After", out, err, w.Header().Get("Retry-After"))

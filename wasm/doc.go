@@ -1,7 +1,8 @@
 // Package wasm runs vendors' WebAssembly (WASI preview 1) functions inside
 // the fnmarket process with wazero (pure Go, no cgo): the backend type
 // {"type":"wasm","module_base64":"..."}. It knows nothing of HTTP routing,
-// keys or billing; the gateway reaches it through a small adapter.
+// keys or billing; Kind is the backend kind (package backend) that prepares
+// uploaded modules for the API and runs calls for the gateway.
 //
 // # Modules
 //

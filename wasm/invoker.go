@@ -2,32 +2,105 @@ package wasm
 
 import (
 	"context"
-	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/fnmarket/fnmarket"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/gateway"
 )
 
-// Invoker runs wasm backends for the gateway: the request goes to the module
-// CGI-style and its answer comes back as the function's answer. Compute is
-// the time spent in the module (instantiation and _start), rounded up like
-// HTTP calls; a call cut at its timeout is billed as the timeout.
-type Invoker struct{ rt *Runtime }
+// BackendWasm is the type of wasm backends.
+const BackendWasm = "wasm"
 
-var _ gateway.Invoker = (*Invoker)(nil)
+// Kind is the "wasm" backend kind. For the API it decodes, validates,
+// compiles and stores an uploaded module when a version is created; for the
+// gateway it runs calls: the request goes to the module CGI-style and its
+// answer comes back as the function's answer. Compute is the time spent in
+// the module (instantiation and _start), rounded up like HTTP calls; a call
+// cut at its timeout is billed as the timeout.
+type Kind struct{ rt *Runtime }
 
-// NewInvoker returns the gateway invoker for backend type "wasm".
-func NewInvoker(rt *Runtime) *Invoker { return &Invoker{rt: rt} }
+var (
+	_ gateway.Invoker = (*Kind)(nil)
+	_ backend.Kind    = (*Kind)(nil)
+)
+
+// NewKind returns the wasm backend kind over rt.
+func NewKind(rt *Runtime) *Kind { return &Kind{rt: rt} }
+
+// spec is what a wasm backend keeps: the module by its SHA-256 and the
+// memory limit (0: the runtime's default).
+type spec struct {
+	ModuleSHA256 string `json:"module_sha256"`
+	MemoryPages  int    `json:"memory_pages,omitempty"`
+}
+
+// Type is "wasm".
+func (*Kind) Type() string { return BackendWasm }
+
+// Schema lists the module fields.
+func (*Kind) Schema() backend.Schema {
+	return backend.Schema{
+		Input:  map[string]any{"module_base64": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}},
+		Stored: map[string]any{"module_sha256": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}},
+	}
+}
+
+// Prepare decodes the vendor's module, and when the rest of the request is
+// valid, compiles and stores it.
+func (k *Kind) Prepare(ctx context.Context, v fnmarket.Validation, doc json.RawMessage) json.RawMessage {
+	// The module is decoded from base64 straight out of the document (a
+	// []byte field), so an upload is held as the body, the document and the
+	// module, never also as one more string.
+	var in struct {
+		Type         string `json:"type"`
+		ModuleBase64 []byte `json:"module_base64"`
+		MemoryPages  int    `json:"memory_pages"`
+	}
+	dv := fnmarket.Validation{}
+	ok := backend.Decode(dv, doc, &in)
+	for f, m := range dv {
+		if f == FieldModule {
+			m = "must be the module's bytes in standard base64"
+		}
+		v.Add(f, m)
+	}
+	if !ok {
+		return nil
+	}
+	if len(in.ModuleBase64) == 0 {
+		v.Add(FieldModule, "is required for wasm backends")
+		return nil
+	}
+	if len(v) > 0 {
+		return nil
+	}
+	sp, err := k.prepare(ctx, in.ModuleBase64, in.MemoryPages)
+	if err != nil {
+		if f := fnmarket.ErrorFields(err); len(f) > 0 {
+			for name, m := range f {
+				v.Add(name, m)
+			}
+		} else {
+			v.Add("backend", fnmarket.ErrorMessage(err))
+		}
+		return nil
+	}
+	return backend.Spec(sp)
+}
 
 // Invoke runs one call.
-func (i *Invoker) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.Invocation) (gateway.Outcome, error) {
-	b := call.Route.Version.Backend
-	resp, err := i.rt.Run(r.Context(), b.ModuleSHA256, Request{
+func (k *Kind) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.Invocation) (gateway.Outcome, error) {
+	var b spec
+	if err := json.Unmarshal(call.Route.Version.Backend.Spec, &b); err != nil {
+		return gateway.Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend is not valid", Err: fmt.Errorf("decode wasm backend: %w", err)}
+	}
+	resp, err := k.rt.Run(r.Context(), b.ModuleSHA256, Request{
 		Method: r.Method, Path: call.Rest, RawQuery: r.URL.RawQuery, Header: r.Header, Body: r.Body,
 		RemoteAddr: r.RemoteAddr, InvocationID: call.ID,
 		LogKey: LogKey(call.Route.FunctionID, call.Route.Version.Version),
@@ -43,7 +116,7 @@ func (i *Invoker) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.I
 		return gateway.Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's module is not available", Err: err}
 	case errors.Is(err, ErrBusy):
 		// Not run, not billed: the process is at its wasm bounds.
-		w.Header().Set("Retry-After", strconv.FormatInt(max(int64((i.rt.cfg.AdmissionWait+time.Second-1)/time.Second), 1), 10))
+		w.Header().Set("Retry-After", strconv.FormatInt(max(int64((k.rt.cfg.AdmissionWait+time.Second-1)/time.Second), 1), 10))
 		return gateway.Outcome{}, ErrBusy
 	case err != nil && r.Context().Err() != nil:
 		// The caller went away mid-call: bill the compute used so far.
@@ -70,32 +143,20 @@ func (i *Invoker) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.I
 // identical bytes never read each other's logs.
 func LogKey(functionID string, version int) string { return functionID + "@" + strconv.Itoa(version) }
 
-// Preparer validates and stores uploaded modules when a vendor creates a
-// version (the API's BackendPreparer for type "wasm").
-type Preparer struct{ rt *Runtime }
-
-// NewPreparer returns the API's wasm backend preparer.
-func NewPreparer(rt *Runtime) *Preparer { return &Preparer{rt: rt} }
-
-// PrepareBackend decodes, validates, compiles and stores a module and returns
-// the backend document the version keeps (the module by its SHA-256).
-func (p *Preparer) PrepareBackend(ctx context.Context, b64 string, memoryPages int) (catalog.Backend, error) {
-	code, err := base64.StdEncoding.DecodeString(b64)
-	if err != nil || len(code) == 0 {
-		return catalog.Backend{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the module is not valid base64",
-			Fields: map[string]string{FieldModule: "must be the module's bytes in standard base64"}}
+// prepare decodes, validates, compiles and stores a module and returns the
+// spec the version keeps (the module by its SHA-256).
+func (k *Kind) prepare(ctx context.Context, code []byte, memoryPages int) (spec, error) {
+	if memoryPages < 0 || memoryPages > int(k.rt.cfg.MaxMemoryPages) {
+		return spec{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "memory limit out of range",
+			Fields: map[string]string{"backend.memory_pages": "must be between 0 (the default) and " + strconv.Itoa(int(k.rt.cfg.MaxMemoryPages)) + " pages of 64 KiB"}}
 	}
-	if memoryPages < 0 || memoryPages > int(p.rt.cfg.MaxMemoryPages) {
-		return catalog.Backend{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "memory limit out of range",
-			Fields: map[string]string{"backend.memory_pages": "must be between 0 (the default) and " + strconv.Itoa(int(p.rt.cfg.MaxMemoryPages)) + " pages of 64 KiB"}}
-	}
-	info, err := p.rt.Prepare(ctx, code)
+	info, err := k.rt.Prepare(ctx, code)
 	if err != nil {
-		return catalog.Backend{}, err
+		return spec{}, err
 	}
 	if memoryPages != 0 && uint32(memoryPages) < info.MinMemoryPages {
-		return catalog.Backend{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "memory limit below the module's minimum",
+		return spec{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "memory limit below the module's minimum",
 			Fields: map[string]string{"backend.memory_pages": "must be at least the module's own minimum of " + strconv.Itoa(int(info.MinMemoryPages)) + " pages"}}
 	}
-	return catalog.Backend{Type: catalog.BackendWasm, ModuleSHA256: info.SHA256, MemoryPages: memoryPages}, nil
+	return spec{ModuleSHA256: info.SHA256, MemoryPages: memoryPages}, nil
 }

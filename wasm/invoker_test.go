@@ -8,17 +8,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
 )
 
 // invoke runs one call of module sha through the gateway invoker.
-func invoke(t *testing.T, inv *Invoker, sha string) *httptest.ResponseRecorder {
+func invoke(t *testing.T, inv *Kind, sha string) *httptest.ResponseRecorder {
 	t.Helper()
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodGet, "/v1/invoke/v/f", nil)
 	call := &gateway.Invocation{ID: "0123", Timeout: 5 * time.Second, Route: catalog.Route{
-		FunctionID: "fn", Version: catalog.Version{Version: 1, Backend: catalog.Backend{Type: catalog.BackendWasm, ModuleSHA256: sha}},
+		FunctionID: "fn", Version: catalog.Version{Version: 1, Backend: catalog.Backend{Type: BackendWasm, Spec: backend.Spec(spec{ModuleSHA256: sha})}},
 	}}
 	if _, err := inv.Invoke(w, r, call); err != nil {
 		t.Fatalf("invoke: %v", err)
@@ -38,7 +39,7 @@ func TestInvokerDropsCookies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := invoke(t, NewInvoker(rt), info.SHA256)
+	w := invoke(t, NewKind(rt), info.SHA256)
 	h := w.Result().Header
 	if w.Code != 200 || w.Body.String() != "<script>1</script>" || h.Get("Content-Type") != "text/html" {
 		t.Fatalf("answer %d %q %v, want 200 with the module's body", w.Code, w.Body, h)

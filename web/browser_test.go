@@ -22,7 +22,9 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
+	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/browsertest"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 	"github.com/fnmarket/fnmarket/wasm/wasmtest"
@@ -54,13 +56,14 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 	db := testenv.DB(t, testenv.Backends()[0])
 	clock := fnmarket.SystemClock{}
 	acc := accounts.NewStore(db, clock, bcrypt.MinCost)
-	cat := catalog.NewStore(db, clock)
+	cat := catalogstore.NewStore(db, clock)
 	gw := newFakeGateway(acc, cat)
 	backends := &fakeBackends{}
 	deps := api.Deps{
 		// wasm modules are checked by a fake; there is no FunctionLogs, so
 		// the log route is missing (404) and the portal hides its viewer.
-		Backends: backends,
+		// The http kind takes the tests' local functions.
+		Backends: mustKinds(t, gateway.HTTPKind{AllowPrivate: true}, backends),
 		Accounts: acc,
 		Catalog:  cat,
 		Sessions: api.NewSessions([]byte("browser-test-secret-browser-test-secret"), time.Hour, clock),
@@ -414,4 +417,13 @@ func TestMissingRoutesShowNotAvailable(t *testing.T) {
 		t.Error("the Stripe button shows although the billing routes are missing")
 	}
 	b.CheckConsole("end")
+}
+
+func mustKinds(t *testing.T, kinds ...backend.Kind) *backend.Registry {
+	t.Helper()
+	r, err := backend.NewRegistry(kinds...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }

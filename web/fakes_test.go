@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -22,7 +23,9 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 )
 
 // fakeGateway stands in for the gateway, metering and billing, which other
@@ -33,7 +36,7 @@ import (
 // invoice and statements through the API's UsageReader and BillingReader.
 type fakeGateway struct {
 	accounts *accounts.Store
-	catalog  *catalog.Store
+	catalog  *catalogstore.Store
 	client   *http.Client
 
 	mu    sync.Mutex
@@ -60,7 +63,7 @@ var (
 	_ http.Handler      = (*fakeGateway)(nil)
 )
 
-func newFakeGateway(a *accounts.Store, c *catalog.Store) *fakeGateway {
+func newFakeGateway(a *accounts.Store, c *catalogstore.Store) *fakeGateway {
 	return &fakeGateway{accounts: a, catalog: c, client: &http.Client{Timeout: 10 * time.Second}}
 }
 
@@ -96,7 +99,14 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	start := time.Now()
-	req, err := http.NewRequestWithContext(ctx, r.Method, route.Version.Backend.URL, r.Body)
+	var spec struct {
+		URL string `json:"url"`
+	}
+	if err := json.Unmarshal(route.Version.Backend.Spec, &spec); err != nil {
+		fnmarket.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: err})
+		return
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, spec.URL, r.Body)
 	if err != nil {
 		fnmarket.WriteProblem(w, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: err})
 		return
@@ -247,9 +257,26 @@ type fakeBackends struct {
 	last []byte
 }
 
-var _ api.BackendPreparer = (*fakeBackends)(nil)
+var _ backend.Kind = (*fakeBackends)(nil)
 
-func (f *fakeBackends) PrepareBackend(_ context.Context, in api.BackendInput) (catalog.Backend, error) {
+func (f *fakeBackends) Type() string { return "wasm" }
+
+func (f *fakeBackends) Schema() backend.Schema {
+	return backend.Schema{
+		Input:  map[string]any{"module_base64": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}},
+		Stored: map[string]any{"module_sha256": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}},
+	}
+}
+
+func (f *fakeBackends) Prepare(_ context.Context, v fnmarket.Validation, doc json.RawMessage) json.RawMessage {
+	var in struct {
+		Type         string `json:"type"`
+		ModuleBase64 string `json:"module_base64"`
+		MemoryPages  int    `json:"memory_pages"`
+	}
+	if !backend.Decode(v, doc, &in) {
+		return nil
+	}
 	fields := map[string]string{}
 	code, err := base64.StdEncoding.DecodeString(in.ModuleBase64)
 	switch {
@@ -264,13 +291,16 @@ func (f *fakeBackends) PrepareBackend(_ context.Context, in api.BackendInput) (c
 		fields["backend.memory_pages"] = "must be between 0 (the default) and 4096 pages of 64 KiB"
 	}
 	if len(fields) > 0 {
-		return catalog.Backend{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the WebAssembly module is not valid", Fields: fields}
+		for k, m := range fields {
+			v.Add(k, m)
+		}
+		return nil
 	}
 	f.mu.Lock()
 	f.last = code
 	f.mu.Unlock()
 	sum := sha256.Sum256(code)
-	return catalog.Backend{Type: catalog.BackendWasm, ModuleSHA256: hex.EncodeToString(sum[:]), MemoryPages: in.MemoryPages}, nil
+	return backend.Spec(map[string]any{"module_sha256": hex.EncodeToString(sum[:]), "memory_pages": in.MemoryPages})
 }
 
 func (f *fakeBackends) lastModule() []byte {

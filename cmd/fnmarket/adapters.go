@@ -4,12 +4,11 @@ import (
 	"context"
 	"time"
 
-	"github.com/fnmarket/fnmarket"
-
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/wasm"
 )
@@ -33,7 +32,7 @@ func (k gatewayKeys) KeysChangedSince(ctx context.Context, since time.Time) ([]s
 }
 
 // gatewayRoutes serves the gateway's route lookups from the catalog.
-type gatewayRoutes struct{ s *catalog.Store }
+type gatewayRoutes struct{ s *catalogstore.Store }
 
 var _ gateway.RouteStore = gatewayRoutes{}
 
@@ -103,23 +102,6 @@ func (b billingAPI) Statements(ctx context.Context, vendorID string) (any, error
 
 func (b billingAPI) OnboardVendor(ctx context.Context, vendorID, returnURL string) (string, error) {
 	return b.b.OnboardVendor(ctx, vendorID, returnURL)
-}
-
-// wasmBackends prepares uploaded modules for the API.
-type wasmBackends struct{ p *wasm.Preparer }
-
-var _ api.BackendPreparer = wasmBackends{}
-
-func (w wasmBackends) PrepareBackend(ctx context.Context, in api.BackendInput) (catalog.Backend, error) {
-	if in.URL != "" {
-		return catalog.Backend{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "wasm backends take a module, not a URL",
-			Fields: map[string]string{"backend.url": "is only for http backends"}}
-	}
-	if in.ModuleBase64 == "" {
-		return catalog.Backend{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "no module",
-			Fields: map[string]string{wasm.FieldModule: "is required for wasm backends"}}
-	}
-	return w.p.PrepareBackend(ctx, in.ModuleBase64, in.MemoryPages)
 }
 
 // wasmLogs reads function logs the gateways keep in Redis.

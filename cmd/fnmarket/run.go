@@ -27,8 +27,9 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/billing"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/redisx"
@@ -176,10 +177,11 @@ type app struct {
 	db       *database.DB
 	redis    *redisx.Conn
 	accounts *accounts.Store
-	catalog  *catalog.Store
+	catalog  *catalogstore.Store
 	registry *prometheus.Registry
 	billing  *billing.Biller
 	wasm     *wasm.Runtime
+	kinds    *backend.Registry
 	wasmLogs *wasm.RedisLogs
 	usage    *metering.Store
 	meter    *metering.Meter // the gateway's, when this process runs one
@@ -207,7 +209,7 @@ func (a *app) openStores(ctx context.Context) error {
 		return err
 	}
 	a.accounts = accounts.NewStore(db, a.clock, 0)
-	a.catalog = catalog.NewStore(db, a.clock)
+	a.catalog = catalogstore.NewStore(db, a.clock)
 	return nil
 }
 
@@ -457,6 +459,23 @@ func (a *app) wasmRuntime(ctx context.Context) (*wasm.Runtime, error) {
 	return rt, nil
 }
 
+// backendKinds registers every backend kind, once per process: the API
+// prepares versions through them and the gateway runs them.
+func (a *app) backendKinds(ctx context.Context) (*backend.Registry, error) {
+	if a.kinds != nil {
+		return a.kinds, nil
+	}
+	rt, err := a.wasmRuntime(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.kinds, err = backend.NewRegistry(
+		gateway.HTTPKind{AllowPrivate: a.cfg.AllowPrivateUpstreams},
+		wasm.NewKind(rt),
+	)
+	return a.kinds, err
+}
+
 // usageStore reads metered usage (once per process).
 func (a *app) usageStore() *metering.Store {
 	if a.usage == nil {
@@ -481,7 +500,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 	if err != nil {
 		return err
 	}
-	rt, err := a.wasmRuntime(ctx)
+	kinds, err := a.backendKinds(ctx)
 	if err != nil {
 		return err
 	}
@@ -500,13 +519,10 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Catalog:  a.catalog,
 		Sessions: api.NewSessions(secret, 24*time.Hour, a.clock),
 		// Logged-out sessions are refused by every replica.
-		Revocations: redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
-		CheckUpstream: func(ctx context.Context, raw string) error {
-			return gateway.CheckUpstreamURL(ctx, raw, a.cfg.AllowPrivateUpstreams)
-		},
+		Revocations:  redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
 		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
 		Billing:      billingAPI{b},
-		Backends:     wasmBackends{wasm.NewPreparer(rt)},
+		Backends:     kinds,
 		FunctionLogs: wasmLogs{a.wasmLogs},
 		Webhooks:     b,
 		GatewayURL:   a.cfg.GatewayURL,
@@ -582,11 +598,13 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		}
 		return 0
 	}))
-	rt, err := a.wasmRuntime(ctx)
+	kinds, err := a.backendKinds(ctx)
 	if err != nil {
 		return err
 	}
-	gw.RegisterInvoker(catalog.BackendWasm, wasm.NewInvoker(rt))
+	if err := gw.RegisterKinds(kinds); err != nil {
+		return err
+	}
 	gw.Start(ctx)
 	p.onStop(func(context.Context) error { return gw.Close() })
 	p.gateway = gw

@@ -14,7 +14,7 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
-	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/apiclient"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -29,7 +29,7 @@ func TestReadmeSessionWithGeneratedClient(t *testing.T) {
 	clock := fnmarket.NewTestClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
 	srv := api.NewServer(api.Deps{
 		Accounts:   accounts.NewStore(db, clock, bcrypt.MinCost),
-		Catalog:    catalog.NewStore(db, clock),
+		Catalog:    catalogstore.NewStore(db, clock),
 		Sessions:   api.NewSessions([]byte("test-secret-test-secret-test-secret-0123"), time.Hour, clock),
 		GatewayURL: "http://gw.test",
 	})

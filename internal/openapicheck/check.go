@@ -18,11 +18,24 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/wasm"
 )
+
+// Kinds are the backend kinds cmd/fnmarket registers, for the document
+// tests check answers against (their schemas need no runtime).
+var Kinds = sync.OnceValue(func() *backend.Registry {
+	r, err := backend.NewRegistry(gateway.HTTPKind{}, wasm.NewKind(nil))
+	if err != nil {
+		panic(err)
+	}
+	return r
+})
 
 // Router is the served document, loaded and validated once.
 var Router = sync.OnceValues(func() (routers.Router, error) {
-	raw, err := json.Marshal(api.OpenAPI())
+	raw, err := json.Marshal(api.OpenAPI(Kinds()))
 	if err != nil {
 		return nil, err
 	}

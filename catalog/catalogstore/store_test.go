@@ -1,7 +1,8 @@
-package catalog_test
+package catalogstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -10,12 +11,13 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
 func newVersion(url string) catalog.NewVersion {
 	return catalog.NewVersion{
-		Backend:   catalog.Backend{Type: catalog.BackendHTTP, URL: url},
+		Backend:   catalog.Backend{Type: "http", Spec: json.RawMessage(`{"url":"` + url + `"}`)},
 		Pricing:   catalog.Pricing{Currency: "USD", PerCall: decimal.RequireFromString("0.0001"), PerComputeMs: decimal.Zero},
 		TimeoutMs: 1000,
 	}
@@ -35,7 +37,7 @@ func TestRoutesAndChanges(t *testing.T) {
 			if err := db.Exec("INSERT INTO accounts (id, email, name, password_hash, created_at) VALUES (?, ?, 'A', 'x', ?)", acc, acc+"@example.com", clock.Now()).Error; err != nil {
 				t.Fatal(err)
 			}
-			s := catalog.NewStore(db, clock)
+			s := catalogstore.NewStore(db, clock)
 			v, err := s.CreateVendor(ctx, acc, "acme", "Acme")
 			if err != nil {
 				t.Fatal(err)
@@ -76,7 +78,7 @@ func TestRoutesAndChanges(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, err := s.Route(ctx, "acme", "scan", 0)
-			if err != nil || r.Version.Version != 2 || r.Version.Backend.URL != "https://b.example.com" {
+			if err != nil || r.Version.Version != 2 || string(r.Version.Backend.Spec) != `{"url":"https://b.example.com"}` {
 				t.Errorf("published route: %+v %v", r, err)
 			}
 			if _, err := s.Route(ctx, "acme", "scan", 3); fnmarket.ErrorCode(err) != fnmarket.ENOTFOUND {

@@ -1,4 +1,4 @@
-package catalog
+package catalogstore
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/internal/database"
 )
 
@@ -39,8 +40,8 @@ type vendorRow struct {
 
 func (vendorRow) TableName() string { return "vendors" }
 
-func (r vendorRow) domain() Vendor {
-	v := Vendor{ID: r.ID, AccountID: r.AccountID, Slug: r.Slug, DisplayName: r.DisplayName, CreatedAt: r.CreatedAt.UTC()}
+func (r vendorRow) domain() catalog.Vendor {
+	v := catalog.Vendor{ID: r.ID, AccountID: r.AccountID, Slug: r.Slug, DisplayName: r.DisplayName, CreatedAt: r.CreatedAt.UTC()}
 	if r.StripeAccountID != nil {
 		v.StripeAccountID = *r.StripeAccountID
 	}
@@ -72,8 +73,8 @@ type versionRow struct {
 
 func (versionRow) TableName() string { return "function_versions" }
 
-func (r versionRow) domain() (Version, error) {
-	v := Version{FunctionID: r.FunctionID, Version: r.Version, TimeoutMs: r.TimeoutMs, RateLimitPerSecond: r.RateLimitPerSecond, EverPublished: r.EverPublished, CreatedAt: r.CreatedAt.UTC()}
+func (r versionRow) domain() (catalog.Version, error) {
+	v := catalog.Version{FunctionID: r.FunctionID, Version: r.Version, TimeoutMs: r.TimeoutMs, RateLimitPerSecond: r.RateLimitPerSecond, EverPublished: r.EverPublished, CreatedAt: r.CreatedAt.UTC()}
 	if err := json.Unmarshal([]byte(r.Backend), &v.Backend); err != nil {
 		return v, fmt.Errorf("decode backend of %s v%d: %w", r.FunctionID, r.Version, err)
 	}
@@ -88,7 +89,7 @@ func (r versionRow) domain() (Version, error) {
 func Models() []any { return []any{&vendorRow{}, &functionRow{}, &versionRow{}} }
 
 // CreateVendor makes accountID a vendor.
-func (s *Store) CreateVendor(ctx context.Context, accountID, slug, displayName string) (Vendor, error) {
+func (s *Store) CreateVendor(ctx context.Context, accountID, slug, displayName string) (catalog.Vendor, error) {
 	r := vendorRow{ID: fnmarket.NewID("ven"), AccountID: accountID, Slug: slug, DisplayName: displayName, CreatedAt: s.clock.Now()}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var n int64
@@ -107,34 +108,34 @@ func (s *Store) CreateVendor(ctx context.Context, accountID, slug, displayName s
 		return tx.Create(&r).Error
 	})
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
-		return Vendor{}, &fnmarket.Error{Code: fnmarket.ECONFLICT, Message: "that vendor slug is taken", Fields: map[string]string{"slug": "is already taken"}}
+		return catalog.Vendor{}, &fnmarket.Error{Code: fnmarket.ECONFLICT, Message: "that vendor slug is taken", Fields: map[string]string{"slug": "is already taken"}}
 	}
 	if err != nil {
-		return Vendor{}, wrap("create vendor", err)
+		return catalog.Vendor{}, wrap("create vendor", err)
 	}
 	return r.domain(), nil
 }
 
 // VendorByAccount returns the vendor of an account, ENOTFOUND if it is none.
-func (s *Store) VendorByAccount(ctx context.Context, accountID string) (Vendor, error) {
+func (s *Store) VendorByAccount(ctx context.Context, accountID string) (catalog.Vendor, error) {
 	var r vendorRow
 	err := s.db.WithContext(ctx).Where("account_id = ?", accountID).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return Vendor{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "this account is not a vendor")
+		return catalog.Vendor{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "this account is not a vendor")
 	}
 	if err != nil {
-		return Vendor{}, wrap("find vendor", err)
+		return catalog.Vendor{}, wrap("find vendor", err)
 	}
 	return r.domain(), nil
 }
 
 // VendorsByID returns vendors by id.
-func (s *Store) VendorsByID(ctx context.Context, ids []string) (map[string]Vendor, error) {
+func (s *Store) VendorsByID(ctx context.Context, ids []string) (map[string]catalog.Vendor, error) {
 	var rows []vendorRow
 	if err := s.db.WithContext(ctx).Where("id IN ?", ids).Find(&rows).Error; err != nil {
 		return nil, wrap("list vendors", err)
 	}
-	out := make(map[string]Vendor, len(rows))
+	out := make(map[string]catalog.Vendor, len(rows))
 	for _, r := range rows {
 		out[r.ID] = r.domain()
 	}
@@ -146,16 +147,8 @@ func (s *Store) SetVendorStripeAccount(ctx context.Context, vendorID, stripeAcco
 	return wrap("set stripe account", s.db.WithContext(ctx).Model(&vendorRow{}).Where("id = ?", vendorID).Update("stripe_account_id", stripeAccountID).Error)
 }
 
-// NewVersion is what a vendor sends to create a version.
-type NewVersion struct {
-	Backend            Backend
-	Pricing            Pricing
-	TimeoutMs          int
-	RateLimitPerSecond int
-}
-
 // CreateFunction creates a function with version 1, unpublished.
-func (s *Store) CreateFunction(ctx context.Context, v Vendor, name, description string, nv NewVersion) (Function, error) {
+func (s *Store) CreateFunction(ctx context.Context, v catalog.Vendor, name, description string, nv catalog.NewVersion) (catalog.Function, error) {
 	now := s.clock.Now()
 	fr := functionRow{ID: fnmarket.NewID("fn"), VendorID: v.ID, Name: name, Description: description, CreatedAt: now, UpdatedAt: now}
 	vr := newVersionRow(fr.ID, 1, nv, now)
@@ -173,48 +166,48 @@ func (s *Store) CreateFunction(ctx context.Context, v Vendor, name, description 
 		return tx.Create(&vr).Error
 	})
 	if errors.Is(err, gorm.ErrDuplicatedKey) {
-		return Function{}, &fnmarket.Error{Code: fnmarket.ECONFLICT, Message: "you already have a function with that name", Fields: map[string]string{"name": "is already used by another of your functions"}}
+		return catalog.Function{}, &fnmarket.Error{Code: fnmarket.ECONFLICT, Message: "you already have a function with that name", Fields: map[string]string{"name": "is already used by another of your functions"}}
 	}
 	if err != nil {
-		return Function{}, wrap("create function", err)
+		return catalog.Function{}, wrap("create function", err)
 	}
 	return s.Function(ctx, v, fr.ID)
 }
 
-func newVersionRow(functionID string, n int, nv NewVersion, now time.Time) versionRow {
+func newVersionRow(functionID string, n int, nv catalog.NewVersion, now time.Time) versionRow {
 	return versionRow{FunctionID: functionID, Version: n, Backend: mustJSON(nv.Backend), Pricing: mustJSON(nv.Pricing), TimeoutMs: nv.TimeoutMs, RateLimitPerSecond: nv.RateLimitPerSecond, CreatedAt: now}
 }
 
 // Functions lists a vendor's functions, with their versions, newest first.
-func (s *Store) Functions(ctx context.Context, v Vendor) ([]Function, error) {
+func (s *Store) Functions(ctx context.Context, v catalog.Vendor) ([]catalog.Function, error) {
 	var rows []functionRow
 	if err := s.db.WithContext(ctx).Where("vendor_id = ?", v.ID).Order("created_at DESC, id").Find(&rows).Error; err != nil {
 		return nil, wrap("list functions", err)
 	}
-	return s.withVersions(ctx, rows, map[string]Vendor{v.ID: v})
+	return s.withVersions(ctx, rows, map[string]catalog.Vendor{v.ID: v})
 }
 
 // Function returns one of the vendor's functions; another vendor's function is
 // reported as not found, never as forbidden, so ids leak nothing.
-func (s *Store) Function(ctx context.Context, v Vendor, id string) (Function, error) {
+func (s *Store) Function(ctx context.Context, v catalog.Vendor, id string) (catalog.Function, error) {
 	var r functionRow
 	err := s.db.WithContext(ctx).Where("id = ? AND vendor_id = ?", id, v.ID).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return Function{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no function %q among yours", id)
+		return catalog.Function{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no function %q among yours", id)
 	}
 	if err != nil {
-		return Function{}, wrap("find function", err)
+		return catalog.Function{}, wrap("find function", err)
 	}
-	fs, err := s.withVersions(ctx, []functionRow{r}, map[string]Vendor{v.ID: v})
+	fs, err := s.withVersions(ctx, []functionRow{r}, map[string]catalog.Vendor{v.ID: v})
 	if err != nil {
-		return Function{}, err
+		return catalog.Function{}, err
 	}
 	return fs[0], nil
 }
 
 // FunctionsByID returns functions (with versions and vendor slugs) by id, of
 // any vendor; billing and usage reports use it to name what was used.
-func (s *Store) FunctionsByID(ctx context.Context, ids []string) (map[string]Function, error) {
+func (s *Store) FunctionsByID(ctx context.Context, ids []string) (map[string]catalog.Function, error) {
 	var rows []functionRow
 	if len(ids) > 0 {
 		if err := s.db.WithContext(ctx).Where("id IN ?", ids).Find(&rows).Error; err != nil {
@@ -233,16 +226,16 @@ func (s *Store) FunctionsByID(ctx context.Context, ids []string) (map[string]Fun
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[string]Function, len(fs))
+	out := make(map[string]catalog.Function, len(fs))
 	for _, f := range fs {
 		out[f.ID] = f
 	}
 	return out, nil
 }
 
-func (s *Store) withVersions(ctx context.Context, rows []functionRow, vendors map[string]Vendor) ([]Function, error) {
+func (s *Store) withVersions(ctx context.Context, rows []functionRow, vendors map[string]catalog.Vendor) ([]catalog.Function, error) {
 	if len(rows) == 0 {
-		return []Function{}, nil
+		return []catalog.Function{}, nil
 	}
 	ids := make([]string, len(rows))
 	for i, r := range rows {
@@ -252,7 +245,7 @@ func (s *Store) withVersions(ctx context.Context, rows []functionRow, vendors ma
 	if err := s.db.WithContext(ctx).Where("function_id IN ?", ids).Order("function_id, version").Find(&vrows).Error; err != nil {
 		return nil, wrap("list versions", err)
 	}
-	byFn := map[string][]Version{}
+	byFn := map[string][]catalog.Version{}
 	for _, vr := range vrows {
 		v, err := vr.domain()
 		if err != nil {
@@ -260,29 +253,29 @@ func (s *Store) withVersions(ctx context.Context, rows []functionRow, vendors ma
 		}
 		byFn[vr.FunctionID] = append(byFn[vr.FunctionID], v)
 	}
-	out := make([]Function, len(rows))
+	out := make([]catalog.Function, len(rows))
 	for i, r := range rows {
-		out[i] = Function{ID: r.ID, VendorID: r.VendorID, VendorSlug: vendors[r.VendorID].Slug, Name: r.Name, Description: r.Description,
+		out[i] = catalog.Function{ID: r.ID, VendorID: r.VendorID, VendorSlug: vendors[r.VendorID].Slug, Name: r.Name, Description: r.Description,
 			PublishedVersion: r.PublishedVersion, Versions: byFn[r.ID], CreatedAt: r.CreatedAt.UTC(), UpdatedAt: r.UpdatedAt.UTC()}
 	}
 	return out, nil
 }
 
 // UpdateDescription changes a function's description.
-func (s *Store) UpdateDescription(ctx context.Context, v Vendor, id, description string) (Function, error) {
+func (s *Store) UpdateDescription(ctx context.Context, v catalog.Vendor, id, description string) (catalog.Function, error) {
 	res := s.db.WithContext(ctx).Model(&functionRow{}).Where("id = ? AND vendor_id = ?", id, v.ID).
 		Updates(map[string]any{"description": description, "updated_at": s.clock.Now()})
 	if res.Error != nil {
-		return Function{}, wrap("update function", res.Error)
+		return catalog.Function{}, wrap("update function", res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return Function{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no function %q among yours", id)
+		return catalog.Function{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no function %q among yours", id)
 	}
 	return s.Function(ctx, v, id)
 }
 
 // AddVersion appends an immutable version numbered one past the latest.
-func (s *Store) AddVersion(ctx context.Context, v Vendor, id string, nv NewVersion) (Version, error) {
+func (s *Store) AddVersion(ctx context.Context, v catalog.Vendor, id string, nv catalog.NewVersion) (catalog.Version, error) {
 	var out versionRow
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var fr functionRow
@@ -309,13 +302,13 @@ func (s *Store) AddVersion(ctx context.Context, v Vendor, id string, nv NewVersi
 		return tx.Model(&functionRow{}).Where("id = ?", id).Update("updated_at", now).Error
 	})
 	if err != nil {
-		return Version{}, wrap("add version", err)
+		return catalog.Version{}, wrap("add version", err)
 	}
 	return out.domain()
 }
 
 // Publish makes version the one that answers unpinned calls.
-func (s *Store) Publish(ctx context.Context, v Vendor, id string, version int) (Function, error) {
+func (s *Store) Publish(ctx context.Context, v catalog.Vendor, id string, version int) (catalog.Function, error) {
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		var n int64
 		if err := tx.Model(&functionRow{}).Where("id = ? AND vendor_id = ?", id, v.ID).Count(&n).Error; err != nil {
@@ -334,35 +327,28 @@ func (s *Store) Publish(ctx context.Context, v Vendor, id string, version int) (
 		return tx.Model(&functionRow{}).Where("id = ?", id).Updates(map[string]any{"published_version": version, "updated_at": s.clock.Now()}).Error
 	})
 	if err != nil {
-		return Function{}, wrap("publish", err)
+		return catalog.Function{}, wrap("publish", err)
 	}
 	return s.Function(ctx, v, id)
 }
 
 // Unpublish takes the function off the catalog; calls then get 404.
-func (s *Store) Unpublish(ctx context.Context, v Vendor, id string) (Function, error) {
+func (s *Store) Unpublish(ctx context.Context, v catalog.Vendor, id string) (catalog.Function, error) {
 	res := s.db.WithContext(ctx).Model(&functionRow{}).Where("id = ? AND vendor_id = ?", id, v.ID).
 		Updates(map[string]any{"published_version": nil, "updated_at": s.clock.Now()})
 	if res.Error != nil {
-		return Function{}, wrap("unpublish", res.Error)
+		return catalog.Function{}, wrap("unpublish", res.Error)
 	}
 	if res.RowsAffected == 0 {
-		return Function{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no function %q among yours", id)
+		return catalog.Function{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no function %q among yours", id)
 	}
 	return s.Function(ctx, v, id)
-}
-
-// Listing is a published function as the public catalog shows it.
-type Listing struct {
-	Function
-	VendorName string
-	Published  Version
 }
 
 // Search lists published functions whose vendor, name or description contains
 // q (case-insensitive), ordered by vendor and name, after the cursor
 // ("vendor/name") and at most limit of them.
-func (s *Store) Search(ctx context.Context, q, after string, limit int) ([]Listing, error) {
+func (s *Store) Search(ctx context.Context, q, after string, limit int) ([]catalog.Listing, error) {
 	type row struct {
 		ID, VendorID, Name, Description string
 		PublishedVersion                *int
@@ -387,18 +373,18 @@ func (s *Store) Search(ctx context.Context, q, after string, limit int) ([]Listi
 		return nil, wrap("search catalog", err)
 	}
 	frs := make([]functionRow, len(rows))
-	vendors := map[string]Vendor{}
+	vendors := map[string]catalog.Vendor{}
 	for i, r := range rows {
 		frs[i] = functionRow{ID: r.ID, VendorID: r.VendorID, Name: r.Name, Description: r.Description, PublishedVersion: r.PublishedVersion, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
-		vendors[r.VendorID] = Vendor{ID: r.VendorID, Slug: r.Slug, DisplayName: r.DisplayName}
+		vendors[r.VendorID] = catalog.Vendor{ID: r.VendorID, Slug: r.Slug, DisplayName: r.DisplayName}
 	}
 	fs, err := s.withVersions(ctx, frs, vendors)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Listing, 0, len(fs))
+	out := make([]catalog.Listing, 0, len(fs))
 	for _, f := range fs {
-		l := Listing{Function: f, VendorName: vendors[f.VendorID].DisplayName}
+		l := catalog.Listing{Function: f, VendorName: vendors[f.VendorID].DisplayName}
 		for _, ver := range f.Versions {
 			if f.PublishedVersion != nil && ver.Version == *f.PublishedVersion {
 				l.Published = ver
@@ -410,28 +396,28 @@ func (s *Store) Search(ctx context.Context, q, after string, limit int) ([]Listi
 }
 
 // Listing returns one published function by vendor slug and name.
-func (s *Store) Listing(ctx context.Context, vendorSlug, name string) (Listing, error) {
+func (s *Store) Listing(ctx context.Context, vendorSlug, name string) (catalog.Listing, error) {
 	var vr vendorRow
 	if err := s.db.WithContext(ctx).Where("slug = ?", vendorSlug).Take(&vr).Error; err != nil {
 		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return Listing{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no published function %s/%s", vendorSlug, name)
+			return catalog.Listing{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no published function %s/%s", vendorSlug, name)
 		}
-		return Listing{}, wrap("find vendor", err)
+		return catalog.Listing{}, wrap("find vendor", err)
 	}
 	var fr functionRow
 	err := s.db.WithContext(ctx).Where("vendor_id = ? AND name = ? AND published_version IS NOT NULL", vr.ID, name).Take(&fr).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return Listing{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no published function %s/%s", vendorSlug, name)
+		return catalog.Listing{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no published function %s/%s", vendorSlug, name)
 	}
 	if err != nil {
-		return Listing{}, wrap("find function", err)
+		return catalog.Listing{}, wrap("find function", err)
 	}
 	v := vr.domain()
-	fs, err := s.withVersions(ctx, []functionRow{fr}, map[string]Vendor{v.ID: v})
+	fs, err := s.withVersions(ctx, []functionRow{fr}, map[string]catalog.Vendor{v.ID: v})
 	if err != nil {
-		return Listing{}, err
+		return catalog.Listing{}, err
 	}
-	l := Listing{Function: fs[0], VendorName: v.DisplayName}
+	l := catalog.Listing{Function: fs[0], VendorName: v.DisplayName}
 	for _, ver := range l.Versions {
 		if ver.Version == *fr.PublishedVersion {
 			l.Published = ver
@@ -442,7 +428,7 @@ func (s *Store) Listing(ctx context.Context, vendorSlug, name string) (Listing, 
 
 // Route finds what answers a call to vendor/name, at version or (0) the
 // published one. A pinned version must have been published at some point.
-func (s *Store) Route(ctx context.Context, vendorSlug, name string, version int) (Route, error) {
+func (s *Store) Route(ctx context.Context, vendorSlug, name string, version int) (catalog.Route, error) {
 	notFound := fnmarket.Errorf(fnmarket.ENOTFOUND, "no published function %s/%s", vendorSlug, name)
 	type row struct {
 		FunctionID       string
@@ -455,14 +441,14 @@ func (s *Store) Route(ctx context.Context, vendorSlug, name string, version int)
 		Joins("JOIN vendors ON vendors.id = functions.vendor_id").
 		Where("vendors.slug = ? AND functions.name = ?", vendorSlug, name).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return Route{}, notFound
+		return catalog.Route{}, notFound
 	}
 	if err != nil {
-		return Route{}, wrap("route", err)
+		return catalog.Route{}, wrap("route", err)
 	}
 	// An unpublished function answers nothing, pinned or not.
 	if r.PublishedVersion == nil {
-		return Route{}, notFound
+		return catalog.Route{}, notFound
 	}
 	if version == 0 {
 		version = *r.PublishedVersion
@@ -470,25 +456,22 @@ func (s *Store) Route(ctx context.Context, vendorSlug, name string, version int)
 	var vr versionRow
 	err = s.db.WithContext(ctx).Where("function_id = ? AND version = ? AND ever_published = ?", r.FunctionID, version, true).Take(&vr).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
-		return Route{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "function %s/%s has no published version %d", vendorSlug, name, version)
+		return catalog.Route{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "function %s/%s has no published version %d", vendorSlug, name, version)
 	}
 	if err != nil {
-		return Route{}, wrap("route version", err)
+		return catalog.Route{}, wrap("route version", err)
 	}
 	v, err := vr.domain()
 	if err != nil {
-		return Route{}, err
+		return catalog.Route{}, err
 	}
-	return Route{VendorSlug: vendorSlug, VendorID: r.VendorID, Function: name, FunctionID: r.FunctionID, Version: v}, nil
+	return catalog.Route{VendorSlug: vendorSlug, VendorID: r.VendorID, Function: name, FunctionID: r.FunctionID, Version: v}, nil
 }
-
-// FunctionRef names a function by vendor slug and name.
-type FunctionRef struct{ VendorSlug, Name string }
 
 // FunctionsChangedSince lists functions changed at or after since (published,
 // unpublished, new versions), so gateways can drop cached routes.
-func (s *Store) FunctionsChangedSince(ctx context.Context, since time.Time) ([]FunctionRef, error) {
-	var out []FunctionRef
+func (s *Store) FunctionsChangedSince(ctx context.Context, since time.Time) ([]catalog.FunctionRef, error) {
+	var out []catalog.FunctionRef
 	err := s.db.WithContext(ctx).Table("functions").
 		Select("vendors.slug AS vendor_slug, functions.name AS name").
 		Joins("JOIN vendors ON vendors.id = functions.vendor_id").
@@ -509,3 +492,11 @@ func escapeLike(s string) string {
 
 // wrap adds what was being done to err (see fnmarket.Wrap).
 func wrap(what string, err error) error { return fnmarket.Wrap(what, err) }
+
+func mustJSON(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
