@@ -14,7 +14,9 @@ import (
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog/catalogstore"
+	"github.com/fnmarket/fnmarket/gateway"
 	"github.com/fnmarket/fnmarket/internal/apiclient"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -27,11 +29,16 @@ func TestReadmeSessionWithGeneratedClient(t *testing.T) {
 	t.Parallel()
 	db := testenv.DB(t, testenv.Backends()[0])
 	clock := fnmarket.NewTestClock(time.Date(2026, 3, 14, 15, 9, 26, 0, time.UTC))
+	kinds, err := backend.NewRegistry(gateway.HTTPKind{AllowPrivate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := api.NewServer(api.Deps{
 		Accounts:   accounts.NewStore(db, clock, bcrypt.MinCost),
 		Catalog:    catalogstore.NewStore(db, clock),
 		Sessions:   api.NewSessions([]byte("test-secret-test-secret-test-secret-0123"), time.Hour, clock),
 		GatewayURL: "http://gw.test",
+		Backends:   kinds,
 	})
 	portal := httptest.NewServer(srv)
 	t.Cleanup(portal.Close)
