@@ -211,6 +211,12 @@ func TestPortalInBrowser(t *testing.T) {
 		browsertest.WaitText("#catalog-results .card-price", "$0.0001 / call"))
 	shots["catalog"] = b.Shot("catalog")
 	b.Do("open function", browsertest.Click(`#catalog-results a[href="/functions/acme/image-tagger"]`), browsertest.Visible("#try-it"), browsertest.WaitText("#fn-description strong", "fast"))
+	// The cost box quotes the published version by name (POST /api/v1/pricing/quote):
+	// 10k calls of 50 ms with 100 free = $1.99; 1M calls of 0 ms = 999,900 × 0.0001.
+	quote := func(k string) string { return fmt.Sprintf(`#fn-quote td[data-quote="%s"]`, k) }
+	b.Do("function quote", browsertest.WaitText(quote("total_rounded"), "$1.99"), browsertest.WaitText(quote("free_calls"), "100"), browsertest.WaitText(quote("compute_cost"), "$1.00"),
+		browsertest.Fill("#quote-calls", "1000000"), browsertest.Fill("#quote-ms", "0"), browsertest.WaitText(quote("total"), "$99.99"), browsertest.WaitText(quote("billable_calls"), "999,900"),
+		browsertest.Fill("#quote-calls", "-1"), browsertest.WaitText("#fn-quote-note", "Calls must be between 0"), browsertest.WaitText(quote("total"), "—"))
 	checks := map[string]string{
 		"markdown has no raw HTML":        `!document.querySelector('#fn-description img') && document.querySelector('#fn-description').textContent.includes('<img src=x onerror=alert(1)>')`,
 		"http link is safe":               `(() => { const a = document.querySelector('#fn-description a'); return a && a.href === 'https://example.com/docs' && a.rel.includes('noopener'); })()`,
@@ -307,7 +313,7 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 }
 
-// TestFrontEndUnits runs the exact money math and the Markdown renderer in
+// TestFrontEndUnits runs the exact money formatting and the Markdown renderer in
 // the browser, where they live.
 func TestFrontEndUnits(t *testing.T) {
 	srv := startPortal(t, true)

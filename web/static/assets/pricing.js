@@ -228,3 +228,54 @@ export function pricingSummary(p) {
   if (Number(p.free_calls_per_month) > 0) parts.push(`${Number(p.free_calls_per_month).toLocaleString('en-US')} free calls / month`);
   return parts.join(' · ');
 }
+
+// costEstimator is the function page's "what would it cost" box: calls in a
+// month and compute-ms per call, quoted by the API at the published
+// version's pricing (POST /api/v1/pricing/quote with the function's name).
+export function costEstimator(fn) {
+  const calls = h('input', { type: 'text', id: 'quote-calls', value: '10000', inputmode: 'numeric', class: 'short', autocomplete: 'off' });
+  const ms = h('input', { type: 'text', id: 'quote-ms', value: '50', inputmode: 'numeric', class: 'short', autocomplete: 'off' });
+  const cells = {};
+  const row = (key, label) => { cells[key] = h('td', { dataset: { quote: key } }, '…'); return h('tr', null, h('th', { scope: 'row' }, label), cells[key]); };
+  const table = h('table', { class: 'kv', id: 'fn-quote' }, h('tbody', null,
+    row('free_calls', 'Free calls'), row('billable_calls', 'Billable calls'), row('per_call_cost', 'Per-call part'),
+    row('compute_cost', 'Compute part'), row('total', 'Total (exact)'), row('total_rounded', 'Billed')));
+  const note = h('p', { class: 'muted small', role: 'status', id: 'fn-quote-note' });
+  const box = h('div', { class: 'quote', 'aria-live': 'polite' },
+    h('h3', null, 'What would it cost?'),
+    h('p', { class: 'preview-assume' }, h('label', { for: calls.id }, 'Calls in a month '), calls),
+    h('p', { class: 'preview-assume' }, h('label', { for: ms.id }, 'Compute-ms per call '), ms),
+    table, note);
+  let timer = 0;
+  let seq = 0;
+  const show = (f) => { for (const [k, td] of Object.entries(cells)) td.textContent = f(k); };
+  async function refresh() {
+    const my = ++seq;
+    let q;
+    try {
+      q = await api('POST', '/api/v1/pricing/quote', { function: `${fn.vendor}/${fn.name}`, version: fn.published_version, calls: intOrRaw(calls.value) ?? 0, compute_ms_per_call: intOrRaw(ms.value) ?? 0 });
+    } catch (e) {
+      if (my !== seq) return;
+      box.removeAttribute('aria-busy');
+      show(() => '—');
+      const fields = Object.entries((e && e.fields) || {}).map(([k, m]) => `${{ calls: 'Calls', compute_ms_per_call: 'Compute-ms per call' }[k] || k} ${m}`);
+      note.textContent = fields.length ? fields.join('; ') : (e && e.message) || 'The quote could not be computed.';
+      return;
+    }
+    if (my !== seq) return;
+    box.removeAttribute('aria-busy');
+    show((k) => (typeof q[k] === 'number' ? q[k].toLocaleString('en-US') : moneyString(q[k], q.currency, 2)));
+    note.textContent = 'Priced by the rule billing uses; "Billed" is the exact total rounded half-even to cents. Other calls of this function in the same month use up the free calls first.';
+  }
+  function update() {
+    clearTimeout(timer);
+    seq += 1;
+    box.setAttribute('aria-busy', 'true');
+    show(() => '…');
+    timer = setTimeout(refresh, quoteDelayMs);
+  }
+  calls.addEventListener('input', update);
+  ms.addEventListener('input', update);
+  update();
+  return box;
+}
