@@ -11,7 +11,15 @@ import (
 // rule and answers exact decimal strings plus the total rounded half-even to
 // cents; no session is needed.
 func TestQuotePricing(t *testing.T) {
-	h := newHarness(t, testenv.Backends()[0])
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			testQuotePricing(t, newHarness(t, b))
+		})
+	}
+}
+
+func testQuotePricing(t *testing.T, h *harness) {
 	flat := map[string]any{"currency": "USD", "per_call": "0.0001", "per_compute_ms": "0.000002", "free_calls_per_month": 100}
 	tiers := map[string]any{"per_compute_ms": "0", "free_calls_per_month": 10,
 		"tiers": []any{map[string]any{"up_to": 100, "per_call": "0.01"}, map[string]any{"up_to": 0, "per_call": "0.001"}}}
