@@ -13,6 +13,7 @@ func (s *Server) routes() {
 
 	e.GET("/api/v1/catalog", s.handleCatalogSearch())
 	e.GET("/api/v1/catalog/:vendor/:name", s.handleCatalogListing())
+	e.POST("/api/v1/pricing/quote", s.handleQuote())
 
 	if s.Webhooks != nil {
 		e.POST("/webhooks/stripe", s.handleStripeWebhook())

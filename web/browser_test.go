@@ -132,12 +132,22 @@ func TestPortalInBrowser(t *testing.T) {
 	preview := func(calls, col string) string {
 		return fmt.Sprintf(`#pricing-preview tr[data-calls="%s"] td.%s`, calls, col)
 	}
-	b.Do("preview flat", browsertest.WaitText(preview("10000", "billed"), "$1.99"), browsertest.WaitText(preview("1000000", "billed"), "$199.99"))
-	b.Do("preview avg ms", browsertest.Fill(".preview-assume input", "12.5"), browsertest.WaitText(preview("10000", "exact"), "$1.24"))
-	// Tiers: 100k calls at 0.0001 then 0.00005; 1M calls with 100 free and 12.5 ms
-	// = 10 + 899,900 × 0.00005 + 25 = 79.995, billed half-even to $80.00.
-	b.Do("preview tiers", browsertest.Click(`.radio-row input[value="tiers"]`), browsertest.WaitText(preview("1000000", "exact"), "$79.995"), browsertest.WaitText(preview("1000000", "billed"), "$80.00"))
-	b.Do("preview back to flat", browsertest.Click(`.radio-row input[value="flat"]`), browsertest.WaitText(preview("1000000", "billed"), "$124.99"))
+	// The preview shows the API's quotes (POST /api/v1/pricing/quote).
+	b.Do("preview flat", browsertest.WaitText(preview("10000", "billed"), "$1.99"), browsertest.WaitText(preview("1000000", "billed"), "$199.99"),
+		browsertest.WaitText(`#pricing-preview tr[data-calls="10000"] th`, "(100 free)"))
+	// 10k calls, 100 free, 12 ms each: 9,900 × 0.0001 + 120,000 × 0.000002 = 1.23.
+	b.Do("preview avg ms", browsertest.Fill(".preview-assume input", "12"), browsertest.WaitText(preview("10000", "exact"), "$1.23"), browsertest.WaitText(preview("10000", "compute"), "$0.24"))
+	// Whole milliseconds only: the API's problem shows in the preview.
+	b.Do("preview bad ms", browsertest.Fill(".preview-assume input", "12.5"), browsertest.WaitText(".preview .hint", "Average compute-ms"), browsertest.WaitText(preview("10000", "exact"), "—"),
+		browsertest.Fill(".preview-assume input", "12"), browsertest.WaitText(preview("10000", "exact"), "$1.23"))
+	// Tiers: 100k calls at 0.0001 then 0.00005; 1M calls with 100 free and 12 ms
+	// = 10 + 899,900 × 0.00005 + 24 = 78.995, billed half-even to $79.00.
+	b.Do("preview tiers", browsertest.Click(`.radio-row input[value="tiers"]`), browsertest.WaitText(preview("1000000", "exact"), "$78.995"), browsertest.WaitText(preview("1000000", "billed"), "$79.00"))
+	b.Do("preview back to flat", browsertest.Click(`.radio-row input[value="flat"]`), browsertest.WaitText(preview("1000000", "billed"), "$123.99"))
+	// A price the API refuses is named next to its field.
+	b.Do("preview bad price", browsertest.Fill(`#function-form input[name="pricing.per_call"]`, "-1"), browsertest.WaitText(`#function-form [data-error-for="pricing.per_call"]`, "non-negative decimal"),
+		browsertest.WaitText(preview("10000", "billed"), "—"),
+		browsertest.Fill(`#function-form input[name="pricing.per_call"]`, "0.0001"), browsertest.WaitText(preview("1000000", "billed"), "$123.99"))
 	shots["vendor function editor"] = b.Shot("vendor-function-editor")
 	b.Do("create function", browsertest.Click("#create-function"), browsertest.Visible("#versions-table"), browsertest.WaitText("#published-badge", "Unpublished"))
 
@@ -204,6 +214,12 @@ func TestPortalInBrowser(t *testing.T) {
 		browsertest.WaitText("#catalog-results .card-price", "$0.0001 / call"))
 	shots["catalog"] = b.Shot("catalog")
 	b.Do("open function", browsertest.Click(`#catalog-results a[href="/functions/acme/image-tagger"]`), browsertest.Visible("#try-it"), browsertest.WaitText("#fn-description strong", "fast"))
+	// The cost box quotes the published version by name (POST /api/v1/pricing/quote):
+	// 10k calls of 50 ms with 100 free = $1.99; 1M calls of 0 ms = 999,900 × 0.0001.
+	quote := func(k string) string { return fmt.Sprintf(`#fn-quote td[data-quote="%s"]`, k) }
+	b.Do("function quote", browsertest.WaitText(quote("total_rounded"), "$1.99"), browsertest.WaitText(quote("free_calls"), "100"), browsertest.WaitText(quote("compute_cost"), "$1.00"),
+		browsertest.Fill("#quote-calls", "1000000"), browsertest.Fill("#quote-ms", "0"), browsertest.WaitText(quote("total"), "$99.99"), browsertest.WaitText(quote("billable_calls"), "999,900"),
+		browsertest.Fill("#quote-calls", "-1"), browsertest.WaitText("#fn-quote-note", "Calls must be between 0"), browsertest.WaitText(quote("total"), "—"))
 	checks := map[string]string{
 		"markdown has no raw HTML":        `!document.querySelector('#fn-description img') && document.querySelector('#fn-description').textContent.includes('<img src=x onerror=alert(1)>')`,
 		"http link is safe":               `(() => { const a = document.querySelector('#fn-description a'); return a && a.href === 'https://example.com/docs' && a.rel.includes('noopener'); })()`,
@@ -300,7 +316,7 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 }
 
-// TestFrontEndUnits runs the exact money math and the Markdown renderer in
+// TestFrontEndUnits runs the exact money formatting and the Markdown renderer in
 // the browser, where they live.
 func TestFrontEndUnits(t *testing.T) {
 	srv := startPortal(t, true)
@@ -313,23 +329,12 @@ func TestFrontEndUnits(t *testing.T) {
 	  const fails = [];
 	  const eq = (name, got, want) => { if (got !== want) fails.push(name + ': got ' + JSON.stringify(got) + ', want ' + JSON.stringify(want)); };
 	  const flat = {per_call: '0.0001', per_compute_ms: '0.000002', free_calls_per_month: 100};
-	  const cases = [
-	    ['no calls', flat, 0n, '50', '0', '0.00'],
-	    ['all free', flat, 100n, '50', '0.01', '0.01'],
-	    ['10k', flat, 10000n, '50', '1.99', '1.99'],
-	    ['1M', flat, 1000000n, '50', '199.99', '199.99'],
-	    ['0.1 + 0.2 stays exact', {per_call: '0.1', per_compute_ms: '0.2', free_calls_per_month: 0}, 1n, '1', '0.3', '0.30'],
-	    ['half-even down', {per_call: '0.125', per_compute_ms: '0', free_calls_per_month: 0}, 1n, '0', '0.125', '0.12'],
-	    ['half-even up', {per_call: '0.135', per_compute_ms: '0', free_calls_per_month: 0}, 1n, '0', '0.135', '0.14'],
-	    ['tiny prices', {per_call: '0.000000000001', per_compute_ms: '0.000000000001', free_calls_per_month: 0}, 3n, '2', '0.000000000009', '0.00'],
-	    ['huge volume', {per_call: '0.0001', per_compute_ms: '0', free_calls_per_month: 0}, 9007199254740993n, '0', '900719925474.0993', '900719925474.10'],
-	    ['tiers', {per_compute_ms: '0', free_calls_per_month: 10, tiers: [{up_to: 100, per_call: '0.01'}, {up_to: 0, per_call: '0.001'}]}, 1010n, '0', '1.9', '1.90'],
-	  ];
-	  for (const [name, p, calls, ms, exact, billed] of cases) {
-	    const c = m.monthCost(p, calls, ms);
-	    eq(name + ' exact', m.toString(c.total).replace(/,/g, ''), exact);
-	    eq(name + ' billed', m.toString(c.rounded, 2).replace(/,/g, ''), billed);
-	  }
+	  // The pricing rule is the server's alone (POST /api/v1/pricing/quote).
+	  for (const gone of ['monthCost', 'callsCost', 'roundHalfEven', 'mul']) eq('money.js has no ' + gone, typeof m[gone], 'undefined');
+	  eq('exact sum', m.toString(m.sum(['0.1', '0.2', 'x'])), '0.3');
+	  eq('amounts keep their digits', m.moneyString('79.995', 'USD', 2), '$79.995');
+	  eq('huge amounts stay exact', m.moneyString('900719925474.0993', 'EUR', 2), '€900,719,925,474.0993');
+	  eq('other currencies', m.moneyString('1.5', 'CHF', 2), '1.50 CHF');
 	  eq('parse rejects negatives', m.parseDec('-1'), null);
 	  eq('parse rejects exponents', m.parseDec('1e3'), null);
 	  eq('money', m.money(m.dec('1234.5'), 'USD', 2), '$1,234.50');
@@ -340,8 +345,6 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('rows keep unit prices', pr.pricingRows(flat).map((r) => r[1]).join(' | '), '$0.0001 | $0.000002 | 100');
 	  eq('tiers keep unit prices', pr.pricingSummary({currency: 'EUR', per_compute_ms: '0.0000005', free_calls_per_month: 0, tiers: [{up_to: 10, per_call: '0.01'}, {up_to: 0, per_call: '0.00025'}]}), 'from €0.00025 / call · €0.0000005 / compute-ms');
 	  eq('whole prices show cents', m.moneyString('2', 'USD'), '$2.00');
-	  eq('amounts round to cents', m.money(m.monthCost(flat, 1n, '1').rounded, 'USD', 2), '$0.00');
-	  eq('callsCost continues tiers', m.toString(m.add(m.callsCost({tiers: [{up_to: 2, per_call: '1'}, {up_to: 0, per_call: '0.5'}]}, 0, 3), m.callsCost({tiers: [{up_to: 2, per_call: '1'}, {up_to: 0, per_call: '0.5'}]}, 3, 2))), '3.5');
 	  const box = document.createElement('div');
 	  box.appendChild(md.render('<script>alert(1)</script>\n\n**b** *e* _e_ snake_case ` + "`<b>`" + ` [x](javascript:alert(1)) [y](data:text/html,hi) [z](https://ok.example/a?b=1)\n\n1. one\n2. two'));
 	  eq('no script element', box.querySelectorAll('script').length, 0);

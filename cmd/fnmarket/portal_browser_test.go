@@ -242,7 +242,7 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 	}
 	shots["function page"] = b.Shot("function-page")
 	b.Do("try the euro function", click(`#nav a[href="/catalog"]`), click(`#catalog-results a[href="/functions/acme/geo-lookup"]`),
-		visible("#try-key-choice"), waitText("#fn-pricing", "€0.50"), click("#try-send"), waitText("#try-status", "200"))
+		visible("#try-key-choice"), waitText("#fn-pricing", "€0.50"), waitText(`#fn-quote td[data-quote="total_rounded"]`, "€5,000.00"), click("#try-send"), waitText("#try-status", "200"))
 	b.Do("try the wasm function", click(`#nav a[href="/catalog"]`), click(`#catalog-results a[href="/functions/acme/`+fsWasmFunction+`"]`),
 		visible("#try-key-choice"), click("#try-send"), waitText("#try-status", "200"), waitText("#try-body", fsWasmMsg))
 	if got := strings.TrimSpace(b.Text("#try-body")); got != fsWasmMsg {

@@ -401,6 +401,50 @@ type Publish struct {
 	Version int64 `json:"version"`
 }
 
+// Quote defines model for Quote.
+type Quote struct {
+	BillableCalls int64 `json:"billable_calls"`
+	Calls         int64 `json:"calls"`
+
+	// ComputeCost Example: 0.0001
+	ComputeCost Money `json:"compute_cost"`
+	ComputeMs   int64 `json:"compute_ms"`
+
+	// Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
+	//
+	// Example: USD
+	Currency  Currency `json:"currency"`
+	FreeCalls int64    `json:"free_calls"`
+
+	// PerCallCost Example: 0.0001
+	PerCallCost Money `json:"per_call_cost"`
+
+	// Total Example: 0.0001
+	Total Money `json:"total"`
+
+	// TotalRounded Example: 0.0001
+	TotalRounded Money `json:"total_rounded"`
+}
+
+// QuoteRequest defines model for QuoteRequest.
+type QuoteRequest struct {
+	// Calls calls in the month, 0 to 1000000000
+	Calls int64 `json:"calls"`
+
+	// CallsBefore calls of the function already made this month (default 0): they use up free calls first and graduated tiers continue after them
+	CallsBefore *int64 `json:"calls_before,omitempty"`
+
+	// ComputeMsPerCall compute-ms of each call, 0 to 900000
+	ComputeMsPerCall int64 `json:"compute_ms_per_call"`
+
+	// Function a published function, "vendor/name", instead of pricing
+	Function *string       `json:"function,omitempty"`
+	Pricing  *PricingInput `json:"pricing,omitempty"`
+
+	// Version with function: a version that was published (default the live one)
+	Version *int64 `json:"version,omitempty"`
+}
+
 // Session defines model for Session.
 type Session struct {
 	Account   Account `json:"account"`
@@ -621,6 +665,9 @@ type AddVersionJSONRequestBody = VersionInput
 
 // CreateKeyJSONRequestBody defines body for CreateKey for application/json ContentType.
 type CreateKeyJSONRequestBody = CreateKey
+
+// QuotePricingJSONRequestBody defines body for QuotePricing for application/json ContentType.
+type QuotePricingJSONRequestBody = QuoteRequest
 
 // BecomeVendorJSONRequestBody defines body for BecomeVendor for application/json ContentType.
 type BecomeVendorJSONRequestBody = VendorRequest
@@ -883,6 +930,20 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /api/v1/openapi.json (the `GetOpenAPI` operationId).
 	GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// QuotePricingWithBody What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+	QuotePricingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// QuotePricing What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+	QuotePricing(ctx context.Context, body QuotePricingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetUsage The caller's usage (granularity hour or day)
 	//
@@ -1425,6 +1486,40 @@ func (c *Client) GetMe(ctx context.Context, reqEditors ...RequestEditorFn) (*htt
 // Corresponds with GET /api/v1/openapi.json (the `GetOpenAPI` operationId).
 func (c *Client) GetOpenAPI(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetOpenAPIRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// QuotePricingWithBody What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+func (c *Client) QuotePricingWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewQuotePricingRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// QuotePricing What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+func (c *Client) QuotePricing(ctx context.Context, body QuotePricingJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewQuotePricingRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2469,6 +2564,46 @@ func NewGetOpenAPIRequest(server string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewQuotePricingRequest calls the generic QuotePricing builder with application/json body
+func NewQuotePricingRequest(server string, body QuotePricingJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewQuotePricingRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewQuotePricingRequestWithBody constructs an http.Request for the QuotePricing method, with any body, and a specified content type
+func NewQuotePricingRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/pricing/quote")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetUsageRequest constructs an http.Request for the GetUsage method
 func NewGetUsageRequest(server string, params *GetUsageParams) (*http.Request, error) {
 	var err error
@@ -3191,6 +3326,20 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /api/v1/openapi.json (the `GetOpenAPI` operationId).
 	GetOpenAPIWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetOpenAPIResponse, error)
+
+	// QuotePricingWithBodyWithResponse What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+	QuotePricingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QuotePricingResponse, error)
+
+	// QuotePricingWithResponse What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+	QuotePricingWithResponse(ctx context.Context, body QuotePricingJSONRequestBody, reqEditors ...RequestEditorFn) (*QuotePricingResponse, error)
 
 	// GetUsageWithResponse The caller's usage (granularity hour or day)
 	//
@@ -4312,6 +4461,54 @@ func (r GetOpenAPIResponse) ContentType() string {
 	return ""
 }
 
+type QuotePricingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Quote
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r QuotePricingResponse) GetJSON200() *Quote {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r QuotePricingResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r QuotePricingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r QuotePricingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r QuotePricingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r QuotePricingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetUsageResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -5175,6 +5372,32 @@ func (c *ClientWithResponses) GetOpenAPIWithResponse(ctx context.Context, reqEdi
 	return ParseGetOpenAPIResponse(rsp)
 }
 
+// QuotePricingWithBodyWithResponse What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+func (c *ClientWithResponses) QuotePricingWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*QuotePricingResponse, error) {
+	rsp, err := c.QuotePricingWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseQuotePricingResponse(rsp)
+}
+
+// QuotePricingWithResponse What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/pricing/quote (the `QuotePricing` operationId).
+func (c *ClientWithResponses) QuotePricingWithResponse(ctx context.Context, body QuotePricingJSONRequestBody, reqEditors ...RequestEditorFn) (*QuotePricingResponse, error) {
+	rsp, err := c.QuotePricing(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseQuotePricingResponse(rsp)
+}
+
 // GetUsageWithResponse The caller's usage (granularity hour or day)
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6032,6 +6255,39 @@ func ParseGetOpenAPIResponse(rsp *http.Response) (*GetOpenAPIResponse, error) {
 	switch {
 	case rsp.StatusCode == 200:
 		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseQuotePricingResponse parses an HTTP response from a QuotePricingWithResponse call
+func ParseQuotePricingResponse(rsp *http.Response) (*QuotePricingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &QuotePricingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Quote
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem

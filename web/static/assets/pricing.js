@@ -1,12 +1,23 @@
 // Pricing: the form vendors fill in (flat or graduated per-call price,
-// per-compute-ms price, monthly free calls) with a live, exact preview of
-// what 10k and 1M calls a month would cost, and read-only summaries.
+// per-compute-ms price, monthly free calls) with a live preview of what 10k
+// and 1M calls a month would cost, quoted by the API (POST
+// /api/v1/pricing/quote, billing's own rule), and read-only summaries. No
+// money is computed here; figures are only formatted.
 
 import { h, field, uid } from './dom.js';
-import { parseDec, monthCost, money, moneyString, toString } from './money.js';
+import { moneyString } from './money.js';
+import { api, Problem } from './api.js';
 
 // previewCalls are the monthly volumes the preview prices.
-export const previewCalls = [10000n, 1000000n];
+export const previewCalls = [10000, 1000000];
+
+// quoteDelayMs is how long the preview waits after a keystroke before it
+// asks the API for a quote.
+export const quoteDelayMs = 250;
+
+function previewLabel(calls) {
+  return calls >= 1000000 ? `${calls / 1000000}M` : `${calls / 1000}k`;
+}
 
 // intOrRaw sends whole numbers as numbers and anything else as typed, so the
 // server names the field in its problem answer.
@@ -65,12 +76,12 @@ export function pricingForm(initial = {}) {
   else tiers.push({ up_to: '100000', per_call: p.per_call || '0.0001' }, { up_to: '', per_call: '0.00005' });
   drawTiers();
 
-  const avgMs = h('input', { type: 'text', id: uid('avg'), value: '50', inputmode: 'decimal', class: 'short', autocomplete: 'off' });
-  const previewBody = h('tbody');
+  const avgMs = h('input', { type: 'text', id: uid('avg'), value: '50', inputmode: 'numeric', class: 'short', autocomplete: 'off' });
+  const previewBody = h('tbody', { 'aria-live': 'polite' });
   const previewNote = h('p', { class: 'hint', role: 'status' });
   const preview = h('section', { class: 'preview', 'aria-labelledby': `${avgMs.id}-h` },
     h('h3', { id: `${avgMs.id}-h` }, 'What a consumer would pay'),
-    h('p', { class: 'preview-assume' }, h('label', { for: avgMs.id }, 'Assuming an average of '), avgMs, ' compute-ms per call, in one month:'),
+    h('p', { class: 'preview-assume' }, h('label', { for: avgMs.id }, 'Assuming an average of '), avgMs, ' compute-ms per call (whole ms), in one month:'),
     h('div', { class: 'table-wrap' }, h('table', { class: 'table preview-table', id: 'pricing-preview' },
       h('thead', null, h('tr', null, ['Calls', 'Per-call part', 'Compute part', 'Total (exact)', 'Billed'].map((t) => h('th', { scope: 'col' }, t)))),
       previewBody)),
@@ -94,39 +105,97 @@ export function pricingForm(initial = {}) {
     return out;
   }
 
+  // The preview asks the API for a quote (the rule billing uses) a short
+  // while after the last keystroke; an answer to an older request is dropped.
+  const rows = new Map(previewCalls.map((calls) => {
+    const cells = { label: h('span', { class: 'muted small' }), per: h('td', { class: 'per-call' }), compute: h('td', { class: 'compute' }), exact: h('td', { class: 'exact' }), billed: h('td', { class: 'billed' }) };
+    const tr = h('tr', { dataset: { calls: String(calls) } }, h('th', { scope: 'row' }, previewLabel(calls), cells.label), cells.per, cells.compute, cells.exact, cells.billed);
+    previewBody.appendChild(tr);
+    return [calls, cells];
+  }));
+  let timer = 0;
+  let seq = 0;
+  const quoteNote = 'Free calls waive the per-call price only; compute is charged on every call. "Billed" is the exact total rounded half-even to cents, once per invoice line.';
+
+  function pending() {
+    for (const cells of rows.values()) {
+      for (const k of ['per', 'compute', 'exact', 'billed']) cells[k].textContent = '…';
+    }
+    preview.setAttribute('aria-busy', 'true');
+  }
+
+  function blank() {
+    for (const cells of rows.values()) {
+      cells.label.textContent = '';
+      for (const k of ['per', 'compute', 'exact', 'billed']) cells[k].textContent = '—';
+    }
+  }
+
+  // showPreviewProblems names the fields the API refused next to them (the
+  // pricing fields) or in the note (the preview's own inputs).
+  function showPreviewProblems(problem) {
+    for (const slot of el.querySelectorAll('.field-error')) {
+      if ((slot.dataset.errorFor || '').startsWith('pricing')) slot.textContent = '';
+    }
+    const notes = [];
+    for (const [name, msg] of Object.entries(problem.fields || {})) {
+      const slot = name.startsWith('pricing') ? errorSlot(name) : null;
+      if (slot) slot.textContent = slot.textContent ? `${slot.textContent}; ${msg}` : msg.charAt(0).toUpperCase() + msg.slice(1);
+      else notes.push(`${name === 'compute_ms_per_call' ? 'Average compute-ms' : name} ${msg}`);
+    }
+    const inline = el.querySelectorAll('.field-error:not(:empty)').length > 0;
+    previewNote.textContent = `No preview: ${notes.length ? notes.join('; ') : inline ? 'fix the fields marked above.' : problem.message}`;
+  }
+
+  function errorSlot(name) {
+    for (const slot of el.querySelectorAll('[data-error-for]')) if (slot.dataset.errorFor === name) return slot;
+    const cut = name.replace(/(\[\d+\])?\.[^.[\]]+$|\[\d+\]$/, '');
+    return cut && cut !== name ? errorSlot(cut) : null;
+  }
+
+  async function refresh() {
+    const my = ++seq;
+    const pricing = read();
+    const ms = intOrRaw(avgMs.value) ?? 0;
+    let quotes;
+    try {
+      quotes = await Promise.all(previewCalls.map((calls) => api('POST', '/api/v1/pricing/quote', { pricing, calls: Number(calls), compute_ms_per_call: ms })));
+    } catch (e) {
+      if (my !== seq) return;
+      preview.removeAttribute('aria-busy');
+      blank();
+      if (e instanceof Problem) showPreviewProblems(e);
+      else previewNote.textContent = 'No preview: the quote could not be computed.';
+      return;
+    }
+    if (my !== seq) return;
+    preview.removeAttribute('aria-busy');
+    showPreviewProblems({ fields: {} });
+    previewNote.textContent = quoteNote;
+    quotes.forEach((q, i) => {
+      const cells = rows.get(previewCalls[i]);
+      cells.label.textContent = q.free_calls > 0 ? ` (${Number(q.free_calls).toLocaleString('en-US')} free)` : '';
+      cells.per.textContent = moneyString(q.per_call_cost, q.currency, 2);
+      cells.compute.textContent = moneyString(q.compute_cost, q.currency, 2);
+      cells.exact.textContent = moneyString(q.total, q.currency, 2);
+      cells.billed.textContent = moneyString(q.total_rounded, q.currency, 2);
+    });
+  }
+
   function update() {
     perCall.hidden = tierRadio.checked;
     tiersBox.hidden = !tierRadio.checked;
-    const v = inputs();
-    const pricing = read();
-    previewBody.replaceChildren();
-    const ms = parseDec(avgMs.value);
-    const bad = [];
-    if (!tierRadio.checked && !parseDec(v.per_call)) bad.push('price per call');
-    if (tierRadio.checked && pricing.tiers.some((t, i) => !parseDec(t.per_call) || (i < pricing.tiers.length - 1 && typeof t.up_to !== 'number'))) bad.push('tiers');
-    if (!parseDec(v.per_compute_ms)) bad.push('price per compute-ms');
-    if (!/^\d+$/.test(v.free || '0')) bad.push('free calls');
-    if (!ms) bad.push('average compute-ms');
-    if (bad.length) {
-      previewNote.textContent = `Enter a valid ${bad.join(', ')} to see the preview.`;
-      return;
-    }
-    previewNote.textContent = `Free calls waive the per-call price only; compute is charged on every call. "Billed" is the exact total rounded half-even to cents, once per invoice line.`;
-    for (const calls of previewCalls) {
-      const c = monthCost({ ...pricing, free_calls_per_month: v.free || '0' }, calls, toString(ms));
-      previewBody.appendChild(h('tr', { dataset: { calls: calls.toString() } },
-        h('th', { scope: 'row' }, calls === 10000n ? '10k' : '1M', h('span', { class: 'muted small' }, c.freeCalls > 0n ? ` (${c.freeCalls.toLocaleString('en-US')} free)` : '')),
-        h('td', null, money(c.perCall, v.currency, 2)),
-        h('td', null, money(c.compute, v.currency, 2)),
-        h('td', { class: 'exact' }, money(c.total, v.currency, 2)),
-        h('td', { class: 'billed' }, money(c.rounded, v.currency, 2))));
-    }
+    clearTimeout(timer);
+    seq += 1; // an answer still on its way is stale now
+    pending();
+    timer = setTimeout(refresh, quoteDelayMs);
   }
 
   const el = h('fieldset', { class: 'pricing' }, h('legend', null, 'Pricing'),
     h('div', { class: 'grid-2' }, currency, free), model, perCall, tiersBox, perMs, preview);
   el.addEventListener('input', update);
   el.addEventListener('change', update);
+  blank();
   update();
   return { el, read };
 }
@@ -158,4 +227,55 @@ export function pricingSummary(p) {
   const parts = [`${call} / call`, `${moneyString(p.per_compute_ms, cur, 2)} / compute-ms`];
   if (Number(p.free_calls_per_month) > 0) parts.push(`${Number(p.free_calls_per_month).toLocaleString('en-US')} free calls / month`);
   return parts.join(' · ');
+}
+
+// costEstimator is the function page's "what would it cost" box: calls in a
+// month and compute-ms per call, quoted by the API at the published
+// version's pricing (POST /api/v1/pricing/quote with the function's name).
+export function costEstimator(fn) {
+  const calls = h('input', { type: 'text', id: 'quote-calls', value: '10000', inputmode: 'numeric', class: 'short', autocomplete: 'off' });
+  const ms = h('input', { type: 'text', id: 'quote-ms', value: '50', inputmode: 'numeric', class: 'short', autocomplete: 'off' });
+  const cells = {};
+  const row = (key, label) => { cells[key] = h('td', { dataset: { quote: key } }, '…'); return h('tr', null, h('th', { scope: 'row' }, label), cells[key]); };
+  const table = h('table', { class: 'kv', id: 'fn-quote' }, h('tbody', null,
+    row('free_calls', 'Free calls'), row('billable_calls', 'Billable calls'), row('per_call_cost', 'Per-call part'),
+    row('compute_cost', 'Compute part'), row('total', 'Total (exact)'), row('total_rounded', 'Billed')));
+  const note = h('p', { class: 'muted small', role: 'status', id: 'fn-quote-note' });
+  const box = h('div', { class: 'quote', 'aria-live': 'polite' },
+    h('h3', null, 'What would it cost?'),
+    h('p', { class: 'preview-assume' }, h('label', { for: calls.id }, 'Calls in a month '), calls),
+    h('p', { class: 'preview-assume' }, h('label', { for: ms.id }, 'Compute-ms per call '), ms),
+    table, note);
+  let timer = 0;
+  let seq = 0;
+  const show = (f) => { for (const [k, td] of Object.entries(cells)) td.textContent = f(k); };
+  async function refresh() {
+    const my = ++seq;
+    let q;
+    try {
+      q = await api('POST', '/api/v1/pricing/quote', { function: `${fn.vendor}/${fn.name}`, version: fn.published_version, calls: intOrRaw(calls.value) ?? 0, compute_ms_per_call: intOrRaw(ms.value) ?? 0 });
+    } catch (e) {
+      if (my !== seq) return;
+      box.removeAttribute('aria-busy');
+      show(() => '—');
+      const fields = Object.entries((e && e.fields) || {}).map(([k, m]) => `${{ calls: 'Calls', compute_ms_per_call: 'Compute-ms per call' }[k] || k} ${m}`);
+      note.textContent = fields.length ? fields.join('; ') : (e && e.message) || 'The quote could not be computed.';
+      return;
+    }
+    if (my !== seq) return;
+    box.removeAttribute('aria-busy');
+    show((k) => (typeof q[k] === 'number' ? q[k].toLocaleString('en-US') : moneyString(q[k], q.currency, 2)));
+    note.textContent = 'Priced by the rule billing uses; "Billed" is the exact total rounded half-even to cents. Other calls of this function in the same month use up the free calls first.';
+  }
+  function update() {
+    clearTimeout(timer);
+    seq += 1;
+    box.setAttribute('aria-busy', 'true');
+    show(() => '…');
+    timer = setTimeout(refresh, quoteDelayMs);
+  }
+  calls.addEventListener('input', update);
+  ms.addEventListener('input', update);
+  update();
+  return box;
 }
