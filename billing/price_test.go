@@ -8,6 +8,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
 // h0 is an hour of January.
@@ -149,4 +150,32 @@ func TestCanTransition(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestInvoiceFreeCallsInAdmissionOrder is issue 10's measured case on an
+// invoice: v1 with 100 free calls, v2 with none, both 0.01 a call; 50 calls
+// of v2, then 100 of v1. The free calls go to calls in the order they were
+// made, so v2 pays 0.50 and v1 (50 free, 50 paid) 0.50: 1.00, what the
+// usage view and the spend cap count. Before, the invoice gave free calls to
+// versions in ascending order and billed 0.50 (test fails before this fix).
+func TestInvoiceFreeCallsInAdmissionOrder(t *testing.T) {
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		f := newFixture(t, be, nil)
+		fn := f.function(f.vendor("acme"), "echo", usd("0.01", "0", 100), usd("0.01", "0", 0))
+		alice := f.consumer("alice")
+		f.usage(jan.Add(time.Hour), alice, fn, 2, 50, 0)
+		f.usage(jan.Add(2*time.Hour), alice, fn, 1, 100, 0)
+		f.bill(jan, Options{})
+		inv := f.only(alice, jan)
+		if inv.Total.String() != "1.00" || len(inv.Lines) != 2 {
+			t.Fatalf("january = total %s, lines %+v; want 1.00 on two lines", inv.Total, inv.Lines)
+		}
+		v1, v2 := inv.Lines[0], inv.Lines[1]
+		if v1.Version != 1 || v1.FreeCalls != 50 || v1.BillableCalls != 50 || v1.Amount.String() != "0.50" {
+			t.Errorf("v1 line = %+v, want 50 free, 50 billable, 0.50", v1)
+		}
+		if v2.Version != 2 || v2.FreeCalls != 0 || v2.BillableCalls != 50 || v2.Amount.String() != "0.50" {
+			t.Errorf("v2 line = %+v, want 50 billable, 0.50", v2)
+		}
+	})
 }
