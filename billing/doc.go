@@ -19,7 +19,7 @@
 // The free tier counts per consumer, per function, per UTC calendar month, not
 // per version, and one rule (catalog.PriceMonth; catalog.Pricing.CallCost for
 // one call) decides it for invoices, the upcoming invoice, adjustments, usage
-// rows and the gateway's per-call cost: free calls and tier slots go to calls
+// rows and the spend cap's per-call cost: free calls and tier slots go to calls
 // in the order they were admitted. A call at position n (n calls of the
 // function already billed this month) is free when n is under its own
 // version's free_calls_per_month, and otherwise pays its version's price at

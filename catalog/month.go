@@ -47,9 +47,9 @@ type PricedStep struct {
 // function, has no position: it takes no free call and no tier slot.
 //
 // Pricing.CallCost is that rule for one call; PriceMonth applies it to a
-// month of hourly usage. Every view of money derives from them: the gateway's
-// X-Cost and spend caps price each call with CallCost at its admission
-// position, and invoice lines, the upcoming invoice, adjustments for late
+// month of hourly usage. Every view of money derives from them: spend caps
+// (the meter) price each call with CallCost at its admission position, as
+// should any per-call cost the gateway reports, and invoice lines, the upcoming invoice, adjustments for late
 // usage, consumers' and vendors' usage rows all sum PriceMonth's per-step
 // costs, so a period's cost is the price of the month's usage through its
 // end minus through its start, and periods add up to the invoice.

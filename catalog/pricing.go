@@ -179,9 +179,9 @@ func (p Pricing) ComputeCost(computeMs int64) decimal.Decimal {
 
 // CallCost is the exact price of one call that took computeMs when callsBefore
 // calls of the same function were already made by the same consumer this
-// month: the pricing rule (see PriceMonth) for one call. The gateway uses it
-// for X-Cost and spend caps; PriceMonth over one-call steps in the same order
-// gives the same amounts.
+// month: the pricing rule (see PriceMonth) for one call. The meter uses it
+// for spend caps; PriceMonth over one-call steps in the same order gives the
+// same amounts.
 func (p Pricing) CallCost(callsBefore, computeMs int64) decimal.Decimal {
 	c := p.ComputeCost(computeMs)
 	if callsBefore >= p.FreeCallsPerMonth {
