@@ -31,36 +31,37 @@ type PricedStep struct {
 }
 
 // PriceMonth prices a consumer's month of one function: steps are its hourly
-// usage of any versions (all in one UTC month), pricing maps versions to
-// their pricing. Steps are taken in (Hour, Version) order, which is the order
-// of the result; steps of the same hour and version may repeat (they are
-// priced as consecutive calls).
+// usage of any versions (all in one UTC month), pricing maps versions to their
+// pricing. Steps are taken in (Hour, Version) order, which is the order of the
+// result; steps of the same hour and version may repeat (they are priced as
+// consecutive calls).
 //
 // This is the pricing rule, in one place. A consumer's month of one function
 // is priced call by call, in the order the calls were admitted, whatever
-// version each call ran: the call at position n
-// (n calls of the function already billed to that consumer this UTC month)
-// is free when n < free_calls_per_month of the version it ran, and otherwise
-// pays that version's per-call price at tier slot n - free_calls_per_month
-// (graduated tiers count the same way); compute is always charged at the
-// version's per_compute_ms. A call that is refused, or never reaches the
-// function, has no position: it takes no free call and no tier slot.
+// version each call ran: the call at position n (n calls of the function
+// already billed to that consumer this UTC month) is free when n <
+// free_calls_per_month of the version it ran, and otherwise pays that
+// version's per-call price at tier slot n - free_calls_per_month (graduated
+// tiers count the same way); compute is always charged at the version's
+// per_compute_ms. A call that is refused, or never reaches the function, has
+// no position: it takes no free call and no tier slot.
 //
-// Pricing.CallCost is that rule for one call; PriceMonth applies it to a
-// month of hourly usage. Every view of money derives from them: spend caps
-// (the meter) price each call with CallCost at its admission position, as
-// should any per-call cost the gateway reports, and invoice lines, the upcoming invoice, adjustments for late
-// usage, consumers' and vendors' usage rows all sum PriceMonth's per-step
-// costs, so a period's cost is the price of the month's usage through its
-// end minus through its start, and periods add up to the invoice.
+// Pricing.CallCost is that rule for one call; PriceMonth applies it to a month
+// of hourly usage. Every view of money derives from them: spend caps (the
+// meter) price each call with CallCost at its admission position, as should
+// any per-call cost the gateway reports, and invoice lines, the upcoming
+// invoice, adjustments for late usage, consumers' and vendors' usage rows all
+// sum PriceMonth's per-step costs, so a period's cost is the price of the
+// month's usage through its end minus through its start, and periods add up to
+// the invoice.
 //
-// The meter keeps usage per hour and version, not the order of calls within
-// an hour, so PriceMonth takes the calls of one hour in ascending version
-// order. When a consumer calls several versions of a function within one
-// hour, that tie-break can differ from the admission order the gateway
-// priced (and the spend cap counted); PriceMonth and summed CallCost agree
-// exactly whenever each hour has calls of one version only, and always when
-// the versions share their pricing.
+// The meter keeps usage per hour and version, not the order of calls within an
+// hour, so PriceMonth takes the calls of one hour in ascending version order.
+// When a consumer calls several versions of a function within one hour, that
+// tie-break can differ from the admission order the spend cap priced them in;
+// PriceMonth and summed CallCost agree exactly whenever
+// each hour has calls of one version only, and always when the versions share
+// their pricing.
 func PriceMonth(pricing map[int]Pricing, steps []UsageStep) ([]PricedStep, error) {
 	sorted := slices.Clone(steps)
 	slices.SortStableFunc(sorted, func(a, b UsageStep) int {
