@@ -235,6 +235,7 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 			})
 		}
 		before := map[time.Time]int64{}
+		oneByOne := map[time.Time][]catalog.UsageStep{} // a step per call, in order
 		for _, c := range ordered {
 			month := catalog.MonthOf(c.at)
 			lk := lineKey{k.consumer, k.function, month, c.version}
@@ -242,12 +243,19 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 			if c.refused {
 				continue
 			}
-			p := pricing[k.function][c.version]
-			exact[lk] = exact[lk].Add(p.CallCost(before[month], c.ms))
-			if before[month] < p.FreeCallsPerMonth {
-				free[lk]++
-			}
+			exact[lk] = exact[lk].Add(pricing[k.function][c.version].CallCost(before[month], c.ms))
+			oneByOne[month] = append(oneByOne[month], catalog.UsageStep{Hour: month.Add(time.Duration(before[month])), Version: c.version, Calls: 1, ComputeMs: c.ms})
 			before[month]++
+		}
+		// Which calls are free, call by call.
+		for month, steps := range oneByOne {
+			priced, err := catalog.PriceMonth(pricing[k.function], steps)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, s := range priced {
+				free[lineKey{k.consumer, k.function, month, s.Version}] += s.FreeCalls
+			}
 		}
 	}
 	// A line exists for a version with admitted calls (or compute).
