@@ -3,6 +3,7 @@ package api
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -106,20 +107,28 @@ func (s *Server) handleQuote() echo.HandlerFunc {
 			return err
 		}
 		// calls_before are the month's earlier calls of the same function at
-		// the same pricing: they use up free calls first, and graduated
-		// tiers continue after them, as billing prices a month.
-		usedFree := p.FreeCalls(before, 0)
-		free := p.FreeCalls(calls, usedFree)
-		billable := calls - free
+		// the same pricing: they come first, so they use up free calls and
+		// tier slots before the quoted calls. Both go through the one
+		// pricing rule (catalog.PriceMonth) as a month of two steps.
 		computeMs := calls * ms
-		total := p.Cost(catalog.Usage{Calls: calls, ComputeMs: computeMs, FreeCalls: free, BillableBefore: before - usedFree})
+		month := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+		priced, err := catalog.PriceMonth(map[int]catalog.Pricing{1: p}, []catalog.UsageStep{
+			{Hour: month, Version: 1, Calls: before},
+			{Hour: month.Add(time.Hour), Version: 1, Calls: calls, ComputeMs: computeMs},
+		})
+		if err != nil {
+			return &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "price the quote", Err: err}
+		}
+		quoted := priced[len(priced)-1]
+		free, billable, total := quoted.FreeCalls, quoted.BillableCalls, quoted.Cost
+		computeCost := p.ComputeCost(computeMs)
 		currency := p.Currency
 		if currency == "" {
 			currency = "USD"
 		}
 		return c.JSON(http.StatusOK, quoteJSON{
 			Currency: currency, Calls: calls, FreeCalls: free, BillableCalls: billable, ComputeMs: computeMs,
-			PerCallCost: p.CallsCost(before-usedFree, billable).String(), ComputeCost: p.ComputeCost(computeMs).String(),
+			PerCallCost: total.Sub(computeCost).String(), ComputeCost: computeCost.String(),
 			Total: total.String(), TotalRounded: billing.RoundCents(total).StringFixed(2),
 		})
 	}

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 
@@ -15,10 +16,11 @@ import (
 
 // UsageReport prices rolled-up usage for the portal's usage views.
 //
-// Cost per row: each consumer's calls of a function are priced in the order
-// of the hours they fell in, from the start of the month, so the month's free
-// calls cover the earliest hours and graduated tiers continue hour to hour.
-// Rows show exact, unrounded amounts; invoices round once per line.
+// Cost per row: each consumer's month of a function is priced with
+// catalog.PriceMonth, the rule invoices use, and a row sums the exact costs of
+// the hours in its period; so rows of a month add up to the invoice's lines
+// before rounding. Rows show exact, unrounded amounts; invoices round once
+// per line.
 type UsageReport struct {
 	usage   *metering.Store
 	catalog *catalogstore.Store
@@ -72,7 +74,9 @@ func (u *UsageReport) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, erro
 	if err != nil {
 		return nil, err
 	}
-	type running struct{ calls int64 }
+	// Each consumer's month of a function is priced as a whole (from the
+	// start of the month, so free calls and tiers are counted right); a row's
+	// cost is the sum of the priced hours that fall in its period.
 	type monthKey struct {
 		consumer, function string
 		month              time.Time
@@ -82,39 +86,49 @@ func (u *UsageReport) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, erro
 		version  int
 		period   time.Time
 	}
-	run := map[monthKey]*running{}
-	out := map[outKey]*UsageRow{}
-	costs := map[outKey]decimal.Decimal{}
-	for _, p := range periods { // oldest hour first
-		fn := fns[p.FunctionID]
-		pricing, ok := versionPricing(fn, p.Version)
+	months := map[monthKey][]catalog.UsageStep{}
+	var order []monthKey
+	for _, p := range periods {
 		mk := monthKey{p.ConsumerID, p.FunctionID, monthStart(p.PeriodStart)}
-		r := run[mk]
-		if r == nil {
-			r = &running{}
-			run[mk] = r
+		if months[mk] == nil {
+			order = append(order, mk)
 		}
-		cost := decimal.Zero
-		if ok {
-			free := pricing.FreeCalls(p.BillableCalls, r.calls)
-			billableBefore := max(0, r.calls-pricing.FreeCallsPerMonth)
-			cost = pricing.Cost(catalog.Usage{Calls: p.BillableCalls, ComputeMs: p.ComputeMs, FreeCalls: free, BillableBefore: billableBefore})
+		months[mk] = append(months[mk], catalog.UsageStep{Hour: p.PeriodStart, Version: p.Version, Calls: p.BillableCalls, ComputeMs: p.ComputeMs})
+	}
+	costs := map[outKey]decimal.Decimal{}
+	for _, mk := range order {
+		fn, ok := fns[mk.function]
+		if !ok {
+			return nil, fmt.Errorf("usage names function %s, which the catalog does not have", mk.function)
 		}
-		r.calls += p.BillableCalls
+		priced, err := catalog.PriceMonth(versionPricing(fn), months[mk])
+		if err != nil {
+			return nil, fmt.Errorf("price usage of %s/%s by %s: %w", fn.VendorSlug, fn.Name, mk.consumer, err)
+		}
+		for _, s := range priced {
+			if s.Hour.Before(q.From.Truncate(time.Hour)) {
+				continue
+			}
+			k := outKey{mk.function, s.Version, periodStart(s.Hour, q.Granularity)}
+			costs[k] = costs[k].Add(s.Cost)
+		}
+	}
+	out := map[outKey]*UsageRow{}
+	for _, p := range periods {
 		if p.PeriodStart.Before(q.From.Truncate(time.Hour)) {
 			continue
 		}
-		ok2 := outKey{p.FunctionID, p.Version, periodStart(p.PeriodStart, q.Granularity)}
-		row := out[ok2]
+		fn := fns[p.FunctionID]
+		k := outKey{p.FunctionID, p.Version, periodStart(p.PeriodStart, q.Granularity)}
+		row := out[k]
 		if row == nil {
 			row = &UsageRow{Function: fn.VendorSlug + "/" + fn.Name, FunctionID: p.FunctionID, Version: p.Version,
-				PeriodStart: rfc3339(ok2.period), Currency: pricing.Currency}
-			out[ok2] = row
+				PeriodStart: rfc3339(k.period), Currency: currencyOf(versionPricing(fn)[p.Version])}
+			out[k] = row
 		}
 		row.Calls += p.Calls
 		row.Errors += p.Errors
 		row.ComputeMs += p.ComputeMs
-		costs[ok2] = costs[ok2].Add(cost)
 	}
 	rows := make([]UsageRow, 0, len(out))
 	for k, r := range out {
@@ -134,13 +148,21 @@ func (u *UsageReport) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, erro
 	return rows, nil
 }
 
-func versionPricing(f catalog.Function, version int) (catalog.Pricing, bool) {
+// versionPricing maps f's versions to their pricing.
+func versionPricing(f catalog.Function) map[int]catalog.Pricing {
+	out := make(map[int]catalog.Pricing, len(f.Versions))
 	for _, v := range f.Versions {
-		if v.Version == version {
-			return v.Pricing, true
-		}
+		out[v.Version] = v.Pricing
 	}
-	return catalog.Pricing{Currency: "USD"}, false
+	return out
+}
+
+// currencyOf is the pricing's currency, USD when unset.
+func currencyOf(p catalog.Pricing) string {
+	if p.Currency == "" {
+		return "USD"
+	}
+	return p.Currency
 }
 
 // Latency answers p50/p99 compute-ms of a function per period, from its

@@ -458,7 +458,9 @@ type billDraft struct {
 	lines      []lineRow
 }
 
+// usageAgg is one consumer's usage of one function version in one hour.
 type usageAgg struct {
+	HourStart  int64 // Unix seconds
 	ConsumerID string
 	FunctionID string
 	Version    int
@@ -639,22 +641,24 @@ func groupUsage(rows []usageAgg) map[cfKey][]VersionUsage {
 	out := map[cfKey][]VersionUsage{}
 	for _, u := range rows {
 		k := cfKey{u.ConsumerID, u.FunctionID}
-		out[k] = append(out[k], VersionUsage{Version: u.Version, Calls: u.Calls, ComputeMs: u.ComputeMs})
+		out[k] = append(out[k], VersionUsage{Hour: unix(u.HourStart), Version: u.Version, Calls: u.Calls, ComputeMs: u.ComputeMs})
 	}
 	return out
 }
 
-// loadUsage sums usage_hourly over [from, to) by consumer and function version:
-// billing's only, read-only, look at the meter's table.
+// loadUsage sums usage_hourly over [from, to) by hour, consumer and function
+// version (keys and replicas summed): billing's only, read-only, look at the
+// meter's table. Hours are kept because the month's free calls and tiers go to
+// calls in the order they were made.
 func loadUsage(ctx context.Context, db *gorm.DB, from, to int64, consumerID string) ([]usageAgg, error) {
 	q := db.WithContext(ctx).Table("usage_hourly").
-		Select("consumer_id, function_id, version, CAST(SUM(billable_calls) AS BIGINT) AS calls, CAST(SUM(compute_ms) AS BIGINT) AS compute_ms").
+		Select("hour_start, consumer_id, function_id, version, CAST(SUM(billable_calls) AS BIGINT) AS calls, CAST(SUM(compute_ms) AS BIGINT) AS compute_ms").
 		Where("hour_start >= ? AND hour_start < ?", from, to)
 	if consumerID != "" {
 		q = q.Where("consumer_id = ?", consumerID)
 	}
 	var rows []usageAgg
-	if err := q.Group("consumer_id, function_id, version").Scan(&rows).Error; err != nil {
+	if err := q.Group("hour_start, consumer_id, function_id, version").Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("sum usage %s: %w", unix(from).Format("2006-01"), err)
 	}
 	return rows, nil

@@ -243,11 +243,12 @@ func TestLateUsageLandsOnNextInvoice(t *testing.T) {
 			t.Fatalf("january = %+v", janInv)
 		}
 
-		// Late January usage, rolled up after January was billed: version 1
-		// now takes the free calls version 2 had, and pushes v2 into the
-		// cheaper tier.
-		f.usage(jan.Add(743*time.Hour), alice, fn, 1, 100, 50)
-		f.usage(jan.Add(743*time.Hour), carol, fn, 1, 20, 0)
+		// Late January usage of January's first hour (a replica that was cut
+		// off), rolled up after January was billed: it came before version
+		// 2's calls, so version 1 now takes the free calls version 2 had, and
+		// pushes v2 into the cheaper tier.
+		f.usage(jan, alice, fn, 1, 100, 50)
+		f.usage(jan, carol, fn, 1, 20, 0)
 		f.usage(feb.Add(time.Hour), alice, fn, 2, 1, 0)
 		f.clock.Set(mar.Add(time.Hour))
 		if rep := f.bill(jan, Options{}); rep.Unchanged != 2 || rep.Created != 0 {
@@ -280,7 +281,7 @@ func TestLateUsageLandsOnNextInvoice(t *testing.T) {
 			t.Errorf("adjustment v2 = %+v", adj2)
 		}
 		// Everything billed for January adds up to January's full usage priced.
-		full, err := PriceFunctionMonth(map[int]catalog.Pricing{1: tiers, 2: tiers}, []VersionUsage{{1, 100, 50}, {2, 60, 100}})
+		full, err := PriceFunctionMonth(map[int]catalog.Pricing{1: tiers, 2: tiers}, []VersionUsage{{1, 100, 50, jan}, {2, 60, 100, jan.Add(time.Hour)}})
 		if err != nil {
 			t.Fatal(err)
 		}

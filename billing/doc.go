@@ -1,5 +1,6 @@
 // Package billing turns rolled-up usage into money: it prices each consumer's
-// month with catalog.Pricing (the same code the gateway's spend caps use),
+// month with catalog.PriceMonth (the rule the gateway's spend caps apply per
+// call with catalog.Pricing.CallCost),
 // issues invoices, keeps their lifecycle, computes vendor statements, and syncs
 // invoices and payouts with Stripe.
 //
@@ -16,14 +17,19 @@
 // # Free tier and graduated tiers across versions
 //
 // The free tier counts per consumer, per function, per UTC calendar month, not
-// per version. A month's usage of one function is split deterministically: its
-// versions are taken in ascending version order, and each version receives
-// free calls up to its own free_calls_per_month minus the free calls the
-// earlier versions already took (catalog.Pricing.FreeCalls with the running
-// total). Graduated tiers continue the same way: each version's billable
-// calls are priced as if they followed the earlier versions' billable calls
-// (catalog.Usage.BillableBefore). The rule depends only on the month's totals,
-// never on the order calls arrived, so re-running billing gives the same lines.
+// per version, and one rule (catalog.PriceMonth; catalog.Pricing.CallCost for
+// one call) decides it for invoices, the upcoming invoice, adjustments, usage
+// rows and the spend cap's per-call cost: free calls and tier slots go to calls
+// in the order they were admitted. A call at position n (n calls of the
+// function already billed this month) is free when n is under its own
+// version's free_calls_per_month, and otherwise pays its version's price at
+// tier slot n - free_calls_per_month; calls that never reached the function
+// take no position. Billing prices the month's hourly usage (usage_hourly,
+// summed over keys) hour by hour; the hourly counters do not keep the order
+// of calls within an hour, so one hour's versions are taken in ascending
+// version order (the documented tie-break). A line sums its version's priced
+// hours. The result depends only on the recorded hourly usage, so re-running
+// billing gives the same lines.
 //
 // # Rounding
 //
@@ -60,9 +66,9 @@
 // version with the same rules and charges the difference from what earlier
 // invoices (open, paid or void) already billed for it, so the amounts billed
 // for a month always add up to the price of its full usage, rounded per line.
-// An adjustment can be negative for one version when late calls of a lower
-// version take free calls or cheaper tiers from a higher one; the function's
-// total never goes down. Closed months are looked back at for
+// An adjustment can be negative for one version when late calls of an earlier
+// hour take free calls or cheaper tiers from another version's later calls;
+// the function's total never goes down. Closed months are looked back at for
 // Config.AdjustmentLookbackMonths (default 12); a month that was never closed
 // is billed in full when it is billed, never by adjustment.
 //

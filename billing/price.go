@@ -1,20 +1,24 @@
 package billing
 
 import (
-	"fmt"
-	"sort"
+	"slices"
+	"time"
 
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket/catalog"
 )
 
-// VersionUsage is one consumer's usage of one function version in one month.
+// VersionUsage is one consumer's usage of one function version in one hour
+// of a month.
 type VersionUsage struct {
 	Version int
 	// Calls are the chargeable calls (the meter's billable_calls).
 	Calls     int64
 	ComputeMs int64
+	// Hour is the hour the calls fell in; the month's free calls and tiers go
+	// to calls in hour order (see catalog.PriceMonth).
+	Hour time.Time
 }
 
 // PricedUsage is one version's usage priced for a month.
@@ -30,48 +34,44 @@ type PricedUsage struct {
 	Amount decimal.Decimal
 }
 
-// PriceFunctionMonth prices one consumer's month of one function: usage of
-// any of its versions (repeated versions are summed), with pricing by version.
-// Versions are taken in ascending order; each takes free calls up to its own
-// free_calls_per_month less the free calls earlier versions took, and its
-// billable calls continue the graduated tiers where earlier versions left off.
-// The result is in ascending version order and omits versions with no usage.
+// PriceFunctionMonth prices one consumer's month of one function: hourly
+// usage of any of its versions, with pricing by version. It prices with
+// catalog.PriceMonth (the one pricing rule) and sums its steps per version,
+// each version's line rounded once. The result is in ascending version order
+// and omits versions with no usage.
 func PriceFunctionMonth(pricing map[int]catalog.Pricing, usage []VersionUsage) ([]PricedUsage, error) {
-	sum := map[int]VersionUsage{}
-	for _, u := range usage {
-		if u.Calls < 0 || u.ComputeMs < 0 {
-			return nil, fmt.Errorf("price version %d: negative usage (%d calls, %d ms)", u.Version, u.Calls, u.ComputeMs)
-		}
-		s := sum[u.Version]
-		s.Version = u.Version
-		s.Calls += u.Calls
-		s.ComputeMs += u.ComputeMs
-		sum[u.Version] = s
+	steps := make([]catalog.UsageStep, len(usage))
+	for i, u := range usage {
+		steps[i] = catalog.UsageStep{Hour: u.Hour, Version: u.Version, Calls: u.Calls, ComputeMs: u.ComputeMs}
 	}
-	versions := make([]int, 0, len(sum))
-	for v, s := range sum {
+	priced, err := catalog.PriceMonth(pricing, steps)
+	if err != nil {
+		return nil, err
+	}
+	byVersion := map[int]*PricedUsage{}
+	var versions []int
+	for _, s := range priced {
 		if s.Calls == 0 && s.ComputeMs == 0 {
 			continue
 		}
-		versions = append(versions, v)
-	}
-	sort.Ints(versions)
-	out := make([]PricedUsage, 0, len(versions))
-	var usedFree, billableBefore int64
-	for _, v := range versions {
-		p, ok := pricing[v]
-		if !ok {
-			return nil, fmt.Errorf("price version %d: no pricing for this version", v)
+		p := byVersion[s.Version]
+		if p == nil {
+			p = &PricedUsage{Version: s.Version, Currency: currencyOf(pricing[s.Version])}
+			byVersion[s.Version] = p
+			versions = append(versions, s.Version)
 		}
-		u := sum[v]
-		free := p.FreeCalls(u.Calls, usedFree)
-		exact := p.Cost(catalog.Usage{Calls: u.Calls, ComputeMs: u.ComputeMs, FreeCalls: free, BillableBefore: billableBefore})
-		out = append(out, PricedUsage{
-			Version: v, Currency: currencyOf(p), Calls: u.Calls, FreeCalls: free, BillableCalls: u.Calls - free,
-			ComputeMs: u.ComputeMs, Exact: exact, Amount: RoundCents(exact),
-		})
-		usedFree += free
-		billableBefore += u.Calls - free
+		p.Calls += s.Calls
+		p.FreeCalls += s.FreeCalls
+		p.BillableCalls += s.BillableCalls
+		p.ComputeMs += s.ComputeMs
+		p.Exact = p.Exact.Add(s.Cost)
+	}
+	slices.Sort(versions)
+	out := make([]PricedUsage, 0, len(versions))
+	for _, v := range versions {
+		p := byVersion[v]
+		p.Amount = RoundCents(p.Exact)
+		out = append(out, *p)
 	}
 	return out, nil
 }

@@ -13,30 +13,40 @@ import (
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
-// oracleMonth prices one function's month call by call, without
-// PriceFunctionMonth: versions in ascending order, a call is free while the
-// free calls so far are under its version's cap, otherwise it costs the next
-// tier's price. Compute is added per version; each version is rounded once.
-func oracleMonth(pricing map[int]catalog.Pricing, calls, ms map[int]int64) decimal.Decimal {
-	versions := make([]int, 0, len(calls))
-	for v := range calls {
-		versions = append(versions, v)
+// hourVersion is one hour's usage of one version.
+type hourVersion struct {
+	hour    time.Time
+	version int
+}
+
+// oracleMonth prices one function's month call by call with
+// catalog.Pricing.CallCost, as the gateway prices calls, in the order the
+// meter keeps: hour by hour, versions of one hour in ascending order (the
+// documented tie-break). Each version is rounded once.
+func oracleMonth(pricing map[int]catalog.Pricing, calls, ms map[hourVersion]int64) decimal.Decimal {
+	keys := make([]hourVersion, 0, len(calls))
+	for k := range calls {
+		keys = append(keys, k)
 	}
-	sort.Ints(versions)
-	total := decimal.Zero
-	var usedFree, billable int64
-	for _, v := range versions {
-		p := pricing[v]
-		cost := p.PerComputeMs.Mul(decimal.NewFromInt(ms[v]))
-		for range calls[v] {
-			if usedFree < p.FreeCallsPerMonth {
-				usedFree++
-				continue
-			}
-			cost = cost.Add(p.CallsCost(billable, 1))
-			billable++
+	sort.Slice(keys, func(i, j int) bool {
+		if !keys[i].hour.Equal(keys[j].hour) {
+			return keys[i].hour.Before(keys[j].hour)
 		}
-		total = total.Add(cost.RoundBank(2))
+		return keys[i].version < keys[j].version
+	})
+	exact := map[int]decimal.Decimal{}
+	var before int64
+	for _, k := range keys {
+		p := pricing[k.version]
+		exact[k.version] = exact[k.version].Add(p.ComputeCost(ms[k]))
+		for range calls[k] {
+			exact[k.version] = exact[k.version].Add(p.CallCost(before, 0))
+			before++
+		}
+	}
+	total := decimal.Zero
+	for _, e := range exact {
+		total = total.Add(e.RoundBank(2))
 	}
 	return total
 }
@@ -92,7 +102,7 @@ func propertyRound(t *testing.T, be testenv.Backend, seed int64) {
 		consumers[i] = f.consumer(fmt.Sprintf("c%d", i))
 	}
 	// ledger[month][consumer][function] = calls and ms by version, as recorded.
-	type usageByVersion struct{ calls, ms map[int]int64 }
+	type usageByVersion struct{ calls, ms map[hourVersion]int64 }
 	ledger := map[time.Time]map[string]map[int]*usageByVersion{}
 	record := func(month time.Time, n int) {
 		for range n {
@@ -111,11 +121,11 @@ func propertyRound(t *testing.T, be testenv.Backend, seed int64) {
 			}
 			u := ledger[month][c][fi]
 			if u == nil {
-				u = &usageByVersion{map[int]int64{}, map[int]int64{}}
+				u = &usageByVersion{map[hourVersion]int64{}, map[hourVersion]int64{}}
 				ledger[month][c][fi] = u
 			}
-			u.calls[ver] += calls
-			u.ms[ver] += ms
+			u.calls[hourVersion{hour, ver}] += calls
+			u.ms[hourVersion{hour, ver}] += ms
 		}
 	}
 	expected := func(month time.Time, c string) decimal.Decimal {

@@ -68,7 +68,7 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 				continue // never let another consumer's counts in
 			}
 			m := MonthStart(r.HourStart).Unix()
-			extra[m] = append(extra[m], usageAgg{ConsumerID: consumerID, FunctionID: r.FunctionID, Version: r.Version, Calls: r.BillableCalls, ComputeMs: r.ComputeMs})
+			extra[m] = append(extra[m], usageAgg{HourStart: r.HourStart.Unix(), ConsumerID: consumerID, FunctionID: r.FunctionID, Version: r.Version, Calls: r.BillableCalls, ComputeMs: r.ComputeMs})
 		}
 	}
 	drafts, err := b.computeBills(ctx, b.db.DB, period, consumerID, extra)

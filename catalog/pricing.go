@@ -144,7 +144,7 @@ func (p Pricing) Input() PricingInput {
 // CallsCost is the price of billable calls number from+1 .. from+n of a month
 // (free calls already taken out), honouring graduated tiers. It is additive:
 // CallsCost(0, a+b) == CallsCost(0, a) + CallsCost(a, b), which lets the
-// gateway price calls one at a time with the same code billing uses for a month.
+// gateway price calls one at a time with the same code PriceMonth uses.
 func (p Pricing) CallsCost(from, n int64) decimal.Decimal {
 	if n <= 0 {
 		return decimal.Zero
@@ -177,42 +177,11 @@ func (p Pricing) ComputeCost(computeMs int64) decimal.Decimal {
 	return p.PerComputeMs.Mul(decimal.NewFromInt(computeMs))
 }
 
-// Usage is what one consumer used of one function version in one month.
-type Usage struct {
-	Calls     int64
-	ComputeMs int64
-	// FreeCalls is how many of Calls the month's free tier covers; billing
-	// decides it (see FreeCalls).
-	FreeCalls int64
-	// BillableBefore counts billable calls of the same function this month
-	// that were priced before these, so graduated tiers continue.
-	BillableBefore int64
-}
-
-// Cost is the exact, unrounded price of u: billable calls through the tiers
-// plus compute. Free calls waive the per-call price only.
-func (p Pricing) Cost(u Usage) decimal.Decimal {
-	billable := u.Calls - u.FreeCalls
-	if billable < 0 {
-		billable = 0
-	}
-	return p.CallsCost(u.BillableBefore, billable).Add(p.ComputeCost(u.ComputeMs))
-}
-
-// FreeCalls returns how many of calls the free tier still covers when
-// usedFree free calls of the month are already taken.
-func (p Pricing) FreeCalls(calls, usedFree int64) int64 {
-	left := p.FreeCallsPerMonth - usedFree
-	if left <= 0 || calls <= 0 {
-		return 0
-	}
-	return min(left, calls)
-}
-
 // CallCost is the exact price of one call that took computeMs when callsBefore
 // calls of the same function were already made by the same consumer this
-// month. The gateway uses it for spend caps; it agrees with Cost summed over a
-// month.
+// month: the pricing rule (see PriceMonth) for one call. The meter uses it
+// for spend caps; PriceMonth over one-call steps in the same order gives the
+// same amounts.
 func (p Pricing) CallCost(callsBefore, computeMs int64) decimal.Decimal {
 	c := p.ComputeCost(computeMs)
 	if callsBefore >= p.FreeCallsPerMonth {

@@ -53,9 +53,11 @@ func TestCallCostSumsToMonthCost(t *testing.T) {
 			calls++
 			ms += c
 		}
-		free := p.FreeCalls(calls, 0)
-		month := p.Cost(Usage{Calls: calls, ComputeMs: ms, FreeCalls: free})
-		if !sum.Equal(month) {
+		priced, err := PriceMonth(map[int]Pricing{1: p}, []UsageStep{{Version: 1, Calls: calls, ComputeMs: ms}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if month := priced[0].Cost; !sum.Equal(month) {
 			t.Errorf("%+v: sum of calls %s != month %s", p, sum, month)
 		}
 	}

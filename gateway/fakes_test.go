@@ -223,15 +223,9 @@ func (m *fakeMeter) recorded() []usage.Call {
 	return append([]usage.Call(nil), m.calls...)
 }
 
-// callCost prices one recorded call the way billing does: catalog's pricing
-// code, free calls waiving per_call only.
+// callCost prices one recorded call with catalog's rule, as the meter does.
 func callCost(c usage.Call) decimal.Decimal {
-	p := c.Pricing
-	cost := p.PerComputeMs.Mul(decimal.NewFromInt(c.ComputeMs))
-	if c.CallsBefore >= p.FreeCallsPerMonth {
-		cost = cost.Add(p.CallsCost(c.CallsBefore-p.FreeCallsPerMonth, 1))
-	}
-	return cost
+	return c.Pricing.CallCost(c.CallsBefore, c.ComputeMs)
 }
 
 func (m *fakeMeter) spentBy(keyID string) decimal.Decimal {

@@ -343,11 +343,16 @@ func (g *fakeGateway) Upcoming(_ context.Context, consumerID string) (any, error
 		l := lines[k]
 		l.Calls++
 		l.ComputeMs += c.computeMs
-		if c.callsBefore < c.pricing.FreeCallsPerMonth {
-			l.FreeCalls++
-		} else {
-			l.BillableCalls++
+		// The call at its position in the month, by catalog's one rule.
+		priced, err := catalog.PriceMonth(map[int]catalog.Pricing{c.version: c.pricing}, []catalog.UsageStep{
+			{Hour: start, Version: c.version, Calls: c.callsBefore},
+			{Hour: start.Add(time.Hour), Version: c.version, Calls: 1},
+		})
+		if err != nil {
+			return nil, err
 		}
+		l.FreeCalls += priced[1].FreeCalls
+		l.BillableCalls += priced[1].BillableCalls
 		exact[k] = exact[k].Add(c.cost)
 	}
 	inv := invoice{ID: "upcoming", PeriodStart: start.Format(time.RFC3339), PeriodEnd: start.AddDate(0, 1, 0).Format(time.RFC3339), Status: "preview", Currency: "USD", Lines: []invoiceLine{}}
