@@ -20,6 +20,7 @@ func TestServeDemo(t *testing.T) {
 			env := baseEnv(t, b)
 			delete(env, "FNMARKET_ALLOW_PRIVATE_UPSTREAMS") // as on a fresh install
 			inst := start(t, "serve", env, "--demo")
+			waitDemoSeeded(t, inst)
 			c := client{t: t, base: inst.url}
 			m := regexp.MustCompile(`"demo data seeded".*"calls":(\d+)`).FindStringSubmatch(inst.logs.String())
 			if m == nil {
@@ -65,6 +66,7 @@ func TestServeDemo(t *testing.T) {
 			}
 
 			again := start(t, "serve", env, "--demo")
+			waitDemoSeeded(t, again)
 			if !strings.Contains(again.logs.String(), "demo data already seeded") {
 				t.Errorf("restart with --demo did not notice the demo data:\n%s", again.logs.String())
 			}
@@ -101,4 +103,18 @@ func usageTotal(c client, token string) (int64, map[string]bool) {
 			return total, days
 		}
 	}
+}
+
+// waitDemoSeeded waits for a `serve --demo` to finish seeding (or to find
+// its data already there): seeding runs after the server listens, through
+// its own API, and hashes a few passwords, which takes a while under -race.
+func waitDemoSeeded(t *testing.T, inst *instance) {
+	t.Helper()
+	eventually(t, 3*time.Minute, "demo data seeded", func() bool {
+		logs := inst.logs.String()
+		if strings.Contains(logs, "seeding demo data failed") {
+			t.Fatalf("seeding failed:\n%s", logs)
+		}
+		return strings.Contains(logs, "demo data seeded") || strings.Contains(logs, "demo data already seeded")
+	})
 }

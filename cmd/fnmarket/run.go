@@ -297,19 +297,28 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 		go func() { _ = dbg.ListenAndServe() }()
 		a.closers = append(a.closers, func() { _ = dbg.Close() })
 	}
-	if a.cfg.Demo {
-		if err := a.seedDemo(ctx, base); err != nil {
-			// The server stays up; the demo data is what is missing.
-			a.log.Error("seeding demo data failed", "err", err)
-			fmt.Fprintf(a.stdout, "demo: seeding failed: %v\n", err)
-		}
-	}
 	backend := "embedded SQLite + in-process Redis"
 	if a.cfg.DatabaseURL != "" || a.cfg.RedisURL != "" {
 		backend = fmt.Sprintf("database=%s redis=%s", a.db.Dialect, map[bool]string{true: "external", false: "in-process"}[a.cfg.RedisURL != ""])
 	}
 	fmt.Fprintf(a.stdout, "fnmarket %s listening on %s (%s)\n", cmd, base, backend)
 	a.log.Info("started", "command", cmd, "addr", ln.Addr().String(), "database", string(a.db.Dialect))
+	// Demo data is seeded through the running server's own API, after it
+	// listens: seeding hashes a few passwords and records a week of calls,
+	// which should not hold up the server's start. It stops with ctx.
+	demoDone := make(chan struct{})
+	if a.cfg.Demo {
+		go func() {
+			defer close(demoDone)
+			if err := a.seedDemo(ctx, base); err != nil && ctx.Err() == nil {
+				// The server stays up; the demo data is what is missing.
+				a.log.Error("seeding demo data failed", "err", err)
+				fmt.Fprintf(a.stdout, "demo: seeding failed: %v\n", err)
+			}
+		}()
+	} else {
+		close(demoDone)
+	}
 
 	select {
 	case <-ctx.Done():
@@ -321,6 +330,7 @@ func (a *app) serve(ctx context.Context, cmd string) error {
 	// Ordered shutdown: stop accepting and drain in-flight calls, then stop
 	// the parts (flush metering, finish the roll-up), then close stores.
 	a.log.Info("shutting down")
+	<-demoDone // seeding stops with ctx; its calls are in flight or done
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

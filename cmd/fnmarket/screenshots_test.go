@@ -44,6 +44,7 @@ func TestPortalScreenshots(t *testing.T) {
 	// The pages show the default address, not the test's random port.
 	env := map[string]string{"FNMARKET_DATA_DIR": t.TempDir(), "FNMARKET_PUBLIC_URL": "http://127.0.0.1:8080"}
 	inst := start(t, "serve", env, "--demo")
+	waitDemoSeeded(t, inst)
 	base := inst.url
 	b := browsertest.New(t, browsertest.Options{Width: 1100, Height: 1000, ShotsDir: browsertest.ArtifactsDir(t), Prefix: "docs-"})
 	var (
