@@ -101,7 +101,10 @@ func shared(t testing.TB) (*Runtime, map[string]string) {
 	sharedOnce.Do(func() {
 		sharedStore = NewMemoryStore()
 		ctx := context.Background()
-		rt, err := New(ctx, Config{CacheDir: sharedCacheDir}, sharedStore)
+		// Many parallel tests share this runtime: the process-wide bounds
+		// (tested on their own runtimes in TestProcessWideBounds) must not
+		// turn a slow -race run into ErrBusy here.
+		rt, err := New(ctx, Config{CacheDir: sharedCacheDir, MaxConcurrency: 64, AdmissionWait: time.Minute}, sharedStore)
 		if err != nil {
 			sharedErr = err
 			return
