@@ -531,7 +531,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		// Logged-out sessions are refused by every replica.
 		Revocations:  redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
 		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
-		Billing:      billingAPI{b},
+		Billing:      b,
 		Backends:     kinds,
 		FunctionLogs: wasmLogs{a.wasmLogs},
 		Webhooks:     b,
