@@ -24,17 +24,15 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/fnmarket/fnmarket"
-	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/backend"
-	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 )
 
 // Deps are what the API needs. Usage and Billing may be nil while those parts
 // are not wired; their routes then answer 404.
 type Deps struct {
 	Logger   *slog.Logger
-	Accounts *accounts.Store
-	Catalog  *catalogstore.Store
+	Accounts AccountStore
+	Catalog  CatalogStore
 	Sessions *Sessions
 	Usage    UsageReader
 	Billing  BillingReader

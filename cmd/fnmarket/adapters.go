@@ -10,6 +10,7 @@ import (
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/metering"
 	"github.com/fnmarket/fnmarket/wasm"
 )
 
@@ -52,8 +53,15 @@ func (r gatewayRoutes) FunctionsChangedSince(ctx context.Context, since time.Tim
 	return out, nil
 }
 
-var _ api.BillingReader = (*billing.Biller)(nil)
-var _ api.WebhookHandler = (*billing.Biller)(nil)
+// The stores and the biller are the API's dependencies as they are.
+var (
+	_ api.AccountStore   = (*accounts.Store)(nil)
+	_ api.CatalogStore   = (*catalogstore.Store)(nil)
+	_ api.FunctionLookup = (*catalogstore.Store)(nil)
+	_ api.MeteringStore  = (*metering.Store)(nil)
+	_ api.BillingReader  = (*billing.Biller)(nil)
+	_ api.WebhookHandler = (*billing.Biller)(nil)
+)
 
 // wasmLogs reads function logs the gateways keep in Redis.
 type wasmLogs struct{ l *wasm.RedisLogs }
