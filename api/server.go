@@ -284,6 +284,18 @@ func jsonField(p jsontext.Pointer) string {
 	return b.String()
 }
 
+// errInvalidUTF8 is the decoder's invalid-UTF-8 error, matched by identity:
+// the json module keeps its sentinel in an internal package, so it is taken
+// once from a decode of invalid UTF-8.
+var errInvalidUTF8 = func() error {
+	var s string
+	var se *jsontext.SyntacticError
+	if err := jsonv2.Unmarshal([]byte("\"\xff\""), &s); errors.As(err, &se) {
+		return se.Err
+	}
+	return nil
+}()
+
 func jsonProblem(err error) error {
 	var se *jsontext.SyntacticError
 	var me *jsonv2.SemanticError
@@ -291,7 +303,7 @@ func jsonProblem(err error) error {
 	case errors.As(err, &se) && errors.Is(err, jsontext.ErrDuplicateName):
 		f := jsonField(se.JSONPointer)
 		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "duplicate field " + f, Fields: map[string]string{f: "appears more than once"}}
-	case errors.As(err, &se) && strings.Contains(se.Err.Error(), "UTF-8"):
+	case errors.As(err, &se) && errInvalidUTF8 != nil && errors.Is(se.Err, errInvalidUTF8):
 		f := jsonField(se.JSONPointer)
 		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "invalid UTF-8 in " + f, Fields: map[string]string{f: "must be valid UTF-8"}}
 	case errors.As(err, &se):
