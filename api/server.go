@@ -79,6 +79,10 @@ type Deps struct {
 	// StripeEnabled says whether payouts through Stripe Connect are
 	// configured, so the portal offers onboarding only then.
 	StripeEnabled bool
+	// Pages, when set, adds routes to the API's router after its own, under
+	// the same middleware and error handler: the web portal's pages
+	// (web.Register).
+	Pages func(e *echo.Echo)
 }
 
 // LoginThrottle counts login attempts per (account, client address) pair and
@@ -142,8 +146,8 @@ type Server struct {
 	log         *slog.Logger
 }
 
-// NewServer builds the API with every route registered.
-func NewServer(d Deps) *Server {
+// NewServer builds the API with every route registered (and Deps.Pages').
+func NewServer(d Deps) http.Handler {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -177,6 +181,9 @@ func NewServer(d Deps) *Server {
 	}
 	s := &Server{Deps: d, echo: e, sessions: d.Sessions, revocations: d.Revocations, hashSlots: make(chan struct{}, d.Auth.HashSlots), log: d.Logger}
 	s.routes()
+	if d.Pages != nil {
+		d.Pages(e)
+	}
 	return s
 }
 
@@ -202,14 +209,8 @@ func bodyReadDeadline(body, upload time.Duration) echo.MiddlewareFunc {
 	}
 }
 
-// Echo exposes the router, so the web package can add its pages.
-func (s *Server) Echo() *echo.Echo { return s.echo }
-
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
-
-// Routes lists method and path of every route served, for the OpenAPI test.
-func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 
 // bind decodes a JSON body strictly: unknown fields, duplicate or
 // differently cased keys, invalid UTF-8, trailing data and wrong types are
