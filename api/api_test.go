@@ -11,6 +11,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -310,12 +311,14 @@ func (everything) Usage(context.Context, api.UsageQuery) ([]api.UsageRow, error)
 func (everything) Latency(context.Context, string, time.Time, time.Time, string) ([]api.LatencyPoint, error) {
 	return nil, nil
 }
-func (everything) Invoices(context.Context, string) (any, error)                 { return nil, nil }
-func (everything) Invoice(context.Context, string, string) (any, error)          { return nil, nil }
-func (everything) Upcoming(context.Context, string) (any, error)                 { return nil, nil }
-func (everything) Statements(context.Context, string) (any, error)               { return nil, nil }
-func (everything) OnboardVendor(context.Context, string, string) (string, error) { return "", nil }
-func (everything) HandleWebhook(context.Context, []byte, string) error           { return nil }
+func (everything) Invoices(context.Context, string) ([]billing.Invoice, error) { return nil, nil }
+func (everything) Invoice(context.Context, string, string) (billing.Invoice, error) {
+	return billing.Invoice{}, nil
+}
+func (everything) Upcoming(context.Context, string) ([]billing.Invoice, error)     { return nil, nil }
+func (everything) Statements(context.Context, string) ([]billing.Statement, error) { return nil, nil }
+func (everything) OnboardVendor(context.Context, string, string) (string, error)   { return "", nil }
+func (everything) HandleWebhook(context.Context, []byte, string) error             { return nil }
 func (everything) Lines(context.Context, string, int) ([]api.FunctionLogLine, error) {
 	return nil, nil
 }
@@ -329,7 +332,7 @@ func TestOpenAPICoversRoutes(t *testing.T) {
 	}
 	paths := doc["paths"].(map[string]any)
 	full := api.NewServer(api.Deps{Usage: everything{}, Billing: everything{}, Webhooks: everything{}, FunctionLogs: everything{}})
-	for _, r := range full.Routes() {
+	for _, r := range api.Routes(full) {
 		if strings.HasSuffix(r.Path, "/*") || r.Method == "echo_route_not_found" {
 			continue
 		}

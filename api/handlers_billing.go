@@ -9,6 +9,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/billing"
 )
 
 // UsageQuery selects usage rows: a consumer's own, or a vendor's functions
@@ -48,13 +49,15 @@ type UsageReader interface {
 	Latency(ctx context.Context, functionID string, from, to time.Time, granularity string) ([]LatencyPoint, error)
 }
 
-// BillingReader reads invoices and statements; the values it returns are
-// serialised as they are.
+// BillingReader reads invoices and statements (billing.Biller is one); the
+// API converts what it returns into its own response types.
 type BillingReader interface {
-	Invoices(ctx context.Context, consumerID string) (any, error)
-	Invoice(ctx context.Context, consumerID, id string) (any, error)
-	Upcoming(ctx context.Context, consumerID string) (any, error)
-	Statements(ctx context.Context, vendorID string) (any, error)
+	Invoices(ctx context.Context, consumerID string) ([]billing.Invoice, error)
+	Invoice(ctx context.Context, consumerID, id string) (billing.Invoice, error)
+	// Upcoming returns the running month's previews, one per currency, the
+	// first (USD) one first.
+	Upcoming(ctx context.Context, consumerID string) ([]billing.Invoice, error)
+	Statements(ctx context.Context, vendorID string) ([]billing.Statement, error)
 	OnboardVendor(ctx context.Context, vendorID, returnURL string) (string, error)
 }
 
@@ -156,31 +159,34 @@ func (s *Server) handleLatency() echo.HandlerFunc {
 
 func (s *Server) handleInvoices() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v, err := s.Billing.Invoices(c.Request().Context(), accountID(c))
+		invs, err := s.Billing.Invoices(c.Request().Context(), accountID(c))
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, v)
+		return c.JSON(http.StatusOK, list[invoiceJSON]{Items: toInvoicesJSON(invs)})
 	}
 }
 
 func (s *Server) handleInvoice() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v, err := s.Billing.Invoice(c.Request().Context(), accountID(c), c.Param("id"))
+		inv, err := s.Billing.Invoice(c.Request().Context(), accountID(c), c.Param("id"))
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, v)
+		return c.JSON(http.StatusOK, toInvoiceJSON(inv))
 	}
 }
 
 func (s *Server) handleUpcoming() echo.HandlerFunc {
 	return func(c echo.Context) error {
-		v, err := s.Billing.Upcoming(c.Request().Context(), accountID(c))
+		invs, err := s.Billing.Upcoming(c.Request().Context(), accountID(c))
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, v)
+		if len(invs) == 0 {
+			return fnmarket.Errorf(fnmarket.EINTERNAL, "no preview invoice")
+		}
+		return c.JSON(http.StatusOK, upcomingJSON{invoiceJSON: toInvoiceJSON(invs[0]), OtherCurrencies: toInvoicesJSON(invs[1:])})
 	}
 }
 
@@ -190,11 +196,15 @@ func (s *Server) handleStatements() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		v, err := s.Billing.Statements(c.Request().Context(), ven.ID)
+		sts, err := s.Billing.Statements(c.Request().Context(), ven.ID)
 		if err != nil {
 			return err
 		}
-		return c.JSON(http.StatusOK, v)
+		out := make([]statementJSON, len(sts))
+		for i, st := range sts {
+			out[i] = toStatementJSON(st)
+		}
+		return c.JSON(http.StatusOK, list[statementJSON]{Items: out})
 	}
 }
 

@@ -26,7 +26,7 @@ const testSecret = "test-secret-test-secret-test-secret-0123"
 type harness struct {
 	t     *testing.T
 	url   string
-	srv   *api.Server
+	srv   http.Handler
 	clock *fnmarket.TestClock
 }
 

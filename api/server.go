@@ -24,17 +24,15 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/fnmarket/fnmarket"
-	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/backend"
-	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 )
 
 // Deps are what the API needs. Usage and Billing may be nil while those parts
 // are not wired; their routes then answer 404.
 type Deps struct {
 	Logger   *slog.Logger
-	Accounts *accounts.Store
-	Catalog  *catalogstore.Store
+	Accounts AccountStore
+	Catalog  CatalogStore
 	Sessions *Sessions
 	Usage    UsageReader
 	Billing  BillingReader
@@ -81,6 +79,10 @@ type Deps struct {
 	// StripeEnabled says whether payouts through Stripe Connect are
 	// configured, so the portal offers onboarding only then.
 	StripeEnabled bool
+	// Pages, when set, adds routes to the API's router after its own, under
+	// the same middleware and error handler: the web portal's pages
+	// (web.Register).
+	Pages func(e *echo.Echo)
 }
 
 // LoginThrottle counts login attempts per (account, client address) pair and
@@ -144,8 +146,8 @@ type Server struct {
 	log         *slog.Logger
 }
 
-// NewServer builds the API with every route registered.
-func NewServer(d Deps) *Server {
+// NewServer builds the API with every route registered (and Deps.Pages').
+func NewServer(d Deps) http.Handler {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -179,6 +181,9 @@ func NewServer(d Deps) *Server {
 	}
 	s := &Server{Deps: d, echo: e, sessions: d.Sessions, revocations: d.Revocations, hashSlots: make(chan struct{}, d.Auth.HashSlots), log: d.Logger}
 	s.routes()
+	if d.Pages != nil {
+		d.Pages(e)
+	}
 	return s
 }
 
@@ -204,14 +209,8 @@ func bodyReadDeadline(body, upload time.Duration) echo.MiddlewareFunc {
 	}
 }
 
-// Echo exposes the router, so the web package can add its pages.
-func (s *Server) Echo() *echo.Echo { return s.echo }
-
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
-
-// Routes lists method and path of every route served, for the OpenAPI test.
-func (s *Server) Routes() []*echo.Route { return s.echo.Routes() }
 
 // bind decodes a JSON body strictly: unknown fields, duplicate or
 // differently cased keys, invalid UTF-8, trailing data and wrong types are
@@ -286,6 +285,18 @@ func jsonField(p jsontext.Pointer) string {
 	return b.String()
 }
 
+// errInvalidUTF8 is the decoder's invalid-UTF-8 error, matched by identity:
+// the json module keeps its sentinel in an internal package, so it is taken
+// once from a decode of invalid UTF-8.
+var errInvalidUTF8 = func() error {
+	var s string
+	var se *jsontext.SyntacticError
+	if err := jsonv2.Unmarshal([]byte("\"\xff\""), &s); errors.As(err, &se) {
+		return se.Err
+	}
+	return nil
+}()
+
 func jsonProblem(err error) error {
 	var se *jsontext.SyntacticError
 	var me *jsonv2.SemanticError
@@ -293,7 +304,7 @@ func jsonProblem(err error) error {
 	case errors.As(err, &se) && errors.Is(err, jsontext.ErrDuplicateName):
 		f := jsonField(se.JSONPointer)
 		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "duplicate field " + f, Fields: map[string]string{f: "appears more than once"}}
-	case errors.As(err, &se) && strings.Contains(se.Err.Error(), "UTF-8"):
+	case errors.As(err, &se) && errInvalidUTF8 != nil && errors.Is(se.Err, errInvalidUTF8):
 		f := jsonField(se.JSONPointer)
 		return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "invalid UTF-8 in " + f, Fields: map[string]string{f: "must be valid UTF-8"}}
 	case errors.As(err, &se):

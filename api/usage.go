@@ -10,7 +10,6 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
-	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/metering"
 )
 
@@ -22,15 +21,15 @@ import (
 // before rounding. Rows show exact, unrounded amounts; invoices round once
 // per line.
 type UsageReport struct {
-	usage   *metering.Store
-	catalog *catalogstore.Store
+	usage   MeteringStore
+	catalog FunctionLookup
 	clock   fnmarket.Clock
 }
 
 var _ UsageReader = (*UsageReport)(nil)
 
 // NewUsageReport returns the usage reader the API serves.
-func NewUsageReport(usage *metering.Store, cat *catalogstore.Store, clock fnmarket.Clock) *UsageReport {
+func NewUsageReport(usage MeteringStore, cat FunctionLookup, clock fnmarket.Clock) *UsageReport {
 	if clock == nil {
 		clock = fnmarket.SystemClock{}
 	}

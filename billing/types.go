@@ -96,7 +96,7 @@ const (
 )
 
 // Invoice is what a consumer owes for one month in one currency. The API
-// serializes it directly.
+// converts it into its own response type (api/billing_json.go).
 type Invoice struct {
 	ID          string        `json:"id"`
 	ConsumerID  string        `json:"-"`

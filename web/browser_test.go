@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/labstack/echo/v4"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/fnmarket/fnmarket"
@@ -73,8 +74,8 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 	if metered {
 		deps.Usage, deps.Billing = gw, gw
 	}
+	deps.Pages = func(e *echo.Echo) { Register(e, Options{}) }
 	srv := api.NewServer(deps)
-	Register(srv.Echo(), Options{})
 	mux := http.NewServeMux()
 	mux.Handle("/v1/invoke/", gw)
 	mux.Handle("/", srv)

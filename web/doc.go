@@ -2,7 +2,7 @@
 // (plain HTML, ES modules and CSS, embedded with go:embed) that talks only to
 // the public REST API under /api/v1, exactly as outside users do.
 //
-// Register adds the pages to the API's echo router. Every page and asset is
+// Register adds the pages to the API's echo router (api.Deps.Pages). Every page and asset is
 // served with a strict Content-Security-Policy (no inline script or style),
 // nosniff and a Referrer-Policy. The browser session lives in the API's
 // HttpOnly fnm_session cookie; the script echoes the readable fnm_csrf cookie

@@ -24,6 +24,7 @@ import (
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 )
@@ -202,31 +203,6 @@ func (g *fakeGateway) Latency(_ context.Context, functionID string, from, to tim
 	return out, nil
 }
 
-type invoiceLine struct {
-	Kind          string `json:"kind"`         // "usage", or "adjustment" for late usage of PeriodStart's month
-	PeriodStart   string `json:"period_start"` // the month the usage is of
-	Function      string `json:"function"`
-	Version       int    `json:"version"`
-	Calls         int64  `json:"calls"`
-	FreeCalls     int64  `json:"free_calls"`
-	BillableCalls int64  `json:"billable_calls"`
-	ComputeMs     int64  `json:"compute_ms"`
-	Amount        string `json:"amount"`
-}
-
-type invoice struct {
-	ID              string        `json:"id"`
-	PeriodStart     string        `json:"period_start"`
-	PeriodEnd       string        `json:"period_end"`
-	Status          string        `json:"status"`
-	Currency        string        `json:"currency"`
-	Subtotal        string        `json:"subtotal"`
-	Total           string        `json:"total"`
-	TotalCents      int64         `json:"total_cents"`
-	Lines           []invoiceLine `json:"lines"`
-	StripeInvoiceID string        `json:"stripe_invoice_id"`
-}
-
 func monthStart(t time.Time) time.Time {
 	return time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
 }
@@ -234,15 +210,18 @@ func monthStart(t time.Time) time.Time {
 // pastInvoice is a canned, paid invoice for last month, so the invoices list
 // has something to show: a usage line and an adjustment for late usage of
 // the month before (adjustmentMonth).
-func pastInvoice() invoice {
+func pastInvoice() billing.Invoice {
 	start := monthStart(time.Now().UTC()).AddDate(0, -1, 0)
-	return invoice{ID: "inv_past_1", PeriodStart: start.Format(time.RFC3339), PeriodEnd: start.AddDate(0, 1, 0).Format(time.RFC3339), Status: "paid", Currency: "USD",
-		Subtotal: "12.34", Total: "12.34", TotalCents: 1234, StripeInvoiceID: "in_test_1",
-		Lines: []invoiceLine{
-			{Kind: "usage", PeriodStart: start.Format(time.RFC3339), Function: "acme/legacy", Version: 1, Calls: 118_400, BillableCalls: 118_400, Amount: "11.84"},
-			{Kind: "adjustment", PeriodStart: adjustmentMonth().Format(time.RFC3339), Function: "acme/legacy", Version: 1, Calls: 5_000, BillableCalls: 5_000, Amount: "0.50"},
+	return billing.Invoice{ID: "inv_past_1", PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0), Status: billing.StatusPaid, Currency: "USD",
+		Subtotal: money("12.34"), Total: money("12.34"), TotalCents: 1234, StripeInvoiceID: "in_test_1", SyncStatus: billing.SyncSynced,
+		UsageThrough: start.AddDate(0, 1, 0), CreatedAt: start.AddDate(0, 1, 0),
+		Lines: []billing.InvoiceLine{
+			{Kind: billing.LineUsage, PeriodStart: start, Function: "acme/legacy", Version: 1, Calls: 118_400, BillableCalls: 118_400, Amount: money("11.84")},
+			{Kind: billing.LineAdjustment, PeriodStart: adjustmentMonth(), Function: "acme/legacy", Version: 1, Calls: 5_000, BillableCalls: 5_000, Amount: money("0.50")},
 		}}
 }
+
+func money(s string) billing.Money { return billing.NewMoney(decimal.RequireFromString(s)) }
 
 // adjustmentMonth is the earlier month whose late usage the past invoice
 // adjusts.
@@ -309,26 +288,26 @@ func (f *fakeBackends) lastModule() []byte {
 	return f.last
 }
 
-func (g *fakeGateway) Invoices(context.Context, string) (any, error) {
-	return []invoice{pastInvoice()}, nil
+func (g *fakeGateway) Invoices(context.Context, string) ([]billing.Invoice, error) {
+	return []billing.Invoice{pastInvoice()}, nil
 }
 
-func (g *fakeGateway) Invoice(_ context.Context, _ string, id string) (any, error) {
+func (g *fakeGateway) Invoice(_ context.Context, _ string, id string) (billing.Invoice, error) {
 	if p := pastInvoice(); id == p.ID {
 		return p, nil
 	}
-	return nil, fnmarket.Errorf(fnmarket.ENOTFOUND, "no invoice %q among yours", id)
+	return billing.Invoice{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "no invoice %q among yours", id)
 }
 
 // Upcoming prices this month's calls per function version, each line rounded
 // half-even to cents once, as billing does.
-func (g *fakeGateway) Upcoming(_ context.Context, consumerID string) (any, error) {
+func (g *fakeGateway) Upcoming(_ context.Context, consumerID string) ([]billing.Invoice, error) {
 	start := monthStart(time.Now().UTC())
 	type key struct {
 		fn      string
 		version int
 	}
-	lines := map[key]*invoiceLine{}
+	lines := map[key]*billing.InvoiceLine{}
 	exact := map[key]decimal.Decimal{}
 	var order []key
 	for _, c := range g.billed() {
@@ -337,7 +316,7 @@ func (g *fakeGateway) Upcoming(_ context.Context, consumerID string) (any, error
 		}
 		k := key{c.function, c.version}
 		if lines[k] == nil {
-			lines[k] = &invoiceLine{Kind: "usage", PeriodStart: start.Format(time.RFC3339), Function: c.function, Version: c.version}
+			lines[k] = &billing.InvoiceLine{Kind: billing.LineUsage, PeriodStart: start, Function: c.function, Version: c.version}
 			order = append(order, k)
 		}
 		l := lines[k]
@@ -355,20 +334,22 @@ func (g *fakeGateway) Upcoming(_ context.Context, consumerID string) (any, error
 		l.BillableCalls += priced[1].BillableCalls
 		exact[k] = exact[k].Add(c.cost)
 	}
-	inv := invoice{ID: "upcoming", PeriodStart: start.Format(time.RFC3339), PeriodEnd: start.AddDate(0, 1, 0).Format(time.RFC3339), Status: "preview", Currency: "USD", Lines: []invoiceLine{}}
+	now := time.Now().UTC()
+	inv := billing.Invoice{ID: billing.UpcomingID, PeriodStart: start, PeriodEnd: start.AddDate(0, 1, 0), Status: billing.StatusPreview, Currency: "USD",
+		SyncStatus: billing.SyncNone, UsageThrough: now, CreatedAt: now, Lines: []billing.InvoiceLine{}}
 	total := decimal.Zero
 	for _, k := range order {
 		amt := exact[k].RoundBank(2)
-		lines[k].Amount = amt.StringFixed(2)
+		lines[k].Amount = billing.NewMoney(amt)
 		total = total.Add(amt)
 		inv.Lines = append(inv.Lines, *lines[k])
 	}
-	inv.Subtotal, inv.Total, inv.TotalCents = total.StringFixed(2), total.StringFixed(2), total.Shift(2).IntPart()
-	return []invoice{inv}, nil
+	inv.Subtotal, inv.Total, inv.TotalCents = billing.NewMoney(total), billing.NewMoney(total), total.Shift(2).IntPart()
+	return []billing.Invoice{inv}, nil
 }
 
 // Statements reports this month's gross for the vendor, with a 20% fee.
-func (g *fakeGateway) Statements(_ context.Context, vendorID string) (any, error) {
+func (g *fakeGateway) Statements(_ context.Context, vendorID string) ([]billing.Statement, error) {
 	gross := decimal.Zero
 	for _, c := range g.billed() {
 		if c.vendorID == vendorID {
@@ -378,9 +359,9 @@ func (g *fakeGateway) Statements(_ context.Context, vendorID string) (any, error
 	gross = gross.RoundBank(2)
 	fee := gross.Mul(decimal.RequireFromString("0.2")).RoundBank(2)
 	start := monthStart(time.Now().UTC())
-	return []map[string]string{
-		{"period_start": start.Format(time.RFC3339), "currency": "USD", "gross": gross.StringFixed(2), "platform_fee": fee.StringFixed(2), "net": gross.Sub(fee).StringFixed(2), "payout_status": "pending"},
-		{"period_start": start.AddDate(0, -1, 0).Format(time.RFC3339), "currency": "USD", "gross": "120.00", "platform_fee": "24.00", "net": "96.00", "payout_status": "paid"},
+	return []billing.Statement{
+		{PeriodStart: start, Currency: "USD", Gross: billing.NewMoney(gross), PlatformFee: billing.NewMoney(fee), Net: billing.NewMoney(gross.Sub(fee)), PayoutStatus: billing.StatementPending},
+		{PeriodStart: start.AddDate(0, -1, 0), Currency: "USD", Gross: money("120.00"), PlatformFee: money("24.00"), Net: money("96.00"), PayoutStatus: billing.StatementPaid},
 	}, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/metering"
 	"github.com/fnmarket/fnmarket/wasm"
 )
 
@@ -52,57 +53,15 @@ func (r gatewayRoutes) FunctionsChangedSince(ctx context.Context, since time.Tim
 	return out, nil
 }
 
-// billingAPI serves the portal's billing reads from the biller, in the
-// API's list envelope.
-type billingAPI struct{ b *billing.Biller }
-
-var _ api.BillingReader = billingAPI{}
-var _ api.WebhookHandler = (*billing.Biller)(nil)
-
-type listOf[T any] struct {
-	Items      []T    `json:"items"`
-	NextCursor string `json:"next_cursor"`
-}
-
-func (b billingAPI) Invoices(ctx context.Context, consumerID string) (any, error) {
-	inv, err := b.b.Invoices(ctx, consumerID)
-	if inv == nil {
-		inv = []billing.Invoice{}
-	}
-	return listOf[billing.Invoice]{Items: inv}, err
-}
-
-func (b billingAPI) Invoice(ctx context.Context, consumerID, id string) (any, error) {
-	return b.b.Invoice(ctx, consumerID, id)
-}
-
-// Upcoming answers the running month's preview in the first currency (USD
-// first); previews in further currencies follow under "other_currencies".
-func (b billingAPI) Upcoming(ctx context.Context, consumerID string) (any, error) {
-	inv, err := b.b.Upcoming(ctx, consumerID)
-	if err != nil {
-		return nil, err
-	}
-	if len(inv) == 1 {
-		return inv[0], nil
-	}
-	return struct {
-		billing.Invoice
-		OtherCurrencies []billing.Invoice `json:"other_currencies"`
-	}{inv[0], inv[1:]}, nil
-}
-
-func (b billingAPI) Statements(ctx context.Context, vendorID string) (any, error) {
-	st, err := b.b.Statements(ctx, vendorID)
-	if st == nil {
-		st = []billing.Statement{}
-	}
-	return listOf[billing.Statement]{Items: st}, err
-}
-
-func (b billingAPI) OnboardVendor(ctx context.Context, vendorID, returnURL string) (string, error) {
-	return b.b.OnboardVendor(ctx, vendorID, returnURL)
-}
+// The stores and the biller are the API's dependencies as they are.
+var (
+	_ api.AccountStore   = (*accounts.Store)(nil)
+	_ api.CatalogStore   = (*catalogstore.Store)(nil)
+	_ api.FunctionLookup = (*catalogstore.Store)(nil)
+	_ api.MeteringStore  = (*metering.Store)(nil)
+	_ api.BillingReader  = (*billing.Biller)(nil)
+	_ api.WebhookHandler = (*billing.Biller)(nil)
+)
 
 // wasmLogs reads function logs the gateways keep in Redis.
 type wasmLogs struct{ l *wasm.RedisLogs }

@@ -20,6 +20,7 @@ import (
 
 	"gorm.io/gorm"
 
+	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -402,7 +403,7 @@ func gatewayStoreStatus(gw *gateway.Gateway) gateway.StoreStatus {
 // runs in reverse order of registration at shutdown, after the HTTP server
 // has drained.
 type parts struct {
-	api     *api.Server
+	api     http.Handler
 	gateway http.Handler
 	stop    []func(context.Context) error
 }
@@ -523,7 +524,10 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 	if a.cfg.AuthRatePerMinute > 0 {
 		authRate = redisx.NewClientRate(a.redis, a.cfg.RedisPrefix, a.cfg.AuthRatePerMinute)
 	}
+	webOpts := web.Options{GatewayOrigin: gatewayOrigin(a.cfg.PublicURL, a.cfg.GatewayURL)}
 	p.api = api.NewServer(api.Deps{
+		// The portal's pages share the API's router, middleware and errors.
+		Pages:    func(e *echo.Echo) { web.Register(e, webOpts) },
 		Logger:   a.log,
 		Accounts: a.accounts,
 		Catalog:  a.catalog,
@@ -531,7 +535,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		// Logged-out sessions are refused by every replica.
 		Revocations:  redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
 		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
-		Billing:      billingAPI{b},
+		Billing:      b,
 		Backends:     kinds,
 		FunctionLogs: wasmLogs{a.wasmLogs},
 		Webhooks:     b,
@@ -547,7 +551,6 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		AuthRate:       authRate,
 		TrustedProxies: a.cfg.TrustedProxies,
 	})
-	web.Register(p.api.Echo(), web.Options{GatewayOrigin: gatewayOrigin(a.cfg.PublicURL, a.cfg.GatewayURL)})
 	return nil
 }
 

@@ -1,0 +1,56 @@
+package api
+
+import (
+	"context"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/metering"
+)
+
+// The stores the API reads and writes, as the methods it calls. Each lives
+// here, with its one user; the implementations (accounts.Store,
+// catalogstore.Store, metering.Store) are checked against them where the
+// program is wired (cmd/fnmarket/adapters.go).
+
+// AccountStore keeps accounts, their passwords and their API keys.
+type AccountStore interface {
+	SignUp(ctx context.Context, email, name, password string) (accounts.Account, error)
+	Authenticate(ctx context.Context, email, password string) (accounts.Account, error)
+	ChangePassword(ctx context.Context, id, current, next string) (accounts.Account, error)
+	Account(ctx context.Context, id string) (accounts.Account, error)
+	CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (accounts.APIKey, error)
+	Keys(ctx context.Context, accountID string) ([]accounts.APIKey, error)
+	RevokeKey(ctx context.Context, accountID, id string) error
+}
+
+// CatalogStore keeps vendors, their functions and versions, and the public
+// listings.
+type CatalogStore interface {
+	CreateVendor(ctx context.Context, accountID, slug, displayName string) (catalog.Vendor, error)
+	VendorByAccount(ctx context.Context, accountID string) (catalog.Vendor, error)
+	CreateFunction(ctx context.Context, v catalog.Vendor, name, description string, nv catalog.NewVersion) (catalog.Function, error)
+	Functions(ctx context.Context, v catalog.Vendor) ([]catalog.Function, error)
+	Function(ctx context.Context, v catalog.Vendor, id string) (catalog.Function, error)
+	UpdateDescription(ctx context.Context, v catalog.Vendor, id, description string) (catalog.Function, error)
+	AddVersion(ctx context.Context, v catalog.Vendor, id string, nv catalog.NewVersion) (catalog.Version, error)
+	Publish(ctx context.Context, v catalog.Vendor, id string, version int) (catalog.Function, error)
+	Unpublish(ctx context.Context, v catalog.Vendor, id string) (catalog.Function, error)
+	Search(ctx context.Context, q, after string, limit int) ([]catalog.Listing, error)
+	Listing(ctx context.Context, vendorSlug, name string) (catalog.Listing, error)
+	Route(ctx context.Context, vendorSlug, name string, version int) (catalog.Route, error)
+}
+
+// MeteringStore reads rolled-up usage, for UsageReport.
+type MeteringStore interface {
+	Usage(ctx context.Context, f metering.UsageFilter) ([]metering.UsagePeriod, error)
+	Latency(ctx context.Context, functionID string, from, to time.Time) ([]metering.LatencyHour, error)
+}
+
+// FunctionLookup finds functions by id whoever sells them, for UsageReport.
+type FunctionLookup interface {
+	FunctionsByID(ctx context.Context, ids []string) (map[string]catalog.Function, error)
+}
