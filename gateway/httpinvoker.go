@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,11 +13,11 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/backend"
 )
 
 // httpInvoker runs calls on "http" backends: a reverse proxy that streams
@@ -26,37 +25,7 @@ import (
 type httpInvoker struct {
 	transport   *http.Transport
 	bufferLimit int64
-	urls        specURLs
-}
-
-// specURLs remembers the URL of each http backend spec seen, so a call
-// decodes no JSON. Specs are immutable (versions are); the map is emptied
-// when it reaches maxSpecURLs.
-type specURLs struct {
-	mu sync.RWMutex
-	m  map[string]string
-}
-
-const maxSpecURLs = 10_000
-
-func (c *specURLs) of(spec json.RawMessage) (string, error) {
-	c.mu.RLock()
-	u, ok := c.m[string(spec)]
-	c.mu.RUnlock()
-	if ok {
-		return u, nil
-	}
-	var s httpSpec
-	if err := json.Unmarshal(spec, &s); err != nil {
-		return "", fmt.Errorf("decode http backend: %w", err)
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxSpecURLs {
-		c.m = make(map[string]string)
-	}
-	c.m[string(spec)] = s.URL
-	c.mu.Unlock()
-	return s.URL, nil
+	specs       backend.Decoded[httpSpec]
 }
 
 func newHTTPInvoker(cfg Config) *httpInvoker {
@@ -93,7 +62,8 @@ func (callTimeout) Error() string { return "the function's timeout passed" }
 
 // Invoke forwards the call to the version's backend URL and streams the answer back.
 func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invocation) (Outcome, error) {
-	raw, err := h.urls.of(call.Route.Version.Backend.Spec)
+	spec, err := h.specs.Of(call.Route.Version.Backend.Spec)
+	raw := spec.URL
 	if err != nil {
 		return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend is not valid", Err: err}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -23,7 +22,10 @@ const BackendWasm = "wasm"
 // answer comes back as the function's answer. Compute is the time spent in
 // the module (instantiation and _start), rounded up like HTTP calls; a call
 // cut at its timeout is billed as the timeout.
-type Kind struct{ rt *Runtime }
+type Kind struct {
+	rt    *Runtime
+	specs backend.Decoded[spec]
+}
 
 var (
 	_ gateway.Invoker = (*Kind)(nil)
@@ -96,9 +98,9 @@ func (k *Kind) Prepare(ctx context.Context, v fnmarket.Validation, doc json.RawM
 
 // Invoke runs one call.
 func (k *Kind) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.Invocation) (gateway.Outcome, error) {
-	var b spec
-	if err := json.Unmarshal(call.Route.Version.Backend.Spec, &b); err != nil {
-		return gateway.Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend is not valid", Err: fmt.Errorf("decode wasm backend: %w", err)}
+	b, err := k.specs.Of(call.Route.Version.Backend.Spec)
+	if err != nil {
+		return gateway.Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend is not valid", Err: err}
 	}
 	resp, err := k.rt.Run(r.Context(), b.ModuleSHA256, Request{
 		Method: r.Method, Path: call.Rest, RawQuery: r.URL.RawQuery, Header: r.Header, Body: r.Body,
