@@ -32,6 +32,9 @@ const (
 	// EUNSUPPORTEDMEDIA refuses a request body that is not sent as the
 	// media type the route takes (application/json).
 	EUNSUPPORTEDMEDIA = "unsupported_media_type"
+	// EPAYMENTREQUIRED: the account has no way to pay for this call yet, or
+	// an invoice is past due (402, with a link to pay).
+	EPAYMENTREQUIRED = "payment_required"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -114,7 +117,7 @@ func HTTPStatus(code string) int {
 		return 400
 	case EUNAUTHORIZED:
 		return 401
-	case ESPENDCAP:
+	case ESPENDCAP, EPAYMENTREQUIRED:
 		return 402
 	case EFORBIDDEN:
 		return 403

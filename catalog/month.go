@@ -16,6 +16,16 @@ type UsageStep struct {
 	// Calls are the calls that reached the function (the meter's
 	// billable_calls); ComputeMs their compute.
 	Calls, ComputeMs int64
+	// Priced, when set, is what the gateway charged for these calls, each
+	// priced with CallCost at its admission position (the sum of their
+	// X-Cost): PriceMonth takes it as it is instead of re-deriving it.
+	Priced *StepPrice
+}
+
+// StepPrice is what the gateway charged for a step's calls.
+type StepPrice struct {
+	FreeCalls int64
+	Cost      decimal.Decimal
 }
 
 // PricedStep is a UsageStep priced as part of its month.
@@ -84,11 +94,17 @@ func PriceMonth(pricing map[int]Pricing, steps []UsageStep) ([]PricedStep, error
 		} else if !m.Equal(month) {
 			return nil, fmt.Errorf("price month %s: usage of %s belongs to another month", month.Format("2006-01"), s.Hour.UTC().Format(time.RFC3339))
 		}
-		free := min(max(p.FreeCallsPerMonth-callsBefore, 0), s.Calls)
+		var free int64
+		var cost decimal.Decimal
+		if s.Priced != nil {
+			free, cost = min(s.Priced.FreeCalls, s.Calls), s.Priced.Cost
+		} else {
+			free = min(max(p.FreeCallsPerMonth-callsBefore, 0), s.Calls)
+			// The first billable call sits at position callsBefore+free,
+			// which is at least FreeCallsPerMonth whenever there is one.
+			cost = p.CallsCost(max(callsBefore-p.FreeCallsPerMonth, 0), s.Calls-free).Add(p.ComputeCost(s.ComputeMs))
+		}
 		billable := s.Calls - free
-		// The first billable call sits at position callsBefore+free, which is
-		// at least FreeCallsPerMonth whenever there is one.
-		cost := p.CallsCost(max(callsBefore-p.FreeCallsPerMonth, 0), billable).Add(p.ComputeCost(s.ComputeMs))
 		out = append(out, PricedStep{UsageStep: s, CallsBefore: callsBefore, FreeCalls: free, BillableCalls: billable, Cost: cost})
 		callsBefore += s.Calls
 	}

@@ -29,6 +29,9 @@ type Key struct {
 	// MonthlySpendCap is the key's cap; nil means none.
 	MonthlySpendCap *decimal.Decimal
 	Revoked         bool
+	// Account is the consumer account's standing, cap and credit; a change
+	// to it must make KeysChangedSince report the account's keys.
+	Account usage.AccountBilling
 }
 
 // KeyStore looks API keys up by hash. The gateway calls it only on cache
@@ -531,6 +534,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			KeyID:              key.ID,
 			RateLimitPerSecond: effectiveRateLimit(g.cfg.DefaultRateLimitPerKey, route.Version.RateLimitPerSecond),
 			MonthlySpendCap:    key.MonthlySpendCap,
+			Account:            key.Account,
 		},
 		FunctionID: route.FunctionID,
 		Version:    route.Version.Version,

@@ -34,6 +34,16 @@ type UsageRow struct {
 	BillableCalls int64
 	ComputeMs     int64
 	Errors        int64
+	// FreeCalls are the billable calls that took a free call; CostPico the
+	// exact cost of the row's billable calls as the gateway priced them
+	// (the sum of their X-Cost, in 1e-12 of the currency), CreditPico the
+	// part of it paid from prepaid credit. Rows counted before migration
+	// 00009 carry no prices: Priced is false and views price them with
+	// catalog.PriceMonth.
+	FreeCalls  int64
+	CostPico   int64
+	CreditPico int64
+	Priced     bool
 	// Histogram counts calls per HistogramBounds bucket, plus one overflow bucket.
 	Histogram []int64
 }
