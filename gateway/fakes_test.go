@@ -282,6 +282,10 @@ func (a *fakeAdmitter) Admit(ctx context.Context, req usage.AdmissionRequest) (u
 	return adm, nil
 }
 
+func (a *fakeAdmitter) Settle(context.Context, usage.AdmissionRequest, usage.Admission, bool, decimal.Decimal) (decimal.Decimal, error) {
+	return decimal.Zero, nil
+}
+
 // env is one gateway served over real HTTP, with its fakes.
 type env struct {
 	t      testing.TB

@@ -64,10 +64,17 @@ type RouteStore interface {
 	FunctionsChangedSince(ctx context.Context, since time.Time) ([]FunctionRef, error)
 }
 
-// Admitter decides whether one call may go ahead under its key's rate limit
-// and spend cap.
+// Admitter decides whether one call may go ahead under its key's rate limit,
+// the key's and the account's spend caps, prepaid credit and standing; an
+// admitted call has a position (which prices it) and holds its worst case
+// until Settle replaces the hold by its real cost.
 type Admitter interface {
 	Admit(ctx context.Context, req usage.AdmissionRequest) (usage.Admission, error)
+	// Settle ends an admitted call: its real cost (zero when it never
+	// reached the function) replaces its hold. It returns the part of the
+	// cost paid from prepaid credit; an error means the hold could not be
+	// settled now (the meter settles it later).
+	Settle(ctx context.Context, req usage.AdmissionRequest, adm usage.Admission, reached bool, cost decimal.Decimal) (decimal.Decimal, error)
 }
 
 // Meter counts finished calls. Record must not block the call path.
@@ -79,9 +86,10 @@ type Meter interface {
 // backend kinds, such as "wasm", are Invokers themselves and are added with
 // RegisterKinds).
 //
-// Invoke writes the function's answer to w, including the X-Compute-Ms
-// header (and, for an answer streamed without a known length, the
-// X-Compute-Ms trailer announced in a Trailer header). The gateway has already
+// Invoke writes the function's answer to w, including the X-Compute-Ms and
+// X-Cost headers, set with Invocation.SetMeasured (and, for an answer
+// streamed without a known length, the same two as trailers announced in a
+// Trailer header). The gateway has already
 // set X-Invocation-Id and the rate-limit headers on w; Invoke must keep them.
 // r.Body is already capped at the gateway's body limit.
 //
@@ -112,7 +120,34 @@ type Invocation struct {
 	// not finished by then is cut and billed as exactly Timeout of compute.
 	Timeout time.Duration
 
+	// Pricing and Position price the call: its cost is
+	// Pricing.CallCost(Position, computeMs).
+	Pricing  catalog.Pricing
+	Position int64
+
 	body *cappedBody
+}
+
+// Cost is the exact cost of this call had it taken computeMs: the per-call
+// price at its position (free calls and tiers) plus compute, by the one
+// pricing rule (catalog.Pricing.CallCost).
+func (c *Invocation) Cost(computeMs int64) decimal.Decimal {
+	return c.Pricing.CallCost(c.Position, computeMs)
+}
+
+// SetMeasured sets the X-Compute-Ms and X-Cost headers (or trailers) of an
+// answer that took computeMs.
+func (c *Invocation) SetMeasured(h http.Header, computeMs int64) {
+	h.Set(headerComputeMs, strconv.FormatInt(computeMs, 10))
+	h.Set(headerCost, FormatCost(c.Cost(computeMs), c.Pricing.Currency))
+}
+
+// FormatCost is an X-Cost value: the exact decimal, then the currency.
+func FormatCost(d decimal.Decimal, currency string) string {
+	if currency == "" {
+		currency = "USD"
+	}
+	return d.String() + " " + currency
 }
 
 // BodyTooLarge reports whether reading the request body hit the gateway's
@@ -527,8 +562,12 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, vendor, name, &fnmarket.Error{Code: fnmarket.EINTERNAL, Err: fmt.Errorf("no invoker for backend type %q", route.Version.Backend.Type)})
 		return
 	}
+	timeout := time.Duration(route.Version.TimeoutMs) * time.Millisecond
+	if timeout <= 0 {
+		timeout = g.cfg.DefaultTimeout
+	}
 	at := g.clock.Now()
-	adm, err := g.admitter.Admit(r.Context(), usage.AdmissionRequest{
+	admReq := usage.AdmissionRequest{
 		Caller: usage.Caller{
 			ConsumerID:         key.ConsumerID,
 			KeyID:              key.ID,
@@ -536,31 +575,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			MonthlySpendCap:    key.MonthlySpendCap,
 			Account:            key.Account,
 		},
-		FunctionID: route.FunctionID,
-		Version:    route.Version.Version,
-		Pricing:    route.Version.Pricing,
-		At:         at,
-	})
+		InvocationID: id,
+		FunctionID:   route.FunctionID,
+		Version:      route.Version.Version,
+		Pricing:      route.Version.Pricing,
+		TimeoutMs:    ComputeMs(timeout),
+		At:           at,
+	}
+	adm, err := g.admitter.Admit(r.Context(), admReq)
 	if err != nil {
 		g.refuse(w, r, vendor, name, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "admit call", Err: err})
 		return
 	}
 	setRateLimitHeaders(h, adm)
 	if !adm.Allowed {
-		if adm.Reason == fnmarket.ESPENDCAP {
-			g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.ESPENDCAP, "this API key has reached its monthly spend cap"))
-			return
-		}
-		h.Set("Retry-After", strconv.FormatInt(ceilSeconds(adm.RetryAfter), 10))
-		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.ERATELIMITED, "rate limit of %d calls per second reached", adm.Limit))
+		g.refuse(w, r, vendor, name, refusal(h, adm, key))
 		return
 	}
 
-	timeout := time.Duration(route.Version.TimeoutMs) * time.Millisecond
-	if timeout <= 0 {
-		timeout = g.cfg.DefaultTimeout
-	}
-	call := &Invocation{ID: id, Route: route, Rest: rest, At: at, Timeout: timeout}
+	call := &Invocation{ID: id, Route: route, Rest: rest, At: at, Timeout: timeout, Pricing: route.Version.Pricing, Position: adm.CallsBefore}
 	if r.Body != nil && r.Body != http.NoBody {
 		call.body = newCappedBody(r.Body, g.cfg.MaxBodyBytes)
 		call.body.idle, call.body.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline
@@ -568,6 +601,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	out, err := inv.Invoke(w, r, call)
 	callerGone := r.Context().Err() != nil
+	var cost decimal.Decimal
+	if out.Reached {
+		cost = call.Cost(out.ComputeMs)
+	}
+	// Settle before the answer ends, so the caller's next call sees this
+	// one's real cost, not its worst case. The caller may be gone: the
+	// settlement must still happen.
+	credit, serr := g.admitter.Settle(context.WithoutCancel(r.Context()), admReq, adm, out.Reached, cost)
+	if serr != nil {
+		g.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: settle call; the meter settles it when it flushes",
+			slog.String("invocation_id", id), slog.Any("err", serr))
+	}
 	if out.Reached {
 		g.meter.Record(usage.Call{
 			InvocationID: id,
@@ -581,6 +626,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ComputeMs:    out.ComputeMs,
 			Billable:     true,
 			Error:        out.TimedOut || out.Status >= 500 || (err != nil && !callerGone),
+			Cost:         cost,
+			Credit:       credit,
+			Free:         adm.CallsBefore < route.Version.Pricing.FreeCallsPerMonth,
+			Settled:      serr == nil,
+			Admission:    adm,
 		})
 	}
 	if err != nil {
@@ -591,7 +641,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.metrics.observe(vendor, name, out.Status, time.Since(started))
 	case !out.HeadersSent:
 		if out.Reached {
-			h.Set(headerComputeMs, strconv.FormatInt(out.ComputeMs, 10))
+			call.SetMeasured(h, out.ComputeMs)
 		}
 		status := fnmarket.WriteProblem(w, err)
 		g.metrics.observe(vendor, name, status, time.Since(started))
@@ -601,6 +651,29 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.metrics.observe(vendor, name, 0, time.Since(started))
 		panic(http.ErrAbortHandler)
 	}
+}
+
+// refusal is the error a refused admission answers with.
+func refusal(h http.Header, adm usage.Admission, key Key) error {
+	switch adm.Reason {
+	case fnmarket.ESPENDCAP:
+		return fnmarket.Errorf(fnmarket.ESPENDCAP, "this call's worst case does not fit in the monthly spend cap of this API key or of its account")
+	case fnmarket.EPAYMENTREQUIRED:
+		msg := "this account has no way to pay for this call: add a card or prepaid credit"
+		if key.Account.Standing == usage.StandingSuspended {
+			msg = "this account has an invoice past due: pay it to call functions again"
+		}
+		if u := key.Account.PayURL; u != "" {
+			h.Set("Link", "<"+u+">; rel=\"payment\"")
+			msg += " at " + u
+		}
+		return fnmarket.Errorf(fnmarket.EPAYMENTREQUIRED, "%s", msg)
+	case fnmarket.EUNAVAILABLE:
+		h.Set("Retry-After", "1")
+		return fnmarket.Errorf(fnmarket.EUNAVAILABLE, "this key's spend cap, credit or standing cannot be checked right now; retry shortly")
+	}
+	h.Set("Retry-After", strconv.FormatInt(ceilSeconds(adm.RetryAfter), 10))
+	return fnmarket.Errorf(fnmarket.ERATELIMITED, "rate limit of %d calls per second reached", adm.Limit)
 }
 
 // storeUnavailable is the refusal of a call whose key or function is not

@@ -144,7 +144,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	if noBody {
 		CopyAnswerHeaders(dst, resp.Header)
 		ms := computeSince(headersAt)
-		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
+		call.SetMeasured(dst, ms)
 		w.WriteHeader(resp.StatusCode)
 		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
 	}
@@ -160,7 +160,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 		ms := computeSince(time.Since(base))
 		CopyAnswerHeaders(dst, resp.Header)
 		dst.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
-		dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
+		call.SetMeasured(dst, ms)
 		w.WriteHeader(resp.StatusCode)
 		_, _ = w.Write(body[:n])
 		if readErr != nil {
@@ -182,12 +182,13 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	CopyAnswerHeaders(dst, resp.Header)
 	dst.Del("Content-Length")
 	dst.Add("Trailer", headerComputeMs)
+	dst.Add("Trailer", headerCost)
 	for k := range resp.Trailer {
 		if functionMaySend(k) {
 			dst.Add("Trailer", k)
 		}
 	}
-	dst.Set(headerComputeMs, strconv.FormatInt(computeSince(headersAt), 10))
+	call.SetMeasured(dst, computeSince(headersAt))
 	w.WriteHeader(resp.StatusCode)
 	_ = rc.Flush()
 
@@ -210,7 +211,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 			dst[k] = vv
 		}
 	}
-	dst.Set(headerComputeMs, strconv.FormatInt(ms, 10))
+	call.SetMeasured(dst, ms)
 	return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
 }
 
@@ -324,7 +325,7 @@ func CopyAnswerHeaders(dst, src http.Header) {
 // named canonicalKey is passed to the caller.
 func functionMaySend(canonicalKey string) bool {
 	switch canonicalKey {
-	case headerComputeMs, "Set-Cookie", "Set-Cookie2":
+	case headerComputeMs, headerCost, "Set-Cookie", "Set-Cookie2":
 		return false
 	}
 	return true

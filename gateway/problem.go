@@ -4,4 +4,5 @@ package gateway
 const (
 	headerInvocationID = "X-Invocation-Id"
 	headerComputeMs    = "X-Compute-Ms"
+	headerCost         = "X-Cost"
 )

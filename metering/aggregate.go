@@ -8,23 +8,41 @@ import (
 )
 
 // aggregate is the sum of some calls of one shard, in the shape a flush
-// applies to Redis: live hash increments, per-function call counts and
-// per-key spend in pico-units.
+// applies to Redis: live hash increments and, for calls whose hold could not
+// be settled as they ended, the settlement of their spend and credit
+// counters (see Limiter.Settle).
 type aggregate struct {
-	live  map[string]int64
-	calls map[fcKey]int64
-	spend map[spendKey]int64
-	n     int64 // how many calls are summed
+	live map[string]int64
+	// counters are increments of plain Redis counters (spend per key and
+	// month, per account and month, credit left per consumer), by key.
+	counters map[counterKey]int64
+	n        int64 // how many calls are summed
 }
+
+// counterKey names one spend or credit counter of a shard.
+type counterKey struct {
+	Kind       string `json:"t"` // counterKeySpend, counterAccountSpend or counterCredit
+	ConsumerID string `json:"c"` // decides the shard
+	KeyID      string `json:"k,omitempty"`
+	Month      string `json:"m,omitempty"`
+}
+
+// Kinds of counterKey.
+const (
+	counterKeySpend     = "ks"
+	counterAccountSpend = "as"
+	counterCredit       = "cr"
+)
 
 func newAggregate() *aggregate {
-	return &aggregate{live: map[string]int64{}, calls: map[fcKey]int64{}, spend: map[spendKey]int64{}}
+	return &aggregate{live: map[string]int64{}, counters: map[counterKey]int64{}}
 }
 
-func (a *aggregate) empty() bool { return a.n == 0 && len(a.live) == 0 }
+func (a *aggregate) empty() bool { return a.n == 0 && len(a.live) == 0 && len(a.counters) == 0 }
 
-// addSpooled adds one call as the spool keeps it (its spend already priced),
-// so replaying a spooled call gives exactly what recording it gave.
+// addSpooled adds one call as the spool keeps it (priced once, as the
+// gateway answered it), so replaying a spooled call gives exactly what
+// recording it gave.
 func (a *aggregate) addSpooled(c spooledCall) {
 	at := time.UnixMicro(c.At).UTC()
 	rk := rowKey{
@@ -47,15 +65,32 @@ func (a *aggregate) addSpooled(c spooledCall) {
 		a.live[rk.field(metricComputeMs)] += c.ComputeMs
 	}
 	a.live[rk.field(histogramMetric(histogramBucket(c.ComputeMs)))]++
-	month := monthOf(at)
-	a.calls[fcKey{ConsumerID: c.ConsumerID, FunctionID: c.FunctionID, Month: month}]++
-	if c.SpendPico != 0 {
-		a.spend[spendKey{ConsumerID: c.ConsumerID, KeyID: c.KeyID, Month: month}] += c.SpendPico
+	// The cost field is written even when zero: its presence marks the
+	// row as priced by the gateway.
+	a.live[rk.field(metricCost)] += c.SpendPico
+	if c.Free {
+		a.live[rk.field(metricFree)]++
+	}
+	if c.CreditPico != 0 {
+		a.live[rk.field(metricCredit)] += c.CreditPico
+	}
+	if c.Unsettled {
+		// Its hold stays in Redis until it expires and is released
+		// (Limiter); the call's real cost and credit use go in here.
+		month := monthOf(at)
+		if c.SpendPico != 0 {
+			a.counters[counterKey{Kind: counterKeySpend, ConsumerID: c.ConsumerID, KeyID: c.KeyID, Month: month}] += c.SpendPico
+			a.counters[counterKey{Kind: counterAccountSpend, ConsumerID: c.ConsumerID, Month: month}] += c.SpendPico
+		}
+		if c.CreditPico != 0 {
+			a.counters[counterKey{Kind: counterCredit, ConsumerID: c.ConsumerID}] -= c.CreditPico
+		}
 	}
 }
 
 // spooledCall is a call as the spool keeps it: what counting needs, with
-// its cost priced once (catalog.Pricing.CallCost) in pico-units.
+// its cost as the gateway priced it (catalog.Pricing.CallCost at the call's
+// admission position) in pico-units.
 type spooledCall struct {
 	InvocationID string `json:"i"`
 	ConsumerID   string `json:"c"`
@@ -67,13 +102,19 @@ type spooledCall struct {
 	Billable     bool   `json:"b"`
 	Error        bool   `json:"e"`
 	SpendPico    int64  `json:"s"`
+	Free         bool   `json:"fr,omitempty"`
+	CreditPico   int64  `json:"cr,omitempty"`
+	Unsettled    bool   `json:"u,omitempty"`
 }
 
 func spooledOf(c Call) spooledCall {
 	sc := spooledCall{InvocationID: c.InvocationID, ConsumerID: c.ConsumerID, KeyID: c.KeyID, FunctionID: c.FunctionID,
 		Version: c.Version, At: c.At.UnixMicro(), ComputeMs: c.ComputeMs, Billable: c.Billable, Error: c.Error}
 	if c.Billable {
-		sc.SpendPico = toPico(c.Pricing.CallCost(c.CallsBefore, c.ComputeMs))
+		sc.SpendPico = toPico(c.Cost)
+		sc.Free = c.Free
+		sc.CreditPico = toPico(c.Credit)
+		sc.Unsettled = !c.Settled
 	}
 	return sc
 }
@@ -101,6 +142,16 @@ func (c spooledCall) appendSpoolLine(b []byte) []byte {
 	b = strconv.AppendBool(b, c.Error)
 	b = append(b, `,"s":`...)
 	b = strconv.AppendInt(b, c.SpendPico, 10)
+	if c.Free {
+		b = append(b, `,"fr":true`...)
+	}
+	if c.CreditPico != 0 {
+		b = append(b, `,"cr":`...)
+		b = strconv.AppendInt(b, c.CreditPico, 10)
+	}
+	if c.Unsettled {
+		b = append(b, `,"u":true`...)
+	}
 	return append(b, "}}\n"...)
 }
 
@@ -124,39 +175,39 @@ func (a *aggregate) merge(b *aggregate) {
 	for k, v := range b.live {
 		a.live[k] += v
 	}
-	for k, v := range b.calls {
-		a.calls[k] += v
-	}
-	for k, v := range b.spend {
-		a.spend[k] += v
+	for k, v := range b.counters {
+		a.counters[k] += v
 	}
 }
 
-// aggregateJSON is an aggregate as the spool stores it.
+// aggregateJSON is an aggregate as the spool stores it. Calls and Spend are
+// what spools written before per-call holds carried (per-function call counts
+// and per-key spend): still read, so such a spool replays, and applied as
+// they were.
 type aggregateJSON struct {
-	N     int64            `json:"n"`
-	Live  map[string]int64 `json:"live,omitempty"`
-	Calls []fcDelta        `json:"calls,omitempty"`
-	Spend []spendDelta     `json:"spend,omitempty"`
+	N        int64            `json:"n"`
+	Live     map[string]int64 `json:"live,omitempty"`
+	Counters []counterDelta   `json:"counters,omitempty"`
+	Spend    []spendDelta     `json:"spend,omitempty"`
 }
 
-type fcDelta struct {
-	fcKey
+type counterDelta struct {
+	counterKey
 	N int64 `json:"n"`
 }
 
+// spendDelta is a key's spend in a spool from before per-call holds.
 type spendDelta struct {
-	spendKey
-	Pico int64 `json:"p"`
+	ConsumerID string `json:"c"`
+	KeyID      string `json:"k"`
+	Month      string `json:"m"`
+	Pico       int64  `json:"p"`
 }
 
 func (a *aggregate) MarshalJSON() ([]byte, error) {
 	j := aggregateJSON{N: a.n, Live: a.live}
-	for k, v := range a.calls {
-		j.Calls = append(j.Calls, fcDelta{k, v})
-	}
-	for k, v := range a.spend {
-		j.Spend = append(j.Spend, spendDelta{k, v})
+	for k, v := range a.counters {
+		j.Counters = append(j.Counters, counterDelta{k, v})
 	}
 	return json.Marshal(j)
 }
@@ -171,11 +222,11 @@ func (a *aggregate) UnmarshalJSON(b []byte) error {
 	for k, v := range j.Live {
 		a.live[k] += v
 	}
-	for _, d := range j.Calls {
-		a.calls[d.fcKey] += d.N
+	for _, d := range j.Counters {
+		a.counters[d.counterKey] += d.N
 	}
 	for _, d := range j.Spend {
-		a.spend[d.spendKey] += d.Pico
+		a.counters[counterKey{Kind: counterKeySpend, ConsumerID: d.ConsumerID, KeyID: d.KeyID, Month: d.Month}] += d.Pico
 	}
 	return nil
 }
@@ -183,7 +234,7 @@ func (a *aggregate) UnmarshalJSON(b []byte) error {
 // scriptArgs lays the aggregate out for flushScript: KEYS are the applied
 // marker, the live hash, then every fc and spend key; ARGV are the marker
 // TTL, the counter TTL, the number of live fields, field/increment pairs, then
-// one increment per counter key. Increments travel as decimal strings so Lua
+// one increment per counter key (spend and credit counters). Increments travel as decimal strings so Lua
 // never turns them into floating point. With recordID the flush id is one
 // more live field, flush|<id> incremented by 1, so it reaches the database
 // with the counts, and every counter field carries the flush id
@@ -210,12 +261,8 @@ func (a *aggregate) scriptArgs(ks keyspace, shard int, flushID string, appliedTT
 			args = append(args, f, a.live[f])
 		}
 	}
-	for k, v := range a.calls {
-		keys = append(keys, ks.functionCalls(shard, k))
-		args = append(args, v)
-	}
-	for k, v := range a.spend {
-		keys = append(keys, ks.spend(shard, k))
+	for k, v := range a.counters {
+		keys = append(keys, ks.counter(shard, k))
 		args = append(args, v)
 	}
 	return keys, args

@@ -27,6 +27,12 @@ const (
 	metricBillable  = "billable"
 	metricComputeMs = "compute_ms"
 	metricErrors    = "errors"
+	// metricFree counts billable calls that took a free call, metricCost
+	// sums their cost and metricCredit the part paid from prepaid credit
+	// (pico-units), as the gateway priced each call.
+	metricFree   = "free"
+	metricCost   = "cost"
+	metricCredit = "credit"
 )
 
 // shardOf maps a consumer to its shard: FNV-1a 32 of the id, modulo NumShards.
@@ -52,18 +58,55 @@ func (k keyspace) applied(shard int, flushID string) string {
 func (k keyspace) rateLimit(shard int, keyID string) string {
 	return k.tag(shard) + "rl:" + keyID
 }
-func (k keyspace) spend(shard int, s spendKey) string {
-	return k.tag(shard) + "spend:" + s.KeyID + ":" + s.Month
-}
-func (k keyspace) functionCalls(shard int, f fcKey) string {
-	return k.tag(shard) + "fc:" + f.ConsumerID + ":" + f.FunctionID + ":" + f.Month
+
+// spend is an API key's spend in a month, held and settled (pico-units).
+func (k keyspace) spend(shard int, keyID, month string) string {
+	return k.tag(shard) + "spend:" + keyID + ":" + month
 }
 
-// spendKey names one API key's spend in one month (YYYYMM).
-type spendKey struct {
-	ConsumerID string `json:"c"` // decides the shard
-	KeyID      string `json:"k"`
-	Month      string `json:"m"`
+// accountSpend is a consumer account's spend in a month over all its keys.
+func (k keyspace) accountSpend(shard int, consumerID, month string) string {
+	return k.tag(shard) + "aspend:" + consumerID + ":" + month
+}
+
+// creditLeft is a consumer's prepaid credit not yet held or spent;
+// creditGranted the grant total it was last topped up to.
+func (k keyspace) creditLeft(shard int, consumerID string) string {
+	return k.tag(shard) + "credit:" + consumerID
+}
+func (k keyspace) creditGranted(shard int, consumerID string) string {
+	return k.tag(shard) + "creditg:" + consumerID
+}
+
+// position counts the positions handed out for a consumer's calls of one
+// function in a month; returned keeps positions given back by calls that
+// never reached the function, for the next calls to take.
+func (k keyspace) position(shard int, f fcKey) string {
+	return k.tag(shard) + "pos:" + f.ConsumerID + ":" + f.FunctionID + ":" + f.Month
+}
+func (k keyspace) returned(shard int, f fcKey) string {
+	return k.tag(shard) + "posret:" + f.ConsumerID + ":" + f.FunctionID + ":" + f.Month
+}
+
+// holds maps a consumer's calls in flight (by invocation id) to what they
+// hold; holdExpiry orders them by when they are released if never settled.
+func (k keyspace) holds(shard int, consumerID string) string {
+	return k.tag(shard) + "holds:" + consumerID
+}
+func (k keyspace) holdExpiry(shard int, consumerID string) string {
+	return k.tag(shard) + "holdexp:" + consumerID
+}
+
+// counter is the Redis key of a spend or credit counter.
+func (k keyspace) counter(shard int, c counterKey) string {
+	switch c.Kind {
+	case counterAccountSpend:
+		return k.accountSpend(shard, c.ConsumerID, c.Month)
+	case counterCredit:
+		return k.creditLeft(shard, c.ConsumerID)
+	default:
+		return k.spend(shard, c.KeyID, c.Month)
+	}
 }
 
 // fcKey names one consumer's calls of one function in one month (YYYYMM).
@@ -293,6 +336,13 @@ func (hc *hashCounts) rows(counted func(flushID string) bool) ([]UsageRow, error
 			r.ComputeMs += n
 		case metricErrors:
 			r.Errors += n
+		case metricFree:
+			r.FreeCalls += n
+		case metricCost:
+			r.CostPico += n
+			r.Priced = true
+		case metricCredit:
+			r.CreditPico += n
 		default:
 			b, err := strconv.Atoi(strings.TrimPrefix(fc.metric, "h"))
 			if !strings.HasPrefix(fc.metric, "h") || err != nil || b < 0 || b > len(HistogramBounds) {
@@ -319,6 +369,10 @@ func (hc *hashCounts) rows(counted func(flushID string) bool) ([]UsageRow, error
 				return nil, err
 			}
 		}
+	}
+	for i := range rows {
+		// A row without billable calls has nothing to price.
+		rows[i].Priced = rows[i].Priced || rows[i].BillableCalls == 0
 	}
 	return rows, nil
 }

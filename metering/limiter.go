@@ -14,58 +14,195 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/internal/redisx"
+	"github.com/fnmarket/fnmarket/usage"
 )
 
-// admitScript decides one call in one round trip: the spend cap first (a
-// refused call uses no rate), then GCRA on the key. KEYS: rate-limit state,
-// month spend, consumer's month calls of the function. ARGV: now (µs),
-// emission interval (µs, 0 = unlimited), burst, spend threshold in pico-units
-// as a decimal string ("" = no cap). Spend is compared as a digit string, so
-// no amount ever passes through Lua's floating point.
-var admitScript = redis.NewScript(`
-local spend = redis.call('GET', KEYS[2]) or '0'
-local fc = redis.call('GET', KEYS[3]) or '0'
-local cap = ARGV[4]
-if cap ~= '' then
-  if string.len(spend) > string.len(cap) or (string.len(spend) == string.len(cap) and spend >= cap) then
-    return {2, spend, fc, 0, 0, 0}
+// luaMoney are the Lua helpers both money scripts share. Amounts travel as
+// decimal strings of pico-units. Lua numbers are doubles, exact only below
+// 2^53, so sums that can grow large (spend, credit) are only ever changed
+// with INCRBY/DECRBY, which Redis does on 64-bit integers, and compared as
+// digit strings; only one call's amounts, which admission keeps below
+// maxCallPico, are added as numbers.
+const luaMoney = `
+local function le(a, b)
+  if string.sub(a, 1, 1) == '-' then return true end
+  if string.sub(b, 1, 1) == '-' then return false end
+  if #a ~= #b then return #a < #b end
+  return a <= b
+end
+local function int(n) return string.format('%.0f', n) end
+`
+
+// admitScript decides one call in one round trip and, when it is admitted,
+// gives it its position and holds its worst case. KEYS: 1 rate-limit state,
+// 2 positions handed out, 3 positions given back, 4 the key's month spend,
+// 5 the account's month spend, 6 credit left, 7 credit granted, 8 holds,
+// 9 hold expiries (all in the consumer's slot). ARGV: 1 now (µs), 2 GCRA
+// emission interval (µs, 0 = unlimited), 3 burst, 4 the key's cap ("" =
+// none), 5 the account's cap ("" = none), 6 standing (a, f or s), 7 credit
+// granted ("" = credit does not apply), 8 credit consumed (seeds credit left
+// when Redis has none), 9 worst-case compute (timeout x per-ms price), 10
+// free calls per month, 11 per-call price, 12 the invocation id, 13 when the
+// hold expires (ms), 14 counter TTL (s), 15 number of tiers, then up_to and
+// price per tier.
+//
+// Verdicts: 0 rate limited, 1 admitted, 2 spend cap, 3 payment required.
+// Expired holds of the consumer (calls whose gateway died) are released
+// first. A refused call changes nothing else: it takes no position and
+// holds nothing.
+var admitScript = redis.NewScript(luaMoney + `
+local nowms = math.floor(tonumber(ARGV[1]) / 1000)
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', nowms, 'LIMIT', 0, 16)) do
+  local rec = redis.call('HGET', KEYS[8], id)
+  if rec then
+    local hold, ch, ks, as = string.match(rec, '^(%d+)|(%d+)|([^|]*)|([^|]*)')
+    if hold and hold ~= '0' then
+      redis.call('DECRBY', ks, hold)
+      redis.call('DECRBY', as, hold)
+    end
+    if ch and ch ~= '0' then redis.call('INCRBY', KEYS[6], ch) end
+    redis.call('HDEL', KEYS[8], id)
+  end
+  redis.call('ZREM', KEYS[9], id)
+end
+if ARGV[6] == 's' then return {3, 0, '0', '0', 0, 0, 0} end
+
+local pos
+local ret = redis.call('ZRANGE', KEYS[3], 0, 0)
+if ret[1] then pos = tonumber(ret[1]) else pos = tonumber(redis.call('GET', KEYS[2]) or '0') end
+local price = 0
+local free = tonumber(ARGV[10])
+if pos >= free then
+  local q = pos - free
+  local nt = tonumber(ARGV[15])
+  price = tonumber(ARGV[11])
+  for t = 0, nt - 1 do
+    local upto = tonumber(ARGV[16 + 2 * t])
+    if upto == 0 or q < upto then price = tonumber(ARGV[17 + 2 * t]); break end
   end
 end
+local W = int(price + tonumber(ARGV[9]))
+
+local ch = '0'
+if ARGV[7] ~= '' then
+  local g = redis.call('GET', KEYS[7])
+  if not g or redis.call('EXISTS', KEYS[6]) == 0 then
+    redis.call('SET', KEYS[6], ARGV[7])
+    redis.call('DECRBY', KEYS[6], ARGV[8])
+    redis.call('SET', KEYS[7], ARGV[7])
+  elseif g ~= ARGV[7] and le(g, ARGV[7]) then
+    redis.call('INCRBY', KEYS[6], ARGV[7])
+    redis.call('DECRBY', KEYS[6], g)
+    redis.call('SET', KEYS[7], ARGV[7])
+  end
+  local left = redis.call('GET', KEYS[6]) or '0'
+  if not le(left, '0') then
+    if le(W, left) then ch = W else ch = left end
+  end
+end
+
+local held = {}
+local function undo()
+  for _, k in ipairs(held) do redis.call('DECRBY', k, W) end
+end
+if W ~= '0' then
+  for i, k in ipairs({KEYS[4], KEYS[5]}) do
+    redis.call('INCRBY', k, W)
+    redis.call('EXPIRE', k, ARGV[14])
+    held[#held + 1] = k
+    local cap = ARGV[3 + i]
+    if cap ~= '' and not le(redis.call('GET', k), cap) then
+      undo()
+      return {2, pos, W, '0', 0, 0, 0}
+    end
+  end
+end
+if ARGV[6] == 'f' and W ~= ch then
+  undo()
+  return {3, pos, W, ch, 0, 0, 0}
+end
+
+local remaining, reset = 0, 0
 local T = tonumber(ARGV[2])
-if T <= 0 then
-  return {1, spend, fc, 0, 0, 0}
+if T > 0 then
+  local now = tonumber(ARGV[1])
+  local burst = tonumber(ARGV[3])
+  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if tat < now then tat = now end
+  local newtat = tat + T
+  local allowAt = newtat - burst * T
+  if now < allowAt then
+    undo()
+    return {0, pos, W, '0', 0, int(allowAt - now), int(tat - now)}
+  end
+  redis.call('SET', KEYS[1], int(newtat), 'PX', math.ceil((newtat - now) / 1000) + 60000)
+  remaining = math.floor((now - allowAt) / T)
+  reset = int(newtat - now)
 end
-local now = tonumber(ARGV[1])
-local burst = tonumber(ARGV[3])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local newtat = tat + T
-local allowAt = newtat - burst * T
-if now < allowAt then
-  return {0, spend, fc, 0, string.format('%.0f', allowAt - now), string.format('%.0f', tat - now)}
+
+if ret[1] then
+  redis.call('ZREM', KEYS[3], ret[1])
+else
+  redis.call('INCR', KEYS[2])
+  redis.call('EXPIRE', KEYS[2], ARGV[14])
 end
-redis.call('SET', KEYS[1], string.format('%.0f', newtat), 'PX', math.ceil((newtat - now) / 1000) + 60000)
-return {1, spend, fc, math.floor((now - allowAt) / T), 0, string.format('%.0f', newtat - now)}
+if W ~= '0' then
+  if ch ~= '0' then redis.call('DECRBY', KEYS[6], ch) end
+  redis.call('HSET', KEYS[8], ARGV[12], W .. '|' .. ch .. '|' .. KEYS[4] .. '|' .. KEYS[5])
+  redis.call('ZADD', KEYS[9], ARGV[13], ARGV[12])
+end
+return {1, pos, W, ch, remaining, 0, reset}
 `)
 
-// PendingUsage is this process's usage that Redis has not yet confirmed; the
-// Meter provides it, so the spend cap also counts calls still in flight.
-type PendingUsage interface {
-	PendingSpend(keyID string, month time.Time) decimal.Decimal
-	PendingCalls(consumerID, functionID string, month time.Time) int64
-}
+// settleScript replaces a call's hold by its real cost. KEYS: 1 holds, 2
+// hold expiries, 3 the key's month spend, 4 the account's month spend, 5
+// credit left, 6 positions given back. ARGV: 1 invocation id, 2 real cost,
+// 3 "1" if the call reached the function, 4 its position, 5 counter TTL (s).
+// A call that never reached the function costs nothing and gives its
+// position back. It answers {1, credit used} when it found the hold, {0, "0"}
+// when the hold was already released (it expired): the real cost is then
+// added to the spend counters and no credit is used.
+var settleScript = redis.NewScript(luaMoney + `
+local actual = tonumber(ARGV[2])
+if ARGV[3] ~= '1' then
+  actual = 0
+  redis.call('ZADD', KEYS[6], ARGV[4], ARGV[4])
+  redis.call('EXPIRE', KEYS[6], ARGV[5])
+end
+local rec = redis.call('HGET', KEYS[1], ARGV[1])
+if not rec then
+  if actual > 0 then
+    redis.call('INCRBY', KEYS[3], ARGV[2])
+    redis.call('INCRBY', KEYS[4], ARGV[2])
+  end
+  return {0, '0'}
+end
+local hold, ch = string.match(rec, '^(%d+)|(%d+)|')
+hold, ch = tonumber(hold), tonumber(ch)
+local use = math.min(actual, ch)
+local d = actual - hold
+if d ~= 0 then
+  redis.call('INCRBY', KEYS[3], int(d))
+  redis.call('INCRBY', KEYS[4], int(d))
+end
+if ch > use then redis.call('INCRBY', KEYS[5], int(ch - use)) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+return {1, int(use)}
+`)
 
-var _ PendingUsage = (*Meter)(nil)
+// maxCallPico bounds one call's worst case (1000 in the currency): the
+// admission script adds a call's amounts as Lua numbers, exact below 2^53.
+const maxCallPico = int64(1000) * 1e12
 
 // LimiterConfig configures a Limiter.
 type LimiterConfig struct {
-	// Redis holds the shared rate-limit state and the month counters.
+	// Redis holds the shared rate-limit state, positions, holds and spend.
 	Redis redis.UniversalClient
 	// Prefix is put before every Redis key; the same as the Meter's.
 	Prefix string
-	// Pending is this process's meter; nil when there is none.
-	Pending PendingUsage
 	// Timeout bounds the Redis round trip before the local limiter decides;
 	// default 75ms. On a *redis.Client it bounds the socket read too; on a
 	// cluster client only the context is bounded, and the cool-down keeps a
@@ -74,24 +211,41 @@ type LimiterConfig struct {
 	// Cooldown is how long after a Redis failure calls are decided locally
 	// without trying Redis; default 1s.
 	Cooldown time.Duration
+	// HoldGrace is how long past a call's timeout its hold is kept when it
+	// is never settled (its gateway died); the next admission of the same
+	// consumer then releases it. Default 2 minutes.
+	HoldGrace time.Duration
+	// CounterTTL is how long month counters live after their last change;
+	// default 62 days.
+	CounterTTL time.Duration
 	// Clock decides rate windows and months; default fnmarket.SystemClock.
 	Clock fnmarket.Clock
 	// Logger receives Redis failures; default slog.Default().
 	Logger *slog.Logger
 }
 
-// Limiter admits calls: a GCRA rate limit per API key, exact across every
-// gateway replica sharing Redis, and the key's monthly spend cap. When Redis
-// cannot answer in time it decides locally and says so (Degraded).
+// Limiter admits calls and settles them. Admission is one Redis script in
+// the consumer's slot: it gives the call its position in the consumer's
+// month of the function (which decides its price: catalog.Pricing.CallCost),
+// checks the key's GCRA rate limit, and holds the call's worst case (price
+// at its position + timeout x per-ms price) against the key's and the
+// account's monthly caps and the account's prepaid credit, so that caps and
+// credit hold exactly on any number of replicas and under any concurrency.
+// Settle replaces the hold by the call's real cost when it ends.
+//
+// When Redis cannot answer in time, a call that a cap, credit or standing
+// limits is refused (503, retry): a cap is a promise and no replica can keep
+// it alone. Other calls are decided by a local token bucket, priced at the
+// position last seen plus this replica's calls since (Degraded).
 type Limiter struct {
-	pipe *pipeliner
-	cfg  LimiterConfig
-	ks   keyspace
-	log  *slog.Logger
+	admitPipe  *pipeliner
+	settlePipe *pipeliner
+	cfg        LimiterConfig
+	ks         keyspace
+	log        *slog.Logger
 
 	mu        sync.Mutex
 	buckets   map[string]*tokenBucket
-	lastSpend map[keyMonth]int64
 	lastCalls map[fcKey]int64
 	downUntil time.Time // monotonic wall time, not the injected clock: an operational cool-down
 }
@@ -106,6 +260,12 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	}
 	if cfg.Cooldown <= 0 {
 		cfg.Cooldown = time.Second
+	}
+	if cfg.HoldGrace <= 0 {
+		cfg.HoldGrace = 2 * time.Minute
+	}
+	if cfg.CounterTTL <= 0 {
+		cfg.CounterTTL = 62 * 24 * time.Hour
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = fnmarket.SystemClock{}
@@ -122,23 +282,31 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 		client = c.WithTimeout(cfg.Timeout)
 	}
 	return &Limiter{
-		pipe:      newPipeliner(client, admitScript, 4, cfg.Timeout),
-		cfg:       cfg,
-		ks:        keyspace{prefix: cfg.Prefix},
-		log:       cfg.Logger,
-		buckets:   map[string]*tokenBucket{},
-		lastSpend: map[keyMonth]int64{},
-		lastCalls: map[fcKey]int64{},
+		admitPipe:  newPipeliner(client, admitScript, 4, cfg.Timeout),
+		settlePipe: newPipeliner(client, settleScript, 2, cfg.Timeout),
+		cfg:        cfg,
+		ks:         keyspace{prefix: cfg.Prefix},
+		log:        cfg.Logger,
+		buckets:    map[string]*tokenBucket{},
+		lastCalls:  map[fcKey]int64{},
 	}, nil
 }
 
-// Admit decides whether one call may go ahead. It never fails because Redis
-// is down: the local limiter then decides and the answer is Degraded. An
-// error means the request itself is unusable.
+// limited reports whether admission of c needs Redis to be exact: a cap,
+// prepaid credit or a standing short of active.
+func limited(c Caller) bool {
+	a := c.Account
+	return c.MonthlySpendCap != nil || a.MonthlySpendCap != nil || a.CreditGranted.IsPositive() ||
+		(a.Standing != "" && a.Standing != usage.StandingActive)
+}
+
+// Admit decides whether one call may go ahead and, if so, gives it its
+// position and holds its worst case. It never fails because Redis is down
+// (see Limiter); an error means the request itself is unusable.
 func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, error) {
 	c := req.Caller
-	if c.ConsumerID == "" || c.KeyID == "" || req.FunctionID == "" {
-		return Admission{}, fnmarket.Errorf(fnmarket.EINVALID, "admission needs a consumer, a key and a function")
+	if c.ConsumerID == "" || c.KeyID == "" || req.FunctionID == "" || req.InvocationID == "" {
+		return Admission{}, fnmarket.Errorf(fnmarket.EINVALID, "admission needs a consumer, a key, a function and an invocation id")
 	}
 	at := req.At
 	if at.IsZero() {
@@ -146,48 +314,48 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 	}
 	at = at.UTC()
 	month := monthOf(at)
-	sk := keyMonth{KeyID: c.KeyID, Month: month}
 	fk := fcKey{ConsumerID: c.ConsumerID, FunctionID: req.FunctionID, Month: month}
-	var pendSpend, pendCalls int64
-	if l.cfg.Pending != nil {
-		pendSpend = toPico(l.cfg.Pending.PendingSpend(c.KeyID, at))
-		pendCalls = l.cfg.Pending.PendingCalls(c.ConsumerID, req.FunctionID, at)
+	if c.Account.Standing == usage.StandingSuspended {
+		return Admission{Reason: fnmarket.EPAYMENTREQUIRED, Limit: c.RateLimitPerSecond}, nil
 	}
-	threshold := ""
-	if c.MonthlySpendCap != nil {
-		t := toPico(*c.MonthlySpendCap) - pendSpend
-		if t <= 0 {
-			return Admission{Allowed: false, Reason: fnmarket.ESPENDCAP, Limit: c.RateLimitPerSecond}, nil
-		}
-		threshold = strconv.FormatInt(t, 10)
+	computeWorst := req.Pricing.ComputeCost(max(req.TimeoutMs, 0))
+	worstPico := toPico(computeWorst)
+	if worstPico > maxCallPico && limited(c) {
+		// Beyond what one admission can hold exactly; no cap is meant for
+		// a single call this large.
+		return Admission{Reason: fnmarket.ESPENDCAP, Limit: c.RateLimitPerSecond}, nil
 	}
-
 	if time.Now().Before(l.downSince()) {
-		return l.admitLocally(c, at, sk, fk, pendSpend, pendCalls, threshold), nil
+		return l.admitLocally(c, at, fk, req), nil
+	}
+	args, err := l.admitArgs(req, at, min(worstPico, maxCallPico))
+	if err != nil {
+		return Admission{}, err
 	}
 	shard := shardOf(c.ConsumerID)
 	keys := []string{
 		l.ks.rateLimit(shard, c.KeyID),
-		l.ks.spend(shard, spendKey{ConsumerID: c.ConsumerID, KeyID: c.KeyID, Month: month}),
-		l.ks.functionCalls(shard, fk),
-	}
-	var interval float64
-	burst := c.RateLimitPerSecond
-	if burst > 0 {
-		interval = 1e6 / float64(burst)
+		l.ks.position(shard, fk),
+		l.ks.returned(shard, fk),
+		l.ks.spend(shard, c.KeyID, month),
+		l.ks.accountSpend(shard, c.ConsumerID, month),
+		l.ks.creditLeft(shard, c.ConsumerID),
+		l.ks.creditGranted(shard, c.ConsumerID),
+		l.ks.holds(shard, c.ConsumerID),
+		l.ks.holdExpiry(shard, c.ConsumerID),
 	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	res, err := l.pipe.run(rctx, keys, at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), burst, threshold)
+	res, err := l.admitPipe.run(rctx, keys, args...)
 	cancel()
 	if err == nil {
 		var a Admission
-		var spend, calls int64
-		a, spend, calls, err = parseAdmission(res, c.RateLimitPerSecond)
+		a, err = parseAdmission(res, c.RateLimitPerSecond)
 		if err == nil {
-			l.mu.Lock()
-			l.lastSpend[sk], l.lastCalls[fk] = spend, calls
-			l.mu.Unlock()
-			a.CallsBefore = calls + pendCalls
+			if a.Allowed {
+				l.mu.Lock()
+				l.lastCalls[fk] = a.CallsBefore + 1
+				l.mu.Unlock()
+			}
 			return a, nil
 		}
 	}
@@ -198,7 +366,96 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 	l.downUntil = time.Now().Add(l.cfg.Cooldown)
 	l.mu.Unlock()
 	l.log.Warn("metering: redis unavailable for admission; deciding locally", "err", err, "cooldown", l.cfg.Cooldown)
-	return l.admitLocally(c, at, sk, fk, pendSpend, pendCalls, threshold), nil
+	return l.admitLocally(c, at, fk, req), nil
+}
+
+// admitArgs lays out admitScript's ARGV.
+func (l *Limiter) admitArgs(req AdmissionRequest, at time.Time, computeWorst int64) ([]any, error) {
+	c, p := req.Caller, req.Pricing
+	var interval float64
+	if c.RateLimitPerSecond > 0 {
+		interval = 1e6 / float64(c.RateLimitPerSecond)
+	}
+	capArg := func(d *decimal.Decimal) string {
+		if d == nil {
+			return ""
+		}
+		return strconv.FormatInt(toPico(*d), 10)
+	}
+	standing := "a"
+	if c.Account.Standing == usage.StandingFreeOnly {
+		standing = "f"
+	}
+	granted, consumed := "", "0"
+	if a := c.Account; a.CreditGranted.IsPositive() && (a.CreditCurrency == "" || a.CreditCurrency == currencyOf(p)) {
+		granted = strconv.FormatInt(toPico(a.CreditGranted), 10)
+		consumed = strconv.FormatInt(toPico(a.CreditConsumed), 10)
+	}
+	timeout := time.Duration(max(req.TimeoutMs, 0)) * time.Millisecond
+	expires := at.Add(timeout + l.cfg.HoldGrace).UnixMilli()
+	args := []any{at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), c.RateLimitPerSecond,
+		capArg(c.MonthlySpendCap), capArg(c.Account.MonthlySpendCap), standing, granted, consumed,
+		strconv.FormatInt(computeWorst, 10), p.FreeCallsPerMonth, priceArg(p.PerCall), req.InvocationID,
+		expires, int64(l.cfg.CounterTTL / time.Second), len(p.Tiers)}
+	for _, t := range p.Tiers {
+		args = append(args, t.UpTo, priceArg(t.PerCall))
+	}
+	return args, nil
+}
+
+// priceArg is a per-call price in pico-units for admitScript (catalog keeps
+// prices at most 1000 with 12 decimals, so they are exact there).
+func priceArg(d decimal.Decimal) string { return strconv.FormatInt(min(toPico(d), maxCallPico), 10) }
+
+func currencyOf(p catalog.Pricing) string {
+	if p.Currency == "" {
+		return "USD"
+	}
+	return p.Currency
+}
+
+// Settle replaces a call's hold by its real cost (zero, and its position
+// given back, when it never reached the function) and reports how much of
+// the cost prepaid credit paid. An error means Redis could not be told; the
+// caller records the call as unsettled, and the meter settles its spend when
+// it flushes it (the hold itself is released when it expires).
+func (l *Limiter) Settle(ctx context.Context, req AdmissionRequest, adm Admission, reached bool, cost decimal.Decimal) (decimal.Decimal, error) {
+	c := req.Caller
+	if adm.Degraded {
+		// Decided without Redis: nothing is held there.
+		return decimal.Zero, nil
+	}
+	at := req.At.UTC()
+	month := monthOf(at)
+	shard := shardOf(c.ConsumerID)
+	fk := fcKey{ConsumerID: c.ConsumerID, FunctionID: req.FunctionID, Month: month}
+	keys := []string{
+		l.ks.holds(shard, c.ConsumerID),
+		l.ks.holdExpiry(shard, c.ConsumerID),
+		l.ks.spend(shard, c.KeyID, month),
+		l.ks.accountSpend(shard, c.ConsumerID, month),
+		l.ks.creditLeft(shard, c.ConsumerID),
+		l.ks.returned(shard, fk),
+	}
+	r := "0"
+	if reached {
+		r = "1"
+	}
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	res, err := l.settlePipe.run(rctx, keys, req.InvocationID, strconv.FormatInt(toPico(cost), 10), r, adm.CallsBefore,
+		int64(l.cfg.CounterTTL/time.Second))
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("settle call %s: %w", req.InvocationID, err)
+	}
+	if len(res) != 2 {
+		return decimal.Zero, fmt.Errorf("settle call %s: want 2 values, got %d", req.InvocationID, len(res))
+	}
+	used, err := scriptInt(res[1])
+	if err != nil {
+		return decimal.Zero, fmt.Errorf("settle call %s: %w", req.InvocationID, err)
+	}
+	return fromPico(used), nil
 }
 
 func (l *Limiter) downSince() time.Time {
@@ -207,88 +464,99 @@ func (l *Limiter) downSince() time.Time {
 	return l.downUntil
 }
 
-// parseAdmission reads admitScript's answer: {verdict, spend, calls,
-// remaining, retry-after µs, reset µs}, verdict 0 = rate limited, 1 = allowed,
-// 2 = spend cap.
-func parseAdmission(res []any, limit int) (Admission, int64, int64, error) {
-	if len(res) != 6 {
-		return Admission{}, 0, 0, fmt.Errorf("admission script: want 6 values, got %d", len(res))
+func scriptInt(v any) (int64, error) {
+	switch v := v.(type) {
+	case int64:
+		return v, nil
+	case string:
+		return strconv.ParseInt(v, 10, 64)
+	default:
+		return 0, fmt.Errorf("unexpected %T", v)
 	}
-	var n [6]int64
+}
+
+// parseAdmission reads admitScript's answer: {verdict, position, hold,
+// credit hold, remaining, retry-after µs, reset µs}.
+func parseAdmission(res []any, limit int) (Admission, error) {
+	if len(res) != 7 {
+		return Admission{}, fmt.Errorf("admission script: want 7 values, got %d", len(res))
+	}
+	var n [7]int64
 	for i, v := range res {
 		var err error
-		switch v := v.(type) {
-		case int64:
-			n[i] = v
-		case string:
-			n[i], err = strconv.ParseInt(v, 10, 64)
-		default:
-			err = fmt.Errorf("unexpected %T", v)
-		}
-		if err != nil {
-			return Admission{}, 0, 0, fmt.Errorf("admission script value %d: %w", i, err)
+		if n[i], err = scriptInt(v); err != nil {
+			return Admission{}, fmt.Errorf("admission script value %d: %w", i, err)
 		}
 	}
 	a := Admission{
-		Allowed:    n[0] == 1,
-		Limit:      limit,
-		Remaining:  int(n[3]),
-		RetryAfter: time.Duration(n[4]) * time.Microsecond,
-		Reset:      time.Duration(n[5]) * time.Microsecond,
+		Allowed:     n[0] == 1,
+		Limit:       limit,
+		Remaining:   int(n[4]),
+		RetryAfter:  time.Duration(n[5]) * time.Microsecond,
+		Reset:       time.Duration(n[6]) * time.Microsecond,
+		CallsBefore: n[1],
 	}
 	switch n[0] {
 	case 0:
 		a.Reason = fnmarket.ERATELIMITED
 	case 2:
 		a.Reason = fnmarket.ESPENDCAP
+	case 3:
+		a.Reason = fnmarket.EPAYMENTREQUIRED
 	}
-	return a, n[1], n[2], nil
+	if a.Allowed {
+		a.Hold, a.CreditHold = fromPico(n[2]), fromPico(n[3])
+	}
+	return a, nil
 }
 
-// admitLocally decides without Redis: a token bucket per key in this process
-// at the key's rate, and the spend cap against the last spend Redis reported
-// plus this process's unconfirmed spend. With N replicas the effective rate
-// can reach N times the limit while Redis is down.
-func (l *Limiter) admitLocally(c Caller, at time.Time, sk keyMonth, fk fcKey, pendSpend, pendCalls int64, threshold string) Admission {
+// admitLocally decides without Redis. A call that a cap, credit or standing
+// limits is refused as unavailable: no replica alone can keep those exact.
+// Others pass a token bucket per key in this process at the key's rate (with
+// N replicas the effective rate can reach N times the limit while Redis is
+// down) and are priced at the position Redis last gave plus this replica's
+// calls since.
+func (l *Limiter) admitLocally(c Caller, at time.Time, fk fcKey, req AdmissionRequest) Admission {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	a := Admission{Allowed: true, Limit: c.RateLimitPerSecond, Degraded: true, CallsBefore: l.lastCalls[fk] + pendCalls}
-	if threshold != "" {
-		t, _ := strconv.ParseInt(threshold, 10, 64)
-		if l.lastSpend[sk] >= t {
-			a.Allowed, a.Reason = false, fnmarket.ESPENDCAP
-			return a
-		}
-	}
-	if c.RateLimitPerSecond <= 0 {
+	a := Admission{Allowed: true, Limit: c.RateLimitPerSecond, Degraded: true}
+	if limited(c) {
+		a.Allowed, a.Reason = false, fnmarket.EUNAVAILABLE
 		return a
 	}
-	if len(l.buckets) > 100_000 {
-		for k, b := range l.buckets {
-			if at.Sub(b.last) > time.Minute {
-				delete(l.buckets, k)
+	if c.RateLimitPerSecond > 0 {
+		if len(l.buckets) > 100_000 {
+			for k, b := range l.buckets {
+				if at.Sub(b.last) > time.Minute {
+					delete(l.buckets, k)
+				}
 			}
 		}
-	}
-	b := l.buckets[c.KeyID]
-	if b == nil {
-		b = &tokenBucket{tokens: float64(c.RateLimitPerSecond), last: at}
-		l.buckets[c.KeyID] = b
-	}
-	rate := float64(c.RateLimitPerSecond)
-	if dt := at.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens = math.Min(rate, b.tokens+dt*rate)
-		b.last = at
-	}
-	if b.tokens >= 1 {
+		b := l.buckets[c.KeyID]
+		if b == nil {
+			b = &tokenBucket{tokens: float64(c.RateLimitPerSecond), last: at}
+			l.buckets[c.KeyID] = b
+		}
+		rate := float64(c.RateLimitPerSecond)
+		if dt := at.Sub(b.last).Seconds(); dt > 0 {
+			b.tokens = math.Min(rate, b.tokens+dt*rate)
+			b.last = at
+		}
+		if b.tokens < 1 {
+			a.Allowed, a.Reason = false, fnmarket.ERATELIMITED
+			a.RetryAfter = time.Duration((1 - b.tokens) / rate * float64(time.Second))
+			a.Reset = time.Duration((rate - b.tokens) / rate * float64(time.Second))
+			return a
+		}
 		b.tokens--
 		a.Remaining = int(b.tokens)
 		a.Reset = time.Duration((rate - b.tokens) / rate * float64(time.Second))
-		return a
 	}
-	a.Allowed, a.Reason = false, fnmarket.ERATELIMITED
-	a.RetryAfter = time.Duration((1 - b.tokens) / rate * float64(time.Second))
-	a.Reset = time.Duration((rate - b.tokens) / rate * float64(time.Second))
+	a.CallsBefore = l.lastCalls[fk]
+	l.lastCalls[fk]++
+	if len(l.lastCalls) > 100_000 {
+		clear(l.lastCalls)
+	}
 	return a
 }
 

@@ -2,6 +2,7 @@ package metering
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -13,16 +14,19 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/internal/testenv"
+	"github.com/fnmarket/fnmarket/usage"
 )
 
-func newTestLimiter(t *testing.T, rdb redis.UniversalClient, prefix string, clock fnmarket.Clock, pending PendingUsage) *Limiter {
+func newTestLimiter(t *testing.T, rdb redis.UniversalClient, prefix string, clock fnmarket.Clock) *Limiter {
 	t.Helper()
-	l, err := NewLimiter(LimiterConfig{Redis: rdb, Prefix: prefix, Pending: pending, Clock: clock, Timeout: 2 * time.Second, Logger: quietLogger()})
+	l, err := NewLimiter(LimiterConfig{Redis: rdb, Prefix: prefix, Clock: clock, Timeout: 2 * time.Second, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return l
 }
+
+var invocations atomic.Int64
 
 // countAllowed admits n calls concurrently, spread over the limiters, and
 // counts how many went ahead.
@@ -32,6 +36,8 @@ func countAllowed(t *testing.T, ls []*Limiter, req AdmissionRequest, n int) int 
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
+			req := req
+			req.InvocationID = fmt.Sprintf("%s-%d-%d", req.Caller.KeyID, i, invocations.Add(1))
 			a, err := ls[i%len(ls)].Admit(context.Background(), req)
 			if err != nil {
 				t.Error(err)
@@ -58,8 +64,8 @@ func TestLimiterGCRAExactAcrossReplicas(t *testing.T) {
 		rdb, prefix := testenv.Redis(t, b)
 		clock := fnmarket.NewTestClock(testStart)
 		replicas := []*Limiter{
-			newTestLimiter(t, rdb, prefix, clock, nil),
-			newTestLimiter(t, rdb, prefix, clock, nil),
+			newTestLimiter(t, rdb, prefix, clock),
+			newTestLimiter(t, rdb, prefix, clock),
 		}
 		req := AdmissionRequest{
 			Caller:     Caller{ConsumerID: "con_a", KeyID: "key_a", RateLimitPerSecond: 10},
@@ -98,75 +104,13 @@ func TestLimiterGCRAExactAcrossReplicas(t *testing.T) {
 		// Headers: a fresh key's first call leaves limit-1 and resets within a second.
 		fresh := req
 		fresh.Caller.KeyID = "key_d"
+		fresh.InvocationID = "fresh"
 		a, err := replicas[0].Admit(context.Background(), fresh)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !a.Allowed || a.Limit != 10 || a.Remaining != 9 || a.Reset != 100*time.Millisecond {
 			t.Fatalf("first admission = %+v, want allowed, limit 10, remaining 9, reset 100ms", a)
-		}
-	})
-}
-
-func TestLimiterSpendCap(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		rdb, prefix := testenv.Redis(t, b)
-		ctx := context.Background()
-		pricing := testPricing()
-		pricing.PerCall = decimal.RequireFromString("0.4")
-		pricing.PerComputeMs = decimal.Zero
-		pricing.FreeCallsPerMonth = 0
-		capOne := decimal.RequireFromString("1.00")
-
-		tests := []struct {
-			name      string
-			flushed   int // calls of 0.40 flushed to Redis before admission
-			unflushed int // calls of 0.40 recorded by this process, not flushed
-			cap       *decimal.Decimal
-			want      bool
-		}{
-			{"nothing spent", 0, 0, &capOne, true},
-			{"under the cap", 2, 0, &capOne, true},
-			{"over the cap in redis", 3, 0, &capOne, false},
-			{"over the cap counting this process's unflushed spend", 1, 2, &capOne, false},
-			{"over the cap only unflushed", 0, 3, &capOne, false},
-			{"no cap", 5, 0, nil, true},
-		}
-		for i, tc := range tests {
-			t.Run(tc.name, func(t *testing.T) {
-				m := newTestMeter(t, rdb, prefix, t.TempDir(), time.Hour)
-				defer closeMeter(t, m)
-				l := newTestLimiter(t, rdb, prefix, fnmarket.NewTestClock(testStart), m)
-				consumer := "con_cap_" + string(rune('a'+i))
-				call := Call{ConsumerID: consumer, KeyID: "key_" + consumer, FunctionID: "fn_1", Version: 1, Pricing: pricing, At: testStart, ComputeMs: 3, Billable: true}
-				for j := range tc.flushed {
-					call.CallsBefore = int64(j)
-					m.Record(call)
-				}
-				if err := m.flushOnce(ctx); err != nil {
-					t.Fatal(err)
-				}
-				for j := range tc.unflushed {
-					call.CallsBefore = int64(tc.flushed + j)
-					m.Record(call)
-				}
-				a, err := l.Admit(ctx, AdmissionRequest{
-					Caller:     Caller{ConsumerID: consumer, KeyID: call.KeyID, RateLimitPerSecond: 5, MonthlySpendCap: tc.cap},
-					FunctionID: "fn_1", Version: 1, Pricing: pricing,
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if a.Allowed != tc.want {
-					t.Fatalf("allowed = %v, want %v (%+v)", a.Allowed, tc.want, a)
-				}
-				if !tc.want && a.Reason != fnmarket.ESPENDCAP {
-					t.Fatalf("reason = %q, want %q", a.Reason, fnmarket.ESPENDCAP)
-				}
-				if tc.want && a.CallsBefore != int64(tc.flushed+tc.unflushed) {
-					t.Fatalf("calls before = %d, want %d", a.CallsBefore, tc.flushed+tc.unflushed)
-				}
-			})
 		}
 	})
 }
@@ -186,7 +130,7 @@ func TestLimiterRedisDownDecidesLocally(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req := AdmissionRequest{Caller: Caller{ConsumerID: "c", KeyID: "k", RateLimitPerSecond: 3}, FunctionID: "f"}
+	req := AdmissionRequest{Caller: Caller{ConsumerID: "c", KeyID: "k", RateLimitPerSecond: 3}, FunctionID: "f", InvocationID: "i"}
 	var allowed int
 	for range 10 {
 		a, err := l.Admit(context.Background(), req)
@@ -204,7 +148,30 @@ func TestLimiterRedisDownDecidesLocally(t *testing.T) {
 		t.Fatalf("allowed %d with redis down, want the local burst of 3", allowed)
 	}
 	clock.Advance(time.Second)
-	if a, _ := l.Admit(context.Background(), req); !a.Allowed || !a.Degraded {
+	a, _ := l.Admit(context.Background(), req)
+	if !a.Allowed || !a.Degraded {
 		t.Fatalf("after a second: %+v, want allowed and degraded", a)
+	}
+	if a.CallsBefore != 3 {
+		t.Fatalf("position with redis down = %d, want 3 (the calls this replica let through)", a.CallsBefore)
+	}
+	// A cap, credit or a standing short of active cannot be kept without
+	// Redis: such calls are refused, to be retried, never let through.
+	capped := req
+	one := decimal.NewFromInt(1)
+	for name, c := range map[string]Caller{
+		"key cap":     {ConsumerID: "c", KeyID: "k2", MonthlySpendCap: &one},
+		"account cap": {ConsumerID: "c", KeyID: "k2", Account: usage.AccountBilling{MonthlySpendCap: &one}},
+		"credit":      {ConsumerID: "c", KeyID: "k2", Account: usage.AccountBilling{CreditGranted: one}},
+		"free only":   {ConsumerID: "c", KeyID: "k2", Account: usage.AccountBilling{Standing: usage.StandingFreeOnly}},
+	} {
+		capped.Caller = c
+		a, err := l.Admit(context.Background(), capped)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Allowed || a.Reason != fnmarket.EUNAVAILABLE {
+			t.Fatalf("%s with redis down: %+v, want refused as unavailable", name, a)
+		}
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
-	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
 )
@@ -34,8 +33,8 @@ type MeterConfig struct {
 	SendTimeout time.Duration
 	// AppliedTTL is how long Redis remembers a flush id; default 7 days.
 	AppliedTTL time.Duration
-	// CounterTTL is how long month counters (spend, calls per function) live
-	// after their last increment; default 62 days.
+	// CounterTTL is how long month counters (spend settled late) live after
+	// their last increment; default 62 days.
 	CounterTTL time.Duration
 	// CompactBytes: once everything is acknowledged and the spool segment is
 	// larger than this, it is replaced by an empty one; default 16 MiB.
@@ -324,26 +323,6 @@ func (m *Meter) Backlog() int64 {
 // be in the database (always 0 without MeterConfig.Confirmed); the spool
 // keeps them until they are.
 func (m *Meter) Unconfirmed() int64 { return m.conf.unconfirmedCalls() }
-
-// PendingSpend is the spend of keyID in the month of month that this process
-// recorded but Redis has not yet confirmed.
-func (m *Meter) PendingSpend(keyID string, month time.Time) decimal.Decimal {
-	return fromPico(m.pendingSpendPico(keyID, month))
-}
-
-func (m *Meter) pendingSpendPico(keyID string, month time.Time) int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.inFlight.spend[keyMonth{KeyID: keyID, Month: monthOf(month)}]
-}
-
-// PendingCalls is how many billable calls of functionID by consumerID in the
-// month of month this process recorded but Redis has not yet confirmed.
-func (m *Meter) PendingCalls(consumerID, functionID string, month time.Time) int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.inFlight.fnCalls[fcKey{ConsumerID: consumerID, FunctionID: functionID, Month: monthOf(month)}]
-}
 
 func (m *Meter) loop() {
 	defer close(m.done)

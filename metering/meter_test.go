@@ -194,8 +194,8 @@ func TestMeterRedisUnreachable(t *testing.T) {
 		if got := m.Backlog(); got != 200 {
 			t.Fatalf("backlog with redis down = %d, want 200", got)
 		}
-		l := newTestLimiter(t, rdb, prefix, nil, m)
-		a, err := l.Admit(ctx, AdmissionRequest{Caller: Caller{ConsumerID: "con_0", KeyID: "key_0_0", RateLimitPerSecond: 10}, FunctionID: "fn_0"})
+		l := newTestLimiter(t, rdb, prefix, nil)
+		a, err := l.Admit(ctx, AdmissionRequest{Caller: Caller{ConsumerID: "con_0", KeyID: "key_0_0", RateLimitPerSecond: 10}, FunctionID: "fn_0", InvocationID: "inv"})
 		if err != nil || !a.Degraded || !a.Allowed {
 			t.Fatalf("admission with redis down = %+v, %v; want allowed and degraded", a, err)
 		}
@@ -261,6 +261,7 @@ func TestSpoolLineRoundTrips(t *testing.T) {
 	t.Parallel()
 	for _, sc := range []spooledCall{
 		{InvocationID: "inv_1", ConsumerID: "acc_abc", KeyID: "key_x", FunctionID: "fn_y", Version: 3, At: 1_700_000_000_123_456, ComputeMs: 42, Billable: true, SpendPico: 123_456_789},
+		{InvocationID: "inv_2", ConsumerID: "acc_abc", KeyID: "key_x", FunctionID: "fn_y", Version: 1, At: 1, ComputeMs: 1, Billable: true, SpendPico: 7, Free: true, CreditPico: 5, Unsettled: true},
 		{InvocationID: `odd "quoted" \ id`, ConsumerID: "ünïcode", KeyID: "<k&>", FunctionID: "f\n", Version: 1, At: -5, Error: true},
 	} {
 		line := sc.appendSpoolLine(nil)

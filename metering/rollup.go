@@ -308,6 +308,11 @@ type usageHourlyRow struct {
 	BillableCalls int64  `gorm:"column:billable_calls"`
 	ComputeMs     int64  `gorm:"column:compute_ms"`
 	Errors        int64  `gorm:"column:errors"`
+	FreeCalls     int64  `gorm:"column:free_calls"`
+	// CostPico is nil for calls counted without the gateway's price (see
+	// migration 00009); NULL + n stays NULL, so such a row stays unpriced.
+	CostPico   *int64 `gorm:"column:cost_pico"`
+	CreditPico int64  `gorm:"column:credit_pico"`
 }
 
 func (usageHourlyRow) TableName() string { return "usage_hourly" }
@@ -461,10 +466,15 @@ func upsertUsage(tx *gorm.DB, rows []UsageRow) error {
 	lat := map[latKey]int64{}
 	for _, u := range rows {
 		hour := u.HourStart.Unix()
-		hourly = append(hourly, usageHourlyRow{
+		row := usageHourlyRow{
 			HourStart: hour, ConsumerID: u.ConsumerID, KeyID: u.KeyID, FunctionID: u.FunctionID, Version: u.Version,
 			Calls: u.Calls, BillableCalls: u.BillableCalls, ComputeMs: u.ComputeMs, Errors: u.Errors,
-		})
+			FreeCalls: u.FreeCalls, CreditPico: u.CreditPico,
+		}
+		if u.Priced || u.BillableCalls == 0 {
+			row.CostPico = &u.CostPico
+		}
+		hourly = append(hourly, row)
 		for b, n := range u.Histogram {
 			if n != 0 {
 				lat[latKey{u.FunctionID, hour, u.Version, b}] += n
@@ -493,7 +503,7 @@ func upsertUsage(tx *gorm.DB, rows []UsageRow) error {
 	if len(hourly) > 0 {
 		err := tx.Clauses(clause.OnConflict{
 			Columns:   []clause.Column{{Name: "hour_start"}, {Name: "consumer_id"}, {Name: "key_id"}, {Name: "function_id"}, {Name: "version"}},
-			DoUpdates: addColumns("usage_hourly", "calls", "billable_calls", "compute_ms", "errors"),
+			DoUpdates: addColumns("usage_hourly", "calls", "billable_calls", "compute_ms", "errors", "free_calls", "cost_pico", "credit_pico"),
 		}).CreateInBatches(&hourly, 500).Error
 		if err != nil {
 			return fmt.Errorf("upsert usage_hourly: %w", err)

@@ -65,6 +65,13 @@ type UsagePeriod struct {
 	BillableCalls int64
 	ComputeMs     int64
 	Errors        int64
+	// FreeCalls, CostPico and CreditPico sum what the gateway charged the
+	// period's calls (see UsageRow); Priced is false when some of its rows
+	// were counted without prices (before migration 00009).
+	FreeCalls  int64
+	CostPico   int64
+	CreditPico int64
+	Priced     bool
 }
 
 // LatencyHour is the compute-ms histogram of one function version in one
@@ -130,7 +137,9 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 	}
 	q = q.Select(consumer + "function_id, version, " + period + " AS period_start, " +
 		"CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(billable_calls) AS BIGINT) AS billable_calls, " +
-		"CAST(SUM(compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(errors) AS BIGINT) AS errors")
+		"CAST(SUM(compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(errors) AS BIGINT) AS errors, " +
+		"CAST(SUM(free_calls) AS BIGINT) AS free_calls, CAST(COALESCE(SUM(cost_pico), 0) AS BIGINT) AS cost_pico, " +
+		"CAST(SUM(credit_pico) AS BIGINT) AS credit_pico, CAST(SUM(CASE WHEN cost_pico IS NULL THEN 1 ELSE 0 END) AS BIGINT) AS unpriced")
 	if period != "0" {
 		group += ", " + period
 	}
@@ -143,6 +152,10 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 		BillableCalls int64
 		ComputeMs     int64
 		Errors        int64
+		FreeCalls     int64
+		CostPico      int64
+		CreditPico    int64
+		Unpriced      int64
 	}
 	if err := q.Group(group).Order("period_start, function_id, version").Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("read usage: %w", err)
@@ -156,6 +169,7 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 		out = append(out, UsagePeriod{
 			PeriodStart: start, ConsumerID: r.ConsumerID, FunctionID: r.FunctionID, Version: r.Version,
 			Calls: r.Calls, BillableCalls: r.BillableCalls, ComputeMs: r.ComputeMs, Errors: r.Errors,
+			FreeCalls: r.FreeCalls, CostPico: r.CostPico, CreditPico: r.CreditPico, Priced: r.Unpriced == 0,
 		})
 	}
 	return out, nil
@@ -240,6 +254,10 @@ func (s *Store) LiveUsage(ctx context.Context, consumerID string) ([]UsageRow, e
 				t.BillableCalls += r.BillableCalls
 				t.ComputeMs += r.ComputeMs
 				t.Errors += r.Errors
+				t.FreeCalls += r.FreeCalls
+				t.CostPico += r.CostPico
+				t.CreditPico += r.CreditPico
+				t.Priced = t.Priced && r.Priced
 				for i := range t.Histogram {
 					t.Histogram[i] += r.Histogram[i]
 				}

@@ -60,15 +60,22 @@ type AccountBilling struct {
 
 // AdmissionRequest asks whether one call may go ahead.
 type AdmissionRequest struct {
-	Caller     Caller
-	FunctionID string
-	Version    int
-	Pricing    catalog.Pricing
-	At         time.Time
+	Caller Caller
+	// InvocationID names the call's hold until it is settled.
+	InvocationID string
+	FunctionID   string
+	Version      int
+	Pricing      catalog.Pricing
+	// TimeoutMs is the version's timeout: the most compute the call can be
+	// billed, part of its worst case.
+	TimeoutMs int64
+	At        time.Time
 }
 
 // Admission is the answer. When Allowed is false, Reason is fnmarket.ERATELIMITED,
-// fnmarket.ESPENDCAP or fnmarket.EPAYMENTREQUIRED.
+// fnmarket.ESPENDCAP, fnmarket.EPAYMENTREQUIRED or, when the call is limited by
+// a cap, credit or standing and the shared state cannot be reached,
+// fnmarket.EUNAVAILABLE.
 type Admission struct {
 	Allowed bool
 	Reason  string

@@ -132,7 +132,7 @@ func (k *Kind) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.Invo
 	ms := gateway.ComputeMs(resp.Compute)
 	h := w.Header()
 	gateway.CopyAnswerHeaders(h, resp.Header)
-	h.Set("X-Compute-Ms", strconv.FormatInt(ms, 10))
+	call.SetMeasured(h, ms)
 	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
 	if r.Method != http.MethodHead {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"github.com/shopspring/decimal"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -36,6 +37,10 @@ type noAdmit struct{}
 
 func (noAdmit) Admit(context.Context, metering.AdmissionRequest) (metering.Admission, error) {
 	return metering.Admission{}, nil
+}
+
+func (noAdmit) Settle(context.Context, metering.AdmissionRequest, metering.Admission, bool, decimal.Decimal) (decimal.Decimal, error) {
+	return decimal.Zero, nil
 }
 
 type noMeter struct{}

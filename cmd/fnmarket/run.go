@@ -577,7 +577,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		}
 		return nil
 	})
-	limiter, err := metering.NewLimiter(metering.LimiterConfig{Redis: a.redis, Prefix: a.cfg.RedisPrefix, Pending: meter, Timeout: a.cfg.AdmissionTimeout, Clock: a.clock, Logger: a.log})
+	limiter, err := metering.NewLimiter(metering.LimiterConfig{Redis: a.redis, Prefix: a.cfg.RedisPrefix, Timeout: a.cfg.AdmissionTimeout, Clock: a.clock, Logger: a.log})
 	if err != nil {
 		return err
 	}
