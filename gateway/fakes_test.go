@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -243,9 +244,11 @@ func (m *fakeMeter) callsOf(consumerID, functionID string) int64 {
 // fakeAdmitter is a fixed one-second-window rate limiter per key plus a spend
 // cap checked against what the meter recorded.
 type fakeAdmitter struct {
-	meter   *fakeMeter
-	mu      sync.Mutex
-	windows map[string]*window
+	meter      *fakeMeter
+	mu         sync.Mutex
+	windows    map[string]*window
+	settled    []settlement
+	failSettle bool
 }
 
 type window struct {
@@ -257,6 +260,12 @@ var _ gateway.Admitter = (*fakeAdmitter)(nil)
 
 func (a *fakeAdmitter) Admit(ctx context.Context, req usage.AdmissionRequest) (usage.Admission, error) {
 	adm := usage.Admission{Allowed: true, CallsBefore: a.meter.callsOf(req.Caller.ConsumerID, req.FunctionID)}
+	switch req.Caller.Account.Standing {
+	case usage.StandingSuspended:
+		return usage.Admission{Reason: fnmarket.EPAYMENTREQUIRED}, nil
+	case "unreachable-redis":
+		return usage.Admission{Reason: fnmarket.EUNAVAILABLE, Degraded: true}, nil
+	}
 	if limit := req.Caller.RateLimitPerSecond; limit > 0 {
 		a.mu.Lock()
 		start := req.At.Truncate(time.Second)
@@ -282,20 +291,41 @@ func (a *fakeAdmitter) Admit(ctx context.Context, req usage.AdmissionRequest) (u
 	return adm, nil
 }
 
-func (a *fakeAdmitter) Settle(context.Context, usage.AdmissionRequest, usage.Admission, bool, decimal.Decimal) (decimal.Decimal, error) {
+// Settle records the settlement; it fails when failSettle is set, as
+// when Redis is away at the end of a call.
+func (a *fakeAdmitter) Settle(_ context.Context, req usage.AdmissionRequest, adm usage.Admission, reached bool, cost decimal.Decimal) (decimal.Decimal, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.settled = append(a.settled, settlement{id: req.InvocationID, reached: reached, cost: cost})
+	if a.failSettle {
+		return decimal.Zero, errors.New("redis is away")
+	}
 	return decimal.Zero, nil
+}
+
+type settlement struct {
+	id      string
+	reached bool
+	cost    decimal.Decimal
+}
+
+func (a *fakeAdmitter) settlements() []settlement {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]settlement(nil), a.settled...)
 }
 
 // env is one gateway served over real HTTP, with its fakes.
 type env struct {
-	t      testing.TB
-	keys   *fakeKeys
-	routes *fakeRoutes
-	meter  *fakeMeter
-	reg    *prometheus.Registry
-	gw     *gateway.Gateway
-	srv    *httptest.Server
-	client *http.Client
+	t        testing.TB
+	keys     *fakeKeys
+	routes   *fakeRoutes
+	meter    *fakeMeter
+	admitter *fakeAdmitter
+	reg      *prometheus.Registry
+	gw       *gateway.Gateway
+	srv      *httptest.Server
+	client   *http.Client
 }
 
 const testKey = "fnm_test_0123456789abcdef0123456789abcdef"
@@ -322,7 +352,8 @@ func newEnv(t testing.TB, o envOptions) *env {
 	reg := prometheus.NewRegistry()
 	o.cfg.Registerer = reg
 	meter := newFakeMeter()
-	gw, err := gateway.New(o.cfg, o.keys, o.routes, &fakeAdmitter{meter: meter, windows: map[string]*window{}}, meter)
+	admitter := &fakeAdmitter{meter: meter, windows: map[string]*window{}}
+	gw, err := gateway.New(o.cfg, o.keys, o.routes, admitter, meter)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -338,7 +369,7 @@ func newEnv(t testing.TB, o envOptions) *env {
 		srv.Close()
 		_ = gw.Close()
 	})
-	return &env{t: t, keys: o.keys, routes: o.routes, meter: meter, reg: reg, gw: gw, srv: srv, client: client}
+	return &env{t: t, keys: o.keys, routes: o.routes, meter: meter, admitter: admitter, reg: reg, gw: gw, srv: srv, client: client}
 }
 
 // do sends a call with the test key (unless the headers say otherwise).

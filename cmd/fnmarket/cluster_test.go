@@ -88,7 +88,7 @@ func TestOnRedisCluster(t *testing.T) {
 		"REDIS_URL": seeds, "FNMARKET_ROLLUP_INTERVAL": "300ms"}
 	inst := start(t, "serve", env)
 	c := client{t: t, base: inst.url}
-	c.publishFunction("echo", map[string]any{"type": "http", "url": upstream.URL}, map[string]any{"per_call": "0.01", "per_compute_ms": "0", "free_calls_per_month": 5})
+	vendor, _ := c.publishFunction("echo", map[string]any{"type": "http", "url": upstream.URL}, map[string]any{"per_call": "0.01", "per_compute_ms": "0", "free_calls_per_month": 5})
 	// Several consumers, so their counters land in different shards and slots.
 	const consumers, callsEach = 6, 20
 	tokens := make([]string, consumers)
@@ -108,6 +108,8 @@ func TestOnRedisCluster(t *testing.T) {
 			t.Errorf("consumer %d upcoming total %v, want 0.15", i, up["total"])
 		}
 	}
+	// A cap holds on the cluster too: 200 concurrent calls, room for 10.
+	capsHold(t, inst.url, []string{inst.url}, vendor)
 }
 
 // tcpRelay forwards connections to a target it can switch, and can hold
