@@ -8,7 +8,7 @@
 -- (cap, card, credit, an invoice paid, voided or failing), so gateways drop
 -- the account's cached keys (accounts.Store.KeysChangedSince).
 CREATE TABLE account_billing (
-    account_id               TEXT PRIMARY KEY REFERENCES accounts (id),
+    account_id               TEXT NOT NULL PRIMARY KEY REFERENCES accounts (id),
     monthly_spend_cap        TEXT,
     stripe_payment_method_id TEXT,
     card_brand               TEXT,
@@ -23,7 +23,7 @@ CREATE INDEX account_billing_updated_at_idx ON account_billing (billing_updated_
 -- payment is credited once however often, and by however many replicas at
 -- once, Stripe reports it. amount is an exact decimal in currency.
 CREATE TABLE credit_grants (
-    id         TEXT PRIMARY KEY,
+    id         TEXT NOT NULL PRIMARY KEY,
     account_id TEXT NOT NULL REFERENCES accounts (id),
     amount     TEXT NOT NULL,
     currency   TEXT NOT NULL,
