@@ -67,6 +67,7 @@ var (
 	_ api.MeteringStore  = (*metering.Store)(nil)
 	_ api.BillingReader  = (*billing.Biller)(nil)
 	_ api.WebhookHandler = (*billing.Biller)(nil)
+	_ api.Payments       = (*billing.Biller)(nil)
 )
 
 // wasmLogs reads function logs the gateways keep in Redis.

@@ -543,6 +543,8 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Backends:     kinds,
 		FunctionLogs: wasmLogs{a.wasmLogs},
 		Webhooks:     b,
+		Payments:     b,
+		PublicURL:    a.cfg.PublicURL,
 		GatewayURL:   a.cfg.GatewayURL,
 		// A 32 MiB module is about 43 MiB in base64.
 		MaxUploadBytes: 48 << 20,
