@@ -59,6 +59,8 @@ type Store struct {
 	clock fnmarket.Clock
 	cost  int
 
+	policy BillingPolicy
+
 	dummyOnce sync.Once
 	dummy     []byte
 }
@@ -124,7 +126,7 @@ func utcPtr(t *time.Time) *time.Time {
 }
 
 // Models lists the row types, so a test can check the migrated schema.
-func Models() []any { return []any{&accountRow{}, &keyRow{}} }
+func Models() []any { return []any{&accountRow{}, &keyRow{}, &billingRow{}, &grantRow{}} }
 
 // NormalizeEmail lower-cases and trims an email address.
 func NormalizeEmail(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
@@ -300,12 +302,16 @@ type GatewayKey struct {
 	AccountID       string
 	MonthlySpendCap *decimal.Decimal
 	Revoked         bool
+	// Account is the key's account's billing state (Store.Billing).
+	Account Billing
 }
 
-// KeyByHash finds a key by the hash of its secret.
+// KeyByHash finds a key by the hash of its secret, with its account's
+// billing state.
 func (s *Store) KeyByHash(ctx context.Context, hash string) (GatewayKey, error) {
 	var r keyRow
-	err := s.db.WithContext(ctx).Where("key_hash = ?", hash).Take(&r).Error
+	db := s.db.WithContext(ctx)
+	err := db.Where("key_hash = ?", hash).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return GatewayKey{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "unknown key")
 	}
@@ -313,13 +319,32 @@ func (s *Store) KeyByHash(ctx context.Context, hash string) (GatewayKey, error) 
 		return GatewayKey{}, wrap("find key", err)
 	}
 	k := r.domain()
-	return GatewayKey{ID: k.ID, AccountID: k.AccountID, MonthlySpendCap: k.MonthlySpendCap, Revoked: k.RevokedAt != nil}, nil
+	b, err := s.billing(db, k.AccountID)
+	if err != nil {
+		return GatewayKey{}, err
+	}
+	return GatewayKey{ID: k.ID, AccountID: k.AccountID, MonthlySpendCap: k.MonthlySpendCap, Revoked: k.RevokedAt != nil, Account: b}, nil
 }
 
-// KeysChangedSince returns the hashes of keys changed (revoked) at or after since.
+// KeysChangedSince returns the hashes of keys changed (revoked) at or after
+// since, and of every key of an account whose billing state changed then:
+// its cap, card or credit, an invoice paid, voided or failing
+// (account_billing.billing_updated_at), or, with payments enabled, an
+// invoice that became past due (its issue time plus the policy's
+// SuspendAfter fell in [since, now]) or that was updated since while past
+// due (it reached Stripe late).
 func (s *Store) KeysChangedSince(ctx context.Context, since time.Time) ([]string, error) {
+	since = since.UTC()
+	q := `SELECT key_hash FROM api_keys WHERE updated_at >= ?
+		UNION SELECT k.key_hash FROM api_keys k JOIN account_billing b ON b.account_id = k.account_id WHERE b.billing_updated_at >= ?`
+	args := []any{since, since}
+	if s.policy.PaymentsEnabled {
+		dueBy := s.clock.Now().Add(-s.policy.SuspendAfter).UTC()
+		q += ` UNION SELECT k.key_hash FROM api_keys k WHERE k.account_id IN (` + pastDueInvoices + ` AND e.at <= ? AND (e.at >= ? OR i.updated_at >= ?))`
+		args = append(args, dueBy, since.Add(-s.policy.SuspendAfter), since)
+	}
 	var hashes []string
-	err := s.db.WithContext(ctx).Model(&keyRow{}).Where("updated_at >= ?", since.UTC()).Pluck("key_hash", &hashes).Error
+	err := s.db.WithContext(ctx).Raw(q, args...).Scan(&hashes).Error
 	return hashes, wrap("keys changed", err)
 }
 

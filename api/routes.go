@@ -40,6 +40,11 @@ func (s *Server) routes() {
 	a.GET("/keys", s.handleListKeys(), auth)
 	a.DELETE("/keys/:id", s.handleRevokeKey(), auth)
 
+	a.GET("/billing", s.handleGetBilling(), auth)
+	a.PUT("/billing/spend-cap", s.handleSetSpendCap(), auth)
+	a.POST("/billing/payment-method", s.handlePaymentMethodCheckout(), auth)
+	a.POST("/billing/credits", s.handleCreditsCheckout(), auth)
+
 	if s.Usage != nil {
 		a.GET("/usage", s.handleUsage(false), auth)
 		a.GET("/vendor/usage", s.handleUsage(true), auth)

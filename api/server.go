@@ -37,6 +37,12 @@ type Deps struct {
 	Usage    UsageReader
 	Billing  BillingReader
 	Webhooks WebhookHandler
+	// Payments starts Stripe Checkout for a card or prepaid credit; nil (or
+	// one without Stripe) answers 409 conflict: payments are not configured.
+	Payments Payments
+	// PublicURL is the portal's public base URL, where Checkout sends the
+	// consumer back (PublicURL/billing?...); empty: the request's origin.
+	PublicURL string
 	// Backends are the backend kinds versions may use; the API hands each
 	// backend document to its kind and knows none of them.
 	Backends     *backend.Registry

@@ -25,6 +25,10 @@ type AccountStore interface {
 	CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (accounts.APIKey, error)
 	Keys(ctx context.Context, accountID string) ([]accounts.APIKey, error)
 	RevokeKey(ctx context.Context, accountID, id string) error
+	// Billing and SetSpendCap read and change the account's billing state
+	// (standing, card, prepaid balance, account cap).
+	Billing(ctx context.Context, accountID string) (accounts.Billing, error)
+	SetSpendCap(ctx context.Context, accountID string, spendCap *decimal.Decimal) (accounts.Billing, error)
 }
 
 // CatalogStore keeps vendors, their functions and versions, and the public

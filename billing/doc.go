@@ -169,4 +169,20 @@
 // injected clock instead of the library's wall clock. Processed event ids are
 // stored in the same transaction as the change they cause, so a redelivered
 // event is a no-op and a failed one is retried by Stripe.
+//
+// # Paying: cards and prepaid credit
+//
+// With Stripe configured, consumers add a card and buy prepaid credit through
+// Stripe Checkout (PaymentMethodCheckout, CreditCheckout; without Stripe both
+// are ECONFLICT errors and every account stays active, paying by invoice).
+// Nothing is believed from the browser's return: only a signed
+// checkout.session.completed event of a session fnmarket made (its metadata
+// names the account) changes anything. A setup session's card is read from
+// Stripe (its SetupIntent's payment method), made the customer's default for
+// invoices, and stored with its brand and last four digits
+// (accounts.SetPaymentMethod); a paid payment session grants its amount_total
+// as credit in USD (accounts.GrantCredit), once per session whatever the
+// event ids. Invoice events and every settled invoice record that the
+// account's standing may have changed (accounts.TouchBilling), so gateways
+// reload its keys; standing itself is decided by accounts.Store.Billing.
 package billing

@@ -11,6 +11,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/migrations"
 )
 
@@ -50,6 +51,19 @@ func (b *Biller) transitionTx(tx *gorm.DB, invoiceID string, from, to Status, so
 	}
 	if err := addEvent(tx, eventRow{InvoiceID: invoiceID, Kind: "transition", FromStatus: string(from), ToStatus: string(to), Source: source, Detail: detail, At: now}); err != nil {
 		return err
+	}
+	if from == StatusOpen {
+		// An open invoice settled may end its account's suspension: every
+		// gateway reloads the account's keys.
+		var consumer []string
+		if err := tx.Model(&invoiceRow{}).Where("id = ?", invoiceID).Pluck("consumer_id", &consumer).Error; err != nil {
+			return fmt.Errorf("read consumer of %s: %w", invoiceID, err)
+		}
+		for _, c := range consumer {
+			if err := accounts.TouchBilling(tx, c, now); err != nil {
+				return err
+			}
+		}
 	}
 	switch to {
 	case StatusPaid:

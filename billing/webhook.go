@@ -14,12 +14,18 @@ import (
 	"gorm.io/gorm/clause"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/accounts"
 )
 
 // HandleWebhook verifies and applies one Stripe event: invoice.paid,
 // invoice.payment_failed and invoice.voided move or annotate the matching
-// invoice; other types and redeliveries are accepted and ignored. A bad
-// signature is an EINVALID error and changes nothing.
+// invoice and tell gateways the account's standing may have changed;
+// checkout.session.completed (and async_payment_succeeded) of fnmarket's own
+// Checkout sessions puts a card on file or grants prepaid credit (once per
+// session, whatever the event ids); other types and redeliveries are
+// accepted and ignored. A bad signature is an EINVALID error and changes
+// nothing; a Stripe request that fails while handling a card is EUNAVAILABLE,
+// so Stripe delivers the event again.
 func (b *Biller) HandleWebhook(ctx context.Context, payload []byte, signatureHeader string) error {
 	if b.stripe == nil || b.stripe.webhookSecret == "" {
 		return fnmarket.Errorf(fnmarket.ENOTFOUND, "Stripe webhooks are not configured on this server")
@@ -45,6 +51,21 @@ func (b *Biller) HandleWebhook(ctx context.Context, payload []byte, signatureHea
 			return fnmarket.Errorf(fnmarket.EINVALID, "the Stripe event %s carries no invoice", ev.ID)
 		}
 	}
+	var checkout *checkoutEffect
+	switch ev.Type {
+	case "checkout.session.completed", "checkout.session.async_payment_succeeded":
+		// A redelivery makes no Stripe calls; one racing this one may, and
+		// is stopped by the claim below.
+		done, err := b.eventClaimed(ctx, ev.ID)
+		if err != nil {
+			return err
+		}
+		if !done {
+			if checkout, err = b.checkoutCompleted(ctx, ev); err != nil {
+				return wrap("handle stripe event "+ev.ID, err)
+			}
+		}
+	}
 	now := b.clock.Now()
 	var paidInvoice string
 	err = b.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
@@ -58,6 +79,9 @@ func (b *Biller) HandleWebhook(ctx context.Context, payload []byte, signatureHea
 			b.log.DebugContext(ctx, "stripe event already handled", "event", ev.ID)
 			return nil
 		}
+		if checkout != nil {
+			return b.applyCheckout(ctx, tx, ev, checkout)
+		}
 		if inv.ID == "" {
 			b.log.DebugContext(ctx, "stripe event type ignored", "event", ev.ID, "type", ev.Type)
 			return nil
@@ -67,6 +91,11 @@ func (b *Biller) HandleWebhook(ctx context.Context, payload []byte, signatureHea
 			if !found {
 				b.log.WarnContext(ctx, "stripe event for an invoice fnmarket does not know", "event", ev.ID, "stripe_invoice", inv.ID)
 			}
+			return err
+		}
+		// Paid, voided or failing, the account's standing may change: every
+		// gateway reloads its keys.
+		if err := accounts.TouchBilling(tx, row.ConsumerID, now); err != nil {
 			return err
 		}
 		from := Status(row.Status)

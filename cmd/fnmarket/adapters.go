@@ -15,8 +15,12 @@ import (
 )
 
 // gatewayKeys serves the gateway's key lookups (cache misses only) from the
-// accounts store.
-type gatewayKeys struct{ s *accounts.Store }
+// accounts store, with the account's billing state; payURL is the portal's
+// billing page, where a consumer refused with payment_required adds a card.
+type gatewayKeys struct {
+	s      *accounts.Store
+	payURL string
+}
 
 var _ gateway.KeyStore = gatewayKeys{}
 
@@ -25,7 +29,9 @@ func (k gatewayKeys) KeyByHash(ctx context.Context, hash string) (gateway.Key, e
 	if err != nil {
 		return gateway.Key{}, err
 	}
-	return gateway.Key{ID: gk.ID, ConsumerID: gk.AccountID, MonthlySpendCap: gk.MonthlySpendCap, Revoked: gk.Revoked}, nil
+	acc := gk.Account.Admission()
+	acc.PayURL = k.payURL
+	return gateway.Key{ID: gk.ID, ConsumerID: gk.AccountID, MonthlySpendCap: gk.MonthlySpendCap, Revoked: gk.Revoked, Account: acc}, nil
 }
 
 func (k gatewayKeys) KeysChangedSince(ctx context.Context, since time.Time) ([]string, error) {
@@ -61,6 +67,7 @@ var (
 	_ api.MeteringStore  = (*metering.Store)(nil)
 	_ api.BillingReader  = (*billing.Biller)(nil)
 	_ api.WebhookHandler = (*billing.Biller)(nil)
+	_ api.Payments       = (*billing.Biller)(nil)
 )
 
 // wasmLogs reads function logs the gateways keep in Redis.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket/accounts"
 )
 
 // config is everything read from the environment and flags, once, in run.
@@ -38,6 +40,7 @@ type config struct {
 	StripeAPIBase         string
 	StripeWebhookSecret   string
 	PlatformFeeRate       decimal.Decimal
+	SuspendAfterDays      int
 	PublicURL             string
 	RollupInterval        time.Duration
 	ShutdownTimeout       time.Duration
@@ -111,6 +114,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if c.PlatformFeeRate, err = decimal.NewFromString(env("FNMARKET_PLATFORM_FEE_RATE", "0.20")); err != nil || c.PlatformFeeRate.IsNegative() || c.PlatformFeeRate.GreaterThan(decimal.NewFromInt(1)) {
 		return c, fmt.Errorf("FNMARKET_PLATFORM_FEE_RATE must be a decimal between 0 and 1")
+	}
+	if c.SuspendAfterDays, err = strconv.Atoi(env("FNMARKET_SUSPEND_AFTER_DAYS", strconv.Itoa(accounts.DefaultSuspendAfterDays))); err != nil || c.SuspendAfterDays < 0 || c.SuspendAfterDays > 3650 {
+		return c, fmt.Errorf("FNMARKET_SUSPEND_AFTER_DAYS must be a whole number of days, 0 to 3650")
 	}
 	if c.RollupInterval, err = time.ParseDuration(env("FNMARKET_ROLLUP_INTERVAL", "2s")); err != nil || c.RollupInterval <= 0 {
 		return c, fmt.Errorf("FNMARKET_ROLLUP_INTERVAL must be a duration such as 2s")

@@ -49,3 +49,23 @@ func TestAuthConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestSuspendAfterDays reads FNMARKET_SUSPEND_AFTER_DAYS: 14 by default, a
+// whole number of days from 0 to 3650.
+func TestSuspendAfterDays(t *testing.T) {
+	t.Parallel()
+	for v, want := range map[string]int{"": 14, "0": 0, "30": 30, "-1": -1, "1.5": -1, "3651": -1, "x": -1} {
+		c, err := parseConfig("serve", nil, func(k string) string {
+			if k == "FNMARKET_SUSPEND_AFTER_DAYS" {
+				return v
+			}
+			return ""
+		}, io.Discard)
+		switch {
+		case want < 0 && err == nil:
+			t.Errorf("%q: no error", v)
+		case want >= 0 && (err != nil || c.SuspendAfterDays != want):
+			t.Errorf("%q: %d %v, want %d", v, c.SuspendAfterDays, err, want)
+		}
+	}
+}

@@ -71,6 +71,7 @@ const envOnly = `environment only (see README.md, Configuration):
   FNMARKET_WASM_MEMORY_BUDGET_MB    total memory of wasm calls running at once (0: a quarter of the machine's)
   FNMARKET_WASM_MAX_CONCURRENCY     wasm calls running at once (0: GOMAXPROCS)
   FNMARKET_PLATFORM_FEE_RATE        the platform's share of vendor gross (0.20)
+  FNMARKET_SUSPEND_AFTER_DAYS       with Stripe, days an issued invoice may stay unpaid before its account is suspended (14)
   FNMARKET_ROLLUP_INTERVAL          how often the worker moves counters into the database (2s)
   FNMARKET_SHUTDOWN_TIMEOUT         how long shutdown waits for in-flight work (20s)
   STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_WEBHOOK_SECRET   Stripe sync; unset: no sync
@@ -210,6 +211,9 @@ func (a *app) openStores(ctx context.Context) error {
 		return err
 	}
 	a.accounts = accounts.NewStore(db, a.clock, 0)
+	// Without Stripe every account is active and pays by invoice.
+	a.accounts.SetBillingPolicy(accounts.BillingPolicy{PaymentsEnabled: a.cfg.StripeSecretKey != "",
+		SuspendAfter: time.Duration(a.cfg.SuspendAfterDays) * 24 * time.Hour})
 	a.catalog = catalogstore.NewStore(db, a.clock)
 	return nil
 }
@@ -539,6 +543,8 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Backends:     kinds,
 		FunctionLogs: wasmLogs{a.wasmLogs},
 		Webhooks:     b,
+		Payments:     b,
+		PublicURL:    a.cfg.PublicURL,
 		GatewayURL:   a.cfg.GatewayURL,
 		// A 32 MiB module is about 43 MiB in base64.
 		MaxUploadBytes: 48 << 20,
@@ -590,7 +596,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		Registerer:             a.registry,
 		Logger:                 a.log,
 		Clock:                  a.clock,
-	}, gatewayKeys{a.accounts}, gatewayRoutes{a.catalog}, limiter, meter)
+	}, gatewayKeys{s: a.accounts, payURL: strings.TrimRight(a.cfg.PublicURL, "/") + "/billing"}, gatewayRoutes{a.catalog}, limiter, meter)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,27 @@ import (
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for AccountBillingStanding.
+const (
+	Active    AccountBillingStanding = "active"
+	FreeOnly  AccountBillingStanding = "free_only"
+	Suspended AccountBillingStanding = "suspended"
+)
+
+// Valid indicates whether the value is a known member of the AccountBillingStanding enum.
+func (e AccountBillingStanding) Valid() bool {
+	switch e {
+	case Active:
+		return true
+	case FreeOnly:
+		return true
+	case Suspended:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for BackendType.
 const (
 	BackendTypeHttp BackendType = "http"
@@ -142,6 +163,28 @@ type Account struct {
 	Vendor    *Vendor `json:"vendor"`
 }
 
+// AccountBilling defines model for AccountBilling.
+type AccountBilling struct {
+	// Balance Example: 0.0001
+	Balance Money `json:"balance"`
+
+	// Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
+	//
+	// Example: USD
+	Currency Currency `json:"currency"`
+
+	// MonthToDate Example: 0.0001
+	MonthToDate     Money          `json:"month_to_date"`
+	MonthlySpendCap *Money         `json:"monthly_spend_cap"`
+	PaymentMethod   *PaymentMethod `json:"payment_method"`
+
+	// Standing active: every call is admitted; free_only: no card yet, only free calls or calls prepaid credit covers; suspended: an invoice is past due
+	Standing AccountBillingStanding `json:"standing"`
+}
+
+// AccountBillingStanding active: every call is admitted; free_only: no card yet, only free calls or calls prepaid credit covers; suspended: an invoice is past due
+type AccountBillingStanding string
+
 // Backend defines model for Backend.
 type Backend struct {
 	MemoryPages  *int64      `json:"memory_pages,omitempty"`
@@ -164,6 +207,11 @@ type BackendInput struct {
 // BackendInputType defines model for BackendInput.Type.
 type BackendInputType string
 
+// CheckoutLink defines model for CheckoutLink.
+type CheckoutLink struct {
+	Url string `json:"url"`
+}
+
 // CreateFunction defines model for CreateFunction.
 type CreateFunction struct {
 	Backend            BackendInput `json:"backend"`
@@ -179,6 +227,12 @@ type CreateKey struct {
 	// MonthlySpendCap Example: 0.0001
 	MonthlySpendCap *Money `json:"monthly_spend_cap,omitempty"`
 	Name            string `json:"name"`
+}
+
+// CreditsInput defines model for CreditsInput.
+type CreditsInput struct {
+	// Amount Example: 0.0001
+	Amount Money `json:"amount"`
 }
 
 // Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
@@ -354,6 +408,12 @@ type PatchFunction struct {
 	Description string `json:"description"`
 }
 
+// PaymentMethod defines model for PaymentMethod.
+type PaymentMethod struct {
+	Brand string `json:"brand"`
+	Last4 string `json:"last4"`
+}
+
 // Pricing defines model for Pricing.
 type Pricing struct {
 	// Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
@@ -457,6 +517,11 @@ type Signup struct {
 	Email    string `json:"email"`
 	Name     string `json:"name"`
 	Password string `json:"password"`
+}
+
+// SpendCapInput defines model for SpendCapInput.
+type SpendCapInput struct {
+	MonthlySpendCap *Money `json:"monthly_spend_cap"`
 }
 
 // Statement defines model for Statement.
@@ -651,6 +716,12 @@ type ChangePasswordJSONRequestBody = NewPassword
 // SignupJSONRequestBody defines body for Signup for application/json ContentType.
 type SignupJSONRequestBody = Signup
 
+// BuyCreditsJSONRequestBody defines body for BuyCredits for application/json ContentType.
+type BuyCreditsJSONRequestBody = CreditsInput
+
+// SetSpendCapJSONRequestBody defines body for SetSpendCap for application/json ContentType.
+type SetSpendCapJSONRequestBody = SpendCapInput
+
 // CreateFunctionJSONRequestBody defines body for CreateFunction for application/json ContentType.
 type CreateFunctionJSONRequestBody = CreateFunction
 
@@ -795,6 +866,44 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /api/v1/auth/signup (the `Signup` operationId).
 	Signup(ctx context.Context, body SignupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetBilling The account's standing, card on file, prepaid balance (never below zero), spend cap and month to date (the upcoming invoice's total in currency)
+	//
+	// Corresponds with GET /api/v1/billing (the `GetBilling` operationId).
+	GetBilling(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// BuyCreditsWithBody Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+	BuyCreditsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// BuyCredits Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+	BuyCredits(ctx context.Context, body BuyCreditsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// AddPaymentMethod Start Stripe Checkout (setup mode) to put a card on file; 409 conflict when payments are not configured
+	//
+	// Corresponds with POST /api/v1/billing/payment-method (the `AddPaymentMethod` operationId).
+	AddPaymentMethod(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetSpendCapWithBody Set the account's monthly spend cap over all its keys (null removes it)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+	SetSpendCapWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetSpendCap Set the account's monthly spend cap over all its keys (null removes it)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+	SetSpendCap(ctx context.Context, body SetSpendCapJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// SearchCatalog Search published functions
 	//
@@ -1121,6 +1230,104 @@ func (c *Client) SignupWithBody(ctx context.Context, contentType string, body io
 // Corresponds with POST /api/v1/auth/signup (the `Signup` operationId).
 func (c *Client) Signup(ctx context.Context, body SignupJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewSignupRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetBilling The account's standing, card on file, prepaid balance (never below zero), spend cap and month to date (the upcoming invoice's total in currency)
+//
+// Corresponds with GET /api/v1/billing (the `GetBilling` operationId).
+func (c *Client) GetBilling(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetBillingRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// BuyCreditsWithBody Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+func (c *Client) BuyCreditsWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewBuyCreditsRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// BuyCredits Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+func (c *Client) BuyCredits(ctx context.Context, body BuyCreditsJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewBuyCreditsRequest(c.Server, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// AddPaymentMethod Start Stripe Checkout (setup mode) to put a card on file; 409 conflict when payments are not configured
+//
+// Corresponds with POST /api/v1/billing/payment-method (the `AddPaymentMethod` operationId).
+func (c *Client) AddPaymentMethod(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewAddPaymentMethodRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetSpendCapWithBody Set the account's monthly spend cap over all its keys (null removes it)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+func (c *Client) SetSpendCapWithBody(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetSpendCapRequestWithBody(c.Server, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetSpendCap Set the account's monthly spend cap over all its keys (null removes it)
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+func (c *Client) SetSpendCap(ctx context.Context, body SetSpendCapJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetSpendCapRequest(c.Server, body)
 	if err != nil {
 		return nil, err
 	}
@@ -1856,6 +2063,140 @@ func NewSignupRequestWithBody(server string, contentType string, body io.Reader)
 	}
 
 	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewGetBillingRequest constructs an http.Request for the GetBilling method
+func NewGetBillingRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/billing")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewBuyCreditsRequest calls the generic BuyCredits builder with application/json body
+func NewBuyCreditsRequest(server string, body BuyCreditsJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewBuyCreditsRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewBuyCreditsRequestWithBody constructs an http.Request for the BuyCredits method, with any body, and a specified content type
+func NewBuyCreditsRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/billing/credits")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewAddPaymentMethodRequest constructs an http.Request for the AddPaymentMethod method
+func NewAddPaymentMethodRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/billing/payment-method")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewSetSpendCapRequest calls the generic SetSpendCap builder with application/json body
+func NewSetSpendCapRequest(server string, body SetSpendCapJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetSpendCapRequestWithBody(server, "application/json", bodyReader)
+}
+
+// NewSetSpendCapRequestWithBody constructs an http.Request for the SetSpendCap method, with any body, and a specified content type
+func NewSetSpendCapRequestWithBody(server string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/billing/spend-cap")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -3166,6 +3507,48 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/auth/signup (the `Signup` operationId).
 	SignupWithResponse(ctx context.Context, body SignupJSONRequestBody, reqEditors ...RequestEditorFn) (*SignupResponse, error)
 
+	// GetBillingWithResponse The account's standing, card on file, prepaid balance (never below zero), spend cap and month to date (the upcoming invoice's total in currency)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/billing (the `GetBilling` operationId).
+	GetBillingWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetBillingResponse, error)
+
+	// BuyCreditsWithBodyWithResponse Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+	BuyCreditsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*BuyCreditsResponse, error)
+
+	// BuyCreditsWithResponse Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+	BuyCreditsWithResponse(ctx context.Context, body BuyCreditsJSONRequestBody, reqEditors ...RequestEditorFn) (*BuyCreditsResponse, error)
+
+	// AddPaymentMethodWithResponse Start Stripe Checkout (setup mode) to put a card on file; 409 conflict when payments are not configured
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/billing/payment-method (the `AddPaymentMethod` operationId).
+	AddPaymentMethodWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AddPaymentMethodResponse, error)
+
+	// SetSpendCapWithBodyWithResponse Set the account's monthly spend cap over all its keys (null removes it)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+	SetSpendCapWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetSpendCapResponse, error)
+
+	// SetSpendCapWithResponse Set the account's monthly spend cap over all its keys (null removes it)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+	SetSpendCapWithResponse(ctx context.Context, body SetSpendCapJSONRequestBody, reqEditors ...RequestEditorFn) (*SetSpendCapResponse, error)
+
 	// SearchCatalogWithResponse Search published functions
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -3605,6 +3988,198 @@ func (r SignupResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r SignupResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetBillingResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AccountBilling
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetBillingResponse) GetJSON200() *AccountBilling {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetBillingResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetBillingResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetBillingResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetBillingResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetBillingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type BuyCreditsResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CheckoutLink
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r BuyCreditsResponse) GetJSON200() *CheckoutLink {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r BuyCreditsResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r BuyCreditsResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r BuyCreditsResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r BuyCreditsResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r BuyCreditsResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type AddPaymentMethodResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *CheckoutLink
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r AddPaymentMethodResponse) GetJSON200() *CheckoutLink {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r AddPaymentMethodResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r AddPaymentMethodResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r AddPaymentMethodResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r AddPaymentMethodResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r AddPaymentMethodResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type SetSpendCapResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AccountBilling
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SetSpendCapResponse) GetJSON200() *AccountBilling {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r SetSpendCapResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r SetSpendCapResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetSpendCapResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetSpendCapResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetSpendCapResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5073,6 +5648,84 @@ func (c *ClientWithResponses) SignupWithResponse(ctx context.Context, body Signu
 	return ParseSignupResponse(rsp)
 }
 
+// GetBillingWithResponse The account's standing, card on file, prepaid balance (never below zero), spend cap and month to date (the upcoming invoice's total in currency)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/billing (the `GetBilling` operationId).
+func (c *ClientWithResponses) GetBillingWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*GetBillingResponse, error) {
+	rsp, err := c.GetBilling(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetBillingResponse(rsp)
+}
+
+// BuyCreditsWithBodyWithResponse Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+func (c *ClientWithResponses) BuyCreditsWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*BuyCreditsResponse, error) {
+	rsp, err := c.BuyCreditsWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseBuyCreditsResponse(rsp)
+}
+
+// BuyCreditsWithResponse Start Stripe Checkout (payment mode) to buy prepaid credit, 0.50 to 10000.00; 409 conflict when payments are not configured
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/billing/credits (the `BuyCredits` operationId).
+func (c *ClientWithResponses) BuyCreditsWithResponse(ctx context.Context, body BuyCreditsJSONRequestBody, reqEditors ...RequestEditorFn) (*BuyCreditsResponse, error) {
+	rsp, err := c.BuyCredits(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseBuyCreditsResponse(rsp)
+}
+
+// AddPaymentMethodWithResponse Start Stripe Checkout (setup mode) to put a card on file; 409 conflict when payments are not configured
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/billing/payment-method (the `AddPaymentMethod` operationId).
+func (c *ClientWithResponses) AddPaymentMethodWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*AddPaymentMethodResponse, error) {
+	rsp, err := c.AddPaymentMethod(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseAddPaymentMethodResponse(rsp)
+}
+
+// SetSpendCapWithBodyWithResponse Set the account's monthly spend cap over all its keys (null removes it)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+func (c *ClientWithResponses) SetSpendCapWithBodyWithResponse(ctx context.Context, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetSpendCapResponse, error) {
+	rsp, err := c.SetSpendCapWithBody(ctx, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetSpendCapResponse(rsp)
+}
+
+// SetSpendCapWithResponse Set the account's monthly spend cap over all its keys (null removes it)
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/billing/spend-cap (the `SetSpendCap` operationId).
+func (c *ClientWithResponses) SetSpendCapWithResponse(ctx context.Context, body SetSpendCapJSONRequestBody, reqEditors ...RequestEditorFn) (*SetSpendCapResponse, error) {
+	rsp, err := c.SetSpendCap(ctx, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetSpendCapResponse(rsp)
+}
+
 // SearchCatalogWithResponse Search published functions
 //
 // Returns a wrapper object for the known response body format(s).
@@ -5669,6 +6322,138 @@ func ParseSignupResponse(rsp *http.Response) (*SignupResponse, error) {
 			return nil, err
 		}
 		response.JSON201 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetBillingResponse parses an HTTP response from a GetBillingWithResponse call
+func ParseGetBillingResponse(rsp *http.Response) (*GetBillingResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetBillingResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AccountBilling
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseBuyCreditsResponse parses an HTTP response from a BuyCreditsWithResponse call
+func ParseBuyCreditsResponse(rsp *http.Response) (*BuyCreditsResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &BuyCreditsResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CheckoutLink
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseAddPaymentMethodResponse parses an HTTP response from a AddPaymentMethodWithResponse call
+func ParseAddPaymentMethodResponse(rsp *http.Response) (*AddPaymentMethodResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &AddPaymentMethodResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest CheckoutLink
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseSetSpendCapResponse parses an HTTP response from a SetSpendCapWithResponse call
+func ParseSetSpendCapResponse(rsp *http.Response) (*SetSpendCapResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetSpendCapResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AccountBilling
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
