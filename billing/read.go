@@ -57,7 +57,7 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 	}
 	now := b.clock.Now()
 	period := MonthStart(now)
-	extra := map[int64][]usageAgg{}
+	extra := map[int64][]UsageHour{}
 	if b.live != nil {
 		rows, err := b.live.LiveUsage(ctx, consumerID)
 		if err != nil {
@@ -68,7 +68,7 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 				continue // never let another consumer's counts in
 			}
 			m := MonthStart(r.HourStart).Unix()
-			extra[m] = append(extra[m], usageAgg{HourStart: r.HourStart.Unix(), ConsumerID: consumerID, FunctionID: r.FunctionID, Version: r.Version, Calls: r.BillableCalls, ComputeMs: r.ComputeMs})
+			extra[m] = append(extra[m], UsageHourFromRow(r))
 		}
 	}
 	drafts, err := b.computeBills(ctx, b.db.DB, period, consumerID, extra)
@@ -94,13 +94,10 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 			l.LineNo = len(d.lines) + 1
 			d.lines = append(d.lines, l)
 		}
-		var cents int64
-		for _, l := range d.lines {
-			cents += l.AmountCents
-		}
-		total := decimal.New(cents, -2).StringFixed(2)
+		subCents, cents := lineCents(d.lines)
+		subtotal, total := decimal.New(subCents, -2).StringFixed(2), decimal.New(cents, -2).StringFixed(2)
 		row := invoiceRow{ID: UpcomingID, ConsumerID: consumerID, PeriodStart: period.Unix(), PeriodEnd: period.AddDate(0, 1, 0).Unix(),
-			Currency: d.currency, Status: string(StatusPreview), Subtotal: total, Total: total, TotalCents: cents,
+			Currency: d.currency, Status: string(StatusPreview), Subtotal: subtotal, Total: total, TotalCents: cents,
 			UsageThrough: now.Unix(), SyncStatus: SyncNone, CreatedAt: now}
 		inv, err := row.domain(d.lines)
 		if err != nil {
