@@ -45,9 +45,9 @@ type CatalogStore interface {
 	Route(ctx context.Context, vendorSlug, name string, version int) (catalog.Route, error)
 }
 
-// MeteringStore reads rolled-up usage, for UsageReport.
+// MeteringStore reads the meter's latency histograms, for UsageReport (usage
+// rows come from UsageHours).
 type MeteringStore interface {
-	Usage(ctx context.Context, f metering.UsageFilter) ([]metering.UsagePeriod, error)
 	Latency(ctx context.Context, functionID string, from, to time.Time) ([]metering.LatencyHour, error)
 }
 
