@@ -33,6 +33,7 @@ type invoiceJSON struct {
 	Status          string            `json:"status"`
 	Currency        string            `json:"currency"`
 	Subtotal        string            `json:"subtotal"`
+	CreditApplied   string            `json:"credit_applied"`
 	Total           string            `json:"total"`
 	TotalCents      int64             `json:"total_cents"`
 	Lines           []invoiceLineJSON `json:"lines"`
@@ -65,6 +66,8 @@ type statementJSON struct {
 	Gross        string              `json:"gross"`
 	PlatformFee  string              `json:"platform_fee"`
 	Net          string              `json:"net"`
+	Collected    string              `json:"collected"`
+	PaidOut      string              `json:"paid_out"`
 	PayoutStatus string              `json:"payout_status"`
 	Lines        []statementLineJSON `json:"lines,omitempty"`
 }
@@ -72,7 +75,7 @@ type statementJSON struct {
 func toInvoiceJSON(inv billing.Invoice) invoiceJSON {
 	out := invoiceJSON{
 		ID: inv.ID, PeriodStart: inv.PeriodStart, PeriodEnd: inv.PeriodEnd, Status: string(inv.Status), Currency: inv.Currency,
-		Subtotal: inv.Subtotal.String(), Total: inv.Total.String(), TotalCents: inv.TotalCents,
+		Subtotal: inv.Subtotal.String(), CreditApplied: inv.CreditApplied.String(), Total: inv.Total.String(), TotalCents: inv.TotalCents,
 		StripeInvoiceID: inv.StripeInvoiceID, SyncStatus: inv.SyncStatus, UsageThrough: inv.UsageThrough,
 		CreatedAt: inv.CreatedAt, CarriedTo: inv.CarriedTo,
 	}
@@ -100,7 +103,8 @@ func toInvoicesJSON(invs []billing.Invoice) []invoiceJSON {
 func toStatementJSON(st billing.Statement) statementJSON {
 	out := statementJSON{
 		PeriodStart: st.PeriodStart, Currency: st.Currency, Gross: st.Gross.String(),
-		PlatformFee: st.PlatformFee.String(), Net: st.Net.String(), PayoutStatus: st.PayoutStatus,
+		PlatformFee: st.PlatformFee.String(), Net: st.Net.String(), Collected: st.Collected.String(), PaidOut: st.PaidOut.String(),
+		PayoutStatus: st.PayoutStatus,
 	}
 	for _, l := range st.Lines {
 		out.Lines = append(out.Lines, statementLineJSON{Function: l.Function, Gross: l.Gross.String()})

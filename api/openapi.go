@@ -87,6 +87,8 @@ var schemas = map[string]any{
 	"Account": obj(map[string]any{"id": str(), "email": str(), "name": str(), "created_at": str(),
 		"vendor": map[string]any{"nullable": true, "allOf": []any{ref("Vendor")}}}, "id", "email", "name", "created_at", "vendor"),
 	"Money": map[string]any{"type": "string", "pattern": `^[0-9]+(\.[0-9]+)?$`, "example": "0.0001"},
+	"SignedMoney": map[string]any{"type": "string", "pattern": `^-?[0-9]+(\.[0-9]+)?$`, "example": "-1.75",
+		"description": "an amount that can be negative: adjustments that give back, credit applied"},
 	"Currency": map[string]any{"type": "string", "description": "ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)",
 		"example": "USD"},
 	"Tier": obj(map[string]any{"up_to": integer(), "per_call": ref("Money")}, "up_to", "per_call"),
@@ -131,17 +133,20 @@ var schemas = map[string]any{
 	"UsageList":    listOf("UsageRow"),
 	"LatencyList":  listOf("LatencyPoint"),
 	"LatencyPoint": obj(map[string]any{"period_start": str(), "calls": integer(), "p50_ms": integer(), "p99_ms": integer()}, "period_start", "calls", "p50_ms", "p99_ms"),
-	"InvoiceLine": obj(map[string]any{"kind": enum("usage", "adjustment", "carried_forward"), "period_start": str(),
+	"InvoiceLine": obj(map[string]any{"kind": described(enum("usage", "adjustment", "carried_forward", "credit"),
+		"usage prices the invoice's month; adjustment late usage of an earlier month; carried_forward an earlier invoice under the minimum charge; "+
+			"credit the prepaid credit the usage of period_start's month consumed (a negative amount, no function)"), "period_start": str(),
 		"function": str(), "version": integer(), "calls": integer(), "free_calls": integer(),
-		"billable_calls": integer(), "compute_ms": integer(), "amount": ref("Money")},
+		"billable_calls": integer(), "compute_ms": integer(), "amount": ref("SignedMoney"), "carried_invoice_id": str()},
 		"kind", "period_start", "function", "version", "calls", "free_calls", "billable_calls", "compute_ms", "amount"),
 	"Invoice":         obj(invoiceProps(), invoiceRequired...),
 	"UpcomingInvoice": obj(with(invoiceProps(), "other_currencies", arr(ref("Invoice"))), invoiceRequired...),
 	"InvoiceList":     listOf("Invoice"),
 	"StatementLine":   obj(map[string]any{"function": str(), "gross": ref("Money")}, "function", "gross"),
 	"Statement": obj(map[string]any{"period_start": str(), "currency": ref("Currency"), "gross": ref("Money"), "platform_fee": ref("Money"), "net": ref("Money"),
+		"collected": ref("Money"), "paid_out": ref("Money"),
 		"payout_status": enum("pending", "partial", "paid"), "lines": arr(ref("StatementLine"))},
-		"period_start", "currency", "gross", "platform_fee", "net", "payout_status"),
+		"period_start", "currency", "gross", "platform_fee", "net", "collected", "paid_out", "payout_status"),
 	"StatementList": listOf("Statement"),
 	"PaymentMethod": obj(map[string]any{"brand": str(), "last4": str()}, "brand", "last4"),
 	"AccountBilling": obj(map[string]any{
@@ -162,12 +167,13 @@ var schemas = map[string]any{
 	"LogList":         listOf("LogLine"),
 }
 
-var invoiceRequired = []string{"id", "period_start", "period_end", "status", "currency", "subtotal", "total", "total_cents", "lines",
+var invoiceRequired = []string{"id", "period_start", "period_end", "status", "currency", "subtotal", "credit_applied", "total", "total_cents", "lines",
 	"stripe_invoice_id", "sync_status", "usage_through", "created_at"}
 
 func invoiceProps() map[string]any {
 	return map[string]any{"id": str(), "period_start": str(), "period_end": str(), "status": described(str(), "draft, open, paid, void, or preview for the running month"),
-		"currency": ref("Currency"), "subtotal": ref("Money"), "total": ref("Money"), "total_cents": integer(), "lines": arr(ref("InvoiceLine")),
+		"currency": ref("Currency"), "subtotal": ref("SignedMoney"), "credit_applied": ref("Money"), "total": ref("SignedMoney"),
+		"total_cents": integer(), "lines": arr(ref("InvoiceLine")),
 		"stripe_invoice_id": str(), "sync_status": described(str(), "none, pending, synced or failed: where the invoice stands with Stripe"), "usage_through": str(), "created_at": str()}
 }
 

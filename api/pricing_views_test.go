@@ -23,25 +23,30 @@ import (
 	"github.com/fnmarket/fnmarket/metering"
 )
 
-// TestEveryViewPricesAlike is issue 10's property: for random call sequences
-// (versions with different per-call prices, free tiers including none,
-// graduated tiers, compute, refused calls, calls spread over the hours of two
-// months and over two keys), every view of money agrees exactly:
+// TestEveryViewPricesAlike is issues 10 and 11's property: for random call
+// sequences (versions with different per-call prices, free tiers including
+// none, graduated tiers, compute, refused calls, versions interleaved within
+// hours, calls spread over the hours of two months and over two keys, some
+// paid from prepaid credit), every view of money agrees exactly:
 //
-//  1. issued invoice lines (billing, rounded once per line),
+//  1. issued invoice lines (billing, rounded once per line), and the credit
+//     line (the credit consumed, rounded once) with total = subtotal - credit,
 //  2. the upcoming invoice, and the invoice later issued for that month,
 //  3. consumers' usage rows, at hour and at day granularity and from the
 //     middle of a month, summed per month and version,
 //  4. vendor usage rows, summed over consumers, and vendor statements,
 //  5. the gateway's per-call price (catalog.Pricing.CallCost) of each call
-//     at its admission position, summed.
+//     at its admission position, summed: the X-Cost each call answered.
 //
-// View 5 is compared call by call in admission order in rounds where each
-// hour has calls of one version only: the meter keeps hourly counters per
-// version, not the order of calls within an hour, so when versions
-// interleave within an hour every other view takes that hour's versions in
-// ascending order (catalog.PriceMonth's tie-break). In the other rounds view
-// 5 is summed in that order instead.
+// The rows are written as the meter writes them: each hour's calls per key
+// and version, with the free calls, exact cost and credit the gateway
+// charged (migration 00009). Rows of hours before a round's cutoff are
+// written as counted before 00009, without prices: for those the views
+// take an hour's versions in ascending order (catalog.PriceMonth's
+// tie-break), since the counters do not keep the order of calls, and view 5
+// is summed in that order; every call from the cutoff on is compared in
+// admission order. Rounds cut off before any call (everything priced), after
+// every call (nothing priced) and in between.
 func TestEveryViewPricesAlike(t *testing.T) {
 	for _, b := range testenv.Backends() {
 		t.Run(b.Name, func(t *testing.T) {
@@ -70,6 +75,9 @@ type viewsCall struct {
 	version int
 	ms      int64
 	refused bool
+	// What the gateway charged: set for admitted calls.
+	free         bool
+	cost, credit decimal.Decimal
 }
 
 // lineKey names what an invoice line prices.
@@ -98,7 +106,8 @@ func randomViewsPricing(r *rand.Rand, versions int) []catalog.Pricing {
 func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 10))
-	oneVersionPerHour := seed%2 == 0
+	// Hours before cutoff were counted before migration 00009.
+	cutoff := []time.Time{viewsJan, viewsMar, viewsJan.Add(time.Duration(r.IntN(40*24)) * time.Hour)}[seed%3]
 	db := testenv.DB(t, b)
 	now := viewsFeb.Add(9*24*time.Hour + 30*time.Minute)
 	clock := fnmarket.NewTestClock(now)
@@ -108,7 +117,7 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	usage := api.NewUsageReport(metering.NewStore(metering.StoreConfig{DB: db}), cat, clock)
+	usage := api.NewUsageReport(metering.NewStore(metering.StoreConfig{DB: db}), billing.NewUsageTable(db), cat, clock)
 
 	n := 0
 	signUp := func(name string) string {
@@ -165,15 +174,10 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 						break
 					}
 					v := 1 + r.IntN(len(pricing[fn]))
-					if oneVersionPerHour {
-						if last := len(calls) - 1; last >= 0 && calls[last].at.Truncate(time.Hour).Equal(at.Truncate(time.Hour)) {
-							v = calls[last].version
-						}
-					}
 					for range 1 + r.IntN(30) {
 						at = at.Add(time.Duration(r.IntN(3)) * time.Second)
 						calls = append(calls, viewsCall{at: at, key: []string{"key_a", "key_b"}[r.IntN(2)], version: v, ms: int64(r.IntN(400)), refused: r.IntN(8) == 0})
-						if !oneVersionPerHour && r.IntN(4) == 0 {
+						if r.IntN(4) == 0 {
 							v = 1 + r.IntN(len(pricing[fn])) // interleave versions within the hour
 						}
 					}
@@ -183,7 +187,56 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 		}
 	}
 
-	// Roll the calls up as the meter does: per hour, key and version.
+	// View 5, as the gateway prices: each admitted call priced with CallCost
+	// at its position among the month's admitted calls, in admission order
+	// (the hours before cutoff in the tie-break's order, as the views must
+	// take them); a quarter of the calls paid from prepaid credit.
+	exact := map[lineKey]decimal.Decimal{}
+	free := map[lineKey]int64{}
+	credit := map[lineKey]decimal.Decimal{} // per consumer and month (function and version empty)
+	lines := map[lineKey]bool{}
+	for _, c := range consumers {
+		for _, fn := range fnIDs {
+			calls := seqs[cf{c, fn}]
+			order := make([]int, len(calls))
+			for i := range order {
+				order[i] = i
+			}
+			slices.SortStableFunc(order, func(i, j int) int {
+				a, b := calls[i], calls[j]
+				if c := a.at.Truncate(time.Hour).Compare(b.at.Truncate(time.Hour)); c != 0 || !a.at.Before(cutoff.Truncate(time.Hour)) {
+					return c
+				}
+				return a.version - b.version
+			})
+			before := map[time.Time]int64{}
+			for _, i := range order {
+				call := &calls[i]
+				month := catalog.MonthOf(call.at)
+				lk := lineKey{c, fn, month, call.version}
+				lines[lk] = true
+				if call.refused {
+					continue
+				}
+				p := pricing[fn][call.version]
+				call.cost = p.CallCost(before[month], call.ms)
+				call.free = before[month] < p.FreeCallsPerMonth
+				if !call.at.Before(cutoff.Truncate(time.Hour)) && r.IntN(4) == 0 {
+					call.credit = call.cost
+				}
+				exact[lk] = exact[lk].Add(call.cost)
+				if call.free {
+					free[lk]++
+				}
+				ck := lineKey{consumer: c, month: month}
+				credit[ck] = credit[ck].Add(call.credit)
+				before[month]++
+			}
+		}
+	}
+
+	// Roll the calls up as the meter does: per hour, key and version, with
+	// what the gateway charged (no prices before cutoff).
 	type hourRow struct {
 		hour            int64
 		consumer, key   string
@@ -191,6 +244,8 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 		version         int
 		calls, billable int64
 		computeMs, errs int64
+		free            int64
+		cost, credit    decimal.Decimal
 	}
 	rows := map[[5]string]*hourRow{}
 	var rowOrder [][5]string
@@ -210,54 +265,30 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 			}
 			row.billable++
 			row.computeMs += c.ms
+			if c.free {
+				row.free++
+			}
+			row.cost = row.cost.Add(c.cost)
+			row.credit = row.credit.Add(c.credit)
 		}
 	}
 	for _, rk := range rowOrder {
 		row := rows[rk]
-		err := db.WithContext(ctx).Exec(`INSERT INTO usage_hourly (hour_start, consumer_id, key_id, function_id, version, calls, billable_calls, compute_ms, errors)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, row.hour, row.consumer, row.key, row.function, row.version, row.calls, row.billable, row.computeMs, row.errs).Error
+		var costPico any // NULL: counted before 00009
+		if row.hour >= cutoff.Truncate(time.Hour).Unix() {
+			costPico = row.cost.Shift(12).IntPart()
+			if !decimal.New(costPico.(int64), -12).Equal(row.cost) {
+				t.Fatalf("cost %s does not fit in 1e-12 units", row.cost)
+			}
+		} else {
+			row.free = 0
+		}
+		err := db.WithContext(ctx).Exec(`INSERT INTO usage_hourly (hour_start, consumer_id, key_id, function_id, version, calls, billable_calls, compute_ms, errors,
+			free_calls, cost_pico, credit_pico) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			row.hour, row.consumer, row.key, row.function, row.version, row.calls, row.billable, row.computeMs, row.errs,
+			row.free, costPico, row.credit.Shift(12).IntPart()).Error
 		if err != nil {
 			t.Fatal(err)
-		}
-	}
-
-	// View 5, and the free-call counts: each admitted call priced with
-	// CallCost at its position among the month's admitted calls.
-	exact := map[lineKey]decimal.Decimal{}
-	free := map[lineKey]int64{}
-	lines := map[lineKey]bool{}
-	for k, calls := range seqs {
-		ordered := slices.Clone(calls)
-		if !oneVersionPerHour {
-			slices.SortStableFunc(ordered, func(a, b viewsCall) int {
-				if c := a.at.Truncate(time.Hour).Compare(b.at.Truncate(time.Hour)); c != 0 {
-					return c
-				}
-				return a.version - b.version
-			})
-		}
-		before := map[time.Time]int64{}
-		oneByOne := map[time.Time][]catalog.UsageStep{} // a step per call, in order
-		for _, c := range ordered {
-			month := catalog.MonthOf(c.at)
-			lk := lineKey{k.consumer, k.function, month, c.version}
-			lines[lk] = true
-			if c.refused {
-				continue
-			}
-			exact[lk] = exact[lk].Add(pricing[k.function][c.version].CallCost(before[month], c.ms))
-			oneByOne[month] = append(oneByOne[month], catalog.UsageStep{Hour: month.Add(time.Duration(before[month])), Version: c.version, Calls: 1, ComputeMs: c.ms})
-			before[month]++
-		}
-		// Which calls are free, call by call.
-		for month, steps := range oneByOne {
-			priced, err := catalog.PriceMonth(pricing[k.function], steps)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, s := range priced {
-				free[lineKey{k.consumer, k.function, month, s.Version}] += s.FreeCalls
-			}
 		}
 	}
 	// A line exists for a version with admitted calls (or compute).
@@ -345,7 +376,14 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 		t.Helper()
 		total := decimal.Zero
 		seen := map[lineKey]bool{}
+		wantCredit := credit[lineKey{consumer: c, month: month}].RoundBank(2)
 		for _, l := range inv.Lines {
+			if l.Kind == billing.LineCredit {
+				if !l.PeriodStart.Equal(month) || !l.Amount.Equal(wantCredit.Neg()) || wantCredit.IsZero() {
+					t.Errorf("%s: credit line %+v, want %s", what, l, wantCredit.Neg())
+				}
+				continue
+			}
 			lk := lineKey{c, l.FunctionID, month, l.Version}
 			seen[lk] = true
 			if l.Kind != billing.LineUsage || !l.PeriodStart.Equal(month) {
@@ -365,8 +403,8 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 				t.Errorf("%s: no line for %s v%d", what, lk.function, lk.version)
 			}
 		}
-		if !inv.Total.Equal(total) {
-			t.Errorf("%s: total %s, lines sum to %s", what, inv.Total, total)
+		if !inv.Subtotal.Equal(total) || !inv.CreditApplied.Equal(wantCredit) || !inv.Total.Equal(total.Sub(wantCredit)) || inv.TotalCents != inv.Total.Cents() {
+			t.Errorf("%s: subtotal %s, credit %s, total %s; lines sum to %s, credit consumed %s", what, inv.Subtotal, inv.CreditApplied, inv.Total, total, wantCredit)
 		}
 		return total
 	}

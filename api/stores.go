@@ -7,6 +7,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/metering"
 )
@@ -48,10 +49,16 @@ type CatalogStore interface {
 	Route(ctx context.Context, vendorSlug, name string, version int) (catalog.Route, error)
 }
 
-// MeteringStore reads rolled-up usage, for UsageReport.
+// MeteringStore reads the meter's latency histograms, for UsageReport (usage
+// rows come from UsageHours).
 type MeteringStore interface {
-	Usage(ctx context.Context, f metering.UsageFilter) ([]metering.UsagePeriod, error)
 	Latency(ctx context.Context, functionID string, from, to time.Time) ([]metering.LatencyHour, error)
+}
+
+// UsageHours reads hourly usage with what the gateway charged for it, for
+// UsageReport (a *billing.UsageTable: invoices read the same sums).
+type UsageHours interface {
+	Hours(ctx context.Context, f billing.UsageFilter) ([]billing.UsageHour, error)
 }
 
 // FunctionLookup finds functions by id whoever sells them, for UsageReport.

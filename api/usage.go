@@ -9,6 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/metering"
 )
@@ -18,22 +19,25 @@ import (
 // Cost per row: each consumer's month of a function is priced with
 // catalog.PriceMonth, the rule invoices use, and a row sums the exact costs of
 // the hours in its period; so rows of a month add up to the invoice's lines
-// before rounding. Rows show exact, unrounded amounts; invoices round once
-// per line.
+// before rounding. Hours the gateway priced (migration 00009 on) cost what it
+// charged, the sum of their calls' X-Cost; older hours are priced by the rule.
+// Rows show exact, unrounded amounts; invoices round once per line.
 type UsageReport struct {
 	usage   MeteringStore
+	hours   UsageHours
 	catalog FunctionLookup
 	clock   fnmarket.Clock
 }
 
 var _ UsageReader = (*UsageReport)(nil)
 
-// NewUsageReport returns the usage reader the API serves.
-func NewUsageReport(usage MeteringStore, cat FunctionLookup, clock fnmarket.Clock) *UsageReport {
+// NewUsageReport returns the usage reader the API serves: usage rows from
+// hours (a *billing.UsageTable, the reader invoices use), latency from usage.
+func NewUsageReport(usage MeteringStore, hours UsageHours, cat FunctionLookup, clock fnmarket.Clock) *UsageReport {
 	if clock == nil {
 		clock = fnmarket.SystemClock{}
 	}
-	return &UsageReport{usage: usage, catalog: cat, clock: clock}
+	return &UsageReport{usage: usage, hours: hours, catalog: cat, clock: clock}
 }
 
 func monthStart(t time.Time) time.Time {
@@ -50,14 +54,14 @@ func periodStart(t time.Time, granularity string) time.Time {
 
 // Usage answers a consumer's or a vendor's usage rows.
 func (u *UsageReport) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, error) {
-	f := metering.UsageFilter{ConsumerID: q.ConsumerID, From: monthStart(q.From), To: q.To, Granularity: metering.GranularityHour, PerConsumer: true}
+	f := billing.UsageFilter{ConsumerID: q.ConsumerID, From: monthStart(q.From), To: q.To}
 	if q.VendorID != "" {
 		f.FunctionIDs = q.FunctionIDs
 		if f.FunctionIDs == nil {
 			f.FunctionIDs = []string{}
 		}
 	}
-	periods, err := u.usage.Usage(ctx, f)
+	periods, err := u.hours.Hours(ctx, f)
 	if err != nil {
 		return nil, err
 	}
@@ -88,11 +92,11 @@ func (u *UsageReport) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, erro
 	months := map[monthKey][]catalog.UsageStep{}
 	var order []monthKey
 	for _, p := range periods {
-		mk := monthKey{p.ConsumerID, p.FunctionID, monthStart(p.PeriodStart)}
+		mk := monthKey{p.ConsumerID, p.FunctionID, monthStart(p.Hour)}
 		if months[mk] == nil {
 			order = append(order, mk)
 		}
-		months[mk] = append(months[mk], catalog.UsageStep{Hour: p.PeriodStart, Version: p.Version, Calls: p.BillableCalls, ComputeMs: p.ComputeMs})
+		months[mk] = append(months[mk], p.Step())
 	}
 	costs := map[outKey]decimal.Decimal{}
 	for _, mk := range order {
@@ -114,11 +118,11 @@ func (u *UsageReport) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, erro
 	}
 	out := map[outKey]*UsageRow{}
 	for _, p := range periods {
-		if p.PeriodStart.Before(q.From.Truncate(time.Hour)) {
+		if p.Hour.Before(q.From.Truncate(time.Hour)) {
 			continue
 		}
 		fn := fns[p.FunctionID]
-		k := outKey{p.FunctionID, p.Version, periodStart(p.PeriodStart, q.Granularity)}
+		k := outKey{p.FunctionID, p.Version, periodStart(p.Hour, q.Granularity)}
 		row := out[k]
 		if row == nil {
 			row = &UsageRow{Function: fn.VendorSlug + "/" + fn.Name, FunctionID: p.FunctionID, Version: p.Version,

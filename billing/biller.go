@@ -275,15 +275,12 @@ func (b *Biller) writeInvoice(tx *gorm.DB, d *billDraft, ex *invoiceRow, period,
 		carried[i].LineNo = len(lines) + 1
 		lines = append(lines, carried[i])
 	}
-	var cents int64
-	for _, l := range lines {
-		cents += l.AmountCents
-	}
-	total := decimal.New(cents, -2).StringFixed(2)
+	subCents, cents := lineCents(lines)
+	subtotal, total := decimal.New(subCents, -2).StringFixed(2), decimal.New(cents, -2).StringFixed(2)
 	var row invoiceRow
 	if ex == nil {
 		row = invoiceRow{ID: fnmarket.NewID("inv"), ConsumerID: d.consumerID, PeriodStart: period.Unix(), PeriodEnd: period.AddDate(0, 1, 0).Unix(),
-			Currency: d.currency, Status: string(StatusDraft), Subtotal: total, Total: total, TotalCents: cents, UsageThrough: through.Unix(),
+			Currency: d.currency, Status: string(StatusDraft), Subtotal: subtotal, Total: total, TotalCents: cents, UsageThrough: through.Unix(),
 			SyncStatus: SyncNone, CreatedAt: now, UpdatedAt: now}
 		if err := tx.Create(&row).Error; err != nil {
 			return fmt.Errorf("create invoice for %s: %w", d.consumerID, err)
@@ -295,7 +292,7 @@ func (b *Biller) writeInvoice(tx *gorm.DB, d *billDraft, ex *invoiceRow, period,
 	} else {
 		row = *ex
 		res := tx.Model(&invoiceRow{}).Where("id = ? AND status = ?", ex.ID, StatusDraft).
-			Updates(map[string]any{"subtotal": total, "total": total, "total_cents": cents, "usage_through": through.Unix(), "updated_at": now})
+			Updates(map[string]any{"subtotal": subtotal, "total": total, "total_cents": cents, "usage_through": through.Unix(), "updated_at": now})
 		if res.Error != nil {
 			return fmt.Errorf("refresh draft %s: %w", ex.ID, res.Error)
 		}
@@ -305,7 +302,7 @@ func (b *Biller) writeInvoice(tx *gorm.DB, d *billDraft, ex *invoiceRow, period,
 		if err := tx.Where("invoice_id = ?", ex.ID).Delete(&lineRow{}).Error; err != nil {
 			return fmt.Errorf("clear draft %s lines: %w", ex.ID, err)
 		}
-		row.Subtotal, row.Total, row.TotalCents = total, total, cents
+		row.Subtotal, row.Total, row.TotalCents = subtotal, total, cents
 		if !final {
 			rep.Refreshed++
 		}
@@ -386,8 +383,11 @@ func (b *Biller) issue(tx *gorm.DB, row *invoiceRow, lines []lineRow, now time.T
 	byVendor := map[string]int64{}
 	var vendors []string
 	for _, l := range lines {
-		if l.Kind == LineCarriedForward {
-			continue // the carried invoice has its own shares
+		if l.Kind == LineCarriedForward || l.Kind == LineCredit {
+			// The carried invoice has its own shares; credit is money
+			// already collected, and vendors are paid their share of the
+			// gross it paid.
+			continue
 		}
 		if _, ok := byVendor[l.VendorID]; !ok {
 			vendors = append(vendors, l.VendorID)
@@ -458,16 +458,6 @@ type billDraft struct {
 	lines      []lineRow
 }
 
-// usageAgg is one consumer's usage of one function version in one hour.
-type usageAgg struct {
-	HourStart  int64 // Unix seconds
-	ConsumerID string
-	FunctionID string
-	Version    int
-	Calls      int64
-	ComputeMs  int64
-}
-
 type billedAgg struct {
 	ConsumerID  string
 	FunctionID  string
@@ -483,9 +473,9 @@ type cfKey struct{ consumer, function string }
 // computeBills prices period's usage, and late usage of earlier closed months,
 // for one consumer or ("") all. extra adds usage by month start (Unix) that is
 // not in usage_hourly yet. The result is sorted by consumer and currency.
-func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time, consumerID string, extra map[int64][]usageAgg) ([]*billDraft, error) {
+func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time, consumerID string, extra map[int64][]UsageHour) ([]*billDraft, error) {
 	start := period.Unix()
-	cur, err := loadUsage(ctx, db, start, period.AddDate(0, 1, 0).Unix(), consumerID)
+	cur, err := usageHours(ctx, db, UsageFilter{From: period, To: period.AddDate(0, 1, 0), ConsumerID: consumerID})
 	if err != nil {
 		return nil, err
 	}
@@ -498,8 +488,9 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 	}
 	type earlier struct {
 		start  int64
-		full   []usageAgg
+		full   []UsageHour
 		billed []billedAgg
+		credit map[billKey]int64
 	}
 	var past []earlier
 	fnIDs := map[string]bool{}
@@ -508,7 +499,7 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 	}
 	for _, q := range closed {
 		qt := unix(q)
-		full, err := loadUsage(ctx, db, q, qt.AddDate(0, 1, 0).Unix(), consumerID)
+		full, err := usageHours(ctx, db, UsageFilter{From: qt, To: qt.AddDate(0, 1, 0), ConsumerID: consumerID})
 		if err != nil {
 			return nil, err
 		}
@@ -517,10 +508,14 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 		if err != nil {
 			return nil, err
 		}
+		credit, err := loadCreditApplied(ctx, db, q, consumerID)
+		if err != nil {
+			return nil, err
+		}
 		for _, u := range full {
 			fnIDs[u.FunctionID] = true
 		}
-		past = append(past, earlier{q, full, billed})
+		past = append(past, earlier{q, full, billed, credit})
 	}
 	fns, err := b.functions(ctx, fnIDs)
 	if err != nil {
@@ -546,6 +541,11 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 		}
 		for _, p := range priced {
 			add(k.consumer, p.Currency, f.line(LineUsage, start, p.Version, p.Calls, p.FreeCalls, p.ComputeMs, p.Amount))
+		}
+	}
+	for k, c := range creditUsed(cur, fns) {
+		if amount := RoundCents(c).Neg(); !amount.IsZero() {
+			add(k.consumer, k.currency, creditLine(start, amount))
 		}
 	}
 
@@ -574,6 +574,12 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 				add(k.consumer, p.Currency, f.line(LineAdjustment, e.start, p.Version, dCalls, dFree, dMs, dAmount))
 			}
 		}
+		// Credit consumed by late usage is applied like the usage it paid.
+		for k, c := range creditUsed(e.full, fns) {
+			if amount := RoundCents(c).Neg().Sub(decimal.New(e.credit[k], -2)); !amount.IsZero() {
+				add(k.consumer, k.currency, creditLine(e.start, amount))
+			}
+		}
 	}
 
 	out := make([]*billDraft, 0, len(drafts))
@@ -594,10 +600,46 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 }
 
 func kindOrder(k string) int {
-	if k == LineUsage {
+	switch k {
+	case LineUsage:
 		return 0
+	case LineCredit:
+		return 2
 	}
 	return 1
+}
+
+// creditUsed sums the prepaid credit the hours consumed, per consumer and
+// currency (the currency of the version each hour's calls ran).
+func creditUsed(hours []UsageHour, fns map[string]pricedFunction) map[billKey]decimal.Decimal {
+	out := map[billKey]decimal.Decimal{}
+	for _, h := range hours {
+		if h.Credit.IsZero() {
+			continue
+		}
+		k := billKey{h.ConsumerID, currencyOf(fns[h.FunctionID].pricing[h.Version])}
+		out[k] = out[k].Add(h.Credit)
+	}
+	return out
+}
+
+// creditLine is the prepaid credit applied to the usage of the month starting
+// at period: amount is negative (or, for a correction, whatever it takes).
+func creditLine(period int64, amount decimal.Decimal) lineRow {
+	return lineRow{Kind: LineCredit, UsagePeriodStart: period, FunctionLabel: "prepaid credit applied",
+		Amount: amount.StringFixed(2), AmountCents: Money{amount}.Cents()}
+}
+
+// lineCents sums lines: subtotal is what was charged, total the subtotal less
+// the prepaid credit applied.
+func lineCents(lines []lineRow) (subtotal, total int64) {
+	for _, l := range lines {
+		total += l.AmountCents
+		if l.Kind != LineCredit {
+			subtotal += l.AmountCents
+		}
+	}
+	return subtotal, total
 }
 
 // pricedFunction is what billing needs of one function.
@@ -637,31 +679,14 @@ func (b *Biller) functions(ctx context.Context, ids map[string]bool) (map[string
 	return out, nil
 }
 
-func groupUsage(rows []usageAgg) map[cfKey][]VersionUsage {
+func groupUsage(rows []UsageHour) map[cfKey][]VersionUsage {
 	out := map[cfKey][]VersionUsage{}
 	for _, u := range rows {
 		k := cfKey{u.ConsumerID, u.FunctionID}
-		out[k] = append(out[k], VersionUsage{Hour: unix(u.HourStart), Version: u.Version, Calls: u.Calls, ComputeMs: u.ComputeMs})
+		s := u.Step()
+		out[k] = append(out[k], VersionUsage{Hour: s.Hour, Version: s.Version, Calls: s.Calls, ComputeMs: s.ComputeMs, Priced: s.Priced})
 	}
 	return out
-}
-
-// loadUsage sums usage_hourly over [from, to) by hour, consumer and function
-// version (keys and replicas summed): billing's only, read-only, look at the
-// meter's table. Hours are kept because the month's free calls and tiers go to
-// calls in the order they were made.
-func loadUsage(ctx context.Context, db *gorm.DB, from, to int64, consumerID string) ([]usageAgg, error) {
-	q := db.WithContext(ctx).Table("usage_hourly").
-		Select("hour_start, consumer_id, function_id, version, CAST(SUM(billable_calls) AS BIGINT) AS calls, CAST(SUM(compute_ms) AS BIGINT) AS compute_ms").
-		Where("hour_start >= ? AND hour_start < ?", from, to)
-	if consumerID != "" {
-		q = q.Where("consumer_id = ?", consumerID)
-	}
-	var rows []usageAgg
-	if err := q.Group("hour_start, consumer_id, function_id, version").Scan(&rows).Error; err != nil {
-		return nil, fmt.Errorf("sum usage %s: %w", unix(from).Format("2006-01"), err)
-	}
-	return rows, nil
 }
 
 // loadBilled sums what issued invoices (any status but draft) already billed
@@ -671,7 +696,7 @@ func loadBilled(ctx context.Context, db *gorm.DB, period int64, consumerID strin
 		Select("l.consumer_id, l.function_id, l.version, CAST(SUM(l.calls) AS BIGINT) AS calls, CAST(SUM(l.free_calls) AS BIGINT) AS free_calls, "+
 			"CAST(SUM(l.compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(l.amount_cents) AS BIGINT) AS amount_cents").
 		Joins("JOIN invoices i ON i.id = l.invoice_id").
-		Where("l.usage_period_start = ? AND i.status <> ? AND l.kind <> ?", period, StatusDraft, LineCarriedForward)
+		Where("l.usage_period_start = ? AND i.status <> ? AND l.kind IN ?", period, StatusDraft, []string{LineUsage, LineAdjustment})
 	if consumerID != "" {
 		q = q.Where("l.consumer_id = ?", consumerID)
 	}
@@ -680,4 +705,29 @@ func loadBilled(ctx context.Context, db *gorm.DB, period int64, consumerID strin
 		return nil, fmt.Errorf("sum billed %s: %w", unix(period).Format("2006-01"), err)
 	}
 	return rows, nil
+}
+
+// loadCreditApplied sums the credit lines issued invoices (any status but
+// draft) already carry for the month starting at period, per consumer and
+// currency, in (negative) cents.
+func loadCreditApplied(ctx context.Context, db *gorm.DB, period int64, consumerID string) (map[billKey]int64, error) {
+	q := db.WithContext(ctx).Table("invoice_lines AS l").
+		Select("l.consumer_id, i.currency, CAST(SUM(l.amount_cents) AS BIGINT) AS cents").
+		Joins("JOIN invoices i ON i.id = l.invoice_id").
+		Where("l.usage_period_start = ? AND i.status <> ? AND l.kind = ?", period, StatusDraft, LineCredit)
+	if consumerID != "" {
+		q = q.Where("l.consumer_id = ?", consumerID)
+	}
+	var rows []struct {
+		ConsumerID, Currency string
+		Cents                int64
+	}
+	if err := q.Group("l.consumer_id, i.currency").Scan(&rows).Error; err != nil {
+		return nil, fmt.Errorf("sum credit applied %s: %w", unix(period).Format("2006-01"), err)
+	}
+	out := make(map[billKey]int64, len(rows))
+	for _, r := range rows {
+		out[billKey{r.ConsumerID, r.Currency}] = r.Cents
+	}
+	return out, nil
 }

@@ -281,7 +281,7 @@ func TestLateUsageLandsOnNextInvoice(t *testing.T) {
 			t.Errorf("adjustment v2 = %+v", adj2)
 		}
 		// Everything billed for January adds up to January's full usage priced.
-		full, err := PriceFunctionMonth(map[int]catalog.Pricing{1: tiers, 2: tiers}, []VersionUsage{{1, 100, 50, jan}, {2, 60, 100, jan.Add(time.Hour)}})
+		full, err := PriceFunctionMonth(map[int]catalog.Pricing{1: tiers, 2: tiers}, []VersionUsage{{Version: 1, Calls: 100, ComputeMs: 50, Hour: jan}, {Version: 2, Calls: 60, ComputeMs: 100, Hour: jan.Add(time.Hour)}})
 		if err != nil {
 			t.Fatal(err)
 		}

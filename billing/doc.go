@@ -24,21 +24,51 @@
 // function already billed this month) is free when n is under its own
 // version's free_calls_per_month, and otherwise pays its version's price at
 // tier slot n - free_calls_per_month; calls that never reached the function
-// take no position. Billing prices the month's hourly usage (usage_hourly,
-// summed over keys) hour by hour; the hourly counters do not keep the order
-// of calls within an hour, so one hour's versions are taken in ascending
-// version order (the documented tie-break). A line sums its version's priced
-// hours. The result depends only on the recorded hourly usage, so re-running
-// billing gives the same lines.
+// take no position.
+//
+// The gateway applies that rule as it admits each call (CallCost at the
+// call's position, answered as X-Cost), and the meter writes what it charged
+// on each usage row (migration 00009): free_calls, the exact cost_pico of the
+// row's calls (1e-12 of the currency) and credit_pico, the part paid from
+// prepaid credit. Billing reads usage_hourly through UsageTable, summed over
+// keys per hour and version, and takes those prices as they are
+// (catalog.UsageStep.Priced): a line's exact amount is the sum of its calls'
+// X-Cost, whatever order versions were called in within an hour. Rows counted
+// before 00009 carry no prices (cost_pico is NULL); they are priced by the
+// rule, hour by hour, and since the hourly counters do not keep the order of
+// calls within an hour, one such hour's versions are taken in ascending
+// version order (the tie-break, which applies to those rows only). Priced and
+// unpriced rows of one hour are kept apart, and positions count across both.
+// The API's usage rows (api.UsageReport) read the same UsageTable. A line sums
+// its version's hours. The result depends only on the recorded usage, so
+// re-running billing gives the same lines.
 //
 // # Rounding
 //
 // Each line's exact amount (a decimal, never a float) is rounded once, to
 // cents, half-even ("banker's rounding": 0.125 -> 0.12, 0.135 -> 0.14), which
-// does not drift upward over many lines. The invoice subtotal and total are the
-// sum of the rounded lines (no tax or discount yet, so total == subtotal), and
+// does not drift upward over many lines. The invoice subtotal is the sum of
+// the rounded lines that charge (usage, adjustment, carried_forward), the
+// total is the subtotal less the credit applied (no tax or discount yet), and
 // total_cents is total in whole cents. Every currency is kept to two decimal
 // places; zero-decimal currencies such as JPY are not supported.
+//
+// # Prepaid credit
+//
+// Credit is spent by the gateway as it admits calls (usage_hourly.credit_pico),
+// so it is money already collected. An invoice shows it as its own line (kind
+// "credit", no function, a negative amount): minus the credit the consumer's
+// usage of the month consumed in the invoice's currency, summed exactly and
+// rounded half-even to cents once per month. Invoice.CreditApplied is minus the
+// sum of the credit lines and total = subtotal - credit applied; the upcoming
+// preview shows the same. Credit consumed by late usage of a closed month is
+// applied like the usage: the next invoice carries a credit line for that
+// month (period_start of it) of round(the month's credit) minus what earlier
+// invoices applied. Vendors' shares are of the gross, the lines that charge:
+// credit lines do not reduce them. An invoice that credit covers entirely
+// (total zero or less) is paid as it is issued. Stripe gets the credit line as
+// a negative invoice item, so it charges the total and never the credited
+// part.
 //
 // # Currencies
 //
@@ -121,7 +151,8 @@
 //     own: it is settled with the one that carries it.
 //
 // A carried_forward line belongs to no vendor: vendors' gross, statements and
-// payouts count each month's usage once, on the invoice of that month.
+// payouts count each month's usage once, on the invoice of that month. Nor
+// does a credit line: credit paid for the usage the vendor is paid for.
 //
 // # Vendor statements
 //
@@ -142,6 +173,13 @@
 // gross equals the sum of its lines on consumers' invoices and its net the
 // sum of what it is paid (a share whose net is zero or negative pays
 // nothing).
+//
+// A statement also says where the money is: collected is the sum of the fixed
+// nets of the month's shares whose invoice is paid (an invoice prepaid credit
+// covered entirely is paid when issued; shares with nothing due add
+// nothing), and paid_out the sum of those transferred to the vendor. So an
+// issued, unpaid invoice shows in gross but not in collected; once it is paid
+// its net is collected; once the payout job has transferred it, paid out.
 //
 // # Stripe
 //

@@ -19,6 +19,9 @@ type VersionUsage struct {
 	// Hour is the hour the calls fell in; the month's free calls and tiers go
 	// to calls in hour order (see catalog.PriceMonth).
 	Hour time.Time
+	// Priced, when set, is what the gateway charged for these calls (usage
+	// counted from migration 00009 on): taken as it is, never re-derived.
+	Priced *catalog.StepPrice
 }
 
 // PricedUsage is one version's usage priced for a month.
@@ -36,13 +39,14 @@ type PricedUsage struct {
 
 // PriceFunctionMonth prices one consumer's month of one function: hourly
 // usage of any of its versions, with pricing by version. It prices with
-// catalog.PriceMonth (the one pricing rule) and sums its steps per version,
+// catalog.PriceMonth (the one pricing rule; hours the gateway priced keep its
+// price) and sums its steps per version,
 // each version's line rounded once. The result is in ascending version order
 // and omits versions with no usage.
 func PriceFunctionMonth(pricing map[int]catalog.Pricing, usage []VersionUsage) ([]PricedUsage, error) {
 	steps := make([]catalog.UsageStep, len(usage))
 	for i, u := range usage {
-		steps[i] = catalog.UsageStep{Hour: u.Hour, Version: u.Version, Calls: u.Calls, ComputeMs: u.ComputeMs}
+		steps[i] = catalog.UsageStep{Hour: u.Hour, Version: u.Version, Calls: u.Calls, ComputeMs: u.ComputeMs, Priced: u.Priced}
 	}
 	priced, err := catalog.PriceMonth(pricing, steps)
 	if err != nil {

@@ -32,51 +32,51 @@ func TestPriceFunctionMonth(t *testing.T) {
 		want    []want
 	}{
 		{"below free tier", map[int]catalog.Pricing{1: usd("0.01", "0", 100)},
-			[]VersionUsage{{1, 99, 0, h0}}, []want{{1, 99, 0, "0", "0"}}},
+			[]VersionUsage{{1, 99, 0, h0, nil}}, []want{{1, 99, 0, "0", "0"}}},
 		{"exactly the free tier", map[int]catalog.Pricing{1: usd("0.01", "0", 100)},
-			[]VersionUsage{{1, 100, 0, h0}}, []want{{1, 100, 0, "0", "0"}}},
+			[]VersionUsage{{1, 100, 0, h0, nil}}, []want{{1, 100, 0, "0", "0"}}},
 		{"one past the free tier", map[int]catalog.Pricing{1: usd("0.01", "0", 100)},
-			[]VersionUsage{{1, 101, 0, h0}}, []want{{1, 100, 1, "0.01", "0.01"}}},
+			[]VersionUsage{{1, 101, 0, h0, nil}}, []want{{1, 100, 1, "0.01", "0.01"}}},
 		{"free calls still pay compute", map[int]catalog.Pricing{1: usd("0.01", "0.001", 100)},
-			[]VersionUsage{{1, 10, 1000, h0}}, []want{{1, 10, 0, "1", "1"}}},
+			[]VersionUsage{{1, 10, 1000, h0, nil}}, []want{{1, 10, 0, "1", "1"}}},
 		{"free tier split across versions in version order", map[int]catalog.Pricing{1: usd("0.01", "0", 100), 2: usd("0.02", "0", 100)},
-			[]VersionUsage{{2, 70, 0, h0}, {1, 60, 0, h0}}, []want{{1, 60, 0, "0", "0"}, {2, 40, 30, "0.6", "0.60"}}},
+			[]VersionUsage{{2, 70, 0, h0, nil}, {1, 60, 0, h0, nil}}, []want{{1, 60, 0, "0", "0"}, {2, 40, 30, "0.6", "0.60"}}},
 		{"a later version's smaller cap counts the earlier free calls", map[int]catalog.Pricing{1: usd("0.01", "0", 100), 2: usd("0.01", "0", 50)},
-			[]VersionUsage{{1, 60, 0, h0}, {2, 30, 0, h0}}, []want{{1, 60, 0, "0", "0"}, {2, 0, 30, "0.3", "0.30"}}},
+			[]VersionUsage{{1, 60, 0, h0, nil}, {2, 30, 0, h0, nil}}, []want{{1, 60, 0, "0", "0"}, {2, 0, 30, "0.3", "0.30"}}},
 		{"a later version's larger cap counts every earlier call", map[int]catalog.Pricing{1: usd("0.01", "0", 10), 2: usd("0.01", "0", 100)},
-			[]VersionUsage{{1, 60, 0, h0}, {2, 100, 0, h0}}, []want{{1, 10, 50, "0.5", "0.50"}, {2, 40, 60, "0.6", "0.60"}}},
+			[]VersionUsage{{1, 60, 0, h0, nil}, {2, 100, 0, h0, nil}}, []want{{1, 10, 50, "0.5", "0.50"}, {2, 40, 60, "0.6", "0.60"}}},
 		{"free calls go to the earlier hour, whatever its version", map[int]catalog.Pricing{1: usd("0.01", "0", 100), 2: usd("0.01", "0", 0)},
-			[]VersionUsage{{1, 100, 0, h0.Add(2 * time.Hour)}, {2, 50, 0, h0.Add(time.Hour)}}, []want{{1, 50, 50, "0.5", "0.50"}, {2, 0, 50, "0.5", "0.50"}}},
+			[]VersionUsage{{1, 100, 0, h0.Add(2 * time.Hour), nil}, {2, 50, 0, h0.Add(time.Hour), nil}}, []want{{1, 50, 50, "0.5", "0.50"}, {2, 0, 50, "0.5", "0.50"}}},
 		{"tiers continue in hour order", map[int]catalog.Pricing{1: tiered, 2: tiered},
-			[]VersionUsage{{1, 80, 0, h0.Add(time.Hour)}, {2, 70, 0, h0}}, []want{{1, 0, 80, "0.35", "0.35"}, {2, 0, 70, "0.7", "0.70"}}},
+			[]VersionUsage{{1, 80, 0, h0.Add(time.Hour), nil}, {2, 70, 0, h0, nil}}, []want{{1, 0, 80, "0.35", "0.35"}, {2, 0, 70, "0.7", "0.70"}}},
 		{"repeated rows of one version are summed", map[int]catalog.Pricing{1: usd("0.01", "0", 0)},
-			[]VersionUsage{{1, 1, 0, h0}, {1, 2, 0, h0}}, []want{{1, 0, 3, "0.03", "0.03"}}},
+			[]VersionUsage{{1, 1, 0, h0, nil}, {1, 2, 0, h0, nil}}, []want{{1, 0, 3, "0.03", "0.03"}}},
 		{"tiny compute price", map[int]catalog.Pricing{1: usd("0", "0.0000021", 0)},
-			[]VersionUsage{{1, 0, 1234567, h0}}, []want{{1, 0, 0, "2.5925907", "2.59"}}},
+			[]VersionUsage{{1, 0, 1234567, h0, nil}}, []want{{1, 0, 0, "2.5925907", "2.59"}}},
 		{"sub-cent total rounds to zero", map[int]catalog.Pricing{1: usd("0.000000001", "0.0000021", 0)},
-			[]VersionUsage{{1, 1000, 1000, h0}}, []want{{1, 0, 1000, "0.002101", "0"}}},
+			[]VersionUsage{{1, 1000, 1000, h0, nil}}, []want{{1, 0, 1000, "0.002101", "0"}}},
 		{"big volume", map[int]catalog.Pricing{1: usd("0.000001", "0.0000021", 1000)},
-			[]VersionUsage{{1, 10_000_001_000, 2_000_000_000_000, h0}}, []want{{1, 1000, 10_000_000_000, "4210000", "4210000.00"}}},
+			[]VersionUsage{{1, 10_000_001_000, 2_000_000_000_000, h0, nil}}, []want{{1, 1000, 10_000_000_000, "4210000", "4210000.00"}}},
 		{"half a cent rounds to even (down)", map[int]catalog.Pricing{1: usd("0.005", "0", 0)},
-			[]VersionUsage{{1, 1, 0, h0}}, []want{{1, 0, 1, "0.005", "0.00"}}},
+			[]VersionUsage{{1, 1, 0, h0, nil}}, []want{{1, 0, 1, "0.005", "0.00"}}},
 		{"one and a half cents rounds to even (up)", map[int]catalog.Pricing{1: usd("0.005", "0", 0)},
-			[]VersionUsage{{1, 3, 0, h0}}, []want{{1, 0, 3, "0.015", "0.02"}}},
+			[]VersionUsage{{1, 3, 0, h0, nil}}, []want{{1, 0, 3, "0.015", "0.02"}}},
 		{"two and a half cents rounds to even (down)", map[int]catalog.Pricing{1: usd("0.005", "0", 0)},
-			[]VersionUsage{{1, 5, 0, h0}}, []want{{1, 0, 5, "0.025", "0.02"}}},
+			[]VersionUsage{{1, 5, 0, h0, nil}}, []want{{1, 0, 5, "0.025", "0.02"}}},
 		{"just above half a cent rounds up", map[int]catalog.Pricing{1: usd("0.005000000001", "0", 0)},
-			[]VersionUsage{{1, 1, 0, h0}}, []want{{1, 0, 1, "0.005000000001", "0.01"}}},
+			[]VersionUsage{{1, 1, 0, h0, nil}}, []want{{1, 0, 1, "0.005000000001", "0.01"}}},
 		{"just below half a cent rounds down", map[int]catalog.Pricing{1: usd("0.004999999999", "0", 0)},
-			[]VersionUsage{{1, 3, 0, h0}}, []want{{1, 0, 3, "0.014999999997", "0.01"}}},
+			[]VersionUsage{{1, 3, 0, h0, nil}}, []want{{1, 0, 3, "0.014999999997", "0.01"}}},
 		{"graduated tiers", map[int]catalog.Pricing{1: tiered},
-			[]VersionUsage{{1, 150, 0, h0}}, []want{{1, 0, 150, "1.05", "1.05"}}},
+			[]VersionUsage{{1, 150, 0, h0, nil}}, []want{{1, 0, 150, "1.05", "1.05"}}},
 		{"graduated tiers continue across versions", map[int]catalog.Pricing{1: tiered, 2: tiered},
-			[]VersionUsage{{1, 80, 0, h0}, {2, 70, 0, h0}}, []want{{1, 0, 80, "0.8", "0.80"}, {2, 0, 70, "0.25", "0.25"}}},
+			[]VersionUsage{{1, 80, 0, h0, nil}, {2, 70, 0, h0, nil}}, []want{{1, 0, 80, "0.8", "0.80"}, {2, 0, 70, "0.25", "0.25"}}},
 		{"graduated tiers start after the free tier", map[int]catalog.Pricing{1: tieredFree, 2: tieredFree},
-			[]VersionUsage{{1, 40, 0, h0}, {2, 150, 0, h0}}, []want{{1, 40, 0, "0", "0"}, {2, 10, 140, "1.04", "1.04"}}},
+			[]VersionUsage{{1, 40, 0, h0, nil}, {2, 150, 0, h0, nil}}, []want{{1, 40, 0, "0", "0"}, {2, 10, 140, "1.04", "1.04"}}},
 		{"no usage, no line", map[int]catalog.Pricing{1: usd("1", "1", 0)},
-			[]VersionUsage{{1, 0, 0, h0}}, nil},
+			[]VersionUsage{{1, 0, 0, h0, nil}}, nil},
 		{"currency defaults to USD", map[int]catalog.Pricing{1: {PerCall: dec("1")}},
-			[]VersionUsage{{1, 1, 0, h0}}, []want{{1, 0, 1, "1", "1"}}},
+			[]VersionUsage{{1, 1, 0, h0, nil}}, []want{{1, 0, 1, "1", "1"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,10 +102,10 @@ func TestPriceFunctionMonth(t *testing.T) {
 
 func TestPriceFunctionMonthRejects(t *testing.T) {
 	t.Parallel()
-	if _, err := PriceFunctionMonth(map[int]catalog.Pricing{1: usd("1", "0", 0)}, []VersionUsage{{2, 1, 0, h0}}); err == nil {
+	if _, err := PriceFunctionMonth(map[int]catalog.Pricing{1: usd("1", "0", 0)}, []VersionUsage{{2, 1, 0, h0, nil}}); err == nil {
 		t.Error("a version without pricing was priced")
 	}
-	if _, err := PriceFunctionMonth(map[int]catalog.Pricing{1: usd("1", "0", 0)}, []VersionUsage{{1, -1, 0, h0}}); err == nil {
+	if _, err := PriceFunctionMonth(map[int]catalog.Pricing{1: usd("1", "0", 0)}, []VersionUsage{{1, -1, 0, h0, nil}}); err == nil {
 		t.Error("negative usage was priced")
 	}
 }

@@ -57,7 +57,7 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 	}
 	now := b.clock.Now()
 	period := MonthStart(now)
-	extra := map[int64][]usageAgg{}
+	extra := map[int64][]UsageHour{}
 	if b.live != nil {
 		rows, err := b.live.LiveUsage(ctx, consumerID)
 		if err != nil {
@@ -68,7 +68,7 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 				continue // never let another consumer's counts in
 			}
 			m := MonthStart(r.HourStart).Unix()
-			extra[m] = append(extra[m], usageAgg{HourStart: r.HourStart.Unix(), ConsumerID: consumerID, FunctionID: r.FunctionID, Version: r.Version, Calls: r.BillableCalls, ComputeMs: r.ComputeMs})
+			extra[m] = append(extra[m], UsageHourFromRow(r))
 		}
 	}
 	drafts, err := b.computeBills(ctx, b.db.DB, period, consumerID, extra)
@@ -94,13 +94,10 @@ func (b *Biller) Upcoming(ctx context.Context, consumerID string) ([]Invoice, er
 			l.LineNo = len(d.lines) + 1
 			d.lines = append(d.lines, l)
 		}
-		var cents int64
-		for _, l := range d.lines {
-			cents += l.AmountCents
-		}
-		total := decimal.New(cents, -2).StringFixed(2)
+		subCents, cents := lineCents(d.lines)
+		subtotal, total := decimal.New(subCents, -2).StringFixed(2), decimal.New(cents, -2).StringFixed(2)
 		row := invoiceRow{ID: UpcomingID, ConsumerID: consumerID, PeriodStart: period.Unix(), PeriodEnd: period.AddDate(0, 1, 0).Unix(),
-			Currency: d.currency, Status: string(StatusPreview), Subtotal: total, Total: total, TotalCents: cents,
+			Currency: d.currency, Status: string(StatusPreview), Subtotal: subtotal, Total: total, TotalCents: cents,
 			UsageThrough: now.Unix(), SyncStatus: SyncNone, CreatedAt: now}
 		inv, err := row.domain(d.lines)
 		if err != nil {
@@ -120,13 +117,23 @@ func boolInt(b bool) int {
 
 // Statements lists a vendor's monthly statements, newest first, one per month
 // and currency, from the shares of open and paid invoices (void ones are left
-// out, drafts have none), with gross per function.
+// out, drafts have none), with gross per function, what of the net has been
+// collected (shares of paid invoices) and what has been paid out (shares
+// transferred).
 func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, error) {
 	var shares []shareRow
-	err := b.db.WithContext(ctx).Table("vendor_shares AS s").Select("s.*").Joins("JOIN invoices i ON i.id = s.invoice_id").
-		Where("s.vendor_id = ? AND i.status IN ?", vendorID, []string{string(StatusOpen), string(StatusPaid)}).Scan(&shares).Error
-	if err != nil {
-		return nil, fmt.Errorf("read shares of vendor %s: %w", vendorID, err)
+	paid := map[string]bool{}
+	for _, status := range []Status{StatusOpen, StatusPaid} {
+		var rows []shareRow
+		err := b.db.WithContext(ctx).Table("vendor_shares AS s").Select("s.*").Joins("JOIN invoices i ON i.id = s.invoice_id").
+			Where("s.vendor_id = ? AND i.status = ?", vendorID, string(status)).Scan(&rows).Error
+		if err != nil {
+			return nil, fmt.Errorf("read shares of vendor %s: %w", vendorID, err)
+		}
+		for _, r := range rows {
+			paid[r.InvoiceID] = status == StatusPaid
+		}
+		shares = append(shares, rows...)
 	}
 	type fnGross struct {
 		PeriodStart   int64
@@ -136,7 +143,7 @@ func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, 
 		Cents         int64
 	}
 	var lines []fnGross
-	err = b.db.WithContext(ctx).Table("invoice_lines AS l").
+	err := b.db.WithContext(ctx).Table("invoice_lines AS l").
 		Select("i.period_start, i.currency, l.function_id, l.function_label, CAST(SUM(l.amount_cents) AS BIGINT) AS cents").
 		Joins("JOIN invoices i ON i.id = l.invoice_id").
 		Where("l.vendor_id = ? AND i.status IN ?", vendorID, []string{string(StatusOpen), string(StatusPaid)}).
@@ -150,6 +157,7 @@ func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, 
 	}
 	type acc struct {
 		gross, exactFee  decimal.Decimal
+		collected, paid  decimal.Decimal
 		due, transferred int
 		lines            []StatementLine
 	}
@@ -171,6 +179,19 @@ func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, 
 		}
 		a.gross = a.gross.Add(gross)
 		a.exactFee = a.exactFee.Add(gross.Mul(rate))
+		// A paid invoice's shares have their fee and net fixed
+		// (releaseShares); an invoice prepaid credit covered is paid when
+		// issued. A share whose net is not positive adds nothing.
+		if paid[s.InvoiceID] && s.PayoutStatus != PayoutNothingDue {
+			net, err := decimal.NewFromString(s.Net)
+			if err != nil {
+				return nil, fmt.Errorf("vendor share of invoice %s: %w", s.InvoiceID, err)
+			}
+			a.collected = a.collected.Add(net)
+			if s.PayoutStatus == PayoutTransferred {
+				a.paid = a.paid.Add(net)
+			}
+		}
 		if s.PayoutStatus != PayoutNothingDue {
 			a.due++
 			if s.PayoutStatus == PayoutTransferred {
@@ -187,7 +208,7 @@ func (b *Biller) Statements(ctx context.Context, vendorID string) ([]Statement, 
 		// The fee is rounded once, on the month's gross (see doc.go).
 		fee := RoundCents(a.exactFee)
 		st := Statement{PeriodStart: unix(k.period), Currency: k.currency, Gross: Money{a.gross}, PlatformFee: Money{fee}, Net: Money{a.gross.Sub(fee)},
-			PayoutStatus: StatementPending, Lines: a.lines}
+			Collected: Money{a.collected}, PaidOut: Money{a.paid}, PayoutStatus: StatementPending, Lines: a.lines}
 		switch {
 		case a.transferred == a.due:
 			st.PayoutStatus = StatementPaid

@@ -150,6 +150,9 @@ func (r invoiceRow) domain(lines []lineRow) (Invoice, error) {
 			line.CarriedInvoiceID = *l.CarriedInvoiceID
 		}
 		inv.Lines = append(inv.Lines, line)
+		if l.Kind == LineCredit {
+			inv.CreditApplied.Decimal = inv.CreditApplied.Sub(amount.Decimal)
+		}
 	}
 	return inv, nil
 }

@@ -186,7 +186,8 @@ func permanent(err error) bool {
 }
 
 // syncInvoice pushes one open invoice: customer, Stripe invoice, one item per
-// non-zero line, finalize. Each object's id is stored as soon as Stripe
+// non-zero line (a credit line is a negative item, so the credited part is
+// never charged), finalize. Each object's id is stored as soon as Stripe
 // returns it, so a later attempt resumes instead of repeating.
 func (b *Biller) syncInvoice(ctx context.Context, r invoiceRow) error {
 	api := b.stripe.api
@@ -228,6 +229,10 @@ func (b *Biller) syncInvoice(ctx context.Context, r invoiceRow) error {
 			desc = "Late usage adjustment: " + desc
 		case LineCarriedForward:
 			desc = "Carried forward: " + l.FunctionLabel
+		case LineCredit:
+			// A negative item: Stripe charges the total less the credit,
+			// which was paid when it was bought.
+			desc = "Prepaid credit applied to usage of " + unix(l.UsagePeriodStart).Format("2006-01")
 		}
 		p := &stripe.InvoiceItemParams{Customer: stripe.String(customerID), Invoice: stripe.String(sid), Amount: stripe.Int64(l.AmountCents),
 			Currency: stripe.String(currency), Description: stripe.String(desc)}

@@ -73,6 +73,9 @@ const (
 	// LineCarriedForward bills the total of an earlier invoice that was under
 	// Stripe's minimum charge (see doc.go).
 	LineCarriedForward = "carried_forward"
+	// LineCredit takes off the prepaid credit the month's usage consumed
+	// (a negative amount; see doc.go).
+	LineCredit = "credit"
 )
 
 // Sync statuses of an invoice with Stripe.
@@ -98,16 +101,20 @@ const (
 // Invoice is what a consumer owes for one month in one currency. The API
 // converts it into its own response type (api/billing_json.go).
 type Invoice struct {
-	ID          string        `json:"id"`
-	ConsumerID  string        `json:"-"`
-	PeriodStart time.Time     `json:"period_start"`
-	PeriodEnd   time.Time     `json:"period_end"`
-	Status      Status        `json:"status"`
-	Currency    string        `json:"currency"`
-	Subtotal    Money         `json:"subtotal"`
-	Total       Money         `json:"total"`
-	TotalCents  int64         `json:"total_cents"`
-	Lines       []InvoiceLine `json:"lines"`
+	ID          string    `json:"id"`
+	ConsumerID  string    `json:"-"`
+	PeriodStart time.Time `json:"period_start"`
+	PeriodEnd   time.Time `json:"period_end"`
+	Status      Status    `json:"status"`
+	Currency    string    `json:"currency"`
+	// Subtotal sums the lines that charge (every kind but credit);
+	// CreditApplied is the prepaid credit the credit lines take off (zero or
+	// positive), and Total = Subtotal - CreditApplied.
+	Subtotal      Money         `json:"subtotal"`
+	CreditApplied Money         `json:"credit_applied"`
+	Total         Money         `json:"total"`
+	TotalCents    int64         `json:"total_cents"`
+	Lines         []InvoiceLine `json:"lines"`
 	// StripeInvoiceID is "" until the invoice is pushed to Stripe.
 	StripeInvoiceID string `json:"stripe_invoice_id"`
 	// SyncStatus is one of the Sync* constants.
@@ -122,10 +129,11 @@ type Invoice struct {
 
 // InvoiceLine is one function version's usage in one month, priced.
 type InvoiceLine struct {
-	// Kind is LineUsage or LineAdjustment.
+	// Kind is LineUsage, LineAdjustment, LineCarriedForward or LineCredit.
 	Kind string `json:"kind"`
 	// PeriodStart is the month whose usage the line prices: the invoice's own
-	// for usage lines, an earlier one for adjustments.
+	// for usage lines, an earlier one for adjustments (and for credit lines,
+	// the month whose usage the credit paid).
 	PeriodStart   time.Time `json:"period_start"`
 	FunctionID    string    `json:"-"`
 	VendorID      string    `json:"-"`
@@ -160,11 +168,16 @@ const (
 
 // Statement is what a vendor earned in one month in one currency.
 type Statement struct {
-	PeriodStart  time.Time       `json:"period_start"`
-	Currency     string          `json:"currency"`
-	Gross        Money           `json:"gross"`
-	PlatformFee  Money           `json:"platform_fee"`
-	Net          Money           `json:"net"`
+	PeriodStart time.Time `json:"period_start"`
+	Currency    string    `json:"currency"`
+	Gross       Money     `json:"gross"`
+	PlatformFee Money     `json:"platform_fee"`
+	Net         Money     `json:"net"`
+	// Collected is the vendor's net share of the month's invoices that are
+	// paid (including those prepaid credit covered); PaidOut what has been
+	// transferred to the vendor.
+	Collected    Money           `json:"collected"`
+	PaidOut      Money           `json:"paid_out"`
 	PayoutStatus string          `json:"payout_status"`
 	Lines        []StatementLine `json:"lines,omitempty"`
 }

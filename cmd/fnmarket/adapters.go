@@ -65,6 +65,7 @@ var (
 	_ api.CatalogStore   = (*catalogstore.Store)(nil)
 	_ api.FunctionLookup = (*catalogstore.Store)(nil)
 	_ api.MeteringStore  = (*metering.Store)(nil)
+	_ api.UsageHours     = (*billing.UsageTable)(nil)
 	_ api.BillingReader  = (*billing.Biller)(nil)
 	_ api.WebhookHandler = (*billing.Biller)(nil)
 	_ api.Payments       = (*billing.Biller)(nil)

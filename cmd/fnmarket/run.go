@@ -538,7 +538,7 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Sessions: api.NewSessions(secret, 24*time.Hour, a.clock),
 		// Logged-out sessions are refused by every replica.
 		Revocations:  redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
-		Usage:        api.NewUsageReport(usage, a.catalog, a.clock),
+		Usage:        api.NewUsageReport(usage, billing.NewUsageTable(a.db), a.catalog, a.clock),
 		Billing:      b,
 		Backends:     kinds,
 		FunctionLogs: wasmLogs{a.wasmLogs},

@@ -77,6 +77,7 @@ func (e BackendInputType) Valid() bool {
 const (
 	Adjustment     InvoiceLineKind = "adjustment"
 	CarriedForward InvoiceLineKind = "carried_forward"
+	Credit         InvoiceLineKind = "credit"
 	Usage          InvoiceLineKind = "usage"
 )
 
@@ -86,6 +87,8 @@ func (e InvoiceLineKind) Valid() bool {
 	case Adjustment:
 		return true
 	case CarriedForward:
+		return true
+	case Credit:
 		return true
 	case Usage:
 		return true
@@ -262,6 +265,9 @@ type FunctionList struct {
 type Invoice struct {
 	CreatedAt string `json:"created_at"`
 
+	// CreditApplied Example: 0.0001
+	CreditApplied Money `json:"credit_applied"`
+
 	// Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
 	//
 	// Example: USD
@@ -275,33 +281,42 @@ type Invoice struct {
 	Status          string `json:"status"`
 	StripeInvoiceId string `json:"stripe_invoice_id"`
 
-	// Subtotal Example: 0.0001
-	Subtotal Money `json:"subtotal"`
+	// Subtotal an amount that can be negative: adjustments that give back, credit applied
+	//
+	// Example: -1.75
+	Subtotal SignedMoney `json:"subtotal"`
 
 	// SyncStatus none, pending, synced or failed: where the invoice stands with Stripe
 	SyncStatus string `json:"sync_status"`
 
-	// Total Example: 0.0001
-	Total        Money  `json:"total"`
-	TotalCents   int64  `json:"total_cents"`
-	UsageThrough string `json:"usage_through"`
+	// Total an amount that can be negative: adjustments that give back, credit applied
+	//
+	// Example: -1.75
+	Total        SignedMoney `json:"total"`
+	TotalCents   int64       `json:"total_cents"`
+	UsageThrough string      `json:"usage_through"`
 }
 
 // InvoiceLine defines model for InvoiceLine.
 type InvoiceLine struct {
-	// Amount Example: 0.0001
-	Amount        Money           `json:"amount"`
-	BillableCalls int64           `json:"billable_calls"`
-	Calls         int64           `json:"calls"`
-	ComputeMs     int64           `json:"compute_ms"`
-	FreeCalls     int64           `json:"free_calls"`
-	Function      string          `json:"function"`
-	Kind          InvoiceLineKind `json:"kind"`
-	PeriodStart   string          `json:"period_start"`
-	Version       int64           `json:"version"`
+	// Amount an amount that can be negative: adjustments that give back, credit applied
+	//
+	// Example: -1.75
+	Amount           SignedMoney `json:"amount"`
+	BillableCalls    int64       `json:"billable_calls"`
+	Calls            int64       `json:"calls"`
+	CarriedInvoiceId *string     `json:"carried_invoice_id,omitempty"`
+	ComputeMs        int64       `json:"compute_ms"`
+	FreeCalls        int64       `json:"free_calls"`
+	Function         string      `json:"function"`
+
+	// Kind usage prices the invoice's month; adjustment late usage of an earlier month; carried_forward an earlier invoice under the minimum charge; credit the prepaid credit the usage of period_start's month consumed (a negative amount, no function)
+	Kind        InvoiceLineKind `json:"kind"`
+	PeriodStart string          `json:"period_start"`
+	Version     int64           `json:"version"`
 }
 
-// InvoiceLineKind defines model for InvoiceLine.Kind.
+// InvoiceLineKind usage prices the invoice's month; adjustment late usage of an earlier month; carried_forward an earlier invoice under the minimum charge; credit the prepaid credit the usage of period_start's month consumed (a negative amount, no function)
 type InvoiceLineKind string
 
 // InvoiceList defines model for InvoiceList.
@@ -512,6 +527,11 @@ type Session struct {
 	Token     string  `json:"token"`
 }
 
+// SignedMoney an amount that can be negative: adjustments that give back, credit applied
+//
+// Example: -1.75
+type SignedMoney = string
+
 // Signup defines model for Signup.
 type Signup struct {
 	Email    string `json:"email"`
@@ -526,6 +546,9 @@ type SpendCapInput struct {
 
 // Statement defines model for Statement.
 type Statement struct {
+	// Collected Example: 0.0001
+	Collected Money `json:"collected"`
+
 	// Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
 	//
 	// Example: USD
@@ -536,7 +559,10 @@ type Statement struct {
 	Lines *[]StatementLine `json:"lines,omitempty"`
 
 	// Net Example: 0.0001
-	Net          Money                 `json:"net"`
+	Net Money `json:"net"`
+
+	// PaidOut Example: 0.0001
+	PaidOut      Money                 `json:"paid_out"`
 	PayoutStatus StatementPayoutStatus `json:"payout_status"`
 	PeriodStart  string                `json:"period_start"`
 
@@ -577,6 +603,9 @@ type Tier struct {
 type UpcomingInvoice struct {
 	CreatedAt string `json:"created_at"`
 
+	// CreditApplied Example: 0.0001
+	CreditApplied Money `json:"credit_applied"`
+
 	// Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
 	//
 	// Example: USD
@@ -591,16 +620,20 @@ type UpcomingInvoice struct {
 	Status          string `json:"status"`
 	StripeInvoiceId string `json:"stripe_invoice_id"`
 
-	// Subtotal Example: 0.0001
-	Subtotal Money `json:"subtotal"`
+	// Subtotal an amount that can be negative: adjustments that give back, credit applied
+	//
+	// Example: -1.75
+	Subtotal SignedMoney `json:"subtotal"`
 
 	// SyncStatus none, pending, synced or failed: where the invoice stands with Stripe
 	SyncStatus string `json:"sync_status"`
 
-	// Total Example: 0.0001
-	Total        Money  `json:"total"`
-	TotalCents   int64  `json:"total_cents"`
-	UsageThrough string `json:"usage_through"`
+	// Total an amount that can be negative: adjustments that give back, credit applied
+	//
+	// Example: -1.75
+	Total        SignedMoney `json:"total"`
+	TotalCents   int64       `json:"total_cents"`
+	UsageThrough string      `json:"usage_through"`
 }
 
 // UsageList defines model for UsageList.
