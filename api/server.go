@@ -37,6 +37,11 @@ type Deps struct {
 	Usage    UsageReader
 	Billing  BillingReader
 	Webhooks WebhookHandler
+	// CallPositions counts each consumer's calls of a function this month,
+	// as the gateway prices them (the next-call route). Nil falls back to
+	// Usage when it can count them (UsageReport: billable calls in the
+	// rolled-up usage); with neither, the next-call route answers 404.
+	CallPositions CallPositions
 	// Backends are the backend kinds versions may use; the API hands each
 	// backend document to its kind and knows none of them.
 	Backends     *backend.Registry
