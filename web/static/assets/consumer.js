@@ -8,6 +8,7 @@ import { render as renderMarkdown, plainText } from './markdown.js';
 import { pricingRows, pricingSummary, costEstimator } from './pricing.js';
 import { moneyString, sum, money, parseDec, add, isZero } from './money.js';
 import { timeChart, buckets, bucketOf, ranges } from './charts.js';
+import { nextCallLine } from './billing.js';
 
 const enc = encodeURIComponent;
 
@@ -97,6 +98,7 @@ export async function functionPage(main, [vendor, name], ctx) {
       h('aside', null,
         h('section', { class: 'panel' }, h('h2', null, 'Pricing'),
           h('table', { class: 'kv', id: 'fn-pricing' }, h('tbody', null, pricingRows(fn.pricing).map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v))))),
+          state.me ? nextCallLine(vendor, name) : null,
           h('p', { class: 'muted small' }, 'Cost of a call = per-call price + compute-ms × price per compute-ms. Free calls waive the per-call price only. Gateway refusals (bad key, rate limit, spend cap) are never billed.'),
           costEstimator(fn)))));
 }
