@@ -26,10 +26,10 @@ type CallPositions interface {
 var _ CallPositions = (*UsageReport)(nil)
 
 // CallsThisMonth counts consumerID's billable calls of functionID in the
-// UTC month of at from the rolled-up usage (the database, plus what Redis
-// still holds). It is the next-call route's fallback when Deps.CallPositions
-// is nil: calls still in flight, or recorded by the meter but not yet
-// readable, are not counted, so it may lag the gateway's own count by them.
+// UTC month of at from the rolled-up usage in the database (as usage rows
+// are read). It is the next-call route's fallback when Deps.CallPositions is
+// nil: calls in flight or not yet rolled up are not counted, so it lags the
+// gateway's own count by them and may show a position too early.
 func (u *UsageReport) CallsThisMonth(ctx context.Context, consumerID, functionID string, at time.Time) (int64, error) {
 	from := monthStart(at)
 	periods, err := u.usage.Usage(ctx, metering.UsageFilter{ConsumerID: consumerID, FunctionIDs: []string{functionID},

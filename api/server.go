@@ -42,6 +42,10 @@ type Deps struct {
 	// Usage when it can count them (UsageReport: billable calls in the
 	// rolled-up usage); with neither, the next-call route answers 404.
 	CallPositions CallPositions
+	// KeySpends reports each key's spend this month on key lists. Nil falls
+	// back to Usage when it can (UsageReport: rolled-up usage priced as
+	// usage rows are); with neither, key items carry no spend_this_month.
+	KeySpends KeySpends
 	// Backends are the backend kinds versions may use; the API hands each
 	// backend document to its kind and knows none of them.
 	Backends     *backend.Registry

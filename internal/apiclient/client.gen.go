@@ -266,6 +266,9 @@ type Key struct {
 	Name            string  `json:"name"`
 	Prefix          string  `json:"prefix"`
 	RevokedAt       *string `json:"revoked_at"`
+
+	// SpendThisMonth in lists, when the server reports it: what the key spent this UTC month, exact, per currency (e.g. {"USD": "0.0213"}; empty when nothing)
+	SpendThisMonth *map[string]Money `json:"spend_this_month,omitempty"`
 }
 
 // KeyList defines model for KeyList.

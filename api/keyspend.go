@@ -1,0 +1,109 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/metering"
+)
+
+// KeySpends reports what each of a consumer's API keys spent in the UTC
+// month of at: key id -> currency -> exact amount. Keys that spent nothing
+// may be missing.
+type KeySpends interface {
+	KeySpendThisMonth(ctx context.Context, consumerID string, at time.Time) (map[string]map[string]decimal.Decimal, error)
+}
+
+var _ KeySpends = (*UsageReport)(nil)
+
+// KeySpendThisMonth prices the consumer's month as Usage does (each
+// function's month through catalog.PriceMonth, from the rolled-up usage),
+// with each hour's calls kept apart per key: the steps of one hour and
+// version are consecutive calls, so the keys' amounts add up exactly to the
+// month's usage rows. Within an hour the meter keeps no order between keys,
+// so where the free tier or a tier ends inside an hour, which key took the
+// cheaper calls follows key id order.
+func (u *UsageReport) KeySpendThisMonth(ctx context.Context, consumerID string, at time.Time) (map[string]map[string]decimal.Decimal, error) {
+	from := monthStart(at)
+	periods, err := u.usage.Usage(ctx, metering.UsageFilter{ConsumerID: consumerID, From: from, To: from.AddDate(0, 1, 0),
+		Granularity: metering.GranularityHour, PerKey: true})
+	if err != nil {
+		return nil, err
+	}
+	byFn := map[string][]metering.UsagePeriod{}
+	for _, p := range periods {
+		byFn[p.FunctionID] = append(byFn[p.FunctionID], p)
+	}
+	ids := make([]string, 0, len(byFn))
+	for id := range byFn {
+		ids = append(ids, id)
+	}
+	fns, err := u.catalog.FunctionsByID(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[string]decimal.Decimal{}
+	for id, ps := range byFn {
+		fn, ok := fns[id]
+		if !ok {
+			return nil, fmt.Errorf("usage names function %s, which the catalog does not have", id)
+		}
+		// Sorted as PriceMonth takes steps (hour, version), keys in id
+		// order within them, so its stable sort keeps this order and the
+		// i-th priced step is the i-th period's.
+		slices.SortStableFunc(ps, func(a, b metering.UsagePeriod) int {
+			if c := a.PeriodStart.Compare(b.PeriodStart); c != 0 {
+				return c
+			}
+			if a.Version != b.Version {
+				return a.Version - b.Version
+			}
+			return compareStrings(a.KeyID, b.KeyID)
+		})
+		steps := make([]catalog.UsageStep, len(ps))
+		for i, p := range ps {
+			steps[i] = catalog.UsageStep{Hour: p.PeriodStart, Version: p.Version, Calls: p.BillableCalls, ComputeMs: p.ComputeMs}
+		}
+		pricing := versionPricing(fn)
+		priced, err := catalog.PriceMonth(pricing, steps)
+		if err != nil {
+			return nil, fmt.Errorf("price usage of %s/%s by %s: %w", fn.VendorSlug, fn.Name, consumerID, err)
+		}
+		for i, s := range priced {
+			k, cur := ps[i].KeyID, currencyOf(pricing[s.Version])
+			if out[k] == nil {
+				out[k] = map[string]decimal.Decimal{}
+			}
+			out[k][cur] = out[k][cur].Add(s.Cost)
+		}
+	}
+	return out, nil
+}
+
+func compareStrings(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// keySpends is Deps.KeySpends, or else the usage reader when it can report
+// spend per key (UsageReport can); nil when neither is wired, and key items
+// then carry no spend_this_month.
+func (s *Server) keySpends() KeySpends {
+	if s.KeySpends != nil {
+		return s.KeySpends
+	}
+	if ks, ok := s.Usage.(KeySpends); ok {
+		return ks
+	}
+	return nil
+}
