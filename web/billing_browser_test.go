@@ -96,8 +96,13 @@ func TestBillingInBrowser(t *testing.T) {
 		t.Error("the billing page lists a function not used this month")
 	}
 	// month_to_date is the fake's exact sum: one paid call plus compute.
-	if mtd := b.Text("#billing-mtd"); !strings.HasPrefix(mtd, "$0.00") || mtd == "$0.00" {
+	mtd := b.Text("#billing-mtd")
+	if !strings.HasPrefix(mtd, "$0.00") || mtd == "$0.00" {
 		t.Errorf("month to date shows %q, want the exact cost of one paid call and compute", mtd)
+	}
+	// The key made every call: its spend is the month to date.
+	if spend := b.Text("#billing-keys-table .key-spend"); spend != mtd {
+		t.Errorf("key spend shows %q, want the month to date %q", spend, mtd)
 	}
 	shots := map[string]string{"billing (free only)": b.Shot("billing-free-only")}
 

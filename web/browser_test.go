@@ -89,7 +89,7 @@ func startPortalWith(t *testing.T, o portalOptions) *portalServer {
 	}
 	var bill *fakeBilling
 	if metered {
-		deps.Usage, deps.Billing, deps.CallPositions = gw, gw, gw
+		deps.Usage, deps.Billing, deps.CallPositions, deps.KeySpends = gw, gw, gw, gw
 		bill = newFakeBilling(deps.Sessions, gw, o.stripe, o.standing)
 	}
 	deps.Pages = func(e *echo.Echo) {
@@ -419,6 +419,11 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('no kind is usage', c.lineKind({}).textContent, 'usage');
 	  eq('adjustment kind', c.lineKind({kind: 'adjustment', period_start: '2025-03-01T00:00:00Z'}).textContent, 'late usage for March 2025');
 	  eq('negative adjustment', c.signedMoney('-0.10', 'EUR'), '−€0.10');
+	  // Key spend per currency is shown, never added across currencies.
+	  const bl = await import(base + 'billing.js');
+	  eq('key spend per currency', bl.spendText({EUR: '0.5', USD: '0.000213'}), '$0.000213 + €0.50');
+	  eq('no key spend', bl.spendText({}), '$0.00');
+	  eq('key spend unknown', bl.spendText(null), '—');
 	  return fails;
 	})()`
 	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))

@@ -15,7 +15,27 @@ import (
 	"github.com/fnmarket/fnmarket/catalog"
 )
 
-var _ api.CallPositions = (*fakeGateway)(nil)
+var (
+	_ api.CallPositions = (*fakeGateway)(nil)
+	_ api.KeySpends     = (*fakeGateway)(nil)
+)
+
+// KeySpendThisMonth sums the costs of each key's billed calls this month,
+// per currency.
+func (g *fakeGateway) KeySpendThisMonth(_ context.Context, consumerID string, at time.Time) (map[string]map[string]decimal.Decimal, error) {
+	start := monthStart(at.UTC())
+	out := map[string]map[string]decimal.Decimal{}
+	for _, c := range g.billed() {
+		if c.consumerID != consumerID || c.at.Before(start) {
+			continue
+		}
+		if out[c.keyID] == nil {
+			out[c.keyID] = map[string]decimal.Decimal{}
+		}
+		out[c.keyID][c.pricing.Currency] = out[c.keyID][c.pricing.Currency].Add(c.cost)
+	}
+	return out, nil
+}
 
 // CallsThisMonth counts the consumer's billed calls of the function this
 // month, as the gateway positions them.

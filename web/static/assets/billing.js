@@ -186,10 +186,14 @@ async function drawKeys(slot, ctx) {
 }
 
 // spendText shows a key's spend: a decimal string, or per currency
-// {"USD": "1.5", ...}.
-function spendText(spend) {
+// {"USD": "1.5", ...}, USD first; amounts in different currencies are never
+// added.
+export function spendText(spend) {
   if (spend === null || spend === undefined) return '—';
-  if (typeof spend === 'object') return Object.entries(spend).map(([c, v]) => moneyString(v, c)).join(' + ') || moneyString('0');
+  if (typeof spend === 'object') {
+    const order = (c) => (c === 'USD' ? '' : c);
+    return Object.entries(spend).sort(([a], [c]) => order(a).localeCompare(order(c))).map(([c, v]) => moneyString(v, c)).join(' + ') || moneyString('0');
+  }
   return moneyString(spend);
 }
 

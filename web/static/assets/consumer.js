@@ -8,7 +8,7 @@ import { render as renderMarkdown, plainText } from './markdown.js';
 import { pricingRows, pricingSummary, costEstimator } from './pricing.js';
 import { moneyString, sum, money, parseDec, add, isZero } from './money.js';
 import { timeChart, buckets, bucketOf, ranges } from './charts.js';
-import { nextCallLine } from './billing.js';
+import { nextCallLine, spendText } from './billing.js';
 
 const enc = encodeURIComponent;
 
@@ -224,12 +224,14 @@ async function drawKeys(list, ctx) {
   const keys = asList(await api('GET', '/api/v1/keys'));
   if (!ctx.alive()) return;
   if (!keys.length) { mount(list, h('p', { class: 'empty' }, 'No keys yet. Create one above to start calling functions.')); return; }
+  const hasSpend = keys.some((k) => k.spend_this_month !== undefined);
   mount(list, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'keys-table' },
-    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', 'Created', 'Last used', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', hasSpend ? 'Spent this month' : null, 'Created', 'Last used', 'Status', ''].filter((t) => t !== null).map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, keys.map((k) => h('tr', { dataset: { keyId: k.id }, class: k.revoked_at ? 'revoked' : null },
       h('th', { scope: 'row' }, k.name),
       h('td', { class: 'mono' }, `${k.prefix}…`),
       h('td', null, k.monthly_spend_cap ? moneyString(k.monthly_spend_cap) : 'None'),
+      hasSpend ? h('td', { class: 'num key-spend' }, spendText(k.spend_this_month)) : null,
       h('td', null, fmtTime(k.created_at)),
       h('td', null, k.last_used_at ? fmtTime(k.last_used_at) : 'Never'),
       h('td', null, k.revoked_at ? h('span', { class: 'badge badge-bad' }, 'Revoked') : h('span', { class: 'badge badge-good' }, 'Active')),
