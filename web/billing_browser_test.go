@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/fnmarket/fnmarket/internal/browsertest"
 )
 
@@ -105,6 +107,15 @@ func TestBillingInBrowser(t *testing.T) {
 		t.Errorf("key spend shows %q, want the month to date %q", spend, mtd)
 	}
 	shots := map[string]string{"billing (free only)": b.Shot("billing-free-only")}
+	b.Do("top up from the notice", browsertest.Click("#standing-top-up"))
+	if !b.EvalBool("amount focused", `document.activeElement === document.querySelector('#topup-amount') && location.pathname === '/billing'`) {
+		t.Error("the notice's Top up button does not lead to the amount")
+	}
+	b.Do("phone", chromedp.EmulateViewport(390, 844), browsertest.Visible("#billing-account"))
+	if !b.EvalBool("no overflow", `document.documentElement.scrollWidth <= window.innerWidth + 1`) {
+		t.Errorf("the billing page is %d px wide at a 390 px viewport", browsertest.Get(b, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)))
+	}
+	b.Do("desktop", chromedp.EmulateViewport(1280, 900))
 
 	b.Do("bad cap", browsertest.Fill("#cap-amount", "lots"), browsertest.Click("#save-cap"),
 		browsertest.WaitText(`#cap-form [data-error-for="monthly_spend_cap"]`, "decimal"))

@@ -79,7 +79,7 @@ async function drawAccount(slot, ctx, fresh) {
       h('h2', null, b.standing === 'suspended' ? 'Your account is suspended' : 'Only free calls for now'),
       h('p', null, info.notice),
       h('div', { class: 'actions-row' }, cardButton(pm, 'standing-add-card', true),
-        b.standing === 'suspended' ? h('a', { href: '/invoices', 'data-link': '', class: 'btn' }, 'See invoices') : h('a', { href: '#topup-form', class: 'btn' }, 'Top up'))) : null,
+        b.standing === 'suspended' ? h('a', { href: '/invoices', 'data-link': '', class: 'btn' }, 'See invoices') : h('button', { type: 'button', class: 'btn', id: 'standing-top-up', on: { click: focusTopUp } }, 'Top up'))) : null,
     h('section', { class: 'panel' }, h('h2', null, 'This month'),
       h('div', { class: 'stats' },
         stat('Standing', h('span', { class: ['badge', info.badge], dataset: { standing: b.standing || '' } }, info.label), 'billing-standing'),
@@ -94,6 +94,14 @@ async function drawAccount(slot, ctx, fresh) {
           cardButton(pm, 'add-card', !pm)),
         topUpForm(cur)),
       capForm(b, cur, redraw)));
+}
+
+// focusTopUp brings the top-up form's amount into view and focus.
+function focusTopUp() {
+  const input = document.getElementById('topup-amount');
+  if (!input) return;
+  input.scrollIntoView({ block: 'center' });
+  input.focus();
 }
 
 function brandName(brand) {
