@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -57,13 +58,7 @@ func (u *UsageReport) KeySpendThisMonth(ctx context.Context, consumerID string, 
 		// order within them, so its stable sort keeps this order and the
 		// i-th priced step is the i-th period's.
 		slices.SortStableFunc(ps, func(a, b metering.UsagePeriod) int {
-			if c := a.PeriodStart.Compare(b.PeriodStart); c != 0 {
-				return c
-			}
-			if a.Version != b.Version {
-				return a.Version - b.Version
-			}
-			return compareStrings(a.KeyID, b.KeyID)
+			return cmp.Or(a.PeriodStart.Compare(b.PeriodStart), cmp.Compare(a.Version, b.Version), cmp.Compare(a.KeyID, b.KeyID))
 		})
 		steps := make([]catalog.UsageStep, len(ps))
 		for i, p := range ps {
@@ -83,16 +78,6 @@ func (u *UsageReport) KeySpendThisMonth(ctx context.Context, consumerID string, 
 		}
 	}
 	return out, nil
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // keySpends is Deps.KeySpends, or else the usage reader when it can report
