@@ -275,7 +275,9 @@ func TestPortalInBrowser(t *testing.T) {
 	b.Do("back to the function", browsertest.Click(`#nav a[href="/catalog"]`), browsertest.Visible(`#catalog-results a[href="/functions/acme/image-tagger"]`),
 		browsertest.Click(`#catalog-results a[href="/functions/acme/image-tagger"]`), browsertest.Visible("#try-key-choice"))
 	b.Do("try it", browsertest.Click("#try-send"))
-	b.Do("try it answers", browsertest.WaitText("#try-status", "200"), browsertest.WaitText("#try-body", `"hello": "world"`))
+	b.Do("try it answers", browsertest.WaitText("#try-status", "200"), browsertest.WaitText("#try-body", `"hello": "world"`),
+		// The call took a free one: the next-call line says so.
+		browsertest.WaitText("#fn-next-call", "free (99 free calls left this month)"))
 	computeMs, invocation := b.Text("#try-compute-ms"), b.Text("#try-invocation-id")
 	if n, err := strconv.Atoi(strings.TrimSpace(computeMs)); err != nil || n < 1 {
 		t.Errorf("X-Compute-Ms shown as %q, want a whole number ≥ 1", computeMs)

@@ -238,15 +238,23 @@ async function drawPrices(slot, ctx) {
 
 // nextCallLine is the function page's "Your next call" paragraph for a
 // signed-in consumer; a server without the route shows nothing, any other
-// problem is shown.
+// problem is shown. Its refresh() reads the price again (after a call made
+// from the page moved the consumer's position).
 export function nextCallLine(vendor, name) {
   const p = h('p', { class: 'next-call', id: 'fn-next-call', 'aria-live': 'polite' }, 'Your next call: …');
-  api('GET', `/api/v1/catalog/${enc(vendor)}/${enc(name)}/next-call`).then((n) => {
-    mount(p, h('strong', null, 'Your next call: '), n.formula, '. ',
-      h('span', { class: 'muted small', id: 'fn-next-call-worst' }, `At most ${moneyString(n.worst_case, n.currency)} if it runs to the ${fmtInt(n.timeout_ms)} ms timeout.`));
-  }, (e) => {
-    if (e instanceof Problem && e.unavailable) { p.remove(); return; }
-    mount(p, h('span', { class: 'notice notice-bad' }, `Your next call’s price could not be read: ${e.message}`));
-  });
+  let seq = 0;
+  p.refresh = () => {
+    const mine = ++seq;
+    return api('GET', `/api/v1/catalog/${enc(vendor)}/${enc(name)}/next-call`).then((n) => {
+      if (mine !== seq) return;
+      mount(p, h('strong', null, 'Your next call: '), n.formula, '. ',
+        h('span', { class: 'muted small', id: 'fn-next-call-worst' }, `At most ${moneyString(n.worst_case, n.currency)} if it runs to the ${fmtInt(n.timeout_ms)} ms timeout.`));
+    }, (e) => {
+      if (mine !== seq) return;
+      if (e instanceof Problem && e.unavailable) { p.remove(); return; }
+      mount(p, h('span', { class: 'notice notice-bad' }, `Your next call’s price could not be read: ${e.message}`));
+    });
+  };
+  p.refresh();
   return p;
 }

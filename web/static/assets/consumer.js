@@ -81,6 +81,7 @@ export async function functionPage(main, [vendor, name], ctx) {
   const curlText = `curl -X POST ${invokeURL} \\\n  -H "X-API-Key: $FNMARKET_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '{}'`;
   const curlPre = h('pre', { class: 'code', id: 'curl-example' }, h('code', null, curlText));
   const desc = h('div', { class: 'markdown', id: 'fn-description' }, renderMarkdown(fn.description || 'No description yet.'));
+  const nextCall = state.me ? nextCallLine(vendor, name) : null;
 
   mount(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/catalog', 'data-link': '' }, 'Catalog'), ' / ', fn.vendor_name || fn.vendor),
@@ -94,16 +95,18 @@ export async function functionPage(main, [vendor, name], ctx) {
           h('p', null, 'Send any request to the function’s URL with your API key in ', h('code', null, 'X-API-Key'), ' (or ', h('code', null, 'Authorization: Bearer'), '). Its answer comes back as it is, with ', h('code', null, 'X-Compute-Ms'), ' and ', h('code', null, 'X-Invocation-Id'), '.'),
           h('div', { class: 'code-box' }, curlPre, copyButton(() => curlText, null, 'Copy curl')),
           state.me ? null : h('p', { class: 'muted small' }, h('a', { href: `/signup?next=${enc('/keys')}`, 'data-link': '' }, 'Create an account'), ' to get an API key.')),
-        tryIt(invokeURL)),
+        tryIt(invokeURL, () => { if (nextCall) nextCall.refresh(); })),
       h('aside', null,
         h('section', { class: 'panel' }, h('h2', null, 'Pricing'),
           h('table', { class: 'kv', id: 'fn-pricing' }, h('tbody', null, pricingRows(fn.pricing).map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v))))),
-          state.me ? nextCallLine(vendor, name) : null,
+          nextCall,
           h('p', { class: 'muted small' }, 'Cost of a call = per-call price + compute-ms × price per compute-ms. Free calls waive the per-call price only. Gateway refusals (bad key, rate limit, spend cap) are never billed.'),
           costEstimator(fn)))));
 }
 
-function tryIt(invokeURL) {
+// tryIt is the "try it" box; onAnswered runs after each answer from the
+// gateway (a call may have moved the consumer's place in the month).
+function tryIt(invokeURL, onAnswered) {
   const err = formError();
   const keys = state.sessionKeys;
   const keySelect = h('select', { id: 'try-key-choice' },
@@ -146,6 +149,7 @@ function tryIt(invokeURL) {
       }
       const text = await res.text();
       const ms = Math.round(performance.now() - started);
+      onAnswered();
       let shown = text;
       try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch { /* not JSON: as it is */ }
       if (shown.length > 65536) shown = `${shown.slice(0, 65536)}\n… (cut at 64 KiB)`;
