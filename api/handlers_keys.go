@@ -46,6 +46,10 @@ type keyJSON struct {
 	CreatedAt       string  `json:"created_at"`
 	LastUsedAt      *string `json:"last_used_at"`
 	RevokedAt       *string `json:"revoked_at"`
+	// SpendThisMonth is what the key spent this UTC month, per currency,
+	// exact; only in lists, and only when the server can tell (KeySpends).
+	// A pointer, so an empty map still shows as {}.
+	SpendThisMonth *map[string]string `json:"spend_this_month,omitempty"`
 }
 
 func toKeyJSON(k accounts.APIKey) keyJSON {
@@ -83,9 +87,23 @@ func (s *Server) handleListKeys() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		var spends map[string]map[string]decimal.Decimal
+		if src := s.keySpends(); src != nil {
+			if spends, err = src.KeySpendThisMonth(c.Request().Context(), accountID(c), s.Clock.Now()); err != nil {
+				return err
+			}
+		}
 		out := list[keyJSON]{Items: []keyJSON{}}
 		for _, k := range ks {
-			out.Items = append(out.Items, toKeyJSON(k))
+			j := toKeyJSON(k)
+			if spends != nil {
+				m := map[string]string{}
+				for cur, d := range spends[k.ID] {
+					m[cur] = d.String()
+				}
+				j.SpendThisMonth = &m
+			}
+			out.Items = append(out.Items, j)
 		}
 		return c.JSON(http.StatusOK, out)
 	}

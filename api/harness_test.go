@@ -38,6 +38,7 @@ func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harne
 		Accounts: accounts.NewStore(db, clock, bcrypt.MinCost),
 		Catalog:  catalogstore.NewStore(db, clock),
 		Sessions: api.NewSessions([]byte(testSecret), time.Hour, clock),
+		Clock:    clock,
 		// The real http kind: its private-address guard refuses 10.0.0.1.
 		Backends:       mustKinds(t, gateway.HTTPKind{}),
 		GatewayURL:     "http://gw.test",

@@ -36,7 +36,9 @@ import (
 //     middle of a month, summed per month and version,
 //  4. vendor usage rows, summed over consumers, and vendor statements,
 //  5. the gateway's per-call price (catalog.Pricing.CallCost) of each call
-//     at its admission position, summed: the X-Cost each call answered.
+//     at its admission position, summed: the X-Cost each call answered,
+//  6. each key's spend in the month (key lists' spend_this_month), summed
+//     over the consumer's keys.
 //
 // The rows are written as the meter writes them: each hour's calls per key
 // and version, with the free calls, exact cost and credit the gateway
@@ -360,6 +362,33 @@ func pricingViewsRound(t *testing.T, b testenv.Backend, seed uint64) {
 			wantLate[lk] = wantLate[lk].Add(decimal.RequireFromString(row.Cost))
 		}
 		sameSums("usage from "+mid.Format(time.RFC3339), usageSums(api.UsageQuery{ConsumerID: c, From: mid, To: viewsMar, Granularity: "hour"}), wantLate)
+	}
+
+	// View 6: spend per key, summed over keys, is the consumer's month.
+	for _, c := range consumers {
+		for _, month := range []time.Time{viewsJan, viewsFeb} {
+			spends, err := usage.KeySpendThisMonth(ctx, c, month.Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := decimal.Zero, decimal.Zero
+			for k, m := range spends {
+				for cur, d := range m {
+					if cur != "USD" || (k != "key_a" && k != "key_b") {
+						t.Errorf("key spend of %s: %s %s %s", c, k, cur, d)
+					}
+					got = got.Add(d)
+				}
+			}
+			for lk, e := range exact {
+				if lk.consumer == c && lk.month.Equal(month) {
+					want = want.Add(e)
+				}
+			}
+			if !got.Equal(want) {
+				t.Errorf("keys of %s spent %s in %s, the month costs %s", c, got, month.Format("2006-01"), want)
+			}
+		}
 	}
 
 	// View 4: vendor usage, summed over consumers.

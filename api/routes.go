@@ -36,6 +36,10 @@ func (s *Server) routes() {
 		a.GET("/functions/:id/logs", s.handleFunctionLogs(), auth)
 	}
 
+	if cp := s.callPositions(); cp != nil {
+		a.GET("/catalog/:vendor/:name/next-call", s.handleNextCall(cp), auth)
+	}
+
 	a.POST("/keys", s.handleCreateKey(), auth)
 	a.GET("/keys", s.handleListKeys(), auth)
 	a.DELETE("/keys/:id", s.handleRevokeKey(), auth)

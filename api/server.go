@@ -43,6 +43,15 @@ type Deps struct {
 	// PublicURL is the portal's public base URL, where Checkout sends the
 	// consumer back (PublicURL/billing?...); empty: the request's origin.
 	PublicURL string
+	// CallPositions counts each consumer's calls of a function this month,
+	// as the gateway prices them (the next-call route). Nil falls back to
+	// Usage when it can count them (UsageReport: billable calls in the
+	// rolled-up usage); with neither, the next-call route answers 404.
+	CallPositions CallPositions
+	// KeySpends reports each key's spend this month on key lists. Nil falls
+	// back to Usage when it can (UsageReport: rolled-up usage priced as
+	// usage rows are); with neither, key items carry no spend_this_month.
+	KeySpends KeySpends
 	// Backends are the backend kinds versions may use; the API hands each
 	// backend document to its kind and knows none of them.
 	Backends     *backend.Registry

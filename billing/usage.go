@@ -30,6 +30,8 @@ const picoExp = -12
 type UsageHour struct {
 	Hour       time.Time
 	ConsumerID string
+	// KeyID is set only with UsageFilter.PerKey.
+	KeyID      string
 	FunctionID string
 	Version    int
 	// Calls counts every call, BillableCalls those that reached the function
@@ -67,6 +69,8 @@ type UsageFilter struct {
 	From, To    time.Time
 	ConsumerID  string
 	FunctionIDs []string
+	// PerKey keeps the consumer's keys apart instead of summing over them.
+	PerKey bool
 }
 
 // UsageTable reads usage_hourly with its prices: the one reader billing and
@@ -93,8 +97,12 @@ func (u *UsageTable) Hours(ctx context.Context, f UsageFilter) ([]UsageHour, err
 const pricedExpr = "CASE WHEN cost_pico IS NULL THEN 0 ELSE 1 END"
 
 func usageHours(ctx context.Context, db *gorm.DB, f UsageFilter) ([]UsageHour, error) {
+	key, group := "'' AS key_id, ", "hour_start, consumer_id, function_id, version, "
+	if f.PerKey {
+		key, group = "key_id, ", "hour_start, consumer_id, key_id, function_id, version, "
+	}
 	q := db.WithContext(ctx).Table("usage_hourly").
-		Select("hour_start, consumer_id, function_id, version, "+pricedExpr+" AS priced, "+
+		Select("hour_start, consumer_id, "+key+"function_id, version, "+pricedExpr+" AS priced, "+
 			"CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(billable_calls) AS BIGINT) AS billable_calls, "+
 			"CAST(SUM(compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(errors) AS BIGINT) AS errors, "+
 			"CAST(SUM(free_calls) AS BIGINT) AS free_calls, CAST(COALESCE(SUM(cost_pico), 0) AS BIGINT) AS cost_pico, "+
@@ -111,20 +119,20 @@ func usageHours(ctx context.Context, db *gorm.DB, f UsageFilter) ([]UsageHour, e
 	}
 	var rows []struct {
 		HourStart                               int64
-		ConsumerID, FunctionID                  string
+		ConsumerID, KeyID, FunctionID           string
 		Version                                 int
 		Priced                                  int
 		Calls, BillableCalls, ComputeMs, Errors int64
 		FreeCalls, CostPico, CreditPico         int64
 	}
-	err := q.Group("hour_start, consumer_id, function_id, version, " + pricedExpr).
-		Order("hour_start, consumer_id, function_id, version, priced").Scan(&rows).Error
+	err := q.Group(group + pricedExpr).
+		Order("hour_start, consumer_id, function_id, version, priced, key_id").Scan(&rows).Error
 	if err != nil {
 		return nil, fmt.Errorf("sum usage from %s: %w", f.From.UTC().Format(time.RFC3339), err)
 	}
 	out := make([]UsageHour, len(rows))
 	for i, r := range rows {
-		out[i] = UsageHour{Hour: unix(r.HourStart), ConsumerID: r.ConsumerID, FunctionID: r.FunctionID, Version: r.Version,
+		out[i] = UsageHour{Hour: unix(r.HourStart), ConsumerID: r.ConsumerID, KeyID: r.KeyID, FunctionID: r.FunctionID, Version: r.Version,
 			Calls: r.Calls, BillableCalls: r.BillableCalls, ComputeMs: r.ComputeMs, Errors: r.Errors,
 			Priced: r.Priced == 1, FreeCalls: r.FreeCalls, Cost: decimal.New(r.CostPico, picoExp), Credit: decimal.New(r.CreditPico, picoExp)}
 	}

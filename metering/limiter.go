@@ -565,3 +565,39 @@ type tokenBucket struct {
 	tokens float64
 	last   time.Time
 }
+
+// Positions reads, without changing anything, the position the next call of
+// a consumer's function will take this month (what admission would give it
+// now): the portal's "your next call costs" figure.
+type Positions struct {
+	rdb redis.UniversalClient
+	ks  keyspace
+}
+
+// NewPositions returns a Positions over the Meter's Redis and prefix.
+func NewPositions(rdb redis.UniversalClient, prefix string) *Positions {
+	return &Positions{rdb: rdb, ks: keyspace{prefix: prefix}}
+}
+
+// CallsThisMonth is the position consumerID's next call of functionID in the
+// UTC month of at would take: the lowest position given back by a call that
+// never reached the function, else the count of positions handed out.
+func (p *Positions) CallsThisMonth(ctx context.Context, consumerID, functionID string, at time.Time) (int64, error) {
+	fk := fcKey{ConsumerID: consumerID, FunctionID: functionID, Month: monthOf(at)}
+	shard := shardOf(consumerID)
+	ret, err := p.rdb.ZRange(ctx, p.ks.returned(shard, fk), 0, 0).Result()
+	if err != nil {
+		return 0, fmt.Errorf("read returned positions: %w", err)
+	}
+	if len(ret) == 1 {
+		return strconv.ParseInt(ret[0], 10, 64)
+	}
+	n, err := p.rdb.Get(ctx, p.ks.position(shard, fk)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read positions: %w", err)
+	}
+	return n, nil
+}

@@ -53,12 +53,15 @@ type UsageFilter struct {
 	// PerConsumer keeps consumers apart instead of summing over them (the
 	// free tier counts per consumer, so pricing a vendor's usage needs it).
 	PerConsumer bool
+	// PerKey keeps API keys apart too (UsagePeriod.KeyID), for spend per key.
+	PerKey bool
 }
 
 // UsagePeriod is the usage of one function version in one period.
 type UsagePeriod struct {
 	PeriodStart   time.Time
 	ConsumerID    string // set only with UsageFilter.PerConsumer
+	KeyID         string // set only with UsageFilter.PerKey
 	FunctionID    string
 	Version       int
 	Calls         int64
@@ -135,6 +138,12 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 		group += ", consumer_id"
 		consumer = "consumer_id, "
 	}
+	if f.PerKey {
+		group += ", key_id"
+		consumer += "key_id, "
+	} else {
+		consumer += "'' AS key_id, "
+	}
 	q = q.Select(consumer + "function_id, version, " + period + " AS period_start, " +
 		"CAST(SUM(calls) AS BIGINT) AS calls, CAST(SUM(billable_calls) AS BIGINT) AS billable_calls, " +
 		"CAST(SUM(compute_ms) AS BIGINT) AS compute_ms, CAST(SUM(errors) AS BIGINT) AS errors, " +
@@ -145,6 +154,7 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 	}
 	var rows []struct {
 		ConsumerID    string
+		KeyID         string
 		FunctionID    string
 		Version       int
 		PeriodStart   int64
@@ -157,7 +167,11 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 		CreditPico    int64
 		Unpriced      int64
 	}
-	if err := q.Group(group).Order("period_start, function_id, version").Scan(&rows).Error; err != nil {
+	order := "period_start, function_id, version"
+	if f.PerKey {
+		order += ", key_id"
+	}
+	if err := q.Group(group).Order(order).Scan(&rows).Error; err != nil {
 		return nil, fmt.Errorf("read usage: %w", err)
 	}
 	out := make([]UsagePeriod, 0, len(rows))
@@ -167,7 +181,7 @@ func (s *Store) Usage(ctx context.Context, f UsageFilter) ([]UsagePeriod, error)
 			start = f.From.UTC()
 		}
 		out = append(out, UsagePeriod{
-			PeriodStart: start, ConsumerID: r.ConsumerID, FunctionID: r.FunctionID, Version: r.Version,
+			PeriodStart: start, ConsumerID: r.ConsumerID, KeyID: r.KeyID, FunctionID: r.FunctionID, Version: r.Version,
 			Calls: r.Calls, BillableCalls: r.BillableCalls, ComputeMs: r.ComputeMs, Errors: r.Errors,
 			FreeCalls: r.FreeCalls, CostPico: r.CostPico, CreditPico: r.CreditPico, Priced: r.Unpriced == 0,
 		})

@@ -32,6 +32,7 @@ func TestStoreReadsUsage(t *testing.T) {
 			call("alice", "fn_b", day1.Add(10*time.Hour), 1),
 			call("bob", "fn_a", day1.Add(10*time.Hour+1*time.Minute), 100),
 			call("bob", "fn_c", day1.Add(10*time.Hour), 100),
+			{ConsumerID: "bob", KeyID: "key_bob2", FunctionID: "fn_c", Version: 1, Pricing: testPricing(), At: day1.Add(30 * time.Hour), ComputeMs: 5, Billable: true},
 		}
 		for _, c := range calls {
 			m.Record(c)
@@ -69,7 +70,12 @@ func TestStoreReadsUsage(t *testing.T) {
 			}},
 			{"bob sees only his own", UsageFilter{ConsumerID: "bob", From: day1, Granularity: GranularityTotal}, []UsagePeriod{
 				{PeriodStart: day1, FunctionID: "fn_a", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 100},
-				{PeriodStart: day1, FunctionID: "fn_c", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 100},
+				{PeriodStart: day1, FunctionID: "fn_c", Version: 1, Calls: 2, BillableCalls: 2, ComputeMs: 105},
+			}},
+			{"bob per key", UsageFilter{ConsumerID: "bob", From: day1, Granularity: GranularityTotal, PerKey: true}, []UsagePeriod{
+				{PeriodStart: day1, KeyID: "key_bob", FunctionID: "fn_a", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 100},
+				{PeriodStart: day1, KeyID: "key_bob", FunctionID: "fn_c", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 100},
+				{PeriodStart: day1, KeyID: "key_bob2", FunctionID: "fn_c", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 5},
 			}},
 			{"vendor with no functions", UsageFilter{FunctionIDs: []string{}, From: day1}, []UsagePeriod{}},
 		}
@@ -82,7 +88,7 @@ func TestStoreReadsUsage(t *testing.T) {
 				t.Fatalf("%s: got %d rows %+v, want %+v", tc.name, len(got), got, tc.want)
 			}
 			for i := range got {
-				if !got[i].PeriodStart.Equal(tc.want[i].PeriodStart) || got[i].FunctionID != tc.want[i].FunctionID ||
+				if !got[i].PeriodStart.Equal(tc.want[i].PeriodStart) || got[i].FunctionID != tc.want[i].FunctionID || got[i].KeyID != tc.want[i].KeyID ||
 					got[i].Calls != tc.want[i].Calls || got[i].BillableCalls != tc.want[i].BillableCalls || got[i].ComputeMs != tc.want[i].ComputeMs {
 					t.Fatalf("%s: row %d = %+v, want %+v", tc.name, i, got[i], tc.want[i])
 				}

@@ -38,12 +38,28 @@ type portalServer struct {
 	upstream string
 	gateway  *fakeGateway
 	backends *fakeBackends
+	billing  *fakeBilling // nil unless metered
 }
 
 // startPortal serves the portal; metered says whether the usage and billing
 // routes exist (they are wired by other parts, and may be missing).
 func startPortal(t *testing.T, metered bool) *portalServer {
 	t.Helper()
+	return startPortalWith(t, portalOptions{metered: metered, stripe: true, standing: "active"})
+}
+
+// portalOptions choose the fake parts: with metered, usage, invoices, call
+// positions and the consumer billing routes (fakeBilling, which starts new
+// accounts in standing and has Stripe configured when stripe is set).
+type portalOptions struct {
+	metered  bool
+	stripe   bool
+	standing string
+}
+
+func startPortalWith(t *testing.T, o portalOptions) *portalServer {
+	t.Helper()
+	metered := o.metered
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		var in any
@@ -71,17 +87,24 @@ func startPortal(t *testing.T, metered bool) *portalServer {
 		// The fake billing answers onboarding as Stripe would.
 		StripeEnabled: metered,
 	}
+	var bill *fakeBilling
 	if metered {
-		deps.Usage, deps.Billing = gw, gw
+		deps.Usage, deps.Billing, deps.CallPositions, deps.KeySpends = gw, gw, gw, gw
+		bill = newFakeBilling(deps.Sessions, gw, o.stripe, o.standing)
 	}
-	deps.Pages = func(e *echo.Echo) { Register(e, Options{}) }
+	deps.Pages = func(e *echo.Echo) {
+		if bill != nil {
+			bill.register(e)
+		}
+		Register(e, Options{})
+	}
 	srv := api.NewServer(deps)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/invoke/", gw)
 	mux.Handle("/", srv)
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends}
+	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends, billing: bill}
 }
 
 // newBrowser starts Chromium for a portal test (see internal/browsertest);
@@ -218,6 +241,7 @@ func TestPortalInBrowser(t *testing.T) {
 	// The cost box quotes the published version by name (POST /api/v1/pricing/quote):
 	// 10k calls of 50 ms with 100 free = $1.99; 1M calls of 0 ms = 999,900 × 0.0001.
 	quote := func(k string) string { return fmt.Sprintf(`#fn-quote td[data-quote="%s"]`, k) }
+	b.Do("next call", browsertest.WaitText("#fn-next-call", "Your next call: free (100 free calls left this month) + 0.000002 USD per compute-ms"))
 	b.Do("function quote", browsertest.WaitText(quote("total_rounded"), "$1.99"), browsertest.WaitText(quote("free_calls"), "100"), browsertest.WaitText(quote("compute_cost"), "$1.00"),
 		browsertest.Fill("#quote-calls", "1000000"), browsertest.Fill("#quote-ms", "0"), browsertest.WaitText(quote("total"), "$99.99"), browsertest.WaitText(quote("billable_calls"), "999,900"),
 		browsertest.Fill("#quote-calls", "-1"), browsertest.WaitText("#fn-quote-note", "Calls must be between 0"), browsertest.WaitText(quote("total"), "—"))
@@ -251,7 +275,9 @@ func TestPortalInBrowser(t *testing.T) {
 	b.Do("back to the function", browsertest.Click(`#nav a[href="/catalog"]`), browsertest.Visible(`#catalog-results a[href="/functions/acme/image-tagger"]`),
 		browsertest.Click(`#catalog-results a[href="/functions/acme/image-tagger"]`), browsertest.Visible("#try-key-choice"))
 	b.Do("try it", browsertest.Click("#try-send"))
-	b.Do("try it answers", browsertest.WaitText("#try-status", "200"), browsertest.WaitText("#try-body", `"hello": "world"`))
+	b.Do("try it answers", browsertest.WaitText("#try-status", "200"), browsertest.WaitText("#try-body", `"hello": "world"`),
+		// The call took a free one: the next-call line says so.
+		browsertest.WaitText("#fn-next-call", "free (99 free calls left this month)"))
 	computeMs, invocation := b.Text("#try-compute-ms"), b.Text("#try-invocation-id")
 	if n, err := strconv.Atoi(strings.TrimSpace(computeMs)); err != nil || n < 1 {
 		t.Errorf("X-Compute-Ms shown as %q, want a whole number ≥ 1", computeMs)
@@ -395,6 +421,11 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('no kind is usage', c.lineKind({}).textContent, 'usage');
 	  eq('adjustment kind', c.lineKind({kind: 'adjustment', period_start: '2025-03-01T00:00:00Z'}).textContent, 'late usage for March 2025');
 	  eq('negative adjustment', c.signedMoney('-0.10', 'EUR'), '−€0.10');
+	  // Key spend per currency is shown, never added across currencies.
+	  const bl = await import(base + 'billing.js');
+	  eq('key spend per currency', bl.spendText({EUR: '0.5', USD: '0.000213'}), '$0.000213 + €0.50');
+	  eq('no key spend', bl.spendText({}), '$0.00');
+	  eq('key spend unknown', bl.spendText(null), '—');
 	  return fails;
 	})()`
 	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
@@ -414,6 +445,8 @@ func TestMissingRoutesShowNotAvailable(t *testing.T) {
 	b.Do("usage", browsertest.Click(`#nav a[href="/usage"]`), browsertest.WaitText("#usage-charts [data-unavailable]", "Usage: not available"),
 		browsertest.WaitText("#upcoming [data-unavailable]", "upcoming invoice: not available"))
 	b.Do("invoices", browsertest.Click(`#nav a[href="/invoices"]`), browsertest.WaitText("#invoices [data-unavailable]", "Invoices: not available"))
+	b.Do("billing", browsertest.Click(`#nav a[href="/billing"]`), browsertest.WaitText("#billing-account [data-unavailable]", "Billing: not available"),
+		browsertest.WaitText("#billing-functions [data-unavailable]", "Usage: not available"), browsertest.Visible("#billing-keys .empty"))
 	b.Do("vendor", browsertest.Click(`#nav a[href="/vendor"]`), browsertest.Visible("#vendor-form"), browsertest.Fill("#vendor-slug", "lin"), browsertest.Fill("#vendor-name", "Lin"),
 		browsertest.Click("#become-vendor"), browsertest.Visible("#new-function"))
 	b.Do("statements", browsertest.Click(`#nav a[href="/statements"]`), browsertest.WaitText("#statements [data-unavailable]", "Statements: not available"))

@@ -47,6 +47,7 @@ type fakeGateway struct {
 type billedCall struct {
 	at          time.Time
 	consumerID  string
+	keyID       string
 	vendorID    string
 	functionID  string
 	function    string // vendor/name
@@ -129,7 +130,7 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			before++
 		}
 	}
-	g.calls = append(g.calls, billedCall{at: time.Now().UTC(), consumerID: k.AccountID, vendorID: route.VendorID, functionID: route.FunctionID,
+	g.calls = append(g.calls, billedCall{at: time.Now().UTC(), consumerID: k.AccountID, keyID: k.ID, vendorID: route.VendorID, functionID: route.FunctionID,
 		function: route.VendorSlug + "/" + route.Function, version: route.Version.Version, pricing: route.Version.Pricing, computeMs: ms,
 		status: res.StatusCode, cost: route.Version.Pricing.CallCost(before, ms), callsBefore: before})
 	n := len(g.calls)

@@ -43,6 +43,7 @@ var pagePaths = []string{
 	"/usage",
 	"/invoices",
 	"/invoices/:id",
+	"/billing",
 	"/statements",
 	"/vendor",
 	"/vendor/new",

@@ -227,7 +227,9 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 	// Try it: a real call through the real gateway to the upstream.
 	openFunction := browsertest.Steps(click(`#nav a[href="/catalog"]`), visible(`#catalog-results a[href="`+fsFunctionPath+`"]`),
 		click(`#catalog-results a[href="`+fsFunctionPath+`"]`), visible("#try-it"))
-	b.Do("open function", openFunction, waitText("#fn-description strong", "fast"), visible("#try-key-choice"))
+	b.Do("open function", openFunction, waitText("#fn-description strong", "fast"), visible("#try-key-choice"),
+		// No free calls: the next call's price, from the next-call route.
+		waitText("#fn-next-call", "Your next call: 0.25 USD per call + 0 USD per compute-ms"))
 	if !b.EvalBool("curl example", `document.querySelector('#curl-example').textContent.includes(location.origin + '/v1/invoke/acme/image-tagger')`) {
 		t.Errorf("the curl example does not name this server's gateway: %q", b.Text("#curl-example"))
 	}
@@ -270,6 +272,12 @@ func portalStory(t *testing.T, b *browsertest.Browser, base, upstreamURL string,
 		waitText(`#upcoming [data-currency="EUR"] .lines-table tbody .line-kind`, "usage"))
 	shots["usage"] = b.Shot("usage")
 	b.Do("invoices", click(`#nav a[href="/invoices"]`), waitText("#invoices", "No invoices yet"))
+	// The billing page: the key's spend per currency (priced as usage rows
+	// are) and the next call of each function used this month.
+	b.Do("billing", click(`#nav a[href="/billing"]`),
+		waitText(`#billing-price-list li[data-function="`+fsFunction+`"]`, "0.25 USD per call + 0 USD per compute-ms"),
+		waitText(`#billing-price-list li[data-function="acme/geo-lookup"]`, "0.5 EUR per call"),
+		waitText("#billing-keys-table .key-spend", "$0.25 + €0.50"))
 
 	if n := upstreamCalls(); n != 2 {
 		t.Errorf("the upstream got %d calls, want exactly the two from try it", n)

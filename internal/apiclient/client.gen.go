@@ -335,6 +335,9 @@ type Key struct {
 	Name            string  `json:"name"`
 	Prefix          string  `json:"prefix"`
 	RevokedAt       *string `json:"revoked_at"`
+
+	// SpendThisMonth in lists, when the server reports it: what the key spent this UTC month, exact, per currency (e.g. {"USD": "0.0213"}; empty when nothing)
+	SpendThisMonth *map[string]Money `json:"spend_this_month,omitempty"`
 }
 
 // KeyList defines model for KeyList.
@@ -406,6 +409,38 @@ type Money = string
 type NewPassword struct {
 	CurrentPassword string `json:"current_password"`
 	NewPassword     string `json:"new_password"`
+}
+
+// NextCall defines model for NextCall.
+type NextCall struct {
+	// CostAt1ms Example: 0.0001
+	CostAt1ms Money `json:"cost_at_1ms"`
+
+	// Currency ISO 4217 code of a two-decimal currency billing supports (USD, EUR, GBP, CAD, AUD, NZD, CHF, SEK, NOK, DKK, SGD)
+	//
+	// Example: USD
+	Currency Currency `json:"currency"`
+
+	// Formula the price in words
+	Formula string `json:"formula"`
+
+	// FreeCallsLeft free calls left this month, the next one included
+	FreeCallsLeft int64  `json:"free_calls_left"`
+	Function      string `json:"function"`
+
+	// PerCall Example: 0.0001
+	PerCall Money `json:"per_call"`
+
+	// PerComputeMs Example: 0.0001
+	PerComputeMs Money `json:"per_compute_ms"`
+
+	// Position the caller's calls of the function this month: the next call takes this position
+	Position  int64 `json:"position"`
+	TimeoutMs int64 `json:"timeout_ms"`
+	Version   int64 `json:"version"`
+
+	// WorstCase Example: 0.0001
+	WorstCase Money `json:"worst_case"`
 }
 
 // Onboard defines model for Onboard.
@@ -948,6 +983,11 @@ type ClientInterface interface {
 	// Corresponds with GET /api/v1/catalog/{vendor}/{name} (the `GetListing` operationId).
 	GetListing(ctx context.Context, vendor string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// GetNextCallCost What the caller's next call of a published function will cost at its position among the caller's calls of it this month: per_call (0 when free), cost_at_1ms, worst_case = per_call + timeout_ms x per_compute_ms
+	//
+	// Corresponds with GET /api/v1/catalog/{vendor}/{name}/next-call (the `GetNextCallCost` operationId).
+	GetNextCallCost(ctx context.Context, vendor string, name string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ListFunctions The caller's own functions
 	//
 	// Corresponds with GET /api/v1/functions (the `ListFunctions` operationId).
@@ -1391,6 +1431,21 @@ func (c *Client) SearchCatalog(ctx context.Context, params *SearchCatalogParams,
 // Corresponds with GET /api/v1/catalog/{vendor}/{name} (the `GetListing` operationId).
 func (c *Client) GetListing(ctx context.Context, vendor string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewGetListingRequest(c.Server, vendor, name)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetNextCallCost What the caller's next call of a published function will cost at its position among the caller's calls of it this month: per_call (0 when free), cost_at_1ms, worst_case = per_call + timeout_ms x per_compute_ms
+//
+// Corresponds with GET /api/v1/catalog/{vendor}/{name}/next-call (the `GetNextCallCost` operationId).
+func (c *Client) GetNextCallCost(ctx context.Context, vendor string, name string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetNextCallCostRequest(c.Server, vendor, name)
 	if err != nil {
 		return nil, err
 	}
@@ -2341,6 +2396,47 @@ func NewGetListingRequest(server string, vendor string, name string) (*http.Requ
 	}
 
 	operationPath := fmt.Sprintf("/api/v1/catalog/%s/%s", pathParam0, pathParam1)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetNextCallCostRequest constructs an http.Request for the GetNextCallCost method
+func NewGetNextCallCostRequest(server string, vendor string, name string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "vendor", vendor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	var pathParam1 string
+
+	pathParam1, err = runtime.StyleParamWithOptions("simple", false, "name", name, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/catalog/%s/%s/next-call", pathParam0, pathParam1)
 	if operationPath[0] == '/' {
 		operationPath = "." + operationPath
 	}
@@ -3596,6 +3692,13 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /api/v1/catalog/{vendor}/{name} (the `GetListing` operationId).
 	GetListingWithResponse(ctx context.Context, vendor string, name string, reqEditors ...RequestEditorFn) (*GetListingResponse, error)
 
+	// GetNextCallCostWithResponse What the caller's next call of a published function will cost at its position among the caller's calls of it this month: per_call (0 when free), cost_at_1ms, worst_case = per_call + timeout_ms x per_compute_ms
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/catalog/{vendor}/{name}/next-call (the `GetNextCallCost` operationId).
+	GetNextCallCostWithResponse(ctx context.Context, vendor string, name string, reqEditors ...RequestEditorFn) (*GetNextCallCostResponse, error)
+
 	// ListFunctionsWithResponse The caller's own functions
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -4309,6 +4412,54 @@ func (r GetListingResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetListingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetNextCallCostResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *NextCall
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetNextCallCostResponse) GetJSON200() *NextCall {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetNextCallCostResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetNextCallCostResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetNextCallCostResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetNextCallCostResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetNextCallCostResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -5785,6 +5936,19 @@ func (c *ClientWithResponses) GetListingWithResponse(ctx context.Context, vendor
 	return ParseGetListingResponse(rsp)
 }
 
+// GetNextCallCostWithResponse What the caller's next call of a published function will cost at its position among the caller's calls of it this month: per_call (0 when free), cost_at_1ms, worst_case = per_call + timeout_ms x per_compute_ms
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/catalog/{vendor}/{name}/next-call (the `GetNextCallCost` operationId).
+func (c *ClientWithResponses) GetNextCallCostWithResponse(ctx context.Context, vendor string, name string, reqEditors ...RequestEditorFn) (*GetNextCallCostResponse, error) {
+	rsp, err := c.GetNextCallCost(ctx, vendor, name, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetNextCallCostResponse(rsp)
+}
+
 // ListFunctionsWithResponse The caller's own functions
 //
 // Returns a wrapper object for the known response body format(s).
@@ -6549,6 +6713,39 @@ func ParseGetListingResponse(rsp *http.Response) (*GetListingResponse, error) {
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest Listing
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetNextCallCostResponse parses an HTTP response from a GetNextCallCostWithResponse call
+func ParseGetNextCallCostResponse(rsp *http.Response) (*GetNextCallCostResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetNextCallCostResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest NextCall
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

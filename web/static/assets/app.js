@@ -5,6 +5,7 @@ import { api, Problem } from './api.js';
 import { h, mount, field, formError, showErrors, clearErrors, busy, toast } from './dom.js';
 import { state, loadMe } from './state.js';
 import { catalogPage, functionPage, keysPage, usagePage, invoicesPage, invoicePage } from './consumer.js';
+import { billingPage } from './billing.js';
 import { vendorPage, newFunctionPage, vendorFunctionPage, statementsPage } from './vendor.js';
 
 const routes = [
@@ -14,6 +15,7 @@ const routes = [
   { re: /^\/signup$/, page: signupPage, nav: 'signup' },
   { re: /^\/keys$/, page: keysPage, auth: true, nav: 'keys' },
   { re: /^\/usage$/, page: usagePage, auth: true, nav: 'usage' },
+  { re: /^\/billing$/, page: billingPage, auth: true, nav: 'billing' },
   { re: /^\/invoices$/, page: invoicesPage, auth: true, nav: 'invoices' },
   { re: /^\/invoices\/([^/]+)$/, page: invoicePage, auth: true, nav: 'invoices' },
   { re: /^\/vendor$/, page: vendorPage, auth: true, nav: 'vendor' },
@@ -100,7 +102,7 @@ function drawNav(current) {
   const left = [link('/catalog', 'Catalog', 'catalog')];
   let right;
   if (me) {
-    left.push(link('/keys', 'API keys', 'keys'), link('/usage', 'Usage', 'usage'), link('/invoices', 'Invoices', 'invoices'));
+    left.push(link('/keys', 'API keys', 'keys'), link('/usage', 'Usage', 'usage'), link('/invoices', 'Invoices', 'invoices'), link('/billing', 'Billing', 'billing'));
     left.push(link('/vendor', me.vendor ? 'My functions' : 'Sell a function', 'vendor'));
     if (me.vendor) left.push(link('/statements', 'Statements', 'statements'));
     const out = h('button', { type: 'button', class: 'btn btn-ghost', id: 'logout', on: { click: () => busy(out, logout) } }, 'Log out');

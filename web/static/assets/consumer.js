@@ -8,6 +8,7 @@ import { render as renderMarkdown, plainText } from './markdown.js';
 import { pricingRows, pricingSummary, costEstimator } from './pricing.js';
 import { moneyString, sum, money, parseDec, add, isZero } from './money.js';
 import { timeChart, buckets, bucketOf, ranges } from './charts.js';
+import { nextCallLine, spendText } from './billing.js';
 
 const enc = encodeURIComponent;
 
@@ -80,6 +81,7 @@ export async function functionPage(main, [vendor, name], ctx) {
   const curlText = `curl -X POST ${invokeURL} \\\n  -H "X-API-Key: $FNMARKET_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '{}'`;
   const curlPre = h('pre', { class: 'code', id: 'curl-example' }, h('code', null, curlText));
   const desc = h('div', { class: 'markdown', id: 'fn-description' }, renderMarkdown(fn.description || 'No description yet.'));
+  const nextCall = state.me ? nextCallLine(vendor, name) : null;
 
   mount(main,
     h('nav', { class: 'crumbs', 'aria-label': 'Breadcrumb' }, h('a', { href: '/catalog', 'data-link': '' }, 'Catalog'), ' / ', fn.vendor_name || fn.vendor),
@@ -93,15 +95,18 @@ export async function functionPage(main, [vendor, name], ctx) {
           h('p', null, 'Send any request to the function’s URL with your API key in ', h('code', null, 'X-API-Key'), ' (or ', h('code', null, 'Authorization: Bearer'), '). Its answer comes back as it is, with ', h('code', null, 'X-Compute-Ms'), ' and ', h('code', null, 'X-Invocation-Id'), '.'),
           h('div', { class: 'code-box' }, curlPre, copyButton(() => curlText, null, 'Copy curl')),
           state.me ? null : h('p', { class: 'muted small' }, h('a', { href: `/signup?next=${enc('/keys')}`, 'data-link': '' }, 'Create an account'), ' to get an API key.')),
-        tryIt(invokeURL)),
+        tryIt(invokeURL, () => { if (nextCall) nextCall.refresh(); })),
       h('aside', null,
         h('section', { class: 'panel' }, h('h2', null, 'Pricing'),
           h('table', { class: 'kv', id: 'fn-pricing' }, h('tbody', null, pricingRows(fn.pricing).map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v))))),
+          nextCall,
           h('p', { class: 'muted small' }, 'Cost of a call = per-call price + compute-ms × price per compute-ms. Free calls waive the per-call price only. Gateway refusals (bad key, rate limit, spend cap) are never billed.'),
           costEstimator(fn)))));
 }
 
-function tryIt(invokeURL) {
+// tryIt is the "try it" box; onAnswered runs after each answer from the
+// gateway (a call may have moved the consumer's place in the month).
+function tryIt(invokeURL, onAnswered) {
   const err = formError();
   const keys = state.sessionKeys;
   const keySelect = h('select', { id: 'try-key-choice' },
@@ -144,6 +149,7 @@ function tryIt(invokeURL) {
       }
       const text = await res.text();
       const ms = Math.round(performance.now() - started);
+      onAnswered();
       let shown = text;
       try { shown = JSON.stringify(JSON.parse(text), null, 2); } catch { /* not JSON: as it is */ }
       if (shown.length > 65536) shown = `${shown.slice(0, 65536)}\n… (cut at 64 KiB)`;
@@ -222,12 +228,14 @@ async function drawKeys(list, ctx) {
   const keys = asList(await api('GET', '/api/v1/keys'));
   if (!ctx.alive()) return;
   if (!keys.length) { mount(list, h('p', { class: 'empty' }, 'No keys yet. Create one above to start calling functions.')); return; }
+  const hasSpend = keys.some((k) => k.spend_this_month !== undefined);
   mount(list, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'keys-table' },
-    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', 'Created', 'Last used', 'Status', ''].map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', hasSpend ? 'Spent this month' : null, 'Created', 'Last used', 'Status', ''].filter((t) => t !== null).map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, keys.map((k) => h('tr', { dataset: { keyId: k.id }, class: k.revoked_at ? 'revoked' : null },
       h('th', { scope: 'row' }, k.name),
       h('td', { class: 'mono' }, `${k.prefix}…`),
       h('td', null, k.monthly_spend_cap ? moneyString(k.monthly_spend_cap) : 'None'),
+      hasSpend ? h('td', { class: 'num key-spend' }, spendText(k.spend_this_month)) : null,
       h('td', null, fmtTime(k.created_at)),
       h('td', null, k.last_used_at ? fmtTime(k.last_used_at) : 'Never'),
       h('td', null, k.revoked_at ? h('span', { class: 'badge badge-bad' }, 'Revoked') : h('span', { class: 'badge badge-good' }, 'Active')),
