@@ -208,6 +208,12 @@ type LimiterConfig struct {
 	// cluster client only the context is bounded, and the cool-down keeps a
 	// hung cluster from costing more than one slow call per Cooldown.
 	Timeout time.Duration
+	// LimitedTimeout bounds the Redis round trip of a call that a cap,
+	// credit or standing limits; default 2s. Such a call cannot be decided
+	// locally, and an admission that timed out may still have run and hold
+	// its worst case until the hold expires, so it waits longer than Timeout
+	// before it is refused as unavailable.
+	LimitedTimeout time.Duration
 	// Cooldown is how long after a Redis failure calls are decided locally
 	// without trying Redis; default 1s.
 	Cooldown time.Duration
@@ -238,8 +244,9 @@ type LimiterConfig struct {
 // it alone. Other calls are decided by a local token bucket, priced at the
 // position last seen plus this replica's calls since (Degraded).
 type Limiter struct {
-	admitPipe  *pipeliner
-	settlePipe *pipeliner
+	admitPipe   *pipeliner // calls no cap, credit or standing limits
+	limitedPipe *pipeliner // calls that one does (LimitedTimeout)
+	settlePipe  *pipeliner
 	cfg        LimiterConfig
 	ks         keyspace
 	log        *slog.Logger
@@ -258,6 +265,9 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 75 * time.Millisecond
 	}
+	if cfg.LimitedTimeout <= 0 {
+		cfg.LimitedTimeout = 2 * time.Second
+	}
 	if cfg.Cooldown <= 0 {
 		cfg.Cooldown = time.Second
 	}
@@ -273,17 +283,20 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	var client redis.Cmdable = cfg.Redis
-	inner := cfg.Redis
-	if c, ok := inner.(*redisx.Conn); ok {
-		inner = c.UniversalClient
-	}
-	if c, ok := inner.(*redis.Client); ok {
-		client = c.WithTimeout(cfg.Timeout)
+	client := func(timeout time.Duration) redis.Cmdable {
+		inner := cfg.Redis
+		if c, ok := inner.(*redisx.Conn); ok {
+			inner = c.UniversalClient
+		}
+		if c, ok := inner.(*redis.Client); ok {
+			return c.WithTimeout(timeout)
+		}
+		return cfg.Redis
 	}
 	return &Limiter{
-		admitPipe:  newPipeliner(client, admitScript, 4, cfg.Timeout),
-		settlePipe: newPipeliner(client, settleScript, 2, cfg.Timeout),
+		admitPipe:   newPipeliner(client(cfg.Timeout), admitScript, 4, cfg.Timeout),
+		limitedPipe: newPipeliner(client(cfg.LimitedTimeout), admitScript, 4, cfg.LimitedTimeout),
+		settlePipe:  newPipeliner(client(cfg.LimitedTimeout), settleScript, 2, cfg.LimitedTimeout),
 		cfg:        cfg,
 		ks:         keyspace{prefix: cfg.Prefix},
 		log:        cfg.Logger,
@@ -344,8 +357,12 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 		l.ks.holds(shard, c.ConsumerID),
 		l.ks.holdExpiry(shard, c.ConsumerID),
 	}
-	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
-	res, err := l.admitPipe.run(rctx, keys, args...)
+	pipe, timeout := l.admitPipe, l.cfg.Timeout
+	if limited(c) {
+		pipe, timeout = l.limitedPipe, l.cfg.LimitedTimeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	res, err := pipe.run(rctx, keys, args...)
 	cancel()
 	if err == nil {
 		var a Admission
@@ -441,7 +458,7 @@ func (l *Limiter) Settle(ctx context.Context, req AdmissionRequest, adm Admissio
 	if reached {
 		r = "1"
 	}
-	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	rctx, cancel := context.WithTimeout(ctx, l.cfg.LimitedTimeout)
 	defer cancel()
 	res, err := l.settlePipe.run(rctx, keys, req.InvocationID, strconv.FormatInt(toPico(cost), 10), r, adm.CallsBefore,
 		int64(l.cfg.CounterTTL/time.Second))

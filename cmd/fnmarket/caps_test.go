@@ -45,6 +45,7 @@ func capsHold(t *testing.T, api string, gateways []string, vendor string) {
 	t.Helper()
 	c := client{t: t, base: api}
 	release := make(chan struct{})
+	var releaseOnce sync.Once
 	var arrived sync.WaitGroup
 	arrived.Add(10)
 	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,7 +53,8 @@ func capsHold(t *testing.T, api string, gateways []string, vendor string) {
 		<-release // every admitted call is in flight at once
 		_, _ = w.Write([]byte("ok"))
 	}))
-	defer upstream.Close()
+	t.Cleanup(upstream.Close)
+	t.Cleanup(func() { releaseOnce.Do(func() { close(release) }) }) // runs first
 	fn := c.call("POST", "/api/v1/functions", vendor, map[string]any{"name": "slow", "timeout_ms": 5000,
 		"backend": map[string]any{"type": "http", "url": upstream.URL},
 		"pricing": map[string]any{"per_call": "0.10", "per_compute_ms": "0", "free_calls_per_month": 0}}, 201)
@@ -98,7 +100,7 @@ func capsHold(t *testing.T, api string, gateways []string, vendor string) {
 		}
 	}
 	arrived.Wait()
-	close(release)
+	releaseOnce.Do(func() { close(release) })
 	wg.Wait()
 	close(answers)
 	var ok int
