@@ -2,10 +2,18 @@
 //
 // # Path of a call
 //
-// The gateway asks a Limiter to Admit each call (one Lua script, one Redis
-// round trip: the key's month spend against its cap, then a GCRA rate limit
-// whose state lives in Redis, so it is exact across any number of replicas),
-// runs it, and hands the finished Call to a Meter. The Meter appends the call
+// The gateway asks a Limiter to Admit each call: one Lua script, one Redis
+// round trip in the consumer's slot, which gives the call its position in the
+// consumer's month of the function (positions decide free calls and tiers:
+// catalog.Pricing.CallCost), checks a GCRA rate limit whose state lives in
+// Redis, and holds the call's worst case (price at its position + timeout x
+// per-ms price) against the key's and the account's month spend and caps and
+// the account's prepaid credit, so caps and credit are exact across any
+// number of replicas and any concurrency. The gateway runs the call, answers
+// with X-Cost (its exact cost), asks the Limiter to Settle it (the real cost
+// replaces the hold; a call that never reached the function costs nothing and
+// gives its position back to the next call), and hands the finished Call,
+// priced, to a Meter. The Meter appends the call
 // to a local spool, sums it in memory, and every FlushInterval sends each
 // shard's sums to Redis with a flush script that is idempotent by flush id.
 // A Rollup (the billing worker) atomically renames each shard's live hash to
@@ -31,14 +39,50 @@
 //	<prefix>{m7}:pending                       set of batch ids moved out, not yet committed
 //	<prefix>{m7}:applied:<flush id>            flush dedupe marker, TTL 7 days
 //	<prefix>{m7}:rl:<key id>                   GCRA theoretical arrival time, µs
-//	<prefix>{m7}:spend:<key id>:<YYYYMM>       month spend in pico-units (1e-12 of the currency)
-//	<prefix>{m7}:fc:<consumer>:<function>:<YYYYMM>  billable calls this month
+//	<prefix>{m7}:spend:<key id>:<YYYYMM>       key's month spend, settled and held, in pico-units (1e-12 of the currency)
+//	<prefix>{m7}:aspend:<consumer>:<YYYYMM>    account's month spend, settled and held
+//	<prefix>{m7}:credit:<consumer>             prepaid credit neither held nor spent
+//	<prefix>{m7}:creditg:<consumer>            the grant total credit: was last topped up to
+//	<prefix>{m7}:pos:<consumer>:<function>:<YYYYMM>     positions handed out this month
+//	<prefix>{m7}:posret:<consumer>:<function>:<YYYYMM>  positions given back (calls that never ran), sorted set
+//	<prefix>{m7}:holds:<consumer>              invocation id -> "hold|credit hold|spend key|account spend key"
+//	<prefix>{m7}:holdexp:<consumer>            invocation id by when its hold is released if never settled (ms)
 //
-// Metrics are calls, billable, compute_ms (billable calls only), errors and
-// h<i>, the HistogramBounds bucket of each billable call's compute-ms.
-// Spend is priced in Go with catalog.Pricing.CallCost and sent to Redis as an
-// integer string, so no amount ever passes through floating point; int64
+// Metrics are calls, billable, compute_ms (billable calls only), errors,
+// h<i> (the HistogramBounds bucket of each billable call's compute-ms), and
+// what the gateway charged: free (calls that took a free call), cost and
+// credit (pico-units). The roll-up writes the last three to usage_hourly
+// (free_calls, cost_pico, credit_pico), so invoices sum the calls' X-Cost.
+// Amounts travel to Redis as integer strings and are only changed with
+// INCRBY and compared as digit strings, so no total ever passes through
+// floating point; one call's worst case (at most 1000 in the currency) is the
+// only amount the scripts add as a Lua number, exact below 2^53. int64
 // pico-units hold up to about 9.2 million currency units per key and month.
+//
+// # Holds
+//
+// A hold lives from admission to settlement. Settlement runs before the
+// answer ends, so a caller's next call sees the real cost, and sequential
+// calls stop exactly where the next worst case no longer fits. When Redis
+// cannot be told at the end of a call, the call is spooled as unsettled and
+// its flush adds its real cost and credit use to the counters; its hold is
+// released when it expires. A gateway killed mid-call never settles: its
+// holds expire LimiterConfig.HoldGrace (2 minutes) after the call's timeout,
+// and the next admission of the same consumer releases them (its position
+// is not given back: the call may have reached the function). If a reply is
+// lost after Redis settled a call, the flush adds its cost once more: the
+// cap counts the call twice (never less), invoices are unaffected. A call
+// that a cap, credit or standing limits is refused as unavailable when Redis
+// cannot answer within LimiterConfig.LimitedTimeout (2s); other calls are
+// then admitted by a local token bucket and priced at the position Redis last
+// gave plus the calls this replica let through, so two replicas may give
+// one position twice (the consumer then gets a free call or a cheaper tier
+// slot twice; each call still costs exactly its X-Cost).
+//
+// The speed work (leases) builds on the same records: a replica can take a
+// slice of a cap or of credit as one hold with an expiry, admit calls against
+// it in memory, and settle the slice when it is used up or expires, so what
+// any replica holds is always reserved in Redis and comes back when unused.
 //
 // # Loss model
 //
@@ -72,10 +116,13 @@
 //     while the gateway restarts just after Redis lost its data) can have a
 //     flush resent that it then commits; the resent copy's id is already in
 //     usage_flushes when it is rolled up, so it is left out (logged by name).
-//     The month spend and call counters the limiter reads lose the same
-//     writes until the resends restore them (the rolled-up part stays lost
-//     there), so a spend cap may let through more until the month ends;
-//     billing counts from the database, never from these counters.
+//     The spend, credit and position counters the limiter keeps are lost
+//     with it: a spend cap may let through more until the month ends,
+//     credit left is seeded again from the grants minus the credit usage
+//     rows in the database record (calls not yet rolled up can then spend
+//     their credit twice), and positions restart at zero (free calls may be
+//     given again). Billing counts from the database, never from these
+//     counters, and charges each call its X-Cost.
 //   - Without Confirmed (the old behaviour) a Redis restart without
 //     persistence loses counters not yet rolled up (with AOF appendfsync
 //     everysec, about 1s of flushes), and a flush applied, rolled up and
@@ -92,9 +139,9 @@
 //   - Redis unreachable: calls keep being recorded to the spool and memory;
 //     flushes are retried with backoff (up to MaxBackoff) and delivered once,
 //     whenever Redis is back. Admission falls back to a per-process token
-//     bucket (a key can then get up to N times its rate across N replicas)
-//     and a spend check against the last spend Redis reported plus this
-//     process's unconfirmed spend.
+//     bucket (a key can then get up to N times its rate across N replicas);
+//     calls limited by a cap, credit or standing are refused (503) until
+//     Redis answers again (see Holds).
 //   - Database unreachable (with Confirmed): flushes Redis acknowledged pile
 //     up in the spool as unconfirmed (Unconfirmed counts their calls), up to
 //     RotateBytes/2 (32 MiB) of intents; past that the oldest are forgotten,

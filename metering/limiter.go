@@ -247,9 +247,9 @@ type Limiter struct {
 	admitPipe   *pipeliner // calls no cap, credit or standing limits
 	limitedPipe *pipeliner // calls that one does (LimitedTimeout)
 	settlePipe  *pipeliner
-	cfg        LimiterConfig
-	ks         keyspace
-	log        *slog.Logger
+	cfg         LimiterConfig
+	ks          keyspace
+	log         *slog.Logger
 
 	mu        sync.Mutex
 	buckets   map[string]*tokenBucket
@@ -297,11 +297,11 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 		admitPipe:   newPipeliner(client(cfg.Timeout), admitScript, 4, cfg.Timeout),
 		limitedPipe: newPipeliner(client(cfg.LimitedTimeout), admitScript, 4, cfg.LimitedTimeout),
 		settlePipe:  newPipeliner(client(cfg.LimitedTimeout), settleScript, 2, cfg.LimitedTimeout),
-		cfg:        cfg,
-		ks:         keyspace{prefix: cfg.Prefix},
-		log:        cfg.Logger,
-		buckets:    map[string]*tokenBucket{},
-		lastCalls:  map[fcKey]int64{},
+		cfg:         cfg,
+		ks:          keyspace{prefix: cfg.Prefix},
+		log:         cfg.Logger,
+		buckets:     map[string]*tokenBucket{},
+		lastCalls:   map[fcKey]int64{},
 	}, nil
 }
 
