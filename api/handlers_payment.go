@@ -61,14 +61,16 @@ func (s *Server) billingJSON(ctx context.Context, b accounts.Billing) (accountBi
 		out.MonthlySpendCap = &c
 	}
 	if s.Billing != nil {
-		// The upcoming invoice in the account's currency; none is 0.00.
+		// What the month's calls cost so far, in the account's currency:
+		// the upcoming invoice's charges before prepaid credit (credit is
+		// shown as balance; caps count the whole cost too); none is 0.00.
 		invs, err := s.Billing.Upcoming(ctx, b.AccountID)
 		if err != nil {
 			return out, err
 		}
 		for _, inv := range invs {
 			if inv.Currency == b.CreditCurrency {
-				out.MonthToDate = inv.Total.StringFixed(2)
+				out.MonthToDate = inv.Subtotal.StringFixed(2)
 				break
 			}
 		}
