@@ -54,16 +54,39 @@ func TestXCostIsWhatIsRecorded(t *testing.T) {
 		if !c.Cost.Equal(want) || costs[i] != want.String()+" EUR" {
 			t.Errorf("call %d: X-Cost %q, recorded %s; want %s EUR (position %d, %d ms)", i, costs[i], c.Cost, want, i, c.ComputeMs)
 		}
-		if c.Free != (i == 0) || !c.Settled {
-			t.Errorf("call %d: free %v settled %v, want free only for the first, all settled", i, c.Free, c.Settled)
+		if c.Free != (i == 0) || c.Settled {
+			t.Errorf("call %d: free %v settled %v, want free only for the first, none settled (nothing held: the meter adds the spend)", i, c.Free, c.Settled)
 		}
 	}
 	if !calls[0].Cost.LessThan(decimal.RequireFromString("0.25")) || calls[1].Cost.LessThan(decimal.RequireFromString("0.25")) {
 		t.Errorf("costs %s, %s: want the first call free of the per-call price, the second not", calls[0].Cost, calls[1].Cost)
 	}
-	for i, s := range e.admitter.settlements() {
-		if !s.reached || !s.cost.Equal(calls[i].Cost) {
-			t.Errorf("settlement %d = %+v, want reached at %s", i, s, calls[i].Cost)
+	if s := e.admitter.settlements(); len(s) != 0 {
+		t.Errorf("calls that held nothing were settled: %+v", s)
+	}
+}
+
+// TestHeldCallIsSettled: a call that holds its worst case (its key has a
+// cap) is settled at its real cost before its answer ends.
+func TestHeldCallIsSettled(t *testing.T) {
+	t.Parallel()
+	keys := newFakeKeys(fnmarket.SystemClock{})
+	spendCap := decimal.RequireFromString("10")
+	keys.add(testKey, gateway.Key{ID: "key-1", ConsumerID: "consumer-1", MonthlySpendCap: &spendCap})
+	e := newEnv(t, envOptions{cfg: private(), keys: keys})
+	e.routes.addVersion("acme", "greet", 1, echoUpstream(t, "hi").URL, true)
+	for range 2 {
+		if resp, _ := e.get("/v1/invoke/acme/greet"); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	calls, s := e.meter.recorded(), e.admitter.settlements()
+	if len(calls) != 2 || len(s) != 2 {
+		t.Fatalf("recorded %d calls, %d settlements; want 2 and 2", len(calls), len(s))
+	}
+	for i, c := range calls {
+		if !c.Settled || !s[i].reached || !s[i].cost.Equal(c.Cost) || s[i].id != c.InvocationID {
+			t.Errorf("call %d: %+v settled as %+v; want settled, reached, at its cost", i, c, s[i])
 		}
 	}
 }
@@ -91,14 +114,17 @@ func TestUnreachedCallIsSettledAtZero(t *testing.T) {
 // meter settles it.
 func TestUnsettledCallIsRecordedAsSuch(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOptions{cfg: private()})
+	keys := newFakeKeys(fnmarket.SystemClock{})
+	spendCap := decimal.RequireFromString("10")
+	keys.add(testKey, gateway.Key{ID: "key-1", ConsumerID: "consumer-1", MonthlySpendCap: &spendCap})
+	e := newEnv(t, envOptions{cfg: private(), keys: keys})
 	e.admitter.failSettle = true
 	e.routes.addVersion("acme", "greet", 1, echoUpstream(t, "hi").URL, true)
 	if resp, body := e.get("/v1/invoke/acme/greet"); resp.StatusCode != 200 || body != "hi" {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
 	}
-	if calls := e.meter.recorded(); len(calls) != 1 || calls[0].Settled {
-		t.Fatalf("recorded %+v, want one unsettled call", calls)
+	if calls := e.meter.recorded(); len(calls) != 1 || calls[0].Settled || len(e.admitter.settlements()) != 1 {
+		t.Fatalf("recorded %+v after %d settlements, want one unsettled call after one failed settlement", calls, len(e.admitter.settlements()))
 	}
 }
 

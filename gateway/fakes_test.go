@@ -285,8 +285,13 @@ func (a *fakeAdmitter) Admit(ctx context.Context, req usage.AdmissionRequest) (u
 		adm.Remaining = limit - w.n
 		a.mu.Unlock()
 	}
-	if c := req.Caller.MonthlySpendCap; c != nil && a.meter.spentBy(req.Caller.KeyID).GreaterThanOrEqual(*c) {
-		adm.Allowed, adm.Reason = false, fnmarket.ESPENDCAP
+	if c := req.Caller.MonthlySpendCap; c != nil {
+		if a.meter.spentBy(req.Caller.KeyID).GreaterThanOrEqual(*c) {
+			adm.Allowed, adm.Reason = false, fnmarket.ESPENDCAP
+		} else {
+			// A capped call holds its worst case, as metering's does.
+			adm.Hold = req.Pricing.CallCost(adm.CallsBefore, req.TimeoutMs)
+		}
 	}
 	return adm, nil
 }

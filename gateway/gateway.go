@@ -73,7 +73,9 @@ type Admitter interface {
 	// Settle ends an admitted call: its real cost (zero when it never
 	// reached the function) replaces its hold. It returns the part of the
 	// cost paid from prepaid credit; an error means the hold could not be
-	// settled now (the meter settles it later).
+	// settled now (the meter settles it later). The gateway skips it for a
+	// call that ran and holds nothing (Admission.Hold zero): such a call is
+	// recorded unsettled, and the meter adds its cost to the spend counters.
 	Settle(ctx context.Context, req usage.AdmissionRequest, adm usage.Admission, reached bool, cost decimal.Decimal) (decimal.Decimal, error)
 }
 
@@ -607,11 +609,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Settle before the answer ends, so the caller's next call sees this
 	// one's real cost, not its worst case. The caller may be gone: the
-	// settlement must still happen.
-	credit, serr := g.admitter.Settle(context.WithoutCancel(r.Context()), admReq, adm, out.Reached, cost)
-	if serr != nil {
-		g.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: settle call; the meter settles it when it flushes",
-			slog.String("invocation_id", id), slog.Any("err", serr))
+	// settlement must still happen. A call that holds nothing and ran needs
+	// no round trip: the meter adds its cost to the spend counters.
+	credit, settled := decimal.Zero, false
+	if !out.Reached || adm.Hold.IsPositive() {
+		var serr error
+		credit, serr = g.admitter.Settle(context.WithoutCancel(r.Context()), admReq, adm, out.Reached, cost)
+		if settled = serr == nil; !settled {
+			g.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: settle call; the meter settles it when it flushes",
+				slog.String("invocation_id", id), slog.Any("err", serr))
+		}
 	}
 	if out.Reached {
 		g.meter.Record(usage.Call{
@@ -629,7 +636,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Cost:         cost,
 			Credit:       credit,
 			Free:         adm.CallsBefore < route.Version.Pricing.FreeCallsPerMonth,
-			Settled:      serr == nil,
+			Settled:      settled,
 			Admission:    adm,
 		})
 	}

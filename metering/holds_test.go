@@ -145,7 +145,8 @@ func TestAdmissionPricesByTheOneRule(t *testing.T) {
 				p.Tiers = []catalog.Tier{{UpTo: 2, PerCall: dec("0.5")}, {UpTo: 5, PerCall: dec("0.000000000123")}, {UpTo: 0, PerCall: dec("0.01")}}
 			}
 			timeout := rng.Int64N(3000) + 1
-			c := Caller{ConsumerID: fmt.Sprintf("con_rule_%d", round), KeyID: "key_rule"}
+			// A cap far away, so the worst case is held (and reported).
+			c := Caller{ConsumerID: fmt.Sprintf("con_rule_%d", round), KeyID: "key_rule", MonthlySpendCap: decPtr("1000000")}
 			for i := range int64(12) {
 				req := e.request(c, p, timeout)
 				ms := rng.Int64N(timeout) + 1
@@ -343,6 +344,27 @@ func TestHoldsOfADeadGatewayExpire(t *testing.T) {
 		}
 		if got := e.keySpend(c.ConsumerID, c.KeyID); !got.Equal(dec("0.1")) {
 			t.Fatalf("spend = %s, want 0.10: the dead call's hold released, the new one settled", got)
+		}
+	})
+}
+
+// TestUnlimitedCallsHoldNothing: a call no cap, credit or standing limits
+// holds nothing and needs no settlement once it ran; its spend reaches the
+// counters with the meter's flush, so a cap set later counts it.
+func TestUnlimitedCallsHoldNothing(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		e := newHoldsEnv(t, b, 1)
+		c := Caller{ConsumerID: "con_free", KeyID: "key_free"}
+		a, _ := e.call(0, e.request(c, flatPricing("0.10"), 100), false, 0)
+		if !a.Allowed || !a.Hold.IsZero() {
+			t.Fatalf("unlimited admission %+v, want admitted holding nothing", a)
+		}
+		if got := e.keySpend(c.ConsumerID, c.KeyID); !got.IsZero() {
+			t.Fatalf("key spend %s after an unlimited admission, want 0", got)
+		}
+		h, err := e.rdb.HLen(context.Background(), e.ks.holds(shardOf(c.ConsumerID), c.ConsumerID)).Result()
+		if err != nil || h != 0 {
+			t.Fatalf("holds recorded for an unlimited call: %d, %v", h, err)
 		}
 	})
 }

@@ -45,10 +45,15 @@ local function int(n) return string.format('%.0f', n) end
 // granted ("" = credit does not apply), 8 credit consumed (seeds credit left
 // when Redis has none), 9 worst-case compute (timeout x per-ms price), 10
 // free calls per month, 11 per-call price, 12 the invocation id, 13 when the
-// hold expires (ms), 14 counter TTL (s), 15 number of tiers, then up_to and
+// hold expires (ms), 14 counter TTL (s), 15 "1" to hold the worst case
+// (the caller is limited: see limited), 16 number of tiers, then up_to and
 // price per tier.
 //
 // Verdicts: 0 rate limited, 1 admitted, 2 spend cap, 3 payment required.
+// A call nothing limits holds nothing (it answers a hold of 0): its cost
+// reaches the spend counters when the meter flushes it, so a cap set later in
+// the month still counts it, and it needs no settlement unless it never
+// reached the function (to give its position back).
 // Expired holds of the consumer (calls whose gateway died) are released
 // first. A refused call changes nothing else: it takes no position and
 // holds nothing.
@@ -76,11 +81,11 @@ local price = 0
 local free = tonumber(ARGV[10])
 if pos >= free then
   local q = pos - free
-  local nt = tonumber(ARGV[15])
+  local nt = tonumber(ARGV[16])
   price = tonumber(ARGV[11])
   for t = 0, nt - 1 do
-    local upto = tonumber(ARGV[16 + 2 * t])
-    if upto == 0 or q < upto then price = tonumber(ARGV[17 + 2 * t]); break end
+    local upto = tonumber(ARGV[17 + 2 * t])
+    if upto == 0 or q < upto then price = tonumber(ARGV[18 + 2 * t]); break end
   end
 end
 local W = int(price + tonumber(ARGV[9]))
@@ -107,7 +112,8 @@ local held = {}
 local function undo()
   for _, k in ipairs(held) do redis.call('DECRBY', k, W) end
 end
-if W ~= '0' then
+local hold = ARGV[15] == '1' and W ~= '0'
+if hold then
   for i, k in ipairs({KEYS[4], KEYS[5]}) do
     redis.call('INCRBY', k, W)
     redis.call('EXPIRE', k, ARGV[14])
@@ -148,11 +154,12 @@ else
   redis.call('INCR', KEYS[2])
   redis.call('EXPIRE', KEYS[2], ARGV[14])
 end
-if W ~= '0' then
+if hold then
   if ch ~= '0' then redis.call('DECRBY', KEYS[6], ch) end
   redis.call('HSET', KEYS[8], ARGV[12], W .. '|' .. ch .. '|' .. KEYS[4] .. '|' .. KEYS[5])
   redis.call('ZADD', KEYS[9], ARGV[13], ARGV[12])
 end
+if not hold then W = '0' end
 return {1, pos, W, ch, remaining, 0, reset}
 `)
 
@@ -413,11 +420,18 @@ func (l *Limiter) admitArgs(req AdmissionRequest, at time.Time, computeWorst int
 	args := []any{at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), c.RateLimitPerSecond,
 		capArg(c.MonthlySpendCap), capArg(c.Account.MonthlySpendCap), standing, granted, consumed,
 		strconv.FormatInt(computeWorst, 10), p.FreeCallsPerMonth, priceArg(p.PerCall), req.InvocationID,
-		expires, int64(l.cfg.CounterTTL / time.Second), len(p.Tiers)}
+		expires, int64(l.cfg.CounterTTL / time.Second), boolArg(limited(c)), len(p.Tiers)}
 	for _, t := range p.Tiers {
 		args = append(args, t.UpTo, priceArg(t.PerCall))
 	}
 	return args, nil
+}
+
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // priceArg is a per-call price in pico-units for admitScript (catalog keeps
