@@ -151,8 +151,7 @@ end
 if ret[1] then
   redis.call('ZREM', KEYS[3], ret[1])
 else
-  redis.call('INCR', KEYS[2])
-  redis.call('EXPIRE', KEYS[2], ARGV[14])
+  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[14]) end
 end
 if hold then
   if ch ~= '0' then redis.call('DECRBY', KEYS[6], ch) end
