@@ -160,6 +160,10 @@ func (a *app) recordDemoUsage(fns []demoSeeded, consumerID, keyID string, now ti
 				c.ComputeMs = 1 + int64(rng.ExpFloat64()*1.5)
 				c.Billable = true
 				c.Error = rng.Float64() < s.fn.errorRate
+				// Priced as the gateway prices a call at its position; the
+				// meter adds it to the spend counters (nothing was held).
+				c.Cost = c.Pricing.CallCost(c.CallsBefore, c.ComputeMs)
+				c.Free = c.CallsBefore < c.Pricing.FreeCallsPerMonth
 				a.meter.Record(c)
 				before[month]++
 				n++

@@ -57,6 +57,11 @@ func TestServeDemo(t *testing.T) {
 			if len(days) < 7 {
 				t.Errorf("demo usage spans %d days, want a week for the charts", len(days))
 			}
+			// The seeded calls are priced as the gateway prices calls: a
+			// paid demo function (no free calls) makes the month cost money.
+			if up := c.call("GET", "/api/v1/invoices/upcoming", token, nil, 200); up["subtotal"] == "0.00" {
+				t.Errorf("the demo consumer's month costs nothing: %v", up)
+			}
 			vendor := c.call("POST", "/api/v1/auth/login", "", map[string]any{"email": demoVendors()[0].email, "password": demoPassword}, 200)["token"].(string)
 			if items := c.call("GET", "/api/v1/vendor/usage?granularity=day", vendor, nil, 200)["items"].([]any); len(items) == 0 {
 				t.Error("the demo vendor sees no usage of its functions")
