@@ -39,6 +39,9 @@ func TestConcurrentCallsBilledExactly(t *testing.T) {
 			env := baseEnv(t, b)
 			env["FNMARKET_RATE_LIMIT_PER_KEY"] = "0"
 			env["FNMARKET_ROLLUP_INTERVAL"] = "300ms"
+			// Admission never decides locally here (a busy -race run must
+			// not look like Redis away): every position is Redis's.
+			env["FNMARKET_ADMISSION_TIMEOUT"] = "5s"
 			monthAtStart := time.Now().UTC().Format("2006-01")
 			inst := start(t, "serve", env)
 			c := client{t: t, base: inst.url}
@@ -49,6 +52,8 @@ func TestConcurrentCallsBilledExactly(t *testing.T) {
 			const workers, perWorker = 32, 64
 			const calls = workers * perWorker
 			var sumMs, answered atomic.Int64
+			var costMu sync.Mutex
+			sumCost := decimal.Zero
 			var wg sync.WaitGroup
 			tr := &http.Transport{MaxIdleConnsPerHost: workers}
 			hc := &http.Client{Transport: tr}
@@ -77,6 +82,15 @@ func TestConcurrentCallsBilledExactly(t *testing.T) {
 							errs <- fmt.Errorf("X-Compute-Ms %q", res.Header.Get("X-Compute-Ms"))
 							return
 						}
+						cost, ok := strings.CutSuffix(res.Header.Get("X-Cost"), " USD")
+						d, err := decimal.NewFromString(cost)
+						if !ok || err != nil {
+							errs <- fmt.Errorf("X-Cost %q", res.Header.Get("X-Cost"))
+							return
+						}
+						costMu.Lock()
+						sumCost = sumCost.Add(d)
+						costMu.Unlock()
 						sumMs.Add(ms)
 						answered.Add(1)
 					}
@@ -88,8 +102,13 @@ func TestConcurrentCallsBilledExactly(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Independently: every answered call billed, the first 100 free of per_call.
-			want := decimal.RequireFromString("0.0013").Mul(decimal.NewFromInt(answered.Load() - 100)).
-				Add(decimal.RequireFromString("0.000137").Mul(decimal.NewFromInt(sumMs.Load()))).RoundBank(2)
+			exact := decimal.RequireFromString("0.0013").Mul(decimal.NewFromInt(answered.Load() - 100)).
+				Add(decimal.RequireFromString("0.000137").Mul(decimal.NewFromInt(sumMs.Load())))
+			// And what the answers said they cost adds up to it exactly.
+			if !sumCost.Equal(exact) {
+				t.Fatalf("the answers' X-Cost add up to %s, want %s", sumCost, exact)
+			}
+			want := exact.RoundBank(2)
 
 			// The upcoming invoice shows it live (Redis counts included) once
 			// the gateway's 200 ms metering flush has run.

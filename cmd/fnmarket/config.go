@@ -124,7 +124,13 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	if c.ShutdownTimeout, err = time.ParseDuration(env("FNMARKET_SHUTDOWN_TIMEOUT", "20s")); err != nil {
 		return c, fmt.Errorf("FNMARKET_SHUTDOWN_TIMEOUT must be a duration such as 20s")
 	}
-	if c.AdmissionTimeout, err = time.ParseDuration(env("FNMARKET_ADMISSION_TIMEOUT", "75ms")); err != nil || c.AdmissionTimeout <= 0 {
+	// The in-process Redis cannot be away, only busy: deciding locally
+	// there would only price calls at guessed positions.
+	admissionDefault := "75ms"
+	if c.RedisURL == "" {
+		admissionDefault = "2s"
+	}
+	if c.AdmissionTimeout, err = time.ParseDuration(env("FNMARKET_ADMISSION_TIMEOUT", admissionDefault)); err != nil || c.AdmissionTimeout <= 0 {
 		return c, fmt.Errorf("FNMARKET_ADMISSION_TIMEOUT must be a duration such as 75ms")
 	}
 	if c.GatewayMaxStale, err = time.ParseDuration(env("FNMARKET_GATEWAY_MAX_STALE", "15m")); err != nil || c.GatewayMaxStale < 0 {

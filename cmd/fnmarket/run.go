@@ -66,7 +66,7 @@ const envOnly = `environment only (see README.md, Configuration):
   FNMARKET_TRUSTED_PROXIES          CIDRs whose X-Forwarded-For names the client address (unset: the connection's)
   FNMARKET_MAX_BODY_BYTES           largest request body the gateway forwards (6291456)
   FNMARKET_BODY_IDLE_TIMEOUT        a call's request body that sends nothing this long is cut, 408 (20s)
-  FNMARKET_ADMISSION_TIMEOUT        how long admission waits for Redis before deciding locally (75ms)
+  FNMARKET_ADMISSION_TIMEOUT        how long admission waits for Redis before deciding locally (75ms; 2s on the embedded Redis)
   FNMARKET_GATEWAY_MAX_STALE        serve cached keys and routes this long past their age while the database is down (15m)
   FNMARKET_WASM_MEMORY_BUDGET_MB    total memory of wasm calls running at once (0: a quarter of the machine's)
   FNMARKET_WASM_MAX_CONCURRENCY     wasm calls running at once (0: GOMAXPROCS)
