@@ -50,6 +50,8 @@ type eventRow struct {
 	Payload   string    `gorm:"column:payload"`
 	DedupeKey *string   `gorm:"column:dedupe_key"`
 	CreatedAt time.Time `gorm:"column:created_at"`
+	// FannedOutAt is set once the event has its deliveries (Deliverer).
+	FannedOutAt *time.Time `gorm:"column:fanned_out_at"`
 }
 
 func (eventRow) TableName() string { return "webhook_events" }
