@@ -115,7 +115,9 @@ func isBlockedDial(err error) bool {
 
 // DialGuard is dialGuard for other outbound HTTP clients that must not reach
 // private addresses either (outbound webhooks): a net.Dialer Control func.
-func DialGuard(network, address string, c syscall.RawConn) error { return dialGuard(network, address, c) }
+func DialGuard(network, address string, c syscall.RawConn) error {
+	return dialGuard(network, address, c)
+}
 
 // IsBlockedDial reports whether err is DialGuard refusing an address.
 func IsBlockedDial(err error) bool { return isBlockedDial(err) }

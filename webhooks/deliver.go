@@ -218,14 +218,17 @@ func (d *Deliverer) claim(ctx context.Context, token string, now time.Time) ([]a
 		if len(ids) == 0 {
 			return nil
 		}
-		if err := tx.Model(&deliveryRow{}).Where("id IN ?", ids).Updates(map[string]any{"next_attempt_at": lease, "claim": token}).Error; err != nil {
+		// The lease. SKIP LOCKED already kept other workers off these rows;
+		// the status and time are checked again all the same.
+		if err := tx.Model(&deliveryRow{}).Where("id IN ? AND status = ? AND next_attempt_at <= ?", ids, StatusPending, now).
+			Updates(map[string]any{"next_attempt_at": lease, "claim": token}).Error; err != nil {
 			return err
 		}
 		if err := tx.Table("webhook_deliveries d").
 			Select("d.id, d.endpoint_id, d.event_id, d.attempts, e.payload, p.url, p.secret").
 			Joins("JOIN webhook_events e ON e.id = d.event_id").
 			Joins("JOIN webhook_endpoints p ON p.id = d.endpoint_id").
-			Where("d.id IN ? AND p.deleted_at IS NULL AND p.disabled_at IS NULL", ids).Scan(&out).Error; err != nil {
+			Where("d.id IN ? AND d.claim = ? AND p.deleted_at IS NULL AND p.disabled_at IS NULL", ids, token).Scan(&out).Error; err != nil {
 			return err
 		}
 		if len(out) == len(ids) {
@@ -242,7 +245,7 @@ func (d *Deliverer) claim(ctx context.Context, token string, now time.Time) ([]a
 				gone = append(gone, id)
 			}
 		}
-		return tx.Model(&deliveryRow{}).Where("id IN ?", gone).
+		return tx.Model(&deliveryRow{}).Where("id IN ? AND claim = ?", gone, token).
 			Updates(map[string]any{"status": StatusFailed, "last_error": "the endpoint was deleted or disabled", "next_attempt_at": nil, "claim": nil}).Error
 	})
 	return out, err
@@ -350,13 +353,25 @@ func (d *Deliverer) record(ctx context.Context, a attempt, token string, res res
 	default:
 		upd["status"], upd["next_attempt_at"], upd["last_error"] = StatusFailed, nil, res.err
 	}
+	// Locks are taken endpoint first, then deliveries (as DeleteEndpoint
+	// does), so a disabling that fails the endpoint's pending deliveries
+	// cannot deadlock with another attempt's record.
 	err := d.cfg.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if res.ok() {
+			// Locks the endpoint only when it was failing.
+			if err := tx.Model(&endpointRow{}).Where("id = ? AND failing_since IS NOT NULL", a.EndpointID).Update("failing_since", nil).Error; err != nil {
+				return err
+			}
+			return tx.Model(&deliveryRow{}).Where("id = ? AND claim = ?", a.ID, token).Updates(upd).Error
+		}
+		if d.cfg.DB.Dialect == migrations.Postgres {
+			if err := tx.Exec("SELECT id FROM webhook_endpoints WHERE id = ? FOR UPDATE", a.EndpointID).Error; err != nil {
+				return err
+			}
+		}
 		r := tx.Model(&deliveryRow{}).Where("id = ? AND claim = ?", a.ID, token).Updates(upd)
 		if r.Error != nil || r.RowsAffected == 0 {
 			return r.Error // re-armed or taken over meanwhile: that one counts
-		}
-		if res.ok() {
-			return tx.Model(&endpointRow{}).Where("id = ? AND failing_since IS NOT NULL", a.EndpointID).Update("failing_since", nil).Error
 		}
 		if err := tx.Model(&endpointRow{}).Where("id = ? AND failing_since IS NULL", a.EndpointID).Update("failing_since", res.at).Error; err != nil {
 			return err

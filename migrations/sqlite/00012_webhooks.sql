@@ -13,9 +13,9 @@ CREATE TABLE webhook_events (
     type       TEXT NOT NULL,
     payload    TEXT NOT NULL,
     dedupe_key TEXT,
-    created_at TIMESTAMPTZ NOT NULL,
+    created_at DATETIME NOT NULL,
     -- set once the fan-out has turned the event into its deliveries
-    fanned_out_at TIMESTAMPTZ
+    fanned_out_at DATETIME
 );
 CREATE UNIQUE INDEX webhook_events_dedupe_idx ON webhook_events (account_id, dedupe_key);
 CREATE INDEX webhook_events_created_idx ON webhook_events (created_at);
@@ -34,11 +34,11 @@ CREATE TABLE webhook_endpoints (
     url             TEXT NOT NULL,
     events          TEXT NOT NULL,
     secret          TEXT NOT NULL,
-    created_at      TIMESTAMPTZ NOT NULL,
-    deleted_at      TIMESTAMPTZ,
-    disabled_at     TIMESTAMPTZ,
+    created_at      DATETIME NOT NULL,
+    deleted_at      DATETIME,
+    disabled_at     DATETIME,
     disabled_reason TEXT,
-    failing_since   TIMESTAMPTZ
+    failing_since   DATETIME
 );
 CREATE INDEX webhook_endpoints_account_idx ON webhook_endpoints (account_id);
 
@@ -55,10 +55,10 @@ CREATE TABLE webhook_deliveries (
     attempts         INTEGER NOT NULL DEFAULT 0,
     last_status_code INTEGER,
     last_error       TEXT,
-    next_attempt_at  TIMESTAMPTZ,
+    next_attempt_at  DATETIME,
     claim            TEXT,
-    created_at       TIMESTAMPTZ NOT NULL,
-    delivered_at     TIMESTAMPTZ
+    created_at       DATETIME NOT NULL,
+    delivered_at     DATETIME
 );
 CREATE UNIQUE INDEX webhook_deliveries_event_endpoint_idx ON webhook_deliveries (event_id, endpoint_id);
 CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (status, next_attempt_at);
