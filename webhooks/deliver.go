@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -57,6 +58,21 @@ type DeliverConfig struct {
 type Deliverer struct {
 	cfg    DeliverConfig
 	client *http.Client
+
+	attempts, delivered, gaveUp, disabled atomic.Int64
+}
+
+// Counts are a deliverer's totals since it started, for metrics.
+type Counts struct {
+	Attempts  int64 // attempts made
+	Delivered int64 // attempts answered 2xx
+	GaveUp    int64 // deliveries failed for good after their last attempt
+	Disabled  int64 // endpoints this deliverer disabled
+}
+
+// Counts returns the deliverer's totals.
+func (d *Deliverer) Counts() Counts {
+	return Counts{Attempts: d.attempts.Load(), Delivered: d.delivered.Load(), GaveUp: d.gaveUp.Load(), Disabled: d.disabled.Load()}
 }
 
 // NewDeliverer returns a deliverer.
@@ -269,10 +285,12 @@ func (d *Deliverer) SendDue(ctx context.Context) (sent, delivered int, err error
 			defer func() { <-sem }()
 			res := d.send(ctx, a)
 			err := d.record(ctx, a, token, res)
+			d.attempts.Add(1)
 			mu.Lock()
 			defer mu.Unlock()
 			sent++
 			if res.ok() {
+				d.delivered.Add(1)
 				delivered++
 			}
 			if err != nil && firstErr == nil {
@@ -352,6 +370,7 @@ func (d *Deliverer) record(ctx context.Context, a attempt, token string, res res
 		upd["status"], upd["next_attempt_at"], upd["last_error"] = StatusPending, res.at.Add(Backoff[attempts-1]), res.err
 	default:
 		upd["status"], upd["next_attempt_at"], upd["last_error"] = StatusFailed, nil, res.err
+		defer d.gaveUp.Add(1)
 	}
 	// Locks are taken endpoint first, then deliveries (as DeleteEndpoint
 	// does), so a disabling that fails the endpoint's pending deliveries
@@ -388,6 +407,7 @@ func (d *Deliverer) record(ctx context.Context, a attempt, token string, res res
 		if err := tx.Model(&endpointRow{}).Where("id = ?", ep.ID).Updates(map[string]any{"disabled_at": res.at, "disabled_reason": why}).Error; err != nil {
 			return err
 		}
+		d.disabled.Add(1)
 		d.cfg.Logger.Info("webhook endpoint disabled", "endpoint", ep.ID, "account", ep.AccountID, "reason", why)
 		return failPending(tx, ep.ID, "the endpoint was disabled")
 	})

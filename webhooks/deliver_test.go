@@ -236,6 +236,9 @@ func TestBackoffThenFailedThenDisabled(t *testing.T) {
 					t.Fatalf("a disabled endpoint keeps a pending delivery: %+v", d)
 				}
 			}
+			if c := e.deliver.Counts(); c.Disabled != 1 || c.GaveUp < 1 || c.Delivered != 0 || c.Attempts != int64(n) {
+				t.Fatalf("counts %+v after %d requests", c, n)
+			}
 			if err := e.store.RetryDelivery(t.Context(), e.account, ep.ID, ds[0].ID); fnmarket.ErrorCode(err) != fnmarket.ECONFLICT {
 				t.Fatalf("retry on a disabled endpoint: %v, want conflict", err)
 			}

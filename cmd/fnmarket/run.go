@@ -725,6 +725,18 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 // database for the next worker.
 func (a *app) startWebhooks(p *parts) {
 	d := webhooks.NewDeliverer(webhooks.DeliverConfig{DB: a.db, Clock: a.clock, Logger: a.log, AllowPrivate: a.cfg.AllowPrivateUpstreams})
+	for _, m := range []struct {
+		name, help string
+		value      func(webhooks.Counts) int64
+	}{
+		{"fnmarket_webhook_attempts_total", "Outbound webhook delivery attempts made by this worker.", func(c webhooks.Counts) int64 { return c.Attempts }},
+		{"fnmarket_webhook_delivered_total", "Outbound webhook attempts answered 2xx.", func(c webhooks.Counts) int64 { return c.Delivered }},
+		{"fnmarket_webhook_failed_total", "Outbound webhook deliveries failed for good after their last attempt.", func(c webhooks.Counts) int64 { return c.GaveUp }},
+		{"fnmarket_webhook_endpoints_disabled_total", "Webhook endpoints disabled after failing for days.", func(c webhooks.Counts) int64 { return c.Disabled }},
+	} {
+		a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.name, Help: m.help},
+			func() float64 { return float64(m.value(d.Counts())) }))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
