@@ -1,7 +1,3 @@
-// Package webhooks tells account owners what happened: events written to a
-// transactional outbox in the same transaction as their cause, delivered to
-// the account's endpoints signed as the Standard Webhooks specification
-// says (API.md, "Webhooks (outbound)").
 package webhooks
 
 import (
