@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/webhooks"
 )
 
 // operation describes one route for the OpenAPI document.
@@ -50,6 +51,12 @@ var operations = []operation{
 	{"createKey", "POST", "/api/v1/keys", "Create an API key; the key is shown only here", "session", "CreateKey", 201, "Key", nil},
 	{"listKeys", "GET", "/api/v1/keys", "The caller's API keys", "session", "", 200, "KeyList", nil},
 	{"revokeKey", "DELETE", "/api/v1/keys/{id}", "Revoke a key; every gateway refuses it within 2 s", "session", "", 204, "", nil},
+	{"createWebhook", "POST", "/api/v1/webhooks", "Add an outbound webhook endpoint (https; at most 20 per account); the whsec_ signing secret is shown only here", "session", "CreateWebhook", 201, "WebhookEndpoint", nil},
+	{"listWebhooks", "GET", "/api/v1/webhooks", "The caller's webhook endpoints, with why one was disabled", "session", "", 200, "WebhookEndpointList", nil},
+	{"deleteWebhook", "DELETE", "/api/v1/webhooks/{id}", "Delete an endpoint; nothing more is sent to it", "session", "", 204, "", nil},
+	{"listWebhookDeliveries", "GET", "/api/v1/webhooks/{id}/deliveries", "An endpoint's deliveries, newest first", "session", "", 200, "WebhookDeliveryList", []string{"cursor", "limit"}},
+	{"retryWebhookDelivery", "POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "Send a pending or failed delivery again now, with the same webhook-id", "session", "", 202, "Accepted", nil},
+	{"testWebhook", "POST", "/api/v1/webhooks/{id}/test", "Send a webhook.test event to this endpoint only", "session", "", 202, "Accepted", nil},
 	{"getBilling", "GET", "/api/v1/billing", "The account's standing, card on file, prepaid balance (never below zero), spend cap and month to date (the upcoming invoice's total in currency)", "session", "", 200, "AccountBilling", nil},
 	{"setSpendCap", "PUT", "/api/v1/billing/spend-cap", "Set the account's monthly spend cap over all its keys (null removes it)", "session", "SpendCapInput", 200, "AccountBilling", nil},
 	{"addPaymentMethod", "POST", "/api/v1/billing/payment-method", "Start Stripe Checkout (setup mode) to put a card on file; 409 conflict when payments are not configured", "session", "", 200, "CheckoutLink", nil},
@@ -174,8 +181,23 @@ var schemas = map[string]any{
 	"Onboard":         obj(map[string]any{"return_url": str()}, "return_url"),
 	"OnboardLink":     obj(map[string]any{"url": str()}, "url"),
 	"WebhookReceived": obj(map[string]any{"received": boolean()}, "received"),
-	"LogLine":         obj(map[string]any{"time": str(), "invocation_id": str(), "source": enum("stderr", "runtime"), "text": str()}, "time", "invocation_id", "source", "text"),
-	"LogList":         listOf("LogLine"),
+	"CreateWebhook": obj(map[string]any{"url": described(str(), "https URL of the receiver (http and private addresses only where the server allows private upstreams)"),
+		"events": described(arr(str()), "event types to receive, or [\"*\"] for all: "+strings.Join(webhooks.Subscribable, ", "))}, "url", "events"),
+	"WebhookEndpoint": obj(map[string]any{"id": str(), "url": str(), "events": arr(str()),
+		"secret":          described(str(), "whsec_ and the base64 of 32 random bytes; only in the create answer"),
+		"created_at":      str(),
+		"disabled_at":     nullable(str()),
+		"disabled_reason": described(nullable(str()), "why the endpoint was disabled (every attempt failed for 5 days); null while enabled")},
+		"id", "url", "events", "created_at", "disabled_at", "disabled_reason"),
+	"WebhookEndpointList": listOf("WebhookEndpoint"),
+	"WebhookDelivery": obj(map[string]any{"id": str(), "event_id": described(str(), "the webhook-id of every attempt"), "type": str(),
+		"status": enum(webhooks.StatusPending, webhooks.StatusDelivered, webhooks.StatusFailed), "attempts": integer(),
+		"last_status_code": nullable(integer()), "last_error": nullable(str()), "next_attempt_at": nullable(str()), "created_at": str()},
+		"id", "event_id", "type", "status", "attempts", "last_status_code", "last_error", "next_attempt_at", "created_at"),
+	"WebhookDeliveryList": listOf("WebhookDelivery"),
+	"Accepted":            obj(map[string]any{"accepted": boolean(), "event_id": str()}, "accepted"),
+	"LogLine":             obj(map[string]any{"time": str(), "invocation_id": str(), "source": enum("stderr", "runtime"), "text": str()}, "time", "invocation_id", "source", "text"),
+	"LogList":             listOf("LogLine"),
 }
 
 var invoiceRequired = []string{"id", "period_start", "period_end", "status", "currency", "subtotal", "credit_applied", "total", "total_cents", "lines",

@@ -44,6 +44,15 @@ func (s *Server) routes() {
 	a.GET("/keys", s.handleListKeys(), auth)
 	a.DELETE("/keys/:id", s.handleRevokeKey(), auth)
 
+	if s.WebhookEndpoints != nil {
+		a.POST("/webhooks", s.handleCreateWebhook(), auth)
+		a.GET("/webhooks", s.handleListWebhooks(), auth)
+		a.DELETE("/webhooks/:id", s.handleDeleteWebhook(), auth)
+		a.GET("/webhooks/:id/deliveries", s.handleWebhookDeliveries(), auth)
+		a.POST("/webhooks/:id/deliveries/:delivery_id/retry", s.handleRetryDelivery(), auth)
+		a.POST("/webhooks/:id/test", s.handleTestWebhook(), auth)
+	}
+
 	a.GET("/billing", s.handleGetBilling(), auth)
 	a.PUT("/billing/spend-cap", s.handleSetSpendCap(), auth)
 	a.POST("/billing/payment-method", s.handlePaymentMethodCheckout(), auth)

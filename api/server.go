@@ -37,6 +37,9 @@ type Deps struct {
 	Usage    UsageReader
 	Billing  BillingReader
 	Webhooks WebhookHandler
+	// WebhookEndpoints keeps accounts' outbound webhook endpoints
+	// (/api/v1/webhooks); nil: those routes answer 404.
+	WebhookEndpoints WebhookEndpoints
 	// Payments starts Stripe Checkout for a card or prepaid credit; nil (or
 	// one without Stripe) answers 409 conflict: payments are not configured.
 	Payments Payments

@@ -112,3 +112,12 @@ func isBlockedDial(err error) bool {
 	var b *blockedAddrError
 	return errors.As(err, &b)
 }
+
+// DialGuard is dialGuard for other outbound HTTP clients that must not reach
+// private addresses either (outbound webhooks): a net.Dialer Control func.
+func DialGuard(network, address string, c syscall.RawConn) error {
+	return dialGuard(network, address, c)
+}
+
+// IsBlockedDial reports whether err is DialGuard refusing an address.
+func IsBlockedDial(err error) bool { return isBlockedDial(err) }

@@ -43,6 +43,7 @@ type config struct {
 	SuspendAfterDays      int
 	PublicURL             string
 	RollupInterval        time.Duration
+	WebhookPollInterval   time.Duration
 	ShutdownTimeout       time.Duration
 	AdmissionTimeout      time.Duration
 	GatewayMaxStale       time.Duration // negative: off
@@ -120,6 +121,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if c.RollupInterval, err = time.ParseDuration(env("FNMARKET_ROLLUP_INTERVAL", "2s")); err != nil || c.RollupInterval <= 0 {
 		return c, fmt.Errorf("FNMARKET_ROLLUP_INTERVAL must be a duration such as 2s")
+	}
+	if c.WebhookPollInterval, err = time.ParseDuration(env("FNMARKET_WEBHOOK_POLL_INTERVAL", "1s")); err != nil || c.WebhookPollInterval <= 0 {
+		return c, fmt.Errorf("FNMARKET_WEBHOOK_POLL_INTERVAL must be a duration such as 1s")
 	}
 	if c.ShutdownTimeout, err = time.ParseDuration(env("FNMARKET_SHUTDOWN_TIMEOUT", "20s")); err != nil {
 		return c, fmt.Errorf("FNMARKET_SHUTDOWN_TIMEOUT must be a duration such as 20s")

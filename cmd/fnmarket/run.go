@@ -37,6 +37,7 @@ import (
 	"github.com/fnmarket/fnmarket/metering"
 	"github.com/fnmarket/fnmarket/wasm"
 	"github.com/fnmarket/fnmarket/web"
+	"github.com/fnmarket/fnmarket/webhooks"
 )
 
 // command is one of fnmarket's commands, as `fnmarket help` lists it.
@@ -48,7 +49,7 @@ func commandList() []command {
 		{"serve", "[--demo]", "portal API, web pages, gateway and billing worker in one process; --demo seeds a small living marketplace"},
 		{"api", "", "the portal API and web pages alone"},
 		{"gateway", "", "the invocation gateway alone"},
-		{"worker", "", "the billing worker alone (roll-up, Stripe sync)"},
+		{"worker", "", "the billing worker alone (roll-up, Stripe sync, outbound webhooks)"},
 		{"migrate", "", "apply schema migrations (every command also applies them at start)"},
 		{"bill", "--period YYYY-MM [--through now]", "issue a month's invoices (safe to re-run)"},
 		{"invoice", "--id ID --status paid|void [--detail TEXT]", "an operator marks an open invoice paid (out of band) or void; recorded in the invoice's events, told to Stripe"},
@@ -73,6 +74,7 @@ const envOnly = `environment only (see README.md, Configuration):
   FNMARKET_PLATFORM_FEE_RATE        the platform's share of vendor gross (0.20)
   FNMARKET_SUSPEND_AFTER_DAYS       with Stripe, days an issued invoice may stay unpaid before its account is suspended (14)
   FNMARKET_ROLLUP_INTERVAL          how often the worker moves counters into the database (2s)
+  FNMARKET_WEBHOOK_POLL_INTERVAL    how often the worker looks for webhook events and retries that are due (1s)
   FNMARKET_SHUTDOWN_TIMEOUT         how long shutdown waits for in-flight work (20s)
   STRIPE_SECRET_KEY, STRIPE_API_BASE, STRIPE_WEBHOOK_SECRET   Stripe sync; unset: no sync
 `
@@ -416,11 +418,12 @@ func (p *parts) onStop(f func(context.Context) error) { p.stop = append(p.stop, 
 
 func (a *app) buildParts(ctx context.Context, cmd string) (*parts, error) {
 	p := &parts{}
-	// Stop order (reverse of registration): gateway, meter, worker.
+	// Stop order (reverse of registration): gateway, meter, webhooks, worker.
 	if cmd == "serve" || cmd == "worker" {
 		if err := a.startWorker(ctx, p, cmd == "serve"); err != nil {
 			return nil, err
 		}
+		a.startWebhooks(p)
 	}
 	if cmd == "serve" || cmd == "gateway" {
 		if err := a.startGateway(ctx, p); err != nil {
@@ -540,14 +543,15 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Revocations: redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
 		Usage:       api.NewUsageReport(usage, billing.NewUsageTable(a.db), a.catalog, a.clock),
 		// The next call's position as admission would give it now.
-		CallPositions: metering.NewPositions(a.redis, a.cfg.RedisPrefix),
-		Billing:       b,
-		Backends:      kinds,
-		FunctionLogs:  wasmLogs{a.wasmLogs},
-		Webhooks:      b,
-		Payments:      b,
-		PublicURL:     a.cfg.PublicURL,
-		GatewayURL:    a.cfg.GatewayURL,
+		CallPositions:    metering.NewPositions(a.redis, a.cfg.RedisPrefix),
+		Billing:          b,
+		Backends:         kinds,
+		FunctionLogs:     wasmLogs{a.wasmLogs},
+		Webhooks:         b,
+		WebhookEndpoints: webhooks.NewStore(a.db, a.clock, a.cfg.AllowPrivateUpstreams),
+		Payments:         b,
+		PublicURL:        a.cfg.PublicURL,
+		GatewayURL:       a.cfg.GatewayURL,
 		// A 32 MiB module is about 43 MiB in base64.
 		MaxUploadBytes: 48 << 20,
 		StripeEnabled:  a.cfg.StripeSecretKey != "",
@@ -712,6 +716,38 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 		return nil
 	})
 	return nil
+}
+
+// startWebhooks runs the outbound webhook deliverer: every
+// FNMARKET_WEBHOOK_POLL_INTERVAL it fans new outbox events out to their
+// endpoints and sends the deliveries that are due. At shutdown the attempts
+// in flight finish (5 s at most) and are recorded; what is left waits in the
+// database for the next worker.
+func (a *app) startWebhooks(p *parts) {
+	d := webhooks.NewDeliverer(webhooks.DeliverConfig{DB: a.db, Clock: a.clock, Logger: a.log, AllowPrivate: a.cfg.AllowPrivateUpstreams})
+	for _, m := range []struct {
+		name, help string
+		value      func(webhooks.Counts) int64
+	}{
+		{"fnmarket_webhook_attempts_total", "Outbound webhook delivery attempts made by this worker.", func(c webhooks.Counts) int64 { return c.Attempts }},
+		{"fnmarket_webhook_delivered_total", "Outbound webhook attempts answered 2xx.", func(c webhooks.Counts) int64 { return c.Delivered }},
+		{"fnmarket_webhook_failed_total", "Outbound webhook deliveries failed for good after their last attempt.", func(c webhooks.Counts) int64 { return c.GaveUp }},
+		{"fnmarket_webhook_endpoints_disabled_total", "Webhook endpoints disabled after failing for days.", func(c webhooks.Counts) int64 { return c.Disabled }},
+	} {
+		a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: m.name, Help: m.help},
+			func() float64 { return float64(m.value(d.Counts())) }))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		d.Run(ctx, a.cfg.WebhookPollInterval)
+	}()
+	p.onStop(func(context.Context) error {
+		cancel()
+		<-done
+		return nil
+	})
 }
 
 func (a *app) syncStripe(b *billing.Biller) {

@@ -349,7 +349,7 @@ func TestInvokeMeterRestart(t *testing.T) {
 			}
 			metrics, _ := io.ReadAll(res.Body)
 			res.Body.Close()
-			for _, want := range []string{"fnmarket_gateway_calls_total", "fnmarket_gateway_call_duration_seconds", "fnmarket_metering_backlog_calls", "fnmarket_rollup_passes_total"} {
+			for _, want := range []string{"fnmarket_gateway_calls_total", "fnmarket_gateway_call_duration_seconds", "fnmarket_metering_backlog_calls", "fnmarket_rollup_passes_total", "fnmarket_webhook_attempts_total"} {
 				if !strings.Contains(string(metrics), want) {
 					t.Errorf("/metrics has no %s", want)
 				}
