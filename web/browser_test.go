@@ -38,7 +38,8 @@ type portalServer struct {
 	upstream string
 	gateway  *fakeGateway
 	backends *fakeBackends
-	billing  *fakeBilling // nil unless metered
+	billing  *fakeBilling  // nil unless metered
+	webhooks *fakeWebhooks // nil unless webhooks
 }
 
 // startPortal serves the portal; metered says whether the usage and billing
@@ -55,6 +56,9 @@ type portalOptions struct {
 	metered  bool
 	stripe   bool
 	standing string
+	// webhooks serves the webhook and audit routes and alert thresholds on
+	// keys (fakeWebhooks).
+	webhooks bool
 }
 
 func startPortalWith(t *testing.T, o portalOptions) *portalServer {
@@ -92,19 +96,29 @@ func startPortalWith(t *testing.T, o portalOptions) *portalServer {
 		deps.Usage, deps.Billing, deps.CallPositions, deps.KeySpends = gw, gw, gw, gw
 		bill = newFakeBilling(deps.Sessions, gw, o.stripe, o.standing)
 	}
+	var hooks *fakeWebhooks
+	if o.webhooks {
+		hooks = newFakeWebhooks(deps.Sessions)
+	}
 	deps.Pages = func(e *echo.Echo) {
 		if bill != nil {
 			bill.register(e)
 		}
+		if hooks != nil {
+			hooks.register(e)
+		}
 		Register(e, Options{})
 	}
-	srv := api.NewServer(deps)
+	var srv http.Handler = api.NewServer(deps)
+	if hooks != nil {
+		srv = hooks.keysWithAlerts(srv)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/invoke/", gw)
 	mux.Handle("/", srv)
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends, billing: bill}
+	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends, billing: bill, webhooks: hooks}
 }
 
 // newBrowser starts Chromium for a portal test (see internal/browsertest);
