@@ -99,6 +99,12 @@ func TestWebhooksInBrowser(t *testing.T) {
 		t.Error("the retried delivery still shows as failed")
 	}
 
+	b.Do("phone", chromedp.EmulateViewport(390, 844), browsertest.Visible(card+" .deliveries-table"))
+	if !b.EvalBool("no overflow", `document.documentElement.scrollWidth <= window.innerWidth + 1`) {
+		t.Errorf("the webhooks page is %d px wide at a 390 px viewport", browsertest.Get(b, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)))
+	}
+	b.Do("desktop", chromedp.EmulateViewport(1280, 900))
+
 	// An endpoint the worker disabled says why.
 	const dead = "https://gone.example.test/hook"
 	b.Do("second endpoint", browsertest.Fill("#webhook-url", dead), browsertest.Click("#event-all"), browsertest.Click("#create-webhook"),
