@@ -166,7 +166,8 @@ func TestAlertThresholdsInBrowser(t *testing.T) {
 	}
 
 	b.Do("billing", browsertest.Click(`#nav a[href="/billing"]`), browsertest.Visible("#cap-thresholds"),
-		browsertest.WaitText("#billing-alerts", "80% and 100% of the cap, once one is set"))
+		browsertest.WaitText("#billing-alerts", "80% and 100% of the cap, once one is set"),
+		browsertest.WaitText(`#billing-keys-table tr[data-key-id="`+id+`"] .key-alerts`, "50%, 80% and 100%"))
 	if v := b.Value("#cap-thresholds"); v != "80, 100" {
 		t.Errorf("the cap form shows thresholds %q, want 80, 100", v)
 	}

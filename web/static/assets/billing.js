@@ -185,9 +185,9 @@ function capForm(b, cur, redraw) {
   });
   if (remove) remove.addEventListener('click', () => put(remove, null));
   return h('section', { class: 'panel', id: 'billing-cap-panel' }, h('h2', null, 'Account spend cap'),
-    alerts ? h('p', { class: 'muted small', id: 'billing-alerts' }, b.monthly_spend_cap
-      ? `Alerts at ${thresholdsText(b.alert_thresholds)} of the cap (webhooks: usage.threshold_reached).`
-      : `Alerts at ${thresholdsText(b.alert_thresholds)} of the cap, once one is set.`, ' ', h('a', { href: '/webhook-endpoints', 'data-link': '' }, 'Webhooks')) : null,
+    alerts ? h('p', { class: 'muted small', id: 'billing-alerts' },
+      `Alerts at ${thresholdsText(b.alert_thresholds)} of the cap${b.monthly_spend_cap ? '' : ', once one is set'}: each sends a usage.threshold_reached event to your `,
+      h('a', { href: '/webhook-endpoints', 'data-link': '' }, 'webhooks'), '.') : null,
     form);
 }
 
@@ -198,11 +198,13 @@ async function drawKeys(slot, ctx) {
   if (!ctx.alive()) return;
   if (!keys.length) { mount(slot, h('p', { class: 'empty' }, 'No active keys. ', h('a', { href: '/keys', 'data-link': '' }, 'Create one'), '.')); return; }
   const hasSpend = keys.some((k) => k.spend_this_month !== undefined);
+  const hasAlerts = keys.some((k) => k.alert_thresholds !== undefined);
   mount(slot, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'billing-keys-table' },
-    h('thead', null, h('tr', null, ['Key', 'Spend cap', hasSpend ? 'Spent this month' : null].filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, ['Key', 'Spend cap', hasAlerts ? 'Alerts at' : null, hasSpend ? 'Spent this month' : null].filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, keys.map((k) => h('tr', { dataset: { keyId: k.id } },
       h('th', { scope: 'row' }, k.name, ' ', h('span', { class: 'muted mono' }, `${k.prefix}…`)),
       h('td', null, k.monthly_spend_cap ? moneyString(k.monthly_spend_cap) : 'None'),
+      hasAlerts ? h('td', { class: 'key-alerts' }, k.monthly_spend_cap ? thresholdsText(k.alert_thresholds) : '—') : null,
       hasSpend ? h('td', { class: 'num key-spend' }, spendText(k.spend_this_month)) : null))))),
   hasSpend ? null : h('p', { class: 'muted small' }, 'Spend per key is not reported by this server; see ', h('a', { href: '/usage', 'data-link': '' }, 'usage'), ' for spend per function.'));
 }
