@@ -38,7 +38,8 @@ type portalServer struct {
 	upstream string
 	gateway  *fakeGateway
 	backends *fakeBackends
-	billing  *fakeBilling // nil unless metered
+	billing  *fakeBilling  // nil unless metered
+	webhooks *fakeWebhooks // nil unless webhooks
 }
 
 // startPortal serves the portal; metered says whether the usage and billing
@@ -55,6 +56,9 @@ type portalOptions struct {
 	metered  bool
 	stripe   bool
 	standing string
+	// webhooks serves the webhook and audit routes and alert thresholds on
+	// keys (fakeWebhooks).
+	webhooks bool
 }
 
 func startPortalWith(t *testing.T, o portalOptions) *portalServer {
@@ -92,19 +96,29 @@ func startPortalWith(t *testing.T, o portalOptions) *portalServer {
 		deps.Usage, deps.Billing, deps.CallPositions, deps.KeySpends = gw, gw, gw, gw
 		bill = newFakeBilling(deps.Sessions, gw, o.stripe, o.standing)
 	}
+	var hooks *fakeWebhooks
+	if o.webhooks {
+		hooks = newFakeWebhooks(deps.Sessions)
+	}
 	deps.Pages = func(e *echo.Echo) {
 		if bill != nil {
 			bill.register(e)
 		}
+		if hooks != nil {
+			hooks.register(e)
+		}
 		Register(e, Options{})
 	}
-	srv := api.NewServer(deps)
+	var srv http.Handler = api.NewServer(deps)
+	if hooks != nil {
+		srv = hooks.keysWithAlerts(srv)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/invoke/", gw)
 	mux.Handle("/", srv)
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends, billing: bill}
+	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends, billing: bill, webhooks: hooks}
 }
 
 // newBrowser starts Chromium for a portal test (see internal/browsertest);
@@ -426,6 +440,22 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('key spend per currency', bl.spendText({EUR: '0.5', USD: '0.000213'}), '$0.000213 + €0.50');
 	  eq('no key spend', bl.spendText({}), '$0.00');
 	  eq('key spend unknown', bl.spendText(null), '—');
+	  // Alert thresholds: numbers go as numbers, the rest as typed (the
+	  // server names it); a server without them is explained on the field.
+	  const al = await import(base + 'alerts.js');
+	  const api = await import(base + 'api.js');
+	  eq('thresholds parsed', JSON.stringify(al.parseThresholds(' 50, 80 100%;')), '[50,80,100]');
+	  eq('bad threshold kept', JSON.stringify(al.parseThresholds('50, lots, 1.5')), '[50,"lots","1.5"]');
+	  eq('no thresholds', al.parseThresholds('  '), undefined);
+	  eq('thresholds text', al.thresholdsText([50, 80, 100]), '50%, 80% and 100%');
+	  eq('one threshold', al.thresholdsText([100]), '100%');
+	  eq('no alerts', al.thresholdsText([]), 'None');
+	  eq('thresholds unknown', al.thresholdsText(undefined), '—');
+	  eq('thresholds input', al.thresholdsInput([80, 100]), '80, 100');
+	  const unknown = al.explainUnknownThresholds(new api.Problem(400, {detail: 'unknown field alert_thresholds', errors: {alert_thresholds: 'is not a known field (names are case-sensitive)'}}));
+	  eq('unknown field explained', unknown.fields.alert_thresholds.startsWith('alert thresholds are not available on this server yet'), true);
+	  const other = al.explainUnknownThresholds(new api.Problem(400, {errors: {alert_thresholds: 'must be a whole percent'}}));
+	  eq('other errors kept', other.fields.alert_thresholds, 'must be a whole percent');
 	  return fails;
 	})()`
 	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
@@ -449,6 +479,12 @@ func TestMissingRoutesShowNotAvailable(t *testing.T) {
 	// what needs usage says it is not available.
 	b.Do("billing", browsertest.Click(`#nav a[href="/billing"]`), browsertest.WaitText("#billing-account", "Active"),
 		browsertest.WaitText("#billing-functions [data-unavailable]", "Usage: not available"), browsertest.Visible("#billing-keys .empty"))
+	// Without the webhook and audit routes, those pages say so.
+	b.Do("webhooks", browsertest.Click(`#nav a[href="/webhook-endpoints"]`), browsertest.WaitText("main [data-unavailable]", "Webhooks: not available"))
+	if b.EvalBool("no webhook form", `!!document.querySelector('#webhook-form')`) {
+		t.Error("the webhook form shows although the routes are missing")
+	}
+	b.Do("audit", browsertest.Click(`#nav a[href="/audit"]`), browsertest.WaitText("main [data-unavailable]", "Audit log: not available"))
 	b.Do("vendor", browsertest.Click(`#nav a[href="/vendor"]`), browsertest.Visible("#vendor-form"), browsertest.Fill("#vendor-slug", "lin"), browsertest.Fill("#vendor-name", "Lin"),
 		browsertest.Click("#become-vendor"), browsertest.Visible("#new-function"))
 	b.Do("statements", browsertest.Click(`#nav a[href="/statements"]`), browsertest.WaitText("#statements [data-unavailable]", "Statements: not available"))

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"crypto/subtle"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"time"
@@ -56,7 +57,8 @@ func (g *fakeGateway) CallsThisMonth(_ context.Context, consumerID, functionID s
 // /api/v1/billing/payment-method and POST /api/v1/billing/credits. It
 // authenticates the session cookie and CSRF header as the API does, keeps
 // each account's standing, card, balance and cap in memory, and takes the
-// month to date from the fake gateway's billed calls. Checkout URLs lead
+// month to date from the fake gateway's billed calls. The cap takes alert
+// thresholds (alert_thresholds, [80, 100] unless set). Checkout URLs lead
 // straight back to /billing, with the card added or the credit bought, as if
 // Stripe were done; with stripe false those two routes answer the problem a
 // server without Stripe answers.
@@ -76,6 +78,8 @@ type fakeBillingAccount struct {
 	card     *fakeCard
 	balance  decimal.Decimal
 	cap      *decimal.Decimal
+	// thresholds are the cap's alert thresholds; nil is the default.
+	thresholds []int
 }
 
 type fakeCard struct {
@@ -90,6 +94,7 @@ type fakeBillingJSON struct {
 	Currency        string    `json:"currency"`
 	MonthlySpendCap *string   `json:"monthly_spend_cap"`
 	MonthToDate     string    `json:"month_to_date"`
+	AlertThresholds []int     `json:"alert_thresholds"`
 }
 
 func newFakeBilling(s *api.Sessions, gw *fakeGateway, stripe bool, standing string) *fakeBilling {
@@ -102,24 +107,32 @@ func (f *fakeBilling) register(e *echo.Echo) {
 	}))
 	e.PUT("/api/v1/billing/spend-cap", f.handle(func(c echo.Context, a *fakeBillingAccount, id string) error {
 		var req struct {
-			MonthlySpendCap *string `json:"monthly_spend_cap"`
+			MonthlySpendCap *string         `json:"monthly_spend_cap"`
+			AlertThresholds json.RawMessage `json:"alert_thresholds"`
 		}
 		if err := c.Bind(&req); err != nil {
 			return fnmarket.Errorf(fnmarket.EINVALID, "the body must be a JSON object")
 		}
-		if req.MonthlySpendCap == nil {
-			a.cap = nil
-		} else {
-			v := fnmarket.Validation{}
+		// Everything is checked before anything changes.
+		v := fnmarket.Validation{}
+		var capd *decimal.Decimal
+		if req.MonthlySpendCap != nil {
 			d := catalog.ParseAmount(v, "monthly_spend_cap", *req.MonthlySpendCap, decimal.NewFromInt(1_000_000_000))
-			if err := v.Err(); err != nil {
-				return err
-			}
-			if d.IsZero() {
+			if _, bad := v["monthly_spend_cap"]; !bad && d.IsZero() {
 				v.Add("monthly_spend_cap", "must be above zero (send null for no cap)")
-				return v.Err()
 			}
-			a.cap = &d
+			capd = &d
+		}
+		var thresholds []int
+		if req.AlertThresholds != nil {
+			thresholds = parseThresholds(v, req.AlertThresholds)
+		}
+		if err := v.Err(); err != nil {
+			return err
+		}
+		a.cap = capd
+		if req.AlertThresholds != nil {
+			a.thresholds = thresholds
 		}
 		return c.JSON(http.StatusOK, f.view(a, id))
 	}))
@@ -194,12 +207,27 @@ func (f *fakeBilling) view(a *fakeBillingAccount, accountID string) fakeBillingJ
 			mtd = mtd.Add(c.cost)
 		}
 	}
-	out := fakeBillingJSON{Standing: a.standing, PaymentMethod: a.card, Balance: a.balance.String(), Currency: "USD", MonthToDate: mtd.String()}
+	out := fakeBillingJSON{Standing: a.standing, PaymentMethod: a.card, Balance: a.balance.String(), Currency: "USD", MonthToDate: mtd.String(),
+		AlertThresholds: defaultThresholds}
+	if a.thresholds != nil {
+		out.AlertThresholds = a.thresholds
+	}
 	if a.cap != nil {
 		s := a.cap.StringFixed(2)
 		out.MonthlySpendCap = &s
 	}
 	return out
+}
+
+// thresholdsOf reports the account cap's alert thresholds as the fake holds
+// them (nil for the default).
+func (f *fakeBilling) thresholdsOf(accountID string) []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a := f.accounts[accountID]; a != nil {
+		return a.thresholds
+	}
+	return nil
 }
 
 // capOf reports an account's cap as the fake holds it ("" for none).

@@ -44,6 +44,8 @@ var pagePaths = []string{
 	"/invoices",
 	"/invoices/:id",
 	"/billing",
+	"/webhook-endpoints",
+	"/audit",
 	"/statements",
 	"/vendor",
 	"/vendor/new",

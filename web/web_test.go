@@ -40,7 +40,7 @@ func httpGet(t *testing.T, h http.Handler, path string, hdr ...string) *httptest
 func TestPagesServeIndexWithStrictHeaders(t *testing.T) {
 	t.Parallel()
 	e := newTestEcho(Options{})
-	for _, path := range []string{"/", "/catalog", "/catalog?q=x", "/functions/acme/scan", "/keys", "/usage", "/invoices", "/invoices/inv_1", "/billing",
+	for _, path := range []string{"/", "/catalog", "/catalog?q=x", "/functions/acme/scan", "/keys", "/usage", "/invoices", "/invoices/inv_1", "/billing", "/webhook-endpoints", "/audit",
 		"/statements", "/login", "/signup", "/vendor", "/vendor/new", "/vendor/functions/fn_1"} {
 		t.Run(path, func(t *testing.T) {
 			rec := httpGet(t, e, path)

@@ -1,11 +1,13 @@
 // The portal's shell: a tiny history router, the header navigation and the
-// sign-up / log-in pages. Pages live in consumer.js and vendor.js.
+// sign-up / log-in pages. Pages live in consumer.js, billing.js, webhooks.js
+// and vendor.js.
 
 import { api, Problem } from './api.js';
 import { h, mount, field, formError, showErrors, clearErrors, busy, toast } from './dom.js';
 import { state, loadMe } from './state.js';
 import { catalogPage, functionPage, keysPage, usagePage, invoicesPage, invoicePage } from './consumer.js';
 import { billingPage } from './billing.js';
+import { webhooksPage, auditPage } from './webhooks.js';
 import { vendorPage, newFunctionPage, vendorFunctionPage, statementsPage } from './vendor.js';
 
 const routes = [
@@ -16,6 +18,8 @@ const routes = [
   { re: /^\/keys$/, page: keysPage, auth: true, nav: 'keys' },
   { re: /^\/usage$/, page: usagePage, auth: true, nav: 'usage' },
   { re: /^\/billing$/, page: billingPage, auth: true, nav: 'billing' },
+  { re: /^\/webhook-endpoints$/, page: webhooksPage, auth: true, nav: 'webhooks' },
+  { re: /^\/audit$/, page: auditPage, auth: true, nav: 'audit' },
   { re: /^\/invoices$/, page: invoicesPage, auth: true, nav: 'invoices' },
   { re: /^\/invoices\/([^/]+)$/, page: invoicePage, auth: true, nav: 'invoices' },
   { re: /^\/vendor$/, page: vendorPage, auth: true, nav: 'vendor' },
@@ -102,7 +106,8 @@ function drawNav(current) {
   const left = [link('/catalog', 'Catalog', 'catalog')];
   let right;
   if (me) {
-    left.push(link('/keys', 'API keys', 'keys'), link('/usage', 'Usage', 'usage'), link('/invoices', 'Invoices', 'invoices'), link('/billing', 'Billing', 'billing'));
+    left.push(link('/keys', 'API keys', 'keys'), link('/usage', 'Usage', 'usage'), link('/invoices', 'Invoices', 'invoices'), link('/billing', 'Billing', 'billing'),
+      link('/webhook-endpoints', 'Webhooks', 'webhooks'), link('/audit', 'Audit log', 'audit'));
     left.push(link('/vendor', me.vendor ? 'My functions' : 'Sell a function', 'vendor'));
     if (me.vendor) left.push(link('/statements', 'Statements', 'statements'));
     const out = h('button', { type: 'button', class: 'btn btn-ghost', id: 'logout', on: { click: () => busy(out, logout) } }, 'Log out');

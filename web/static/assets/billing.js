@@ -7,6 +7,7 @@
 import { api, asList, query, Problem } from './api.js';
 import { h, mount, field, formError, showErrors, clearErrors, busy, toast, fmtInt } from './dom.js';
 import { moneyString } from './money.js';
+import { parseThresholds, thresholdsInput, thresholdsText, explainUnknownThresholds } from './alerts.js';
 
 const enc = encodeURIComponent;
 
@@ -148,24 +149,33 @@ function topUpForm(cur) {
 }
 
 // capForm sets or removes the account's monthly spend cap (PUT
-// /api/v1/billing/spend-cap), which no call may take the month's spend past.
+// /api/v1/billing/spend-cap), which no call may take the month's spend past,
+// and, where the server reports them (alert_thresholds in GET
+// /api/v1/billing), the cap's alert thresholds.
 function capForm(b, cur, redraw) {
+  const alerts = Array.isArray(b.alert_thresholds);
   const err = formError();
   const save = h('button', { type: 'submit', class: 'btn btn-primary', id: 'save-cap' }, b.monthly_spend_cap ? 'Change cap' : 'Set cap');
   const remove = b.monthly_spend_cap ? h('button', { type: 'button', class: 'btn', id: 'remove-cap' }, 'Remove cap') : null;
   const form = h('form', { class: 'form inline-form', id: 'cap-form', novalidate: true }, err,
     field({ label: `Monthly spend cap (${cur})`, name: 'monthly_spend_cap', value: b.monthly_spend_cap || '', hint: 'A call is admitted only if its worst case still fits under the cap; otherwise it gets 402 spend_cap_reached. Keys may have their own, lower caps.',
       attrs: { inputmode: 'decimal', autocomplete: 'off', id: 'cap-amount' } }),
+    alerts ? field({ label: 'Alert thresholds', name: 'alert_thresholds', value: thresholdsInput(b.alert_thresholds),
+      hint: 'Percents of the cap at which a usage.threshold_reached webhook is sent, once a month each, e.g. 50, 80, 100.',
+      attrs: { autocomplete: 'off', id: 'cap-thresholds', placeholder: '80, 100' } }) : null,
     h('div', { class: 'actions-row' }, save, remove));
   const put = async (btn, value) => busy(btn, async () => {
     clearErrors(form);
+    const body = { monthly_spend_cap: value };
+    const thresholds = alerts ? parseThresholds(new FormData(form).get('alert_thresholds')) : undefined;
+    if (thresholds) body.alert_thresholds = thresholds;
     try {
-      const next = await api('PUT', '/api/v1/billing/spend-cap', { monthly_spend_cap: value });
+      const next = await api('PUT', '/api/v1/billing/spend-cap', body);
       toast(value === null ? 'Spend cap removed' : 'Spend cap saved');
       await redraw(next);
     } catch (e) {
       if (!(e instanceof Problem)) throw e;
-      showErrors(form, e);
+      showErrors(form, explainUnknownThresholds(e));
     }
   });
   form.addEventListener('submit', (ev) => {
@@ -174,7 +184,11 @@ function capForm(b, cur, redraw) {
     put(save, v === '' ? null : v);
   });
   if (remove) remove.addEventListener('click', () => put(remove, null));
-  return h('section', { class: 'panel', id: 'billing-cap-panel' }, h('h2', null, 'Account spend cap'), form);
+  return h('section', { class: 'panel', id: 'billing-cap-panel' }, h('h2', null, 'Account spend cap'),
+    alerts ? h('p', { class: 'muted small', id: 'billing-alerts' },
+      `Alerts at ${thresholdsText(b.alert_thresholds)} of the cap${b.monthly_spend_cap ? '' : ', once one is set'}: each sends a usage.threshold_reached event to your `,
+      h('a', { href: '/webhook-endpoints', 'data-link': '' }, 'webhooks'), '.') : null,
+    form);
 }
 
 // drawKeys lists the active keys with their caps and, when the API reports
@@ -184,11 +198,13 @@ async function drawKeys(slot, ctx) {
   if (!ctx.alive()) return;
   if (!keys.length) { mount(slot, h('p', { class: 'empty' }, 'No active keys. ', h('a', { href: '/keys', 'data-link': '' }, 'Create one'), '.')); return; }
   const hasSpend = keys.some((k) => k.spend_this_month !== undefined);
+  const hasAlerts = keys.some((k) => k.alert_thresholds !== undefined);
   mount(slot, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'billing-keys-table' },
-    h('thead', null, h('tr', null, ['Key', 'Spend cap', hasSpend ? 'Spent this month' : null].filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, ['Key', 'Spend cap', hasAlerts ? 'Alerts at' : null, hasSpend ? 'Spent this month' : null].filter(Boolean).map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, keys.map((k) => h('tr', { dataset: { keyId: k.id } },
       h('th', { scope: 'row' }, k.name, ' ', h('span', { class: 'muted mono' }, `${k.prefix}…`)),
       h('td', null, k.monthly_spend_cap ? moneyString(k.monthly_spend_cap) : 'None'),
+      hasAlerts ? h('td', { class: 'key-alerts' }, k.monthly_spend_cap ? thresholdsText(k.alert_thresholds) : '—') : null,
       hasSpend ? h('td', { class: 'num key-spend' }, spendText(k.spend_this_month)) : null))))),
   hasSpend ? null : h('p', { class: 'muted small' }, 'Spend per key is not reported by this server; see ', h('a', { href: '/usage', 'data-link': '' }, 'usage'), ' for spend per function.'));
 }

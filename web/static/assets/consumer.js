@@ -9,6 +9,7 @@ import { pricingRows, pricingSummary, costEstimator } from './pricing.js';
 import { moneyString, sum, money, parseDec, add, isZero } from './money.js';
 import { timeChart, buckets, bucketOf, ranges } from './charts.js';
 import { nextCallLine, spendText } from './billing.js';
+import { parseThresholds, thresholdsText, explainUnknownThresholds } from './alerts.js';
 
 const enc = encodeURIComponent;
 
@@ -180,7 +181,9 @@ export async function keysPage(main, _p, ctx) {
   const form = h('form', { class: 'form inline-form', id: 'key-form', novalidate: true }, err,
     h('div', { class: 'grid-2' },
       field({ label: 'Name', name: 'name', required: true, hint: 'Where it is used, e.g. “mobile app”.', attrs: { maxlength: 100, autocomplete: 'off', id: 'key-name' } }),
-      field({ label: 'Monthly spend cap (optional)', name: 'monthly_spend_cap', hint: 'In USD, e.g. 25.00. Calls get 402 once the month’s cost reaches it.', attrs: { inputmode: 'decimal', autocomplete: 'off', id: 'key-cap' } })),
+      field({ label: 'Monthly spend cap (optional)', name: 'monthly_spend_cap', hint: 'In USD, e.g. 25.00. Calls get 402 once the month’s cost reaches it.', attrs: { inputmode: 'decimal', autocomplete: 'off', id: 'key-cap' } }),
+      field({ label: 'Alert thresholds (optional)', name: 'alert_thresholds', hint: 'Percents of the key’s cap at which a usage.threshold_reached webhook is sent, e.g. 50, 80, 100. Empty: 80 and 100.',
+        attrs: { autocomplete: 'off', id: 'key-thresholds', placeholder: '80, 100' } })),
     submit);
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
@@ -189,6 +192,8 @@ export async function keysPage(main, _p, ctx) {
     const body = { name: String(fd.get('name') || '').trim() };
     const cap = String(fd.get('monthly_spend_cap') || '').trim();
     if (cap) body.monthly_spend_cap = cap;
+    const thresholds = parseThresholds(fd.get('alert_thresholds'));
+    if (thresholds) body.alert_thresholds = thresholds;
     await busy(submit, async () => {
       try {
         const k = await api('POST', '/api/v1/keys', body);
@@ -198,7 +203,7 @@ export async function keysPage(main, _p, ctx) {
         await drawKeys(list, ctx);
       } catch (e) {
         if (!(e instanceof Problem)) throw e;
-        showErrors(form, e);
+        showErrors(form, explainUnknownThresholds(e));
       }
     });
   });
@@ -229,12 +234,15 @@ async function drawKeys(list, ctx) {
   if (!ctx.alive()) return;
   if (!keys.length) { mount(list, h('p', { class: 'empty' }, 'No keys yet. Create one above to start calling functions.')); return; }
   const hasSpend = keys.some((k) => k.spend_this_month !== undefined);
+  // Alert thresholds show where the server reports them.
+  const hasAlerts = keys.some((k) => k.alert_thresholds !== undefined);
   mount(list, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'keys-table' },
-    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', hasSpend ? 'Spent this month' : null, 'Created', 'Last used', 'Status', ''].filter((t) => t !== null).map((t) => h('th', { scope: 'col' }, t)))),
+    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', hasAlerts ? 'Alerts at' : null, hasSpend ? 'Spent this month' : null, 'Created', 'Last used', 'Status', ''].filter((t) => t !== null).map((t) => h('th', { scope: 'col' }, t)))),
     h('tbody', null, keys.map((k) => h('tr', { dataset: { keyId: k.id }, class: k.revoked_at ? 'revoked' : null },
       h('th', { scope: 'row' }, k.name),
       h('td', { class: 'mono' }, `${k.prefix}…`),
       h('td', null, k.monthly_spend_cap ? moneyString(k.monthly_spend_cap) : 'None'),
+      hasAlerts ? h('td', { class: 'key-alerts' }, thresholdsText(k.alert_thresholds), k.monthly_spend_cap ? null : h('span', { class: 'muted small' }, ' (no cap, so never reached)')) : null,
       hasSpend ? h('td', { class: 'num key-spend' }, spendText(k.spend_this_month)) : null,
       h('td', null, fmtTime(k.created_at)),
       h('td', null, k.last_used_at ? fmtTime(k.last_used_at) : 'Never'),
