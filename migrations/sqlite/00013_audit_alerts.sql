@@ -7,7 +7,7 @@
 -- Append-only: triggers refuse every UPDATE and DELETE, whoever asks.
 CREATE TABLE audit_log (
     id               TEXT NOT NULL PRIMARY KEY,
-    at               TIMESTAMPTZ NOT NULL,
+    at               DATETIME NOT NULL,
     actor_account_id TEXT,
     action           TEXT NOT NULL,
     target           TEXT NOT NULL DEFAULT '',
@@ -42,7 +42,7 @@ CREATE TABLE function_error_alerts (
     function_id    TEXT NOT NULL PRIMARY KEY REFERENCES functions (id),
     percent        INTEGER NOT NULL,
     window_minutes INTEGER NOT NULL,
-    updated_at     TIMESTAMPTZ NOT NULL
+    updated_at     DATETIME NOT NULL
 );
 
 -- +goose Down
