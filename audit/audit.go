@@ -174,3 +174,18 @@ func decodeCursor(c string) (time.Time, string, bool) {
 	}
 	return time.UnixMicro(n).UTC(), id, true
 }
+
+// RecordFailedLogin records a wrong password (or unknown email) at login:
+// under the account that has the email when there is one, so its owner sees
+// the attempt; otherwise under no account (kept, listed to no one).
+func (l *Log) RecordFailedLogin(ctx context.Context, email, ip string) error {
+	var ids []string
+	if err := l.db.WithContext(ctx).Table("accounts").Where("email = ?", email).Limit(1).Pluck("id", &ids).Error; err != nil {
+		return fnmarket.Wrap("find the account of a failed login", err)
+	}
+	e := Entry{Action: ActionLoginFailed, Target: email, IP: ip}
+	if len(ids) == 1 {
+		e.ActorID = ids[0]
+	}
+	return l.Record(ctx, e)
+}
