@@ -29,6 +29,7 @@ import (
 	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/alerts"
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog/catalogstore"
@@ -559,6 +560,9 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		LoginThrottle:  redisx.NewLoginThrottle(a.redis, a.cfg.RedisPrefix, 10, 15*time.Minute),
 		AuthRate:       authRate,
 		TrustedProxies: a.cfg.TrustedProxies,
+		// The audit log (GET /api/v1/audit) and vendors' error-rate alerts.
+		Audit:       audit.NewLog(a.db, a.clock),
+		ErrorAlerts: alerts.NewChecker(a.db, a.clock),
 	})
 	return nil
 }
