@@ -169,7 +169,7 @@ func (c *Checker) raise(ctx context.Context, scope string, r spendRow, month str
 	err := c.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		written = 0
 		for _, t := range reached {
-			d := ThresholdData{Scope: scope, ThresholdPercent: t, MonthToDate: spend.String(), Cap: capd.String()}
+			d := ThresholdData{Scope: scope, ThresholdPercent: t, MonthToDate: money(spend), Cap: money(capd)}
 			if scope == "key" {
 				d.KeyID = r.ID
 			}
@@ -188,6 +188,14 @@ func (c *Checker) raise(ctx context.Context, scope string, r spendRow, month str
 		return 0, fmt.Errorf("raise thresholds of %s %s: %w", scope, r.ID, err)
 	}
 	return written, nil
+}
+
+// money writes an exact amount with at least two decimals ("1.20",
+// "0.000214").
+func money(d decimal.Decimal) string {
+	// String drops trailing zeros (cost_pico carries twelve).
+	n := decimal.RequireFromString(d.String())
+	return n.StringFixed(max(2, -n.Exponent()))
 }
 
 // ErrorAlert is a vendor's error-rate alert on one function.

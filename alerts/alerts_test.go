@@ -120,7 +120,7 @@ func TestThresholdsExactlyOnce(t *testing.T) {
 			var keys []string
 			for _, e := range evs {
 				keys = append(keys, e.DedupeKey)
-				if e.AccountID != acc.ID || e.Data["scope"] != "key" || e.Data["key_id"] != key.ID || e.Data["cap"] != "1" {
+				if e.AccountID != acc.ID || e.Data["scope"] != "key" || e.Data["key_id"] != key.ID || e.Data["cap"] != "1.00" {
 					t.Errorf("event %+v", e)
 				}
 			}
@@ -129,7 +129,7 @@ func TestThresholdsExactlyOnce(t *testing.T) {
 			if len(keys) != 3 || keys[0] != want[0] || keys[1] != want[1] || keys[2] != want[2] || total != 3 {
 				t.Fatalf("events %v (checkers reported %d written), want each of 50, 80, 100 once: %v", keys, total, want)
 			}
-			if evs[0].Data["threshold_percent"] != float64(100) || evs[0].Data["month_to_date"] != "1.2" {
+			if evs[0].Data["threshold_percent"] != float64(100) || evs[0].Data["month_to_date"] != "1.20" {
 				t.Fatalf("the 100%% event's data: %v", evs[0].Data)
 			}
 
@@ -148,8 +148,8 @@ func TestThresholdsExactlyOnce(t *testing.T) {
 					acct = append(acct, e)
 				}
 			}
-			if len(acct) != 1 || acct[0].DedupeKey != "threshold:account:"+acc.ID+":202611:80" || acct[0].Data["month_to_date"] != "1.6" ||
-				acct[0].Data["cap"] != "2" || acct[0].Data["key_id"] != nil {
+			if len(acct) != 1 || acct[0].DedupeKey != "threshold:account:"+acc.ID+":202611:80" || acct[0].Data["month_to_date"] != "1.60" ||
+				acct[0].Data["cap"] != "2.00" || acct[0].Data["key_id"] != nil {
 				t.Fatalf("account events %+v", acct)
 			}
 
