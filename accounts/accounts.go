@@ -19,6 +19,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/internal/database"
+	"github.com/fnmarket/fnmarket/webhooks"
 )
 
 // Account is someone who signs in to the portal.
@@ -45,6 +46,9 @@ type APIKey struct {
 	CreatedAt       time.Time
 	LastUsedAt      *time.Time
 	RevokedAt       *time.Time
+	// AlertThresholds are the percents of MonthlySpendCap that raise
+	// usage.threshold_reached (DefaultAlertThresholds unless set).
+	AlertThresholds []int
 }
 
 // KeyPrefix starts every API key, so leaked keys are easy to recognise.
@@ -99,6 +103,7 @@ type keyRow struct {
 	Prefix          string
 	KeyHash         string
 	MonthlySpendCap *string
+	AlertThresholds *string
 	CreatedAt       time.Time
 	UpdatedAt       time.Time
 	LastUsedAt      *time.Time
@@ -108,7 +113,8 @@ type keyRow struct {
 func (keyRow) TableName() string { return "api_keys" }
 
 func (r keyRow) domain() APIKey {
-	k := APIKey{ID: r.ID, AccountID: r.AccountID, Name: r.Name, Prefix: r.Prefix, CreatedAt: r.CreatedAt.UTC(), LastUsedAt: utcPtr(r.LastUsedAt), RevokedAt: utcPtr(r.RevokedAt)}
+	k := APIKey{ID: r.ID, AccountID: r.AccountID, Name: r.Name, Prefix: r.Prefix, CreatedAt: r.CreatedAt.UTC(), LastUsedAt: utcPtr(r.LastUsedAt), RevokedAt: utcPtr(r.RevokedAt),
+		AlertThresholds: ParseAlertThresholds(r.AlertThresholds)}
 	if r.MonthlySpendCap != nil {
 		if d, err := decimal.NewFromString(*r.MonthlySpendCap); err == nil {
 			k.MonthlySpendCap = &d
@@ -248,6 +254,15 @@ func (s *Store) AccountsByID(ctx context.Context, ids []string) (map[string]Acco
 // CreateKey issues a new API key: 24 random bytes (192 bits) after
 // KeyPrefix. The returned key's Secret is the only time the full key exists.
 func (s *Store) CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (APIKey, error) {
+	return s.CreateKeyAlerting(ctx, accountID, name, spendCap, nil)
+}
+
+// CreateKeyAlerting is CreateKey with the key's alert thresholds (nil: the
+// default), which must be valid (CheckAlertThresholds).
+func (s *Store) CreateKeyAlerting(ctx context.Context, accountID, name string, spendCap *decimal.Decimal, thresholds []int) (APIKey, error) {
+	if err := CheckAlertThresholds(thresholds); err != nil {
+		return APIKey{}, err
+	}
 	secret := KeyPrefix + fnmarket.RandomToken(24)
 	now := s.clock.Now()
 	r := keyRow{ID: fnmarket.NewID("key"), AccountID: accountID, Name: strings.TrimSpace(name), Prefix: secret[:len(KeyPrefix)+8],
@@ -256,6 +271,7 @@ func (s *Store) CreateKey(ctx context.Context, accountID, name string, spendCap 
 		c := spendCap.String()
 		r.MonthlySpendCap = &c
 	}
+	r.AlertThresholds = formatAlertThresholds(thresholds)
 	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
 		return APIKey{}, wrap("create key", err)
 	}
@@ -278,7 +294,7 @@ func (s *Store) Keys(ctx context.Context, accountID string) ([]APIKey, error) {
 }
 
 // RevokeKey revokes one of the account's keys. Another account's key is
-// reported as not found.
+// reported as not found. key.revoked is enqueued with the revocation, once.
 func (s *Store) RevokeKey(ctx context.Context, accountID, id string) error {
 	now := s.clock.Now()
 	var r keyRow
@@ -292,8 +308,23 @@ func (s *Store) RevokeKey(ctx context.Context, accountID, id string) error {
 	if r.RevokedAt != nil {
 		return nil
 	}
-	return wrap("revoke key", s.db.WithContext(ctx).Model(&keyRow{}).Where("id = ?", id).
-		Updates(map[string]any{"revoked_at": now, "updated_at": now}).Error)
+	return wrap("revoke key", s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		res := tx.Model(&keyRow{}).Where("id = ? AND revoked_at IS NULL", id).Updates(map[string]any{"revoked_at": now, "updated_at": now})
+		if res.Error != nil || res.RowsAffected == 0 {
+			return res.Error
+		}
+		_, _, err := webhooks.Enqueue(tx, webhooks.Event{AccountID: accountID, Type: webhooks.TypeKeyRevoked, DedupeKey: "key_revoked:" + id,
+			Data: KeyRevokedData{KeyID: id, Name: r.Name, Prefix: r.Prefix, RevokedAt: now.UTC().Format(time.RFC3339)}}, now)
+		return err
+	}))
+}
+
+// KeyRevokedData is the data of key.revoked.
+type KeyRevokedData struct {
+	KeyID     string `json:"key_id"`
+	Name      string `json:"name"`
+	Prefix    string `json:"prefix"`
+	RevokedAt string `json:"revoked_at"`
 }
 
 // GatewayKey is what the gateway needs to know of a key.

@@ -62,6 +62,9 @@ type Billing struct {
 	PaymentMethod *PaymentMethod
 	// MonthlySpendCap is the account's cap over all its keys; nil: none.
 	MonthlySpendCap *decimal.Decimal
+	// AlertThresholds are the percents of MonthlySpendCap that raise
+	// usage.threshold_reached (DefaultAlertThresholds unless set).
+	AlertThresholds []int
 	// CreditGranted is all prepaid credit bought, CreditConsumed what
 	// counted usage took from it (usage_hourly.credit_pico), both in
 	// CreditCurrency.
@@ -91,6 +94,7 @@ type billingRow struct {
 	StripePaymentMethodID *string
 	CardBrand             *string
 	CardLast4             *string
+	AlertThresholds       *string
 	BillingUpdatedAt      time.Time
 }
 
@@ -119,6 +123,7 @@ func (s *Store) billing(db *gorm.DB, accountID string) (Billing, error) {
 	if err != nil && !errors.Is(err, gorm.ErrRecordNotFound) {
 		return out, wrap("read billing of "+accountID, err)
 	}
+	out.AlertThresholds = ParseAlertThresholds(r.AlertThresholds)
 	if r.MonthlySpendCap != nil {
 		d, err := decimal.NewFromString(*r.MonthlySpendCap)
 		if err != nil {
@@ -209,6 +214,23 @@ func (s *Store) SetSpendCap(ctx context.Context, accountID string, spendCap *dec
 		Create(&billingRow{AccountID: accountID, MonthlySpendCap: c, BillingUpdatedAt: s.clock.Now().UTC()}).Error
 	if err != nil {
 		return Billing{}, wrap("set spend cap of "+accountID, err)
+	}
+	return s.billing(db, accountID)
+}
+
+// SetAlertThresholds sets the percents of the account's cap that raise
+// usage.threshold_reached (nil: back to the default). They must be valid
+// (CheckAlertThresholds).
+func (s *Store) SetAlertThresholds(ctx context.Context, accountID string, thresholds []int) (Billing, error) {
+	if err := CheckAlertThresholds(thresholds); err != nil {
+		return Billing{}, err
+	}
+	db := s.db.WithContext(ctx)
+	err := db.Clauses(clause.OnConflict{Columns: []clause.Column{{Name: "account_id"}},
+		DoUpdates: clause.AssignmentColumns([]string{"alert_thresholds"})}).
+		Create(&billingRow{AccountID: accountID, AlertThresholds: formatAlertThresholds(thresholds), BillingUpdatedAt: s.clock.Now().UTC()}).Error
+	if err != nil {
+		return Billing{}, wrap("set alert thresholds of "+accountID, err)
 	}
 	return s.billing(db, accountID)
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/catalog"
 )
 
@@ -212,6 +213,7 @@ func (s *Server) handleSignup() echo.HandlerFunc {
 			return err
 		}
 		s.log.InfoContext(c.Request().Context(), "account created", "account", a.ID)
+		s.audit(c, a.ID, audit.ActionSignup, a.Email, "")
 		return s.startSession(c, http.StatusCreated, a)
 	}
 }
@@ -253,9 +255,15 @@ func (s *Server) handleLogin() echo.HandlerFunc {
 		if !wrongPassword(err) {
 			s.releasePasswordAttempt(c, email, client)
 		}
+		if fnmarket.ErrorCode(err) == fnmarket.EUNAUTHORIZED && s.Audit != nil {
+			if aerr := s.Audit.RecordFailedLogin(ctx, email, c.RealIP()); aerr != nil {
+				s.log.ErrorContext(ctx, "audit failed login", "err", aerr)
+			}
+		}
 		if err != nil {
 			return err
 		}
+		s.audit(c, a.ID, audit.ActionLogin, a.Email, "")
 		return s.startSession(c, http.StatusOK, a)
 	}
 }

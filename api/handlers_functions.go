@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/catalog"
 )
 
@@ -132,6 +133,7 @@ func (s *Server) handleCreateFunction() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		s.audit(c, accountID(c), audit.ActionFunctionCreate, f.ID, ven.Slug+"/"+f.Name)
 		return c.JSON(http.StatusCreated, toFunctionJSON(f))
 	}
 }
@@ -217,6 +219,7 @@ func (s *Server) handleAddVersion() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		s.audit(c, accountID(c), audit.ActionFunctionVersion, c.Param("id"), fmt.Sprintf("version %d", ver.Version))
 		return c.JSON(http.StatusCreated, toVersionJSON(ver))
 	}
 }
@@ -231,13 +234,25 @@ func (s *Server) handlePublish() echo.HandlerFunc {
 			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "name the version to publish", Fields: map[string]string{"version": "must be a version number, 1 or more"}}
 		}
 		return s.answerFunction(c, func(ctx context.Context, ven catalog.Vendor, id string) (catalog.Function, error) {
-			return s.Catalog.Publish(ctx, ven, id, *req.Version)
+			f, err := s.Catalog.Publish(ctx, ven, id, *req.Version)
+			if err == nil {
+				s.audit(c, accountID(c), audit.ActionFunctionPublish, id, fmt.Sprintf("version %d", *req.Version))
+			}
+			return f, err
 		})
 	}
 }
 
 func (s *Server) handleUnpublish() echo.HandlerFunc {
-	return func(c echo.Context) error { return s.answerFunction(c, s.Catalog.Unpublish) }
+	return func(c echo.Context) error {
+		return s.answerFunction(c, func(ctx context.Context, ven catalog.Vendor, id string) (catalog.Function, error) {
+			f, err := s.Catalog.Unpublish(ctx, ven, id)
+			if err == nil {
+				s.audit(c, accountID(c), audit.ActionFunctionUnpublish, id, "")
+			}
+			return f, err
+		})
+	}
 }
 
 // listingJSON is a published function in the public catalog.

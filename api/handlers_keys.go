@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -9,12 +10,14 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/catalog"
 )
 
 type createKeyRequest struct {
 	Name            string  `json:"name"`
 	MonthlySpendCap *string `json:"monthly_spend_cap"`
+	AlertThresholds []int   `json:"alert_thresholds"`
 }
 
 func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
@@ -33,6 +36,7 @@ func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
 		}
 		capd = &d
 	}
+	checkThresholds(v, r.AlertThresholds)
 	return capd, v.Err()
 }
 
@@ -46,6 +50,7 @@ type keyJSON struct {
 	CreatedAt       string  `json:"created_at"`
 	LastUsedAt      *string `json:"last_used_at"`
 	RevokedAt       *string `json:"revoked_at"`
+	AlertThresholds []int   `json:"alert_thresholds"`
 	// SpendThisMonth is what the key spent this UTC month, per currency,
 	// exact; only in lists, and only when the server can tell (KeySpends).
 	// A pointer, so an empty map still shows as {}.
@@ -54,7 +59,10 @@ type keyJSON struct {
 
 func toKeyJSON(k accounts.APIKey) keyJSON {
 	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Key: k.Secret, CreatedAt: rfc3339(k.CreatedAt),
-		LastUsedAt: rfc3339Ptr(k.LastUsedAt), RevokedAt: rfc3339Ptr(k.RevokedAt)}
+		LastUsedAt: rfc3339Ptr(k.LastUsedAt), RevokedAt: rfc3339Ptr(k.RevokedAt), AlertThresholds: k.AlertThresholds}
+	if out.AlertThresholds == nil {
+		out.AlertThresholds = slices.Clone(accounts.DefaultAlertThresholds)
+	}
 	if k.MonthlySpendCap != nil {
 		s := k.MonthlySpendCap.StringFixed(max(2, -k.MonthlySpendCap.Exponent()))
 		out.MonthlySpendCap = &s
@@ -72,10 +80,11 @@ func (s *Server) handleCreateKey() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		k, err := s.Accounts.CreateKey(c.Request().Context(), accountID(c), strings.TrimSpace(req.Name), capd)
+		k, err := s.Accounts.CreateKeyAlerting(c.Request().Context(), accountID(c), strings.TrimSpace(req.Name), capd, req.AlertThresholds)
 		if err != nil {
 			return err
 		}
+		s.audit(c, accountID(c), audit.ActionKeyCreate, k.ID, k.Name)
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusCreated, toKeyJSON(k))
 	}
@@ -114,6 +123,7 @@ func (s *Server) handleRevokeKey() echo.HandlerFunc {
 		if err := s.Accounts.RevokeKey(c.Request().Context(), accountID(c), c.Param("id")); err != nil {
 			return err
 		}
+		s.audit(c, accountID(c), audit.ActionKeyRevoke, c.Param("id"), "")
 		return c.NoContent(http.StatusNoContent)
 	}
 }

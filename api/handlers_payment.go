@@ -2,7 +2,9 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/catalog"
 )
 
@@ -40,6 +43,7 @@ type accountBillingJSON struct {
 	Currency        string             `json:"currency"`
 	MonthlySpendCap *string            `json:"monthly_spend_cap"`
 	MonthToDate     string             `json:"month_to_date"`
+	AlertThresholds []int              `json:"alert_thresholds"`
 }
 
 // exactMoney writes an exact amount with at least two decimals and no
@@ -52,7 +56,11 @@ func exactMoney(d decimal.Decimal) string {
 }
 
 func (s *Server) billingJSON(ctx context.Context, b accounts.Billing) (accountBillingJSON, error) {
-	out := accountBillingJSON{Standing: b.Standing, Balance: exactMoney(b.Balance()), Currency: b.CreditCurrency, MonthToDate: "0.00"}
+	out := accountBillingJSON{Standing: b.Standing, Balance: exactMoney(b.Balance()), Currency: b.CreditCurrency, MonthToDate: "0.00",
+		AlertThresholds: b.AlertThresholds}
+	if out.AlertThresholds == nil {
+		out.AlertThresholds = slices.Clone(accounts.DefaultAlertThresholds)
+	}
 	if b.PaymentMethod != nil {
 		out.PaymentMethod = &paymentMethodJSON{Brand: b.PaymentMethod.Brand, Last4: b.PaymentMethod.Last4}
 	}
@@ -97,6 +105,8 @@ func (s *Server) handleGetBilling() echo.HandlerFunc {
 // to remove the cap (an empty body removes nothing).
 type spendCapRequest struct {
 	MonthlySpendCap jsontext.Value `json:"monthly_spend_cap"`
+	// AlertThresholds, when present, replaces the account's thresholds.
+	AlertThresholds []int `json:"alert_thresholds"`
 }
 
 func (r *spendCapRequest) validate() (*decimal.Decimal, error) {
@@ -149,11 +159,27 @@ func (s *Server) handleSetSpendCap() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		v := fnmarket.Validation{}
+		checkThresholds(v, req.AlertThresholds)
+		if err := v.Err(); err != nil {
+			return err
+		}
 		ctx := c.Request().Context()
 		b, err := s.Accounts.SetSpendCap(ctx, accountID(c), capd)
 		if err != nil {
 			return err
 		}
+		detail := "none"
+		if capd != nil {
+			detail = capd.String()
+		}
+		if req.AlertThresholds != nil {
+			if b, err = s.Accounts.SetAlertThresholds(ctx, accountID(c), req.AlertThresholds); err != nil {
+				return err
+			}
+			detail += fmt.Sprintf("; alert thresholds %v", req.AlertThresholds)
+		}
+		s.audit(c, accountID(c), audit.ActionSpendCapSet, accountID(c), "monthly spend cap "+detail)
 		out, err := s.billingJSON(ctx, b)
 		if err != nil {
 			return err

@@ -8,6 +8,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/webhooks"
 )
 
@@ -81,6 +82,7 @@ func (s *Server) handleCreateWebhook() echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		s.audit(c, accountID(c), audit.ActionWebhookCreate, ep.ID, ep.URL)
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusCreated, toEndpointJSON(ep))
 	}
@@ -105,6 +107,7 @@ func (s *Server) handleDeleteWebhook() echo.HandlerFunc {
 		if err := s.WebhookEndpoints.DeleteEndpoint(c.Request().Context(), accountID(c), c.Param("id")); err != nil {
 			return err
 		}
+		s.audit(c, accountID(c), audit.ActionWebhookDelete, c.Param("id"), "")
 		return c.NoContent(http.StatusNoContent)
 	}
 }

@@ -14,11 +14,15 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/alerts"
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog/catalogstore"
 	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/internal/database"
 	"github.com/fnmarket/fnmarket/internal/testenv"
+	"github.com/fnmarket/fnmarket/webhooks"
 )
 
 const testSecret = "test-secret-test-secret-test-secret-0123"
@@ -28,6 +32,7 @@ type harness struct {
 	url   string
 	srv   http.Handler
 	clock *fnmarket.TestClock
+	db    *database.DB
 }
 
 func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harness {
@@ -47,6 +52,10 @@ func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harne
 		// owns the function they name.
 		Usage:        everything{},
 		FunctionLogs: everything{},
+		Audit:        audit.NewLog(db, clock),
+		ErrorAlerts:  alerts.NewChecker(db, clock),
+		// Outbound webhooks, private URLs refused.
+		WebhookEndpoints: webhooks.NewStore(db, clock, false),
 	}
 	for _, o := range opts {
 		o(&deps)
@@ -54,7 +63,7 @@ func newHarness(t *testing.T, b testenv.Backend, opts ...func(*api.Deps)) *harne
 	srv := api.NewServer(deps)
 	ts := httptest.NewServer(srv)
 	t.Cleanup(ts.Close)
-	return &harness{t: t, url: ts.URL, srv: srv, clock: clock}
+	return &harness{t: t, url: ts.URL, srv: srv, clock: clock, db: db}
 }
 
 func mustKinds(t *testing.T, kinds ...backend.Kind) *backend.Registry {

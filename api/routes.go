@@ -32,6 +32,14 @@ func (s *Server) routes() {
 	a.POST("/functions/:id/versions", s.handleAddVersion(), auth)
 	a.POST("/functions/:id/publish", s.handlePublish(), auth)
 	a.POST("/functions/:id/unpublish", s.handleUnpublish(), auth)
+	if s.ErrorAlerts != nil {
+		a.GET("/functions/:id/error-rate-alert", s.handleGetErrorAlert(), auth)
+		a.PUT("/functions/:id/error-rate-alert", s.handleSetErrorAlert(), auth)
+		a.DELETE("/functions/:id/error-rate-alert", s.handleDeleteErrorAlert(), auth)
+	}
+	if s.Audit != nil {
+		a.GET("/audit", s.handleAudit(), auth)
+	}
 	if s.FunctionLogs != nil {
 		a.GET("/functions/:id/logs", s.handleFunctionLogs(), auth)
 	}

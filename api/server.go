@@ -59,6 +59,13 @@ type Deps struct {
 	// backend document to its kind and knows none of them.
 	Backends     *backend.Registry
 	FunctionLogs FunctionLogReader
+	// Audit records what accounts do (sign-ups, logins, keys, caps,
+	// functions) and serves GET /api/v1/audit; nil records nothing and
+	// that route answers 404.
+	Audit AuditLog
+	// ErrorAlerts keeps vendors' error-rate alerts (PUT/GET/DELETE
+	// /api/v1/functions/{id}/error-rate-alert); nil: those routes answer 404.
+	ErrorAlerts ErrorAlerts
 	// GatewayURL is the public base URL of the gateway, shown in the catalog's
 	// "how to call" snippets.
 	GatewayURL string

@@ -7,6 +7,8 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/alerts"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/metering"
@@ -24,12 +26,35 @@ type AccountStore interface {
 	ChangePassword(ctx context.Context, id, current, next string) (accounts.Account, error)
 	Account(ctx context.Context, id string) (accounts.Account, error)
 	CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (accounts.APIKey, error)
+	// CreateKeyAlerting is CreateKey with the key's alert thresholds (nil:
+	// the default).
+	CreateKeyAlerting(ctx context.Context, accountID, name string, spendCap *decimal.Decimal, thresholds []int) (accounts.APIKey, error)
 	Keys(ctx context.Context, accountID string) ([]accounts.APIKey, error)
 	RevokeKey(ctx context.Context, accountID, id string) error
 	// Billing and SetSpendCap read and change the account's billing state
 	// (standing, card, prepaid balance, account cap).
 	Billing(ctx context.Context, accountID string) (accounts.Billing, error)
 	SetSpendCap(ctx context.Context, accountID string, spendCap *decimal.Decimal) (accounts.Billing, error)
+	// SetAlertThresholds sets the percents of the account's cap that raise
+	// usage.threshold_reached (nil: the default).
+	SetAlertThresholds(ctx context.Context, accountID string, thresholds []int) (accounts.Billing, error)
+}
+
+// AuditLog records and lists the audit log (an *audit.Log).
+type AuditLog interface {
+	audit.Recorder
+	// RecordFailedLogin records a wrong password for email under the account
+	// that has it, if any.
+	RecordFailedLogin(ctx context.Context, email, ip string) error
+	List(ctx context.Context, accountID, cursor string, limit int) ([]audit.Entry, string, error)
+}
+
+// ErrorAlerts keeps vendors' error-rate alerts (an *alerts.Checker); the
+// API checks the function is the caller's first.
+type ErrorAlerts interface {
+	SetErrorAlert(ctx context.Context, a alerts.ErrorAlert) error
+	ErrorAlert(ctx context.Context, functionID string) (alerts.ErrorAlert, error)
+	DeleteErrorAlert(ctx context.Context, functionID string) error
 }
 
 // CatalogStore keeps vendors, their functions and versions, and the public

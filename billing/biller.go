@@ -186,7 +186,15 @@ func (b *Biller) BillPeriod(ctx context.Context, period time.Time, opts Options)
 	}
 	if !draft {
 		// Closed only now that every consumer's invoice is written: see doc.go.
-		err := b.db.WithContext(ctx).Clauses(clause.OnConflict{DoNothing: true}).Create(&periodRow{PeriodStart: period.Unix(), ClosedAt: now}).Error
+		// Each vendor's statement for the month exists now: statement.issued,
+		// with the close (once per vendor, month and currency).
+		err := b.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			res := tx.Clauses(clause.OnConflict{DoNothing: true}).Create(&periodRow{PeriodStart: period.Unix(), ClosedAt: now})
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
+			}
+			return statementEvents(tx, period.Unix(), now)
+		})
 		if err != nil {
 			return rep, fmt.Errorf("close period %s: %w", period.Format("2006-01"), err)
 		}

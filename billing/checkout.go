@@ -13,6 +13,8 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/audit"
+	"github.com/fnmarket/fnmarket/webhooks"
 )
 
 // Consumers pay through Stripe Checkout: a session in setup mode puts a card
@@ -199,13 +201,28 @@ func (b *Biller) applyCheckout(ctx context.Context, tx *gorm.DB, ev stripe.Event
 		return nil
 	}
 	if eff.card != nil {
-		return accounts.SetPaymentMethod(tx, eff.accountID, *eff.card, now)
+		if err := accounts.SetPaymentMethod(tx, eff.accountID, *eff.card, now); err != nil {
+			return err
+		}
+		return audit.Record(tx, audit.Entry{ActorID: eff.accountID, Action: audit.ActionPaymentMethodAdd, Target: eff.card.StripeID,
+			Detail: eff.card.Brand + " " + eff.card.Last4 + " (stripe event " + ev.ID + ")"}, now)
 	}
 	granted, err := accounts.GrantCredit(tx, *eff.credit, now)
-	if err == nil && !granted {
-		b.log.InfoContext(ctx, "checkout session already credited", "event", ev.ID, "session", eff.credit.Source)
+	if err != nil {
+		return err
 	}
-	return err
+	if !granted {
+		b.log.InfoContext(ctx, "checkout session already credited", "event", ev.ID, "session", eff.credit.Source)
+		return nil
+	}
+	// credits.added and the audit entry, with the grant (once per session).
+	amount := eff.credit.Amount.StringFixed(2)
+	if _, _, err := webhooks.Enqueue(tx, webhooks.Event{AccountID: eff.accountID, Type: webhooks.TypeCreditsAdded, DedupeKey: "credits:" + eff.credit.Source,
+		Data: CreditsAddedData{Amount: amount, Currency: eff.credit.Currency, Source: eff.credit.Source}}, now); err != nil {
+		return err
+	}
+	return audit.Record(tx, audit.Entry{ActorID: eff.accountID, Action: audit.ActionCreditsGranted, Target: eff.credit.Source,
+		Detail: amount + " " + eff.credit.Currency}, now)
 }
 
 // eventClaimed reports whether a Stripe event was handled already, so a

@@ -52,6 +52,10 @@ func (b *Biller) transitionTx(tx *gorm.DB, invoiceID string, from, to Status, so
 	if err := addEvent(tx, eventRow{InvoiceID: invoiceID, Kind: "transition", FromStatus: string(from), ToStatus: string(to), Source: source, Detail: detail, At: now}); err != nil {
 		return err
 	}
+	// invoice.issued, invoice.paid or invoice.voided, with the transition.
+	if err := invoiceEvent(tx, invoiceID, to, now); err != nil {
+		return err
+	}
 	if from == StatusOpen {
 		// An open invoice settled may end its account's suspension: every
 		// gateway reloads the account's keys.

@@ -352,8 +352,16 @@ func (b *Biller) payShares(ctx context.Context, shares []shareRow) (done, failed
 			b.log.WarnContext(ctx, "vendor transfer failed; retried later", "invoice", s.InvoiceID, "vendor", s.VendorID, "err", terr)
 			continue
 		}
-		err := b.db.WithContext(ctx).Model(&shareRow{}).Where("invoice_id = ? AND vendor_id = ? AND payout_status = ?", s.InvoiceID, s.VendorID, PayoutPending).
-			Updates(map[string]any{"payout_status": PayoutTransferred, "stripe_transfer_id": tr.ID, "updated_at": b.clock.Now()}).Error
+		// payout.sent is written with the transfer's record, once.
+		err := b.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+			now := b.clock.Now()
+			res := tx.Model(&shareRow{}).Where("invoice_id = ? AND vendor_id = ? AND payout_status = ?", s.InvoiceID, s.VendorID, PayoutPending).
+				Updates(map[string]any{"payout_status": PayoutTransferred, "stripe_transfer_id": tr.ID, "updated_at": now})
+			if res.Error != nil || res.RowsAffected == 0 {
+				return res.Error
+			}
+			return payoutEvent(tx, s, tr.ID, now)
+		})
 		if err != nil {
 			return done, failed, fmt.Errorf("record transfer of %s to %s: %w", s.InvoiceID, s.VendorID, err)
 		}

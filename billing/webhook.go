@@ -15,6 +15,7 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/webhooks"
 )
 
 // HandleWebhook verifies and applies one Stripe event: invoice.paid,
@@ -123,7 +124,12 @@ func (b *Biller) HandleWebhook(ctx context.Context, payload []byte, signatureHea
 			}
 			return nil
 		default: // invoice.payment_failed: recorded, the invoice stays open
-			return addEvent(tx, eventRow{InvoiceID: row.ID, Kind: "payment_failed", FromStatus: string(from), ToStatus: string(from), Source: SourceStripe, Detail: detail, At: now})
+			if err := addEvent(tx, eventRow{InvoiceID: row.ID, Kind: "payment_failed", FromStatus: string(from), ToStatus: string(from), Source: SourceStripe, Detail: detail, At: now}); err != nil {
+				return err
+			}
+			_, _, err := webhooks.Enqueue(tx, webhooks.Event{AccountID: row.ConsumerID, Type: webhooks.TypePaymentFailed, DedupeKey: "payment_failed:" + ev.ID,
+				Data: PaymentFailedData{InvoiceID: row.ID, StripeEventID: ev.ID, Currency: row.Currency, Total: row.Total, StripeInvoiceID: inv.ID}}, now)
+			return err
 		}
 	})
 	if err != nil {

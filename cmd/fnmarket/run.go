@@ -27,7 +27,9 @@ import (
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/accounts"
+	"github.com/fnmarket/fnmarket/alerts"
 	"github.com/fnmarket/fnmarket/api"
+	"github.com/fnmarket/fnmarket/audit"
 	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/billing"
 	"github.com/fnmarket/fnmarket/catalog/catalogstore"
@@ -562,6 +564,9 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		LoginThrottle:  redisx.NewLoginThrottle(a.redis, a.cfg.RedisPrefix, 10, 15*time.Minute),
 		AuthRate:       authRate,
 		TrustedProxies: a.cfg.TrustedProxies,
+		// The audit log (GET /api/v1/audit) and vendors' error-rate alerts.
+		Audit:       audit.NewLog(a.db, a.clock),
+		ErrorAlerts: alerts.NewChecker(a.db, a.clock),
 	})
 	return nil
 }
@@ -664,7 +669,8 @@ func (a *app) openMeter() (*metering.Meter, error) {
 	return nil, errors.New("start meter: all 64 spool directories are in use")
 }
 
-// startWorker runs the roll-up loop. Each pass runs to its end even when
+// startWorker runs the roll-up loop, each pass followed by the alert check
+// (usage thresholds, error rates). Each pass runs to its end even when
 // shutdown begins; with final set (the embedded serve), one last pass after
 // the gateway has flushed moves everything into the database before exit.
 func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
@@ -683,6 +689,7 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 		syncEvery = 30 * time.Second
 	}
 	var lastSync time.Time
+	checker := alerts.NewChecker(a.db, a.clock)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -695,6 +702,8 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 				return
 			case <-t.C:
 				a.rollOnce(rollup)
+				// Alerts read what the roll-up just wrote.
+				a.checkAlerts(checker)
 				if syncEvery > 0 && time.Since(lastSync) >= syncEvery {
 					a.syncStripe(b)
 					lastSync = time.Now()
@@ -764,6 +773,21 @@ func (a *app) syncStripe(b *billing.Biller) {
 	}
 	if res.InvoiceFailures > 0 || res.PayoutFailures > 0 {
 		a.log.Warn("stripe sync left work pending", "invoice_failures", res.InvoiceFailures, "payout_failures", res.PayoutFailures)
+	}
+}
+
+// checkAlerts raises spend-threshold and error-rate events from the
+// rolled-up usage (package alerts); each is enqueued exactly once whatever
+// the workers running this at once.
+func (a *app) checkAlerts(c *alerts.Checker) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := c.Run(ctx)
+	if err != nil {
+		a.log.Warn("alert check failed; it will be retried", "err", err)
+	}
+	if rep.Thresholds > 0 || rep.ErrorRates > 0 {
+		a.log.Debug("alerts raised", "thresholds", rep.Thresholds, "error_rates", rep.ErrorRates)
 	}
 }
 

@@ -195,6 +195,9 @@ type Account struct {
 
 // AccountBilling defines model for AccountBilling.
 type AccountBilling struct {
+	// AlertThresholds percents of the cap that raise usage.threshold_reached, ascending and unique (default [80, 100])
+	AlertThresholds *AlertThresholds `json:"alert_thresholds,omitempty"`
+
 	// Balance Example: 0.0001
 	Balance Money `json:"balance"`
 
@@ -214,6 +217,31 @@ type AccountBilling struct {
 
 // AccountBillingStanding active: every call is admitted; free_only: no card yet, only free calls or calls prepaid credit covers; suspended: an invoice is past due
 type AccountBillingStanding string
+
+// AlertThresholds percents of the cap that raise usage.threshold_reached, ascending and unique (default [80, 100])
+type AlertThresholds = []int
+
+// AuditEntry defines model for AuditEntry.
+type AuditEntry struct {
+	Action string `json:"action"`
+
+	// Actor the account that acted
+	Actor  string  `json:"actor"`
+	At     string  `json:"at"`
+	Detail *string `json:"detail,omitempty"`
+
+	// Ip the client address (empty when no client acted, e.g. a Stripe event)
+	Ip string `json:"ip"`
+
+	// Target what was acted on: a key or function id, an email
+	Target string `json:"target"`
+}
+
+// AuditList defines model for AuditList.
+type AuditList struct {
+	Items      []AuditEntry `json:"items"`
+	NextCursor string       `json:"next_cursor"`
+}
 
 // Backend defines model for Backend.
 type Backend struct {
@@ -254,6 +282,9 @@ type CreateFunction struct {
 
 // CreateKey defines model for CreateKey.
 type CreateKey struct {
+	// AlertThresholds percents of the cap that raise usage.threshold_reached, ascending and unique (default [80, 100])
+	AlertThresholds *AlertThresholds `json:"alert_thresholds,omitempty"`
+
 	// MonthlySpendCap Example: 0.0001
 	MonthlySpendCap *Money `json:"monthly_spend_cap,omitempty"`
 	Name            string `json:"name"`
@@ -278,6 +309,22 @@ type CreditsInput struct {
 //
 // Example: USD
 type Currency = string
+
+// ErrorRateAlert defines model for ErrorRateAlert.
+type ErrorRateAlert struct {
+	FunctionId    string `json:"function_id"`
+	Percent       int64  `json:"percent"`
+	WindowMinutes int64  `json:"window_minutes"`
+}
+
+// ErrorRateAlertInput defines model for ErrorRateAlertInput.
+type ErrorRateAlertInput struct {
+	// Percent 1 to 100
+	Percent int64 `json:"percent"`
+
+	// WindowMinutes whole hours, 60 to 10080
+	WindowMinutes int64 `json:"window_minutes"`
+}
 
 // Function defines model for Function.
 type Function struct {
@@ -363,14 +410,16 @@ type InvoiceList struct {
 
 // Key defines model for Key.
 type Key struct {
-	CreatedAt       string  `json:"created_at"`
-	Id              string  `json:"id"`
-	Key             *string `json:"key,omitempty"`
-	LastUsedAt      *string `json:"last_used_at"`
-	MonthlySpendCap *Money  `json:"monthly_spend_cap"`
-	Name            string  `json:"name"`
-	Prefix          string  `json:"prefix"`
-	RevokedAt       *string `json:"revoked_at"`
+	// AlertThresholds percents of the cap that raise usage.threshold_reached, ascending and unique (default [80, 100])
+	AlertThresholds *AlertThresholds `json:"alert_thresholds,omitempty"`
+	CreatedAt       string           `json:"created_at"`
+	Id              string           `json:"id"`
+	Key             *string          `json:"key,omitempty"`
+	LastUsedAt      *string          `json:"last_used_at"`
+	MonthlySpendCap *Money           `json:"monthly_spend_cap"`
+	Name            string           `json:"name"`
+	Prefix          string           `json:"prefix"`
+	RevokedAt       *string          `json:"revoked_at"`
 
 	// SpendThisMonth in lists, when the server reports it: what the key spent this UTC month, exact, per currency (e.g. {"USD": "0.0213"}; empty when nothing)
 	SpendThisMonth *map[string]Money `json:"spend_this_month,omitempty"`
@@ -612,7 +661,9 @@ type Signup struct {
 
 // SpendCapInput defines model for SpendCapInput.
 type SpendCapInput struct {
-	MonthlySpendCap *Money `json:"monthly_spend_cap"`
+	// AlertThresholds percents of the cap that raise usage.threshold_reached, ascending and unique (default [80, 100])
+	AlertThresholds *AlertThresholds `json:"alert_thresholds,omitempty"`
+	MonthlySpendCap *Money           `json:"monthly_spend_cap"`
 }
 
 // Statement defines model for Statement.
@@ -818,6 +869,12 @@ type WebhookReceived struct {
 	Received bool `json:"received"`
 }
 
+// ListAuditParams defines parameters for ListAudit.
+type ListAuditParams struct {
+	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
+	Limit  *string `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
 // SearchCatalogParams defines parameters for SearchCatalog.
 type SearchCatalogParams struct {
 	Q      *string `form:"q,omitempty" json:"q,omitempty"`
@@ -882,6 +939,9 @@ type CreateFunctionJSONRequestBody = CreateFunction
 
 // UpdateFunctionJSONRequestBody defines body for UpdateFunction for application/json ContentType.
 type UpdateFunctionJSONRequestBody = PatchFunction
+
+// SetErrorRateAlertJSONRequestBody defines body for SetErrorRateAlert for application/json ContentType.
+type SetErrorRateAlertJSONRequestBody = ErrorRateAlertInput
 
 // PublishFunctionJSONRequestBody defines body for PublishFunction for application/json ContentType.
 type PublishFunctionJSONRequestBody = Publish
@@ -977,6 +1037,11 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 
 // The interface specification for the client above.
 type ClientInterface interface {
+
+	// ListAudit The caller's audit log, newest first: sign-ups, logins (failed too), key, cap, payment, webhook and function changes; append-only
+	//
+	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
+	ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// LoginWithBody Start a session
 	//
@@ -1115,6 +1180,30 @@ type ClientInterface interface {
 	//
 	// Corresponds with PATCH /api/v1/functions/{id} (the `UpdateFunction` operationId).
 	UpdateFunction(ctx context.Context, id string, body UpdateFunctionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// DeleteErrorRateAlert Remove the function's error-rate alert
+	//
+	// Corresponds with DELETE /api/v1/functions/{id}/error-rate-alert (the `DeleteErrorRateAlert` operationId).
+	DeleteErrorRateAlert(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// GetErrorRateAlert The function's error-rate alert (404 when none)
+	//
+	// Corresponds with GET /api/v1/functions/{id}/error-rate-alert (the `GetErrorRateAlert` operationId).
+	GetErrorRateAlert(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetErrorRateAlertWithBody Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+	SetErrorRateAlertWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// SetErrorRateAlert Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+	SetErrorRateAlert(ctx context.Context, id string, body SetErrorRateAlertJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetFunctionLogs Recent stderr and runtime log lines of a wasm function version (default the published one)
 	//
@@ -1323,6 +1412,21 @@ type ClientInterface interface {
 	//
 	// Corresponds with POST /webhooks/stripe (the `StripeWebhook` operationId).
 	StripeWebhook(ctx context.Context, params *StripeWebhookParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListAudit The caller's audit log, newest first: sign-ups, logins (failed too), key, cap, payment, webhook and function changes; append-only
+//
+// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
+func (c *Client) ListAudit(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAuditRequest(c.Server, params)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // LoginWithBody Start a session
@@ -1673,6 +1777,70 @@ func (c *Client) UpdateFunctionWithBody(ctx context.Context, id string, contentT
 // Corresponds with PATCH /api/v1/functions/{id} (the `UpdateFunction` operationId).
 func (c *Client) UpdateFunction(ctx context.Context, id string, body UpdateFunctionJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewUpdateFunctionRequest(c.Server, id, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// DeleteErrorRateAlert Remove the function's error-rate alert
+//
+// Corresponds with DELETE /api/v1/functions/{id}/error-rate-alert (the `DeleteErrorRateAlert` operationId).
+func (c *Client) DeleteErrorRateAlert(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewDeleteErrorRateAlertRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// GetErrorRateAlert The function's error-rate alert (404 when none)
+//
+// Corresponds with GET /api/v1/functions/{id}/error-rate-alert (the `GetErrorRateAlert` operationId).
+func (c *Client) GetErrorRateAlert(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewGetErrorRateAlertRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetErrorRateAlertWithBody Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+func (c *Client) SetErrorRateAlertWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetErrorRateAlertRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// SetErrorRateAlert Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+func (c *Client) SetErrorRateAlert(ctx context.Context, id string, body SetErrorRateAlertJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewSetErrorRateAlertRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -2249,6 +2417,72 @@ func (c *Client) StripeWebhook(ctx context.Context, params *StripeWebhookParams,
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewListAuditRequest constructs an http.Request for the ListAudit method
+func NewListAuditRequest(server string, params *ListAuditParams) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/audit")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	if params != nil {
+		// queryValues collects non-styled parameters (passthrough, JSON)
+		// that are safe to round-trip through url.Values.Encode().
+		queryValues := queryURL.Query()
+		// rawQueryFragments collects pre-encoded query fragments from
+		// styled parameters, preserving literal commas as delimiters
+		// per the OpenAPI spec (e.g. "color=blue,black,brown").
+		var rawQueryFragments []string
+
+		if params.Cursor != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "cursor", *params.Cursor, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if params.Limit != nil {
+
+			if queryFrag, err := runtime.StyleParamWithOptions("form", true, "limit", *params.Limit, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationQuery, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			} else {
+				for _, qp := range strings.Split(queryFrag, "&") {
+					rawQueryFragments = append(rawQueryFragments, qp)
+				}
+			}
+
+		}
+
+		if encoded := queryValues.Encode(); encoded != "" {
+			rawQueryFragments = append(rawQueryFragments, encoded)
+		}
+		queryURL.RawQuery = strings.Join(rawQueryFragments, "&")
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
 }
 
 // NewLoginRequest calls the generic Login builder with application/json body
@@ -2831,6 +3065,121 @@ func NewUpdateFunctionRequestWithBody(server string, id string, contentType stri
 	}
 
 	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
+// NewDeleteErrorRateAlertRequest constructs an http.Request for the DeleteErrorRateAlert method
+func NewDeleteErrorRateAlertRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/functions/%s/error-rate-alert", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodDelete, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewGetErrorRateAlertRequest constructs an http.Request for the GetErrorRateAlert method
+func NewGetErrorRateAlertRequest(server string, id string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/functions/%s/error-rate-alert", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewSetErrorRateAlertRequest calls the generic SetErrorRateAlert builder with application/json body
+func NewSetErrorRateAlertRequest(server string, id string, body SetErrorRateAlertJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewSetErrorRateAlertRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewSetErrorRateAlertRequestWithBody constructs an http.Request for the SetErrorRateAlert method, with any body, and a specified content type
+func NewSetErrorRateAlertRequestWithBody(server string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/functions/%s/error-rate-alert", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPut, queryURL.String(), body)
 	if err != nil {
 		return nil, err
 	}
@@ -4074,6 +4423,13 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// ListAuditWithResponse The caller's audit log, newest first: sign-ups, logins (failed too), key, cap, payment, webhook and function changes; append-only
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
+	ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error)
+
 	// LoginWithBodyWithResponse Start a session
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -4227,6 +4583,34 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with PATCH /api/v1/functions/{id} (the `UpdateFunction` operationId).
 	UpdateFunctionWithResponse(ctx context.Context, id string, body UpdateFunctionJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateFunctionResponse, error)
+
+	// DeleteErrorRateAlertWithResponse Remove the function's error-rate alert
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with DELETE /api/v1/functions/{id}/error-rate-alert (the `DeleteErrorRateAlert` operationId).
+	DeleteErrorRateAlertWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteErrorRateAlertResponse, error)
+
+	// GetErrorRateAlertWithResponse The function's error-rate alert (404 when none)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /api/v1/functions/{id}/error-rate-alert (the `GetErrorRateAlert` operationId).
+	GetErrorRateAlertWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetErrorRateAlertResponse, error)
+
+	// SetErrorRateAlertWithBodyWithResponse Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+	SetErrorRateAlertWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetErrorRateAlertResponse, error)
+
+	// SetErrorRateAlertWithResponse Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+	SetErrorRateAlertWithResponse(ctx context.Context, id string, body SetErrorRateAlertJSONRequestBody, reqEditors ...RequestEditorFn) (*SetErrorRateAlertResponse, error)
 
 	// GetFunctionLogsWithResponse Recent stderr and runtime log lines of a wasm function version (default the published one)
 	//
@@ -4479,6 +4863,54 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with POST /webhooks/stripe (the `StripeWebhook` operationId).
 	StripeWebhookWithResponse(ctx context.Context, params *StripeWebhookParams, reqEditors ...RequestEditorFn) (*StripeWebhookResponse, error)
+}
+
+type ListAuditResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *AuditList
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAuditResponse) GetJSON200() *AuditList {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r ListAuditResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAuditResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAuditResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAuditResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAuditResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 type LoginResponse struct {
@@ -5188,6 +5620,143 @@ func (r UpdateFunctionResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r UpdateFunctionResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type DeleteErrorRateAlertResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r DeleteErrorRateAlertResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r DeleteErrorRateAlertResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r DeleteErrorRateAlertResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r DeleteErrorRateAlertResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r DeleteErrorRateAlertResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type GetErrorRateAlertResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ErrorRateAlert
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r GetErrorRateAlertResponse) GetJSON200() *ErrorRateAlert {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r GetErrorRateAlertResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r GetErrorRateAlertResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r GetErrorRateAlertResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r GetErrorRateAlertResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r GetErrorRateAlertResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+type SetErrorRateAlertResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *ErrorRateAlert
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r SetErrorRateAlertResponse) GetJSON200() *ErrorRateAlert {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r SetErrorRateAlertResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r SetErrorRateAlertResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r SetErrorRateAlertResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r SetErrorRateAlertResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r SetErrorRateAlertResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6558,6 +7127,19 @@ func (r StripeWebhookResponse) ContentType() string {
 	return ""
 }
 
+// ListAuditWithResponse The caller's audit log, newest first: sign-ups, logins (failed too), key, cap, payment, webhook and function changes; append-only
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/audit (the `ListAudit` operationId).
+func (c *ClientWithResponses) ListAuditWithResponse(ctx context.Context, params *ListAuditParams, reqEditors ...RequestEditorFn) (*ListAuditResponse, error) {
+	rsp, err := c.ListAudit(ctx, params, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAuditResponse(rsp)
+}
+
 // LoginWithBodyWithResponse Start a session
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -6842,6 +7424,58 @@ func (c *ClientWithResponses) UpdateFunctionWithResponse(ctx context.Context, id
 		return nil, err
 	}
 	return ParseUpdateFunctionResponse(rsp)
+}
+
+// DeleteErrorRateAlertWithResponse Remove the function's error-rate alert
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with DELETE /api/v1/functions/{id}/error-rate-alert (the `DeleteErrorRateAlert` operationId).
+func (c *ClientWithResponses) DeleteErrorRateAlertWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*DeleteErrorRateAlertResponse, error) {
+	rsp, err := c.DeleteErrorRateAlert(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseDeleteErrorRateAlertResponse(rsp)
+}
+
+// GetErrorRateAlertWithResponse The function's error-rate alert (404 when none)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /api/v1/functions/{id}/error-rate-alert (the `GetErrorRateAlert` operationId).
+func (c *ClientWithResponses) GetErrorRateAlertWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*GetErrorRateAlertResponse, error) {
+	rsp, err := c.GetErrorRateAlert(ctx, id, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseGetErrorRateAlertResponse(rsp)
+}
+
+// SetErrorRateAlertWithBodyWithResponse Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+func (c *ClientWithResponses) SetErrorRateAlertWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*SetErrorRateAlertResponse, error) {
+	rsp, err := c.SetErrorRateAlertWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetErrorRateAlertResponse(rsp)
+}
+
+// SetErrorRateAlertWithResponse Raise function.error_rate_high once per window when errors / calls over window_minutes (whole hours) reach percent
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PUT /api/v1/functions/{id}/error-rate-alert (the `SetErrorRateAlert` operationId).
+func (c *ClientWithResponses) SetErrorRateAlertWithResponse(ctx context.Context, id string, body SetErrorRateAlertJSONRequestBody, reqEditors ...RequestEditorFn) (*SetErrorRateAlertResponse, error) {
+	rsp, err := c.SetErrorRateAlert(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseSetErrorRateAlertResponse(rsp)
 }
 
 // GetFunctionLogsWithResponse Recent stderr and runtime log lines of a wasm function version (default the published one)
@@ -7310,6 +7944,39 @@ func (c *ClientWithResponses) StripeWebhookWithResponse(ctx context.Context, par
 		return nil, err
 	}
 	return ParseStripeWebhookResponse(rsp)
+}
+
+// ParseListAuditResponse parses an HTTP response from a ListAuditWithResponse call
+func ParseListAuditResponse(rsp *http.Response) (*ListAuditResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAuditResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest AuditList
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
 }
 
 // ParseLoginResponse parses an HTTP response from a LoginWithResponse call
@@ -7786,6 +8453,101 @@ func ParseUpdateFunctionResponse(rsp *http.Response) (*UpdateFunctionResponse, e
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
 		var dest Function
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseDeleteErrorRateAlertResponse parses an HTTP response from a DeleteErrorRateAlertWithResponse call
+func ParseDeleteErrorRateAlertResponse(rsp *http.Response) (*DeleteErrorRateAlertResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &DeleteErrorRateAlertResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case rsp.StatusCode == 204:
+		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseGetErrorRateAlertResponse parses an HTTP response from a GetErrorRateAlertWithResponse call
+func ParseGetErrorRateAlertResponse(rsp *http.Response) (*GetErrorRateAlertResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &GetErrorRateAlertResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ErrorRateAlert
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseSetErrorRateAlertResponse parses an HTTP response from a SetErrorRateAlertWithResponse call
+func ParseSetErrorRateAlertResponse(rsp *http.Response) (*SetErrorRateAlertResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &SetErrorRateAlertResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest ErrorRateAlert
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
