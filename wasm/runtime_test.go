@@ -281,7 +281,9 @@ func TestRunMemoryLimit(t *testing.T) {
 	t.Parallel()
 	rt, mods := shared(t)
 	// 48 MiB of Go heap does not fit in 32 MiB of linear memory.
-	resp := call(t, "alloc", "n=48", Request{LogKey: t.Name()}, Limits{MemoryPages: 512})
+	// It fails as soon as the heap is full; the long timeout only keeps a
+	// slow -race run on a busy machine from ending it first.
+	resp := call(t, "alloc", "n=48", Request{LogKey: t.Name()}, Limits{MemoryPages: 512, Timeout: 2 * time.Minute})
 	if !resp.MemoryExceeded || resp.Status != 500 || len(resp.Body) != 0 {
 		t.Fatalf("resp = %+v (%q), want MemoryExceeded 500", resp, resp.Body)
 	}
