@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
@@ -13,14 +16,23 @@ import (
 )
 
 type createKeyRequest struct {
-	Name            string  `json:"name"`
-	MonthlySpendCap *string `json:"monthly_spend_cap"`
+	Name               string   `json:"name"`
+	MonthlySpendCap    *string  `json:"monthly_spend_cap"`
+	ExpiresAt          *string  `json:"expires_at"`
+	AllowedFunctions   []string `json:"allowed_functions"`
+	RateLimitPerSecond *int     `json:"rate_limit_per_second"`
 }
 
-func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
+// MaxAllowedFunctions bounds a key's allowed_functions.
+const MaxAllowedFunctions = 50
+
+// validate checks the request and returns the key to make. Every function
+// in allowed_functions must be in the catalog (published), so a typo is
+// caught here, not by a 403 at call time.
+func (s *Server) validateKey(ctx context.Context, r *createKeyRequest) (accounts.NewKey, error) {
 	v := fnmarket.Validation{}
 	validateText(v, "name", r.Name, 1, 100)
-	var capd *decimal.Decimal
+	nk := accounts.NewKey{Name: strings.TrimSpace(r.Name), AllowedFunctions: []string{}}
 	if r.MonthlySpendCap != nil {
 		d := catalog.ParseAmount(v, "monthly_spend_cap", *r.MonthlySpendCap, decimal.NewFromInt(1_000_000_000))
 		if _, bad := v["monthly_spend_cap"]; !bad {
@@ -31,9 +43,58 @@ func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
 				v.Add("monthly_spend_cap", "may have at most 6 decimal places")
 			}
 		}
-		capd = &d
+		nk.MonthlySpendCap = &d
 	}
-	return capd, v.Err()
+	if r.ExpiresAt != nil {
+		t, err := time.Parse(time.RFC3339, *r.ExpiresAt)
+		switch {
+		case err != nil:
+			v.Add("expires_at", "must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z")
+		case !t.After(s.Clock.Now()):
+			v.Add("expires_at", "must be in the future")
+		default:
+			t = t.UTC()
+			nk.ExpiresAt = &t
+		}
+	}
+	if r.RateLimitPerSecond != nil {
+		n, def := *r.RateLimitPerSecond, s.DefaultKeyRateLimit
+		switch {
+		case n < 0:
+			v.Add("rate_limit_per_second", "must be 0 (the platform default) or more")
+		case def > 0 && n > def:
+			v.Add("rate_limit_per_second", fmt.Sprintf("must be at most the platform default of %d", def))
+		case n > 1_000_000:
+			v.Add("rate_limit_per_second", "must be at most 1000000")
+		default:
+			nk.RateLimitPerSecond = n
+		}
+	}
+	if len(r.AllowedFunctions) > MaxAllowedFunctions {
+		v.Add("allowed_functions", fmt.Sprintf("may name at most %d functions", MaxAllowedFunctions))
+	} else {
+		seen := map[string]bool{}
+		for _, f := range r.AllowedFunctions {
+			vendor, name, ok := strings.Cut(strings.TrimSpace(f), "/")
+			if !ok || vendor == "" || name == "" || strings.Contains(name, "/") {
+				v.Add("allowed_functions", fmt.Sprintf("%q is not vendor/name", f))
+				break
+			}
+			ref := vendor + "/" + name
+			if seen[ref] {
+				continue
+			}
+			if _, err := s.Catalog.Listing(ctx, vendor, name); fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
+				v.Add("allowed_functions", fmt.Sprintf("no published function %s", ref))
+				break
+			} else if err != nil {
+				return accounts.NewKey{}, err
+			}
+			seen[ref] = true
+			nk.AllowedFunctions = append(nk.AllowedFunctions, ref)
+		}
+	}
+	return nk, v.Err()
 }
 
 // keyJSON is a key as lists show it: never the secret.
@@ -46,6 +107,14 @@ type keyJSON struct {
 	CreatedAt       string  `json:"created_at"`
 	LastUsedAt      *string `json:"last_used_at"`
 	RevokedAt       *string `json:"revoked_at"`
+	ExpiresAt       *string `json:"expires_at"`
+	// AllowedFunctions: [] means every function.
+	AllowedFunctions []string `json:"allowed_functions"`
+	// RateLimitPerSecond: 0 means the platform default.
+	RateLimitPerSecond int `json:"rate_limit_per_second"`
+	// PreviousExpiresAt is when the secret the last rotation replaced
+	// stops (or stopped) working; null if never rotated, or revoked.
+	PreviousExpiresAt *string `json:"previous_expires_at"`
 	// SpendThisMonth is what the key spent this UTC month, per currency,
 	// exact; only in lists, and only when the server can tell (KeySpends).
 	// A pointer, so an empty map still shows as {}.
@@ -54,7 +123,14 @@ type keyJSON struct {
 
 func toKeyJSON(k accounts.APIKey) keyJSON {
 	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Key: k.Secret, CreatedAt: rfc3339(k.CreatedAt),
-		LastUsedAt: rfc3339Ptr(k.LastUsedAt), RevokedAt: rfc3339Ptr(k.RevokedAt)}
+		LastUsedAt: rfc3339Ptr(k.LastUsedAt), RevokedAt: rfc3339Ptr(k.RevokedAt), ExpiresAt: rfc3339Ptr(k.ExpiresAt),
+		AllowedFunctions: k.AllowedFunctions, RateLimitPerSecond: k.RateLimitPerSecond}
+	if out.AllowedFunctions == nil {
+		out.AllowedFunctions = []string{}
+	}
+	if k.PreviousExpiresAt != nil && k.RevokedAt == nil {
+		out.PreviousExpiresAt = rfc3339Ptr(k.PreviousExpiresAt)
+	}
 	if k.MonthlySpendCap != nil {
 		s := k.MonthlySpendCap.StringFixed(max(2, -k.MonthlySpendCap.Exponent()))
 		out.MonthlySpendCap = &s
@@ -68,14 +144,15 @@ func (s *Server) handleCreateKey() echo.HandlerFunc {
 		if err := s.bind(c, &req); err != nil {
 			return err
 		}
-		capd, err := req.validate()
+		nk, err := s.validateKey(c.Request().Context(), &req)
 		if err != nil {
 			return err
 		}
-		k, err := s.Accounts.CreateKey(c.Request().Context(), accountID(c), strings.TrimSpace(req.Name), capd)
+		k, err := s.Accounts.CreateKeyWith(c.Request().Context(), accountID(c), nk)
 		if err != nil {
 			return err
 		}
+		s.auditKey(c, KeyCreated, k.ID)
 		c.Response().Header().Set("Cache-Control", "no-store")
 		return c.JSON(http.StatusCreated, toKeyJSON(k))
 	}
@@ -114,6 +191,63 @@ func (s *Server) handleRevokeKey() echo.HandlerFunc {
 		if err := s.Accounts.RevokeKey(c.Request().Context(), accountID(c), c.Param("id")); err != nil {
 			return err
 		}
+		s.auditKey(c, KeyRevoked, c.Param("id"))
 		return c.NoContent(http.StatusNoContent)
 	}
+}
+
+type rotateKeyRequest struct {
+	// GraceSeconds is how long the old secret keeps working: 0 (ends it
+	// now, the default) to 30 days.
+	GraceSeconds int64 `json:"grace_seconds"`
+}
+
+func (s *Server) handleRotateKey() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req rotateKeyRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		if req.GraceSeconds < 0 || req.GraceSeconds > int64(accounts.MaxGrace/time.Second) {
+			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the grace is out of range",
+				Fields: map[string]string{"grace_seconds": fmt.Sprintf("must be 0 to %d (30 days)", int64(accounts.MaxGrace/time.Second))}}
+		}
+		k, err := s.Accounts.RotateKey(c.Request().Context(), accountID(c), c.Param("id"), time.Duration(req.GraceSeconds)*time.Second)
+		if err != nil {
+			return err
+		}
+		s.auditKey(c, KeyRotated, k.ID)
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.JSON(http.StatusCreated, toKeyJSON(k))
+	}
+}
+
+// Key actions reported to KeyAudit.
+const (
+	KeyCreated = "key.create"
+	KeyRotated = "key.rotate"
+	KeyRevoked = "key.revoke"
+)
+
+// KeyAuditEntry is one change to an API key, for the audit log.
+type KeyAuditEntry struct {
+	At        time.Time
+	AccountID string // the actor: the signed-in account that owns the key
+	Action    string // KeyCreated, KeyRotated or KeyRevoked
+	KeyID     string // the target
+	IP        string // the client address (echo's RealIP, TrustedProxies applied)
+}
+
+// KeyAudit receives every successful change to an API key, after it is
+// committed. It must not fail the request: an implementation logs its own
+// errors.
+type KeyAudit interface {
+	KeyChanged(ctx context.Context, e KeyAuditEntry)
+}
+
+func (s *Server) auditKey(c echo.Context, action, keyID string) {
+	if s.KeyAudit == nil {
+		return
+	}
+	s.KeyAudit.KeyChanged(c.Request().Context(), KeyAuditEntry{At: s.Clock.Now(), AccountID: accountID(c), Action: action, KeyID: keyID, IP: c.RealIP()})
 }

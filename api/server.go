@@ -30,7 +30,14 @@ import (
 // Deps are what the API needs. Usage and Billing may be nil while those parts
 // are not wired; their routes then answer 404.
 type Deps struct {
-	Logger   *slog.Logger
+	Logger *slog.Logger
+	// DefaultKeyRateLimit is the gateway's calls per second per API key
+	// (FNMARKET_RATE_LIMIT_PER_KEY; 0: no limit): a key's own
+	// rate_limit_per_second may not be above it.
+	DefaultKeyRateLimit int
+	// KeyAudit, when set, is told of every key created, rotated or revoked
+	// (the audit log); nil records nothing.
+	KeyAudit KeyAudit
 	Accounts AccountStore
 	Catalog  CatalogStore
 	Sessions *Sessions
