@@ -198,8 +198,8 @@ func (s *Server) handleRevokeKey() echo.HandlerFunc {
 
 type rotateKeyRequest struct {
 	// GraceSeconds is how long the old secret keeps working: 0 (ends it
-	// now, the default) to 30 days.
-	GraceSeconds int64 `json:"grace_seconds"`
+	// now) to 30 days; required.
+	GraceSeconds *int64 `json:"grace_seconds"`
 }
 
 func (s *Server) handleRotateKey() echo.HandlerFunc {
@@ -208,11 +208,16 @@ func (s *Server) handleRotateKey() echo.HandlerFunc {
 		if err := s.bind(c, &req); err != nil {
 			return err
 		}
-		if req.GraceSeconds < 0 || req.GraceSeconds > int64(accounts.MaxGrace/time.Second) {
+		maxGrace := int64(accounts.MaxGrace / time.Second)
+		switch {
+		case req.GraceSeconds == nil:
+			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "say how long the old key keeps working",
+				Fields: map[string]string{"grace_seconds": "is required (0 ends the old key now)"}}
+		case *req.GraceSeconds < 0 || *req.GraceSeconds > maxGrace:
 			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the grace is out of range",
-				Fields: map[string]string{"grace_seconds": fmt.Sprintf("must be 0 to %d (30 days)", int64(accounts.MaxGrace/time.Second))}}
+				Fields: map[string]string{"grace_seconds": fmt.Sprintf("must be 0 to %d (30 days)", maxGrace)}}
 		}
-		k, err := s.Accounts.RotateKey(c.Request().Context(), accountID(c), c.Param("id"), time.Duration(req.GraceSeconds)*time.Second)
+		k, err := s.Accounts.RotateKey(c.Request().Context(), accountID(c), c.Param("id"), time.Duration(*req.GraceSeconds)*time.Second)
 		if err != nil {
 			return err
 		}

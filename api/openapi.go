@@ -143,7 +143,7 @@ var schemas = map[string]any{
 		"expires_at":            described(str(), "RFC 3339, in the future; calls after it get 401 key_expired"),
 		"allowed_functions":     described(arr(str()), "vendor/name of published functions the key may call (at most 50); empty or absent: all"),
 		"rate_limit_per_second": described(integer(), "the key's own limit, 1 to the platform default; 0 or absent: the default")}, "name"),
-	"RotateKey": obj(map[string]any{"grace_seconds": described(integer(), "how long the old secret keeps working, 0 (default) to 2592000")}),
+	"RotateKey": obj(map[string]any{"grace_seconds": described(integer(), "how long the old secret keeps working, 0 (ends it now) to 2592000")}, "grace_seconds"),
 	"Key": obj(map[string]any{"id": str(), "name": str(), "prefix": str(), "key": str(), "monthly_spend_cap": nullable(ref("Money")),
 		"created_at": str(), "last_used_at": nullable(str()), "revoked_at": nullable(str()),
 		"expires_at": nullable(str()), "allowed_functions": arr(str()), "rate_limit_per_second": integer(),

@@ -608,8 +608,8 @@ type QuoteRequest struct {
 
 // RotateKey defines model for RotateKey.
 type RotateKey struct {
-	// GraceSeconds how long the old secret keeps working, 0 (default) to 2592000
-	GraceSeconds *int64 `json:"grace_seconds,omitempty"`
+	// GraceSeconds how long the old secret keeps working, 0 (ends it now) to 2592000
+	GraceSeconds int64 `json:"grace_seconds"`
 }
 
 // Session defines model for Session.
