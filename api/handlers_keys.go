@@ -80,18 +80,20 @@ func (s *Server) validateKey(ctx context.Context, r *createKeyRequest) (accounts
 				v.Add("allowed_functions", fmt.Sprintf("%q is not vendor/name", f))
 				break
 			}
-			ref := vendor + "/" + name
-			if seen[ref] {
-				continue
-			}
-			if _, err := s.Catalog.Listing(ctx, vendor, name); fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
-				v.Add("allowed_functions", fmt.Sprintf("no published function %s", ref))
+			l, err := s.Catalog.Listing(ctx, vendor, name)
+			if fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
+				v.Add("allowed_functions", fmt.Sprintf("no published function %s/%s", vendor, name))
 				break
 			} else if err != nil {
 				return accounts.NewKey{}, err
 			}
-			seen[ref] = true
-			nk.AllowedFunctions = append(nk.AllowedFunctions, ref)
+			// Stored as the catalog spells it, which is what the gateway
+			// compares with.
+			ref := l.VendorSlug + "/" + l.Name
+			if !seen[ref] {
+				seen[ref] = true
+				nk.AllowedFunctions = append(nk.AllowedFunctions, ref)
+			}
 		}
 	}
 	return nk, v.Err()
