@@ -35,6 +35,10 @@ const (
 	// EPAYMENTREQUIRED: the account has no way to pay for this call yet, or
 	// an invoice is past due (402, with a link to pay).
 	EPAYMENTREQUIRED = "payment_required"
+	// EKEYEXPIRED: the API key is past its expires_at, or is the secret a
+	// rotation replaced and its grace has ended (401; an unknown key is
+	// EUNAUTHORIZED).
+	EKEYEXPIRED = "key_expired"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -115,7 +119,7 @@ func HTTPStatus(code string) int {
 	switch code {
 	case EINVALID:
 		return 400
-	case EUNAUTHORIZED:
+	case EUNAUTHORIZED, EKEYEXPIRED:
 		return 401
 	case ESPENDCAP, EPAYMENTREQUIRED:
 		return 402

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -49,7 +50,31 @@ type APIKey struct {
 	// AlertThresholds are the percents of MonthlySpendCap that raise
 	// usage.threshold_reached (DefaultAlertThresholds unless set).
 	AlertThresholds []int
+	// ExpiresAt is when the key stops working (nil: never).
+	ExpiresAt *time.Time
+	// AllowedFunctions are the "vendor/name" functions the key may call;
+	// empty: every function.
+	AllowedFunctions []string
+	// RateLimitPerSecond is the key's own limit; 0: the platform default.
+	RateLimitPerSecond int
+	// PreviousExpiresAt is when the secret replaced by the last rotation
+	// stops working (nil: no grace running, or it ended).
+	PreviousExpiresAt *time.Time
 }
+
+// NewKey is what a new key is made with (CreateKeyWith).
+type NewKey struct {
+	Name               string
+	MonthlySpendCap    *decimal.Decimal
+	ExpiresAt          *time.Time
+	AllowedFunctions   []string
+	RateLimitPerSecond int
+	// AlertThresholds are percents of the cap (nil: the default).
+	AlertThresholds []int
+}
+
+// MaxGrace is the longest grace a rotation may give the old secret.
+const MaxGrace = 30 * 24 * time.Hour
 
 // KeyPrefix starts every API key, so leaked keys are easy to recognise.
 const KeyPrefix = "fnm_"
@@ -108,13 +133,27 @@ type keyRow struct {
 	UpdatedAt       time.Time
 	LastUsedAt      *time.Time
 	RevokedAt       *time.Time
+	ExpiresAt       *time.Time
+	// AllowedFunctions is a JSON array of "vendor/name".
+	AllowedFunctions   string
+	RateLimitPerSecond int
+	PreviousKeyHash    *string
+	PreviousExpiresAt  *time.Time
+	RetiredKeyHash     *string
 }
 
 func (keyRow) TableName() string { return "api_keys" }
 
 func (r keyRow) domain() APIKey {
 	k := APIKey{ID: r.ID, AccountID: r.AccountID, Name: r.Name, Prefix: r.Prefix, CreatedAt: r.CreatedAt.UTC(), LastUsedAt: utcPtr(r.LastUsedAt), RevokedAt: utcPtr(r.RevokedAt),
-		AlertThresholds: ParseAlertThresholds(r.AlertThresholds)}
+		AlertThresholds: ParseAlertThresholds(r.AlertThresholds),
+		ExpiresAt:       utcPtr(r.ExpiresAt), RateLimitPerSecond: r.RateLimitPerSecond, AllowedFunctions: []string{}}
+	if r.PreviousKeyHash != nil {
+		k.PreviousExpiresAt = utcPtr(r.PreviousExpiresAt)
+	}
+	if r.AllowedFunctions != "" {
+		_ = json.Unmarshal([]byte(r.AllowedFunctions), &k.AllowedFunctions)
+	}
 	if r.MonthlySpendCap != nil {
 		if d, err := decimal.NewFromString(*r.MonthlySpendCap); err == nil {
 			k.MonthlySpendCap = &d
@@ -251,31 +290,105 @@ func (s *Store) AccountsByID(ctx context.Context, ids []string) (map[string]Acco
 	return out, nil
 }
 
-// CreateKey issues a new API key: 24 random bytes (192 bits) after
-// KeyPrefix. The returned key's Secret is the only time the full key exists.
+// CreateKey issues a new API key with a name and an optional cap (see
+// CreateKeyWith).
 func (s *Store) CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (APIKey, error) {
-	return s.CreateKeyAlerting(ctx, accountID, name, spendCap, nil)
+	return s.CreateKeyWith(ctx, accountID, NewKey{Name: name, MonthlySpendCap: spendCap})
 }
 
 // CreateKeyAlerting is CreateKey with the key's alert thresholds (nil: the
-// default), which must be valid (CheckAlertThresholds).
+// default).
 func (s *Store) CreateKeyAlerting(ctx context.Context, accountID, name string, spendCap *decimal.Decimal, thresholds []int) (APIKey, error) {
-	if err := CheckAlertThresholds(thresholds); err != nil {
+	return s.CreateKeyWith(ctx, accountID, NewKey{Name: name, MonthlySpendCap: spendCap, AlertThresholds: thresholds})
+}
+
+// CreateKeyWith issues a new API key: 24 random bytes (192 bits) after
+// KeyPrefix. The returned key's Secret is the only time the full key exists.
+// nk is stored as given, but for its alert thresholds, which must be valid
+// (CheckAlertThresholds): the caller validates the rest.
+func (s *Store) CreateKeyWith(ctx context.Context, accountID string, nk NewKey) (APIKey, error) {
+	if err := CheckAlertThresholds(nk.AlertThresholds); err != nil {
 		return APIKey{}, err
 	}
-	secret := KeyPrefix + fnmarket.RandomToken(24)
+	secret := newSecret()
 	now := s.clock.Now()
-	r := keyRow{ID: fnmarket.NewID("key"), AccountID: accountID, Name: strings.TrimSpace(name), Prefix: secret[:len(KeyPrefix)+8],
-		KeyHash: fnmarket.HashAPIKey(secret), CreatedAt: now, UpdatedAt: now}
-	if spendCap != nil {
-		c := spendCap.String()
+	allowed := nk.AllowedFunctions
+	if allowed == nil {
+		allowed = []string{}
+	}
+	af, err := json.Marshal(allowed)
+	if err != nil {
+		return APIKey{}, wrap("create key", err)
+	}
+	r := keyRow{ID: fnmarket.NewID("key"), AccountID: accountID, Name: strings.TrimSpace(nk.Name), Prefix: secret[:len(KeyPrefix)+8],
+		KeyHash: fnmarket.HashAPIKey(secret), CreatedAt: now, UpdatedAt: now,
+		ExpiresAt: utcPtr(nk.ExpiresAt), AllowedFunctions: string(af), RateLimitPerSecond: nk.RateLimitPerSecond}
+	if nk.MonthlySpendCap != nil {
+		c := nk.MonthlySpendCap.String()
 		r.MonthlySpendCap = &c
 	}
-	r.AlertThresholds = formatAlertThresholds(thresholds)
+	r.AlertThresholds = formatAlertThresholds(nk.AlertThresholds)
 	if err := s.db.WithContext(ctx).Create(&r).Error; err != nil {
 		return APIKey{}, wrap("create key", err)
 	}
 	k := r.domain()
+	k.Secret = secret
+	return k, nil
+}
+
+func newSecret() string { return KeyPrefix + fnmarket.RandomToken(24) }
+
+// RotateKey gives one of the account's keys a new secret, returned once in
+// Secret, and keeps its id, so its month's spend, cap, scopes, limits and
+// alerts carry over. The old secret keeps working for grace (0 ends it
+// now; at most MaxGrace), never past the key's own expiry. Only one previous
+// secret is kept: rotating again while a grace runs ends that earlier grace
+// at once (its hash becomes retired_key_hash, for the gateways to drop).
+// Another account's key, or a revoked one, is reported as not found or
+// conflict respectively.
+func (s *Store) RotateKey(ctx context.Context, accountID, id string, grace time.Duration) (APIKey, error) {
+	if grace < 0 || grace > MaxGrace {
+		return APIKey{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the grace is out of range", Fields: map[string]string{"grace_seconds": "must be 0 to 2592000 (30 days)"}}
+	}
+	secret := newSecret()
+	now := s.clock.Now()
+	var out keyRow
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var r keyRow
+		err := tx.Where("id = ? AND account_id = ?", id, accountID).Take(&r).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fnmarket.Errorf(fnmarket.ENOTFOUND, "no key %q among yours", id)
+		}
+		if err != nil {
+			return err
+		}
+		if r.RevokedAt != nil {
+			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key is revoked; create a new one")
+		}
+		until := now.Add(grace).UTC()
+		if r.ExpiresAt != nil && r.ExpiresAt.Before(until) {
+			until = r.ExpiresAt.UTC()
+		}
+		upd := map[string]any{
+			"key_hash": fnmarket.HashAPIKey(secret), "prefix": secret[:len(KeyPrefix)+8],
+			"previous_key_hash": r.KeyHash, "previous_expires_at": until,
+			"retired_key_hash": r.PreviousKeyHash, "updated_at": now,
+		}
+		// Only the hash that was read is replaced, so two rotations at once
+		// cannot both keep the same previous secret.
+		res := tx.Model(&keyRow{}).Where("id = ? AND key_hash = ?", id, r.KeyHash).Updates(upd)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key was rotated meanwhile; try again")
+		}
+		return tx.Where("id = ?", id).Take(&out).Error
+	})
+	if err != nil {
+		return APIKey{}, wrap("rotate key", err)
+	}
+	k := out.domain()
 	k.Secret = secret
 	return k, nil
 }
@@ -333,16 +446,26 @@ type GatewayKey struct {
 	AccountID       string
 	MonthlySpendCap *decimal.Decimal
 	Revoked         bool
+	// ExpiresAt is when the presented secret stops working: the key's
+	// expiry or, for the secret a rotation replaced, the end of its grace
+	// (whichever is sooner); nil: never.
+	ExpiresAt *time.Time
+	// Rotated means the presented secret is the one a rotation replaced.
+	Rotated bool
+	// AllowedFunctions are the "vendor/name" the key may call; empty: all.
+	AllowedFunctions []string
+	// RateLimitPerSecond is the key's own limit; 0: none of its own.
+	RateLimitPerSecond int
 	// Account is the key's account's billing state (Store.Billing).
 	Account Billing
 }
 
-// KeyByHash finds a key by the hash of its secret, with its account's
-// billing state.
+// KeyByHash finds a key by the hash of its secret, or of the secret its
+// last rotation replaced, with its account's billing state.
 func (s *Store) KeyByHash(ctx context.Context, hash string) (GatewayKey, error) {
 	var r keyRow
 	db := s.db.WithContext(ctx)
-	err := db.Where("key_hash = ?", hash).Take(&r).Error
+	err := db.Where("key_hash = ? OR previous_key_hash = ?", hash, hash).Take(&r).Error
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return GatewayKey{}, fnmarket.Errorf(fnmarket.ENOTFOUND, "unknown key")
 	}
@@ -354,11 +477,20 @@ func (s *Store) KeyByHash(ctx context.Context, hash string) (GatewayKey, error) 
 	if err != nil {
 		return GatewayKey{}, err
 	}
-	return GatewayKey{ID: k.ID, AccountID: k.AccountID, MonthlySpendCap: k.MonthlySpendCap, Revoked: k.RevokedAt != nil, Account: b}, nil
+	gk := GatewayKey{ID: k.ID, AccountID: k.AccountID, MonthlySpendCap: k.MonthlySpendCap, Revoked: k.RevokedAt != nil, Account: b,
+		ExpiresAt: k.ExpiresAt, AllowedFunctions: k.AllowedFunctions, RateLimitPerSecond: k.RateLimitPerSecond}
+	if r.KeyHash != hash {
+		gk.Rotated = true
+		if p := utcPtr(r.PreviousExpiresAt); p != nil && (gk.ExpiresAt == nil || p.Before(*gk.ExpiresAt)) {
+			gk.ExpiresAt = p
+		}
+	}
+	return gk, nil
 }
 
-// KeysChangedSince returns the hashes of keys changed (revoked) at or after
-// since, and of every key of an account whose billing state changed then:
+// KeysChangedSince returns the hashes of keys changed (created, rotated,
+// revoked) at or after since, with the hashes their rotations replaced,
+// and of every key of an account whose billing state changed then:
 // its cap, card or credit, an invoice paid, voided or failing
 // (account_billing.billing_updated_at), or, with payments enabled, an
 // invoice that became past due (its issue time plus the policy's
@@ -367,12 +499,16 @@ func (s *Store) KeyByHash(ctx context.Context, hash string) (GatewayKey, error) 
 func (s *Store) KeysChangedSince(ctx context.Context, since time.Time) ([]string, error) {
 	since = since.UTC()
 	q := `SELECT key_hash FROM api_keys WHERE updated_at >= ?
-		UNION SELECT k.key_hash FROM api_keys k JOIN account_billing b ON b.account_id = k.account_id WHERE b.billing_updated_at >= ?`
-	args := []any{since, since}
+		UNION SELECT previous_key_hash FROM api_keys WHERE updated_at >= ? AND previous_key_hash IS NOT NULL
+		UNION SELECT retired_key_hash FROM api_keys WHERE updated_at >= ? AND retired_key_hash IS NOT NULL
+		UNION SELECT k.key_hash FROM api_keys k JOIN account_billing b ON b.account_id = k.account_id WHERE b.billing_updated_at >= ?
+		UNION SELECT k.previous_key_hash FROM api_keys k JOIN account_billing b ON b.account_id = k.account_id WHERE b.billing_updated_at >= ? AND k.previous_key_hash IS NOT NULL`
+	args := []any{since, since, since, since, since}
 	if s.policy.PaymentsEnabled {
 		dueBy := s.clock.Now().Add(-s.policy.SuspendAfter).UTC()
 		q += ` UNION SELECT k.key_hash FROM api_keys k WHERE k.account_id IN (` + pastDueInvoices + ` AND e.at <= ? AND (e.at >= ? OR i.updated_at >= ?))`
-		args = append(args, dueBy, since.Add(-s.policy.SuspendAfter), since)
+		q += ` UNION SELECT k.previous_key_hash FROM api_keys k WHERE k.previous_key_hash IS NOT NULL AND k.account_id IN (` + pastDueInvoices + ` AND e.at <= ? AND (e.at >= ? OR i.updated_at >= ?))`
+		args = append(args, dueBy, since.Add(-s.policy.SuspendAfter), since, dueBy, since.Add(-s.policy.SuspendAfter), since)
 	}
 	var hashes []string
 	err := s.db.WithContext(ctx).Raw(q, args...).Scan(&hashes).Error

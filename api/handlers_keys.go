@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
@@ -15,15 +18,24 @@ import (
 )
 
 type createKeyRequest struct {
-	Name            string  `json:"name"`
-	MonthlySpendCap *string `json:"monthly_spend_cap"`
-	AlertThresholds []int   `json:"alert_thresholds"`
+	Name               string   `json:"name"`
+	MonthlySpendCap    *string  `json:"monthly_spend_cap"`
+	ExpiresAt          *string  `json:"expires_at"`
+	AllowedFunctions   []string `json:"allowed_functions"`
+	RateLimitPerSecond *int     `json:"rate_limit_per_second"`
+	AlertThresholds    []int    `json:"alert_thresholds"`
 }
 
-func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
+// MaxAllowedFunctions bounds a key's allowed_functions.
+const MaxAllowedFunctions = 50
+
+// validate checks the request and returns the key to make. Every function
+// in allowed_functions must be in the catalog (published), so a typo is
+// caught here, not by a 403 at call time.
+func (s *Server) validateKey(ctx context.Context, r *createKeyRequest) (accounts.NewKey, error) {
 	v := fnmarket.Validation{}
 	validateText(v, "name", r.Name, 1, 100)
-	var capd *decimal.Decimal
+	nk := accounts.NewKey{Name: strings.TrimSpace(r.Name), AllowedFunctions: []string{}}
 	if r.MonthlySpendCap != nil {
 		d := catalog.ParseAmount(v, "monthly_spend_cap", *r.MonthlySpendCap, decimal.NewFromInt(1_000_000_000))
 		if _, bad := v["monthly_spend_cap"]; !bad {
@@ -34,10 +46,62 @@ func (r *createKeyRequest) validate() (*decimal.Decimal, error) {
 				v.Add("monthly_spend_cap", "may have at most 6 decimal places")
 			}
 		}
-		capd = &d
+		nk.MonthlySpendCap = &d
+	}
+	if r.ExpiresAt != nil {
+		t, err := time.Parse(time.RFC3339, *r.ExpiresAt)
+		switch {
+		case err != nil:
+			v.Add("expires_at", "must be an RFC 3339 time, e.g. 2027-01-31T00:00:00Z")
+		case !t.After(s.Clock.Now()):
+			v.Add("expires_at", "must be in the future")
+		default:
+			t = t.UTC()
+			nk.ExpiresAt = &t
+		}
+	}
+	if r.RateLimitPerSecond != nil {
+		n, def := *r.RateLimitPerSecond, s.DefaultKeyRateLimit
+		switch {
+		case n < 0:
+			v.Add("rate_limit_per_second", "must be 0 (the platform default) or more")
+		case def > 0 && n > def:
+			v.Add("rate_limit_per_second", fmt.Sprintf("must be at most the platform default of %d", def))
+		case n > 1_000_000:
+			v.Add("rate_limit_per_second", "must be at most 1000000")
+		default:
+			nk.RateLimitPerSecond = n
+		}
+	}
+	if len(r.AllowedFunctions) > MaxAllowedFunctions {
+		v.Add("allowed_functions", fmt.Sprintf("may name at most %d functions", MaxAllowedFunctions))
+	} else {
+		seen := map[string]bool{}
+		for _, f := range r.AllowedFunctions {
+			vendor, name, ok := strings.Cut(strings.TrimSpace(f), "/")
+			if !ok || vendor == "" || name == "" || strings.Contains(name, "/") {
+				v.Add("allowed_functions", fmt.Sprintf("%q is not vendor/name", f))
+				break
+			}
+			l, err := s.Catalog.Listing(ctx, vendor, name)
+			if fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND {
+				v.Add("allowed_functions", fmt.Sprintf("no published function %s/%s", vendor, name))
+				break
+			} else if err != nil {
+				return accounts.NewKey{}, err
+			}
+			// Stored as the catalog spells it, which is what the gateway
+			// compares with.
+			ref := l.VendorSlug + "/" + l.Name
+			if !seen[ref] {
+				seen[ref] = true
+				nk.AllowedFunctions = append(nk.AllowedFunctions, ref)
+			}
+		}
 	}
 	checkThresholds(v, r.AlertThresholds)
-	return capd, v.Err()
+	nk.AlertThresholds = r.AlertThresholds
+	return nk, v.Err()
 }
 
 // keyJSON is a key as lists show it: never the secret.
@@ -51,6 +115,14 @@ type keyJSON struct {
 	LastUsedAt      *string `json:"last_used_at"`
 	RevokedAt       *string `json:"revoked_at"`
 	AlertThresholds []int   `json:"alert_thresholds"`
+	ExpiresAt       *string `json:"expires_at"`
+	// AllowedFunctions: [] means every function.
+	AllowedFunctions []string `json:"allowed_functions"`
+	// RateLimitPerSecond: 0 means the platform default.
+	RateLimitPerSecond int `json:"rate_limit_per_second"`
+	// PreviousExpiresAt is when the secret the last rotation replaced
+	// stops (or stopped) working; null if never rotated, or revoked.
+	PreviousExpiresAt *string `json:"previous_expires_at"`
 	// SpendThisMonth is what the key spent this UTC month, per currency,
 	// exact; only in lists, and only when the server can tell (KeySpends).
 	// A pointer, so an empty map still shows as {}.
@@ -59,9 +131,16 @@ type keyJSON struct {
 
 func toKeyJSON(k accounts.APIKey) keyJSON {
 	out := keyJSON{ID: k.ID, Name: k.Name, Prefix: k.Prefix, Key: k.Secret, CreatedAt: rfc3339(k.CreatedAt),
-		LastUsedAt: rfc3339Ptr(k.LastUsedAt), RevokedAt: rfc3339Ptr(k.RevokedAt), AlertThresholds: k.AlertThresholds}
+		LastUsedAt: rfc3339Ptr(k.LastUsedAt), RevokedAt: rfc3339Ptr(k.RevokedAt), ExpiresAt: rfc3339Ptr(k.ExpiresAt),
+		AllowedFunctions: k.AllowedFunctions, RateLimitPerSecond: k.RateLimitPerSecond, AlertThresholds: k.AlertThresholds}
 	if out.AlertThresholds == nil {
 		out.AlertThresholds = slices.Clone(accounts.DefaultAlertThresholds)
+	}
+	if out.AllowedFunctions == nil {
+		out.AllowedFunctions = []string{}
+	}
+	if k.PreviousExpiresAt != nil && k.RevokedAt == nil {
+		out.PreviousExpiresAt = rfc3339Ptr(k.PreviousExpiresAt)
 	}
 	if k.MonthlySpendCap != nil {
 		s := k.MonthlySpendCap.StringFixed(max(2, -k.MonthlySpendCap.Exponent()))
@@ -76,11 +155,11 @@ func (s *Server) handleCreateKey() echo.HandlerFunc {
 		if err := s.bind(c, &req); err != nil {
 			return err
 		}
-		capd, err := req.validate()
+		nk, err := s.validateKey(c.Request().Context(), &req)
 		if err != nil {
 			return err
 		}
-		k, err := s.Accounts.CreateKeyAlerting(c.Request().Context(), accountID(c), strings.TrimSpace(req.Name), capd, req.AlertThresholds)
+		k, err := s.Accounts.CreateKeyWith(c.Request().Context(), accountID(c), nk)
 		if err != nil {
 			return err
 		}
@@ -125,5 +204,36 @@ func (s *Server) handleRevokeKey() echo.HandlerFunc {
 		}
 		s.audit(c, accountID(c), audit.ActionKeyRevoke, c.Param("id"), "")
 		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+type rotateKeyRequest struct {
+	// GraceSeconds is how long the old secret keeps working: 0 (ends it
+	// now) to 30 days; required.
+	GraceSeconds *int64 `json:"grace_seconds"`
+}
+
+func (s *Server) handleRotateKey() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req rotateKeyRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		maxGrace := int64(accounts.MaxGrace / time.Second)
+		switch {
+		case req.GraceSeconds == nil:
+			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "say how long the old key keeps working",
+				Fields: map[string]string{"grace_seconds": "is required (0 ends the old key now)"}}
+		case *req.GraceSeconds < 0 || *req.GraceSeconds > maxGrace:
+			return &fnmarket.Error{Code: fnmarket.EINVALID, Message: "the grace is out of range",
+				Fields: map[string]string{"grace_seconds": fmt.Sprintf("must be 0 to %d (30 days)", maxGrace)}}
+		}
+		k, err := s.Accounts.RotateKey(c.Request().Context(), accountID(c), c.Param("id"), time.Duration(*req.GraceSeconds)*time.Second)
+		if err != nil {
+			return err
+		}
+		s.audit(c, accountID(c), audit.ActionKeyRotate, k.ID, k.Name)
+		c.Response().Header().Set("Cache-Control", "no-store")
+		return c.JSON(http.StatusCreated, toKeyJSON(k))
 	}
 }

@@ -51,6 +51,7 @@ func (s *Server) routes() {
 	a.POST("/keys", s.handleCreateKey(), auth)
 	a.GET("/keys", s.handleListKeys(), auth)
 	a.DELETE("/keys/:id", s.handleRevokeKey(), auth)
+	a.POST("/keys/:id/rotate", s.handleRotateKey(), auth)
 
 	if s.WebhookEndpoints != nil {
 		a.POST("/webhooks", s.handleCreateWebhook(), auth)

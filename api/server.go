@@ -30,13 +30,17 @@ import (
 // Deps are what the API needs. Usage and Billing may be nil while those parts
 // are not wired; their routes then answer 404.
 type Deps struct {
-	Logger   *slog.Logger
-	Accounts AccountStore
-	Catalog  CatalogStore
-	Sessions *Sessions
-	Usage    UsageReader
-	Billing  BillingReader
-	Webhooks WebhookHandler
+	Logger *slog.Logger
+	// DefaultKeyRateLimit is the gateway's calls per second per API key
+	// (FNMARKET_RATE_LIMIT_PER_KEY; 0: no limit): a key's own
+	// rate_limit_per_second may not be above it.
+	DefaultKeyRateLimit int
+	Accounts            AccountStore
+	Catalog             CatalogStore
+	Sessions            *Sessions
+	Usage               UsageReader
+	Billing             BillingReader
+	Webhooks            WebhookHandler
 	// WebhookEndpoints keeps accounts' outbound webhook endpoints
 	// (/api/v1/webhooks); nil: those routes answer 404.
 	WebhookEndpoints WebhookEndpoints

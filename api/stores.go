@@ -26,9 +26,8 @@ type AccountStore interface {
 	ChangePassword(ctx context.Context, id, current, next string) (accounts.Account, error)
 	Account(ctx context.Context, id string) (accounts.Account, error)
 	CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (accounts.APIKey, error)
-	// CreateKeyAlerting is CreateKey with the key's alert thresholds (nil:
-	// the default).
-	CreateKeyAlerting(ctx context.Context, accountID, name string, spendCap *decimal.Decimal, thresholds []int) (accounts.APIKey, error)
+	CreateKeyWith(ctx context.Context, accountID string, nk accounts.NewKey) (accounts.APIKey, error)
+	RotateKey(ctx context.Context, accountID, id string, grace time.Duration) (accounts.APIKey, error)
 	Keys(ctx context.Context, accountID string) ([]accounts.APIKey, error)
 	RevokeKey(ctx context.Context, accountID, id string) error
 	// Billing and SetSpendCap read and change the account's billing state

@@ -47,10 +47,16 @@
 //
 //	400 invalid_input        a "." or ".." segment in the path after the name
 //	401 unauthenticated      no key, unknown key, revoked key
+//	401 key_expired          the key is past Key.ExpiresAt (its expiry, or for a
+//	                         secret a rotation replaced, the end of its grace),
+//	                         by the gateway's clock on every call
+//	403 forbidden            the function is not in the key's AllowedFunctions
 //	404 not_found            unknown, unpublished or malformed function or version
 //	408 request_timeout      the body sent nothing for BodyIdleTimeout (20 s)
 //	413 payload_too_large    body over MaxBodyBytes (6 MiB)
-//	429 rate_limited         with Retry-After and X-RateLimit-Limit/-Remaining/-Reset
+//	429 rate_limited         with Retry-After and X-RateLimit-Limit/-Remaining/-Reset;
+//	                         the limit is the lowest of the default, the version's
+//	                         and the key's own (effectiveRateLimit)
 //	402 spend_cap_reached    the key's monthly spend cap is reached
 //	502 upstream_unreachable could not connect, address not allowed, no
 //	                         complete status line and headers came back
@@ -59,7 +65,7 @@
 //	                         (with Retry-After)
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
-// Refusals (400, 401, 404, 408, 413, 429, 402, 503) and every 502 problem
+// Refusals (400, 401, 403, 404, 408, 413, 429, 402, 503) and every 502 problem
 // are not billed and not recorded with the Meter at all; they show only in
 // metrics.
 //

@@ -249,6 +249,14 @@ type fakeAdmitter struct {
 	windows    map[string]*window
 	settled    []settlement
 	failSettle bool
+	admits     int // Admit calls
+}
+
+// admitted counts the calls Admit was asked about.
+func (a *fakeAdmitter) admitted() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.admits
 }
 
 type window struct {
@@ -259,6 +267,9 @@ type window struct {
 var _ gateway.Admitter = (*fakeAdmitter)(nil)
 
 func (a *fakeAdmitter) Admit(ctx context.Context, req usage.AdmissionRequest) (usage.Admission, error) {
+	a.mu.Lock()
+	a.admits++
+	a.mu.Unlock()
 	adm := usage.Admission{Allowed: true, CallsBefore: a.meter.callsOf(req.Caller.ConsumerID, req.FunctionID)}
 	switch req.Caller.Account.Standing {
 	case usage.StandingSuspended:

@@ -29,6 +29,18 @@ type Key struct {
 	// MonthlySpendCap is the key's cap; nil means none.
 	MonthlySpendCap *decimal.Decimal
 	Revoked         bool
+	// ExpiresAt is when the presented secret stops working (the key's
+	// expiry, or the end of a rotation's grace for the old secret); nil:
+	// never. The gateway compares it with its clock on every call, so an
+	// expiry needs no cache refresh.
+	ExpiresAt *time.Time
+	// Rotated means the presented secret is one a rotation replaced.
+	Rotated bool
+	// AllowedFunctions are the "vendor/name" the key may call; empty: all.
+	AllowedFunctions []string
+	// RateLimitPerSecond is the key's own limit; 0: none. It can only lower
+	// the effective limit (effectiveRateLimit).
+	RateLimitPerSecond int
 	// Account is the consumer account's standing, cap and credit; a change
 	// to it must make KeysChangedSince report the account's keys.
 	Account usage.AccountBilling
@@ -549,6 +561,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// From here on the function is known to exist, so its names are safe
 	// metric labels (a caller cannot grow their number).
 	vendor, name = route.VendorSlug, route.Function
+	if !key.allows(vendor, name) {
+		g.refuse(w, r, vendor, name, fnmarket.Errorf(fnmarket.EFORBIDDEN, "this API key may not call %s/%s", vendor, name))
+		return
+	}
 	if restEscapesBase(rest) {
 		// An encoded "../" would reach another path on the vendor's host
 		// at this function's price.
@@ -573,7 +589,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Caller: usage.Caller{
 			ConsumerID:         key.ConsumerID,
 			KeyID:              key.ID,
-			RateLimitPerSecond: effectiveRateLimit(g.cfg.DefaultRateLimitPerKey, route.Version.RateLimitPerSecond),
+			RateLimitPerSecond: effectiveRateLimit(g.cfg.DefaultRateLimitPerKey, route.Version.RateLimitPerSecond, key.RateLimitPerSecond),
 			MonthlySpendCap:    key.MonthlySpendCap,
 			Account:            key.Account,
 		},
@@ -740,8 +756,26 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (Key, err
 		return Key{}, storeUnavailable(w, "look up API key", err)
 	case k.Revoked:
 		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "the API key has been revoked")
+	case k.ExpiresAt != nil && !g.clock.Now().Before(*k.ExpiresAt):
+		if k.Rotated {
+			return Key{}, fnmarket.Errorf(fnmarket.EKEYEXPIRED, "this API key was rotated and its grace period ended at %s; use the new key", k.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		return Key{}, fnmarket.Errorf(fnmarket.EKEYEXPIRED, "the API key expired at %s", k.ExpiresAt.UTC().Format(time.RFC3339))
 	}
 	return k, nil
+}
+
+// allows reports whether the key may call vendor/name.
+func (k Key) allows(vendor, name string) bool {
+	if len(k.AllowedFunctions) == 0 {
+		return true
+	}
+	for _, f := range k.AllowedFunctions {
+		if f == vendor+"/"+name {
+			return true
+		}
+	}
+	return false
 }
 
 func presentedKey(r *http.Request) string {
@@ -754,11 +788,17 @@ func presentedKey(r *http.Request) string {
 	return strings.TrimSpace(r.Header.Get("X-Api-Key"))
 }
 
-func effectiveRateLimit(def, version int) int {
-	if version > 0 && (def <= 0 || version < def) {
-		return version
+// effectiveRateLimit is the lowest of the limits above zero: the
+// gateway's default, the version's and the key's own; 0 (no limit) when
+// none is set.
+func effectiveRateLimit(def int, more ...int) int {
+	limit := max(def, 0)
+	for _, l := range more {
+		if l > 0 && (limit == 0 || l < limit) {
+			limit = l
+		}
 	}
-	return max(def, 0)
+	return limit
 }
 
 func setRateLimitHeaders(h http.Header, adm usage.Admission) {

@@ -31,7 +31,8 @@ func (k gatewayKeys) KeyByHash(ctx context.Context, hash string) (gateway.Key, e
 	}
 	acc := gk.Account.Admission()
 	acc.PayURL = k.payURL
-	return gateway.Key{ID: gk.ID, ConsumerID: gk.AccountID, MonthlySpendCap: gk.MonthlySpendCap, Revoked: gk.Revoked, Account: acc}, nil
+	return gateway.Key{ID: gk.ID, ConsumerID: gk.AccountID, MonthlySpendCap: gk.MonthlySpendCap, Revoked: gk.Revoked, Account: acc,
+		ExpiresAt: gk.ExpiresAt, Rotated: gk.Rotated, AllowedFunctions: gk.AllowedFunctions, RateLimitPerSecond: gk.RateLimitPerSecond}, nil
 }
 
 func (k gatewayKeys) KeysChangedSince(ctx context.Context, since time.Time) ([]string, error) {

@@ -541,6 +541,8 @@ func (a *app) buildAPI(ctx context.Context, p *parts) error {
 		Accounts: a.accounts,
 		Catalog:  a.catalog,
 		Sessions: api.NewSessions(secret, 24*time.Hour, a.clock),
+		// A key's own rate limit may only lower the gateway's default.
+		DefaultKeyRateLimit: a.cfg.RateLimitPerKey,
 		// Logged-out sessions are refused by every replica.
 		Revocations: redisx.NewSessionRevocations(a.redis, a.cfg.RedisPrefix),
 		Usage:       api.NewUsageReport(usage, billing.NewUsageTable(a.db), a.catalog, a.clock),
@@ -711,12 +713,18 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 			}
 		}
 	}()
+	expiringDone := make(chan struct{})
+	go func() {
+		defer close(expiringDone)
+		a.notifyExpiringKeys(stop)
+	}()
 	a.registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 		Name: "fnmarket_rollup_passes_total", Help: "Roll-up passes run by this worker.",
 	}, func() float64 { return float64(a.rollupPasses.Load()) }))
 	p.onStop(func(ctx context.Context) error {
 		close(stop)
 		<-done
+		<-expiringDone
 		if final {
 			if _, err := rollup.RunOnce(ctx); err != nil {
 				return fmt.Errorf("final roll-up: %w", err)
@@ -725,6 +733,34 @@ func (a *app) startWorker(ctx context.Context, p *parts, final bool) error {
 		return nil
 	})
 	return nil
+}
+
+// keyExpiringInterval is how often the worker looks for keys that expire
+// within accounts.ExpiringNotice.
+const keyExpiringInterval = time.Minute
+
+// notifyExpiringKeys enqueues key.expiring for keys expiring within three
+// days, at start and every keyExpiringInterval until stop closes. Every
+// worker may run it: the events' dedupe keys make each happen once per key
+// and expiry.
+func (a *app) notifyExpiringKeys(stop <-chan struct{}) {
+	t := time.NewTicker(keyExpiringInterval)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		n, err := a.accounts.NotifyExpiringKeys(ctx, a.clock.Now())
+		cancel()
+		if err != nil {
+			a.log.Warn("key.expiring pass failed; it will be retried", "err", err)
+		} else if n > 0 {
+			a.log.Debug("key.expiring events enqueued", "events", n)
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // startWebhooks runs the outbound webhook deliverer: every

@@ -285,9 +285,18 @@ type CreateKey struct {
 	// AlertThresholds percents of the cap that raise usage.threshold_reached, ascending and unique (default [80, 100])
 	AlertThresholds *AlertThresholds `json:"alert_thresholds,omitempty"`
 
+	// AllowedFunctions vendor/name of published functions the key may call (at most 50); empty or absent: all
+	AllowedFunctions *[]string `json:"allowed_functions,omitempty"`
+
+	// ExpiresAt RFC 3339, in the future; calls after it get 401 key_expired
+	ExpiresAt *string `json:"expires_at,omitempty"`
+
 	// MonthlySpendCap Example: 0.0001
 	MonthlySpendCap *Money `json:"monthly_spend_cap,omitempty"`
 	Name            string `json:"name"`
+
+	// RateLimitPerSecond the key's own limit, 1 to the platform default; 0 or absent: the default
+	RateLimitPerSecond *int64 `json:"rate_limit_per_second,omitempty"`
 }
 
 // CreateWebhook defines model for CreateWebhook.
@@ -411,15 +420,21 @@ type InvoiceList struct {
 // Key defines model for Key.
 type Key struct {
 	// AlertThresholds percents of the cap that raise usage.threshold_reached, ascending and unique (default [80, 100])
-	AlertThresholds *AlertThresholds `json:"alert_thresholds,omitempty"`
-	CreatedAt       string           `json:"created_at"`
-	Id              string           `json:"id"`
-	Key             *string          `json:"key,omitempty"`
-	LastUsedAt      *string          `json:"last_used_at"`
-	MonthlySpendCap *Money           `json:"monthly_spend_cap"`
-	Name            string           `json:"name"`
-	Prefix          string           `json:"prefix"`
-	RevokedAt       *string          `json:"revoked_at"`
+	AlertThresholds  *AlertThresholds `json:"alert_thresholds,omitempty"`
+	AllowedFunctions []string         `json:"allowed_functions"`
+	CreatedAt        string           `json:"created_at"`
+	ExpiresAt        *string          `json:"expires_at"`
+	Id               string           `json:"id"`
+	Key              *string          `json:"key,omitempty"`
+	LastUsedAt       *string          `json:"last_used_at"`
+	MonthlySpendCap  *Money           `json:"monthly_spend_cap"`
+	Name             string           `json:"name"`
+	Prefix           string           `json:"prefix"`
+
+	// PreviousExpiresAt when the secret the last rotation replaced stops (or stopped) working; null if never rotated or revoked
+	PreviousExpiresAt  *string `json:"previous_expires_at"`
+	RateLimitPerSecond int64   `json:"rate_limit_per_second"`
+	RevokedAt          *string `json:"revoked_at"`
 
 	// SpendThisMonth in lists, when the server reports it: what the key spent this UTC month, exact, per currency (e.g. {"USD": "0.0213"}; empty when nothing)
 	SpendThisMonth *map[string]Money `json:"spend_this_month,omitempty"`
@@ -638,6 +653,12 @@ type QuoteRequest struct {
 
 	// Version with function: a version that was published (default the live one)
 	Version *int64 `json:"version,omitempty"`
+}
+
+// RotateKey defines model for RotateKey.
+type RotateKey struct {
+	// GraceSeconds how long the old secret keeps working, 0 (ends it now) to 2592000
+	GraceSeconds int64 `json:"grace_seconds"`
 }
 
 // Session defines model for Session.
@@ -951,6 +972,9 @@ type AddVersionJSONRequestBody = VersionInput
 
 // CreateKeyJSONRequestBody defines body for CreateKey for application/json ContentType.
 type CreateKeyJSONRequestBody = CreateKey
+
+// RotateKeyJSONRequestBody defines body for RotateKey for application/json ContentType.
+type RotateKeyJSONRequestBody = RotateKey
 
 // QuotePricingJSONRequestBody defines body for QuotePricing for application/json ContentType.
 type QuotePricingJSONRequestBody = QuoteRequest
@@ -1277,10 +1301,24 @@ type ClientInterface interface {
 	// Corresponds with POST /api/v1/keys (the `CreateKey` operationId).
 	CreateKey(ctx context.Context, body CreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// RevokeKey Revoke a key; every gateway refuses it within 2 s
+	// RevokeKey Revoke a key (its current and previous secret); every gateway refuses it within 2 s
 	//
 	// Corresponds with DELETE /api/v1/keys/{id} (the `RevokeKey` operationId).
 	RevokeKey(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateKeyWithBody Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+	RotateKeyWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateKey Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+	RotateKey(ctx context.Context, id string, body RotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// GetMe The signed-in account
 	//
@@ -2043,11 +2081,45 @@ func (c *Client) CreateKey(ctx context.Context, body CreateKeyJSONRequestBody, r
 	return c.Client.Do(req)
 }
 
-// RevokeKey Revoke a key; every gateway refuses it within 2 s
+// RevokeKey Revoke a key (its current and previous secret); every gateway refuses it within 2 s
 //
 // Corresponds with DELETE /api/v1/keys/{id} (the `RevokeKey` operationId).
 func (c *Client) RevokeKey(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRevokeKeyRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateKeyWithBody Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+func (c *Client) RotateKeyWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateKeyRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateKey Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+func (c *Client) RotateKey(ctx context.Context, id string, body RotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateKeyRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3567,6 +3639,53 @@ func NewRevokeKeyRequest(server string, id string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewRotateKeyRequest calls the generic RotateKey builder with application/json body
+func NewRotateKeyRequest(server string, id string, body RotateKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRotateKeyRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewRotateKeyRequestWithBody constructs an http.Request for the RotateKey method, with any body, and a specified content type
+func NewRotateKeyRequestWithBody(server string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/keys/%s/rotate", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewGetMeRequest constructs an http.Request for the GetMe method
 func NewGetMeRequest(server string) (*http.Request, error) {
 	var err error
@@ -4696,12 +4815,26 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /api/v1/keys (the `CreateKey` operationId).
 	CreateKeyWithResponse(ctx context.Context, body CreateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*CreateKeyResponse, error)
 
-	// RevokeKeyWithResponse Revoke a key; every gateway refuses it within 2 s
+	// RevokeKeyWithResponse Revoke a key (its current and previous secret); every gateway refuses it within 2 s
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with DELETE /api/v1/keys/{id} (the `RevokeKey` operationId).
 	RevokeKeyWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*RevokeKeyResponse, error)
+
+	// RotateKeyWithBodyWithResponse Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+	RotateKeyWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateKeyResponse, error)
+
+	// RotateKeyWithResponse Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+	RotateKeyWithResponse(ctx context.Context, id string, body RotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateKeyResponse, error)
 
 	// GetMeWithResponse The signed-in account
 	//
@@ -6236,6 +6369,54 @@ func (r RevokeKeyResponse) ContentType() string {
 	return ""
 }
 
+type RotateKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON201 the response for an HTTP 201 `application/json` response
+	JSON201 *Key
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON201 returns the response for an HTTP 201 `application/json` response
+func (r RotateKeyResponse) GetJSON201() *Key {
+	return r.JSON201
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r RotateKeyResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type GetMeResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7634,7 +7815,7 @@ func (c *ClientWithResponses) CreateKeyWithResponse(ctx context.Context, body Cr
 	return ParseCreateKeyResponse(rsp)
 }
 
-// RevokeKeyWithResponse Revoke a key; every gateway refuses it within 2 s
+// RevokeKeyWithResponse Revoke a key (its current and previous secret); every gateway refuses it within 2 s
 //
 // Returns a wrapper object for the known response body format(s).
 //
@@ -7645,6 +7826,32 @@ func (c *ClientWithResponses) RevokeKeyWithResponse(ctx context.Context, id stri
 		return nil, err
 	}
 	return ParseRevokeKeyResponse(rsp)
+}
+
+// RotateKeyWithBodyWithResponse Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+func (c *ClientWithResponses) RotateKeyWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateKeyResponse, error) {
+	rsp, err := c.RotateKeyWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateKeyResponse(rsp)
+}
+
+// RotateKeyWithResponse Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /api/v1/keys/{id}/rotate (the `RotateKey` operationId).
+func (c *ClientWithResponses) RotateKeyWithResponse(ctx context.Context, id string, body RotateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateKeyResponse, error) {
+	rsp, err := c.RotateKey(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateKeyResponse(rsp)
 }
 
 // GetMeWithResponse The signed-in account
@@ -8878,6 +9085,39 @@ func ParseRevokeKeyResponse(rsp *http.Response) (*RevokeKeyResponse, error) {
 	switch {
 	case rsp.StatusCode == 204:
 		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseRotateKeyResponse parses an HTTP response from a RotateKeyWithResponse call
+func ParseRotateKeyResponse(rsp *http.Response) (*RotateKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 201:
+		var dest Key
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON201 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
