@@ -170,7 +170,7 @@ func TestNotifyExpiringKeys(t *testing.T) {
 			var rows []struct {
 				Type, DedupeKey, Payload string
 			}
-			if err := db.Raw("SELECT type, dedupe_key, payload FROM webhook_events WHERE account_id = ? ORDER BY dedupe_key", a.ID).Scan(&rows).Error; err != nil {
+			if err := db.Raw("SELECT type, dedupe_key, payload FROM webhook_events WHERE account_id = ? AND type = ? ORDER BY dedupe_key", a.ID, "key.expiring").Scan(&rows).Error; err != nil {
 				t.Fatal(err)
 			}
 			want := []string{
