@@ -35,6 +35,9 @@ const (
 	// EPAYMENTREQUIRED: the account has no way to pay for this call yet, or
 	// an invoice is past due (402, with a link to pay).
 	EPAYMENTREQUIRED = "payment_required"
+	// EIDEMPOTENCYMISMATCH: an Idempotency-Key was reused with a different
+	// request (method, path and query, or body) than its first call (422).
+	EIDEMPOTENCYMISMATCH = "idempotency_mismatch"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -127,6 +130,8 @@ func HTTPStatus(code string) int {
 		return 409
 	case ETOOLARGE:
 		return 413
+	case EIDEMPOTENCYMISMATCH:
+		return 422
 	case EREQUESTTIMEOUT:
 		return 408
 	case EUNSUPPORTEDMEDIA:
