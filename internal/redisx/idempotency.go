@@ -12,7 +12,8 @@ import (
 // Idempotency is the gateway's IdempotencyStore on Redis: one string per API
 // key id and Idempotency-Key, under prefix+"idem:{"+scope+"}:"+key. The
 // braces make the key id the hash tag, so everything of one API key lives in
-// one Redis Cluster slot. Each operation is one atomic command or script.
+// one Redis Cluster slot. Each operation is one atomic command or script
+// (a claim that finds the key taken reads it with a second command).
 type Idempotency struct {
 	client redis.UniversalClient
 	prefix string
@@ -26,15 +27,6 @@ func NewIdempotency(client redis.UniversalClient, prefix string) *Idempotency {
 func (s *Idempotency) key(scope, key string) string {
 	return s.prefix + "idem:{" + scope + "}:" + key
 }
-
-// idemClaimScript sets KEYS[1] to ARGV[1] for ARGV[2] ms unless it holds
-// something, and returns {1} or {0, what it holds}.
-var idemClaimScript = redis.NewScript(`
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return {1}
-end
-return {0, redis.call('GET', KEYS[1])}
-`)
 
 // idemReplaceScript sets KEYS[1] to ARGV[2] for ARGV[3] ms if it holds ARGV[1].
 var idemReplaceScript = redis.NewScript(`
@@ -53,25 +45,27 @@ end
 return 0
 `)
 
-// Claim sets scope/key to value for ttl unless it holds something; then it
-// returns what it holds.
+// Claim sets scope/key to value for ttl unless it holds something (SET NX
+// PX, one round trip for a first call); then it returns what it holds.
 func (s *Idempotency) Claim(ctx context.Context, scope, key string, value []byte, ttl time.Duration) ([]byte, bool, error) {
-	res, err := idemClaimScript.Run(ctx, s.client, []string{s.key(scope, key)}, value, ttl.Milliseconds()).Slice()
-	if err != nil {
-		return nil, false, fmt.Errorf("claim idempotency key: %w", err)
+	k := s.key(scope, key)
+	for {
+		ok, err := s.client.SetNX(ctx, k, value, ttl).Result()
+		if err != nil {
+			return nil, false, fmt.Errorf("claim idempotency key: %w", err)
+		}
+		if ok {
+			return nil, true, nil
+		}
+		held, err := s.client.Get(ctx, k).Bytes()
+		if errors.Is(err, redis.Nil) {
+			continue // expired or released in between: claim again
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read idempotency key: %w", err)
+		}
+		return held, false, nil
 	}
-	if n, _ := res[0].(int64); n == 1 {
-		return nil, true, nil
-	}
-	if len(res) < 2 {
-		// Expired between SET and GET: claim again.
-		return s.Claim(ctx, scope, key, value, ttl)
-	}
-	held, ok := res[1].(string)
-	if !ok {
-		return nil, false, errors.New("claim idempotency key: unexpected reply")
-	}
-	return []byte(held), false, nil
 }
 
 // Replace sets scope/key to value for ttl if it still holds old.
