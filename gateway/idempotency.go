@@ -347,6 +347,9 @@ func (rw *recorder) FlushError() error {
 	return err
 }
 
+// Flush is FlushError for callers that only know http.Flusher.
+func (rw *recorder) Flush() { _ = rw.FlushError() }
+
 // answer encodes what the caller got: status and headers as sent, with the
 // final values of announced trailers as headers, then the body. ok is false
 // when the body was too large to keep or nothing was written.
