@@ -265,8 +265,10 @@ func (ic *idemCall) finish(ctx context.Context, out Outcome, err error) {
 	switch a, ok := ic.rec.answer(); {
 	case err != nil && out.HeadersSent:
 		v = []byte(string(idemNotKept) + ic.fp + "the answer was cut")
-	case !ok:
+	case !ok && ic.rec.over:
 		v = []byte(string(idemNotKept) + ic.fp + "the answer was over " + strconv.Itoa(MaxKeptAnswerBytes) + " bytes")
+	case !ok:
+		v = []byte(string(idemNotKept) + ic.fp + "no answer was recorded")
 	default:
 		v = append([]byte(string(idemAnswered)+ic.fp), a...)
 	}
