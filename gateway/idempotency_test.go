@@ -374,3 +374,62 @@ func TestIdempotentAnswerTooLarge(t *testing.T) {
 		t.Errorf("calls %d, metered %d; want 1 and 1", calls.Load(), len(e.meter.recorded()))
 	}
 }
+
+// failingIdem is a store that cannot be reached.
+type failingIdem struct{}
+
+func (failingIdem) Claim(context.Context, string, string, []byte, time.Duration) ([]byte, bool, error) {
+	return nil, false, io.ErrUnexpectedEOF
+}
+func (failingIdem) Replace(context.Context, string, string, []byte, []byte, time.Duration) (bool, error) {
+	return false, io.ErrUnexpectedEOF
+}
+func (failingIdem) Release(context.Context, string, string, []byte) error { return io.ErrUnexpectedEOF }
+
+// TestIdempotencyStoreUnreachable: when the key cannot be claimed, the call
+// is refused 503 and does not run (it could not be made safe to retry).
+func TestIdempotencyStoreUnreachable(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	e := newEnv(t, envOptions{cfg: private()})
+	e.gw.UseIdempotencyStore(failingIdem{})
+	e.routes.addVersion("acme", "fn", 1, countingUpstream(t, &calls), true)
+	resp := e.do("POST", "/v1/invoke/acme/fn", strings.NewReader("x"), withIdem("k"))
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+	wantProblem(t, resp, 503, fnmarket.EUNAVAILABLE)
+	if calls.Load() != 0 || len(e.meter.recorded()) != 0 {
+		t.Errorf("calls %d, metered %d; want none", calls.Load(), len(e.meter.recorded()))
+	}
+	// Without the header the call does not need the store.
+	if body := readAll(t, e.do("POST", "/v1/invoke/acme/fn", strings.NewReader("x"), nil)); calls.Load() != 1 {
+		t.Errorf("a call without the header: %q", body)
+	}
+}
+
+// TestIdempotentCutAnswerNotKept: an answer that breaks off mid-stream is
+// not kept; the repeat gets 409 and the function does not run again.
+func TestIdempotentCutAnswerNotKept(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	up := upstream(t, func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		_, _ = io.WriteString(w, "part")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	})
+	e, store := idemEnv(t, private())
+	e.routes.addVersion("acme", "cut", 1, up.URL, true)
+	resp := e.do("GET", "/v1/invoke/acme/cut", nil, withIdem("c"))
+	_, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if v, _ := store.held("key-1", "c"); !strings.HasPrefix(v, "N") {
+		t.Fatalf("store holds %.10q; want the not-kept marker", v)
+	}
+	again := e.do("GET", "/v1/invoke/acme/cut", nil, withIdem("c"))
+	wantProblem(t, again, 409, fnmarket.ECONFLICT)
+	if calls.Load() != 1 {
+		t.Errorf("the function ran %d times; want 1", calls.Load())
+	}
+}
