@@ -39,6 +39,9 @@ const (
 	// rotation replaced and its grace has ended (401; an unknown key is
 	// EUNAUTHORIZED).
 	EKEYEXPIRED = "key_expired"
+	// EIDEMPOTENCYMISMATCH: an Idempotency-Key was reused with a different
+	// request (method, path and query, or body) than its first call (422).
+	EIDEMPOTENCYMISMATCH = "idempotency_mismatch"
 )
 
 // Error is the one application error type. Code is stable and maps to an HTTP
@@ -131,6 +134,8 @@ func HTTPStatus(code string) int {
 		return 409
 	case ETOOLARGE:
 		return 413
+	case EIDEMPOTENCYMISMATCH:
+		return 422
 	case EREQUESTTIMEOUT:
 		return 408
 	case EUNSUPPORTEDMEDIA:

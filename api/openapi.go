@@ -334,6 +334,9 @@ func OpenAPI(kinds *backend.Registry) map[string]any {
 						"description": "function may carry @version to pin one that was published"})
 				}
 			}
+			params = append(params, map[string]any{"name": "Idempotency-Key", "in": "header", "required": false,
+				"schema":      map[string]any{"type": "string", "minLength": 1, "maxLength": 255, "pattern": `^[ -~]+$`},
+				"description": "makes the call safe to retry: the first answer is kept 24 h per API key and replayed (Idempotent-Replayed: true, not billed) for the same request; 422 idempotency_mismatch for another request, 409 conflict while the first runs"})
 			add(p, m, map[string]any{
 				"operationId": gp.id + m[:1] + strings.ToLower(m[1:]),
 				"summary":     "Invoke a published function (billed per call and compute-ms)",
@@ -342,6 +345,8 @@ func OpenAPI(kinds *backend.Registry) map[string]any {
 				"responses": map[string]any{
 					"default": map[string]any{"description": "the function's own answer (without Set-Cookie, with Content-Security-Policy: sandbox), with X-Invocation-Id and X-Compute-Ms"},
 					"400":     problem, "401": problem, "402": problem, "404": problem, "408": problem, "413": problem, "429": problem, "502": problem,
+					"409": map[string]any{"description": "a call with the same Idempotency-Key is still running (retry after Retry-After), or its answer was not kept", "content": problem["content"]},
+					"422": map[string]any{"description": "idempotency_mismatch: the Idempotency-Key was first used with another request", "content": problem["content"]},
 					"503": map[string]any{"description": "wasm functions at this server's capacity (memory budget or concurrency); not billed, retry after Retry-After", "content": problem["content"]},
 					"504": problem,
 				},

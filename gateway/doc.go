@@ -45,7 +45,8 @@
 // runs in an opaque origin, away from the portal's storage and session. Calls the gateway turns down
 // are application/problem+json {"type","title","status","detail","code"}:
 //
-//	400 invalid_input        a "." or ".." segment in the path after the name
+//	400 invalid_input        a "." or ".." segment in the path after the name;
+//	                         an Idempotency-Key that is not 1-255 printable ASCII
 //	401 unauthenticated      no key, unknown key, revoked key
 //	401 key_expired          the key is past Key.ExpiresAt (its expiry, or for a
 //	                         secret a rotation replaced, the end of its grace),
@@ -57,7 +58,13 @@
 //	429 rate_limited         with Retry-After and X-RateLimit-Limit/-Remaining/-Reset;
 //	                         the limit is the lowest of the default, the version's
 //	                         and the key's own (effectiveRateLimit)
-//	402 spend_cap_reached    the key's monthly spend cap is reached
+//	409 conflict             a call with the same Idempotency-Key is still
+//	                         running (with Retry-After), or its answer was not kept
+//	422 idempotency_mismatch an Idempotency-Key reused with another request
+//	402 spend_cap_reached    the call's worst case does not fit in the key's or
+//	                         the account's monthly cap
+//	402 payment_required     no way to pay for the call, or an invoice past due
+//	                         (Link: <billing page>; rel="payment")
 //	502 upstream_unreachable could not connect, address not allowed, no
 //	                         complete status line and headers came back
 //	503 unavailable          wasm functions at the process's bounds, or a key or
@@ -65,9 +72,16 @@
 //	                         (with Retry-After)
 //	504 upstream_timeout     the function did not finish within its timeout_ms
 //
-// Refusals (400, 401, 403, 404, 408, 413, 429, 402, 503) and every 502 problem
+// Refusals (400, 401, 403, 404, 408, 409, 413, 422, 429, 402, 503) and every 502 problem
 // are not billed and not recorded with the Meter at all; they show only in
 // metrics.
+//
+// # Idempotent invocations
+//
+// A call with an Idempotency-Key is claimed in an IdempotencyStore after its
+// key and route are known and before admission; a repeat replays the kept
+// answer without admission, invocation or metering. See idempotency.go for
+// the rules (scope, fingerprint, what is kept, lock expiry).
 //
 // # Compute time, for vendors
 //

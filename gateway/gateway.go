@@ -350,6 +350,7 @@ type Gateway struct {
 	routes *readThrough[routeKey, catalog.Route]
 
 	httpInv *httpInvoker
+	idem    IdempotencyStore
 
 	invMu    sync.RWMutex
 	invokers map[string]Invoker
@@ -584,6 +585,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if timeout <= 0 {
 		timeout = g.cfg.DefaultTimeout
 	}
+	var idem *idemCall
+	if _, ok := r.Header[HeaderIdempotencyKey]; ok && g.idem != nil {
+		var done bool
+		if idem, done = g.beginIdempotent(w, r, key, vendor, name, timeout); done {
+			return
+		}
+		w = idem.rec
+	}
 	at := g.clock.Now()
 	admReq := usage.AdmissionRequest{
 		Caller: usage.Caller{
@@ -602,11 +611,13 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	adm, err := g.admitter.Admit(r.Context(), admReq)
 	if err != nil {
+		idem.release(r.Context())
 		g.refuse(w, r, vendor, name, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "admit call", Err: err})
 		return
 	}
 	setRateLimitHeaders(h, adm)
 	if !adm.Allowed {
+		idem.release(r.Context())
 		g.refuse(w, r, vendor, name, refusal(h, adm, key))
 		return
 	}
@@ -617,7 +628,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		call.body.idle, call.body.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline
 		r.Body = call.body
 	}
-	out, err := inv.Invoke(w, r, call)
+	out, err := inv.Invoke(w, idem.request(r), call)
 	callerGone := r.Context().Err() != nil
 	var cost decimal.Decimal
 	if out.Reached {
@@ -661,14 +672,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case err == nil:
+		idem.finish(r.Context(), out, nil)
 		g.metrics.observe(vendor, name, out.Status, time.Since(started))
 	case !out.HeadersSent:
 		if out.Reached {
 			call.SetMeasured(h, out.ComputeMs)
 		}
 		status := fnmarket.WriteProblem(w, err)
+		idem.finish(r.Context(), out, err)
 		g.metrics.observe(vendor, name, status, time.Since(started))
 	default:
+		idem.finish(r.Context(), out, err)
 		// The answer is already on its way and cannot become a problem:
 		// cut the connection so the caller sees it is incomplete.
 		g.metrics.observe(vendor, name, 0, time.Since(started))

@@ -21,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "fnmarket_gateway_calls_total",
-			Help: "Invocations answered, by vendor, function and status class (2xx..5xx; \"cut\" for an answer cut mid-stream). Refusals before the function is known have empty vendor and function.",
+			Help: "Invocations answered, by vendor, function and status class (2xx..5xx; \"cut\" for an answer cut mid-stream; \"replayed\" for an answer replayed for a repeated Idempotency-Key). Refusals before the function is known have empty vendor and function.",
 		}, []string{"vendor", "function", "status_class"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "fnmarket_gateway_call_duration_seconds",

@@ -108,6 +108,10 @@ func TestOnRedisCluster(t *testing.T) {
 			t.Errorf("consumer %d upcoming total %v, want 0.15", i, up["total"])
 		}
 	}
+	// Idempotency keys live in one slot per API key, on every master.
+	checkIdempotencyOnCluster(t, seeds)
+	key := c.call("POST", "/api/v1/keys", tokens[0], map[string]any{"name": "idem"}, 201)["key"].(string)
+	idempotentCallOnCluster(t, inst.url, key)
 	// A cap holds on the cluster too: 200 concurrent calls, room for 10.
 	capsHold(t, inst.url, []string{inst.url}, vendor)
 }

@@ -637,6 +637,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 	if err := gw.RegisterKinds(kinds); err != nil {
 		return err
 	}
+	gw.UseIdempotencyStore(redisx.NewIdempotency(a.redis, a.cfg.RedisPrefix))
 	gw.Start(ctx)
 	p.onStop(func(context.Context) error { return gw.Close() })
 	p.gateway = gw
