@@ -59,10 +59,13 @@ func TestKeysInBrowser(t *testing.T) {
 
 	// Scopes are picked from the catalog: searched, checked, removed by
 	// their chip and checked again.
-	b.Do("search tagger", browsertest.Fill("#scope-q", "tagger"), browsertest.Visible(`#scope-results input[data-fn="acme/tagger"]`),
+	b.Do("search tagger", browsertest.Fill("#scope-q", "tagger"), browsertest.Visible(`#scope-results[data-q="tagger"] input[data-fn="acme/tagger"]`),
 		browsertest.Click(`#scope-results input[data-fn="acme/tagger"]`), browsertest.WaitText("#scope-summary", "only this function"),
 		browsertest.WaitText("#scope-chosen", "acme/tagger"))
-	b.Do("all functions", browsertest.Fill("#scope-q", ""), browsertest.Visible(`#scope-results input[data-fn="acme/geocoder"]`),
+	if b.EvalBool("search narrows", `!!document.querySelector('#scope-results input[data-fn="acme/freebie"]')`) {
+		t.Error("searching the catalog for tagger still lists acme/freebie")
+	}
+	b.Do("all functions", browsertest.Fill("#scope-q", ""), browsertest.Visible(`#scope-results[data-q=""] input[data-fn="acme/geocoder"]`),
 		browsertest.Click(`#scope-results input[data-fn="acme/geocoder"]`), browsertest.Click(`#scope-results input[data-fn="acme/freebie"]`),
 		browsertest.WaitText("#scope-summary", "these 3 functions"))
 	if !b.EvalBool("search keeps picks", `document.querySelector('#scope-results input[data-fn="acme/tagger"]').checked`) {

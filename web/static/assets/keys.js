@@ -206,6 +206,8 @@ function scopePicker(ctx) {
       return;
     }
     if (mine !== seq || !ctx.alive()) return;
+    // data-q names the search the list shows (tests wait for it).
+    results.dataset.q = q.value.trim();
     const shown = items.slice(0, 50);
     mount(results, shown.length ? shown.map((it) => {
       const fn = `${it.vendor}/${it.name}`;
