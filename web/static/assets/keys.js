@@ -229,21 +229,27 @@ function scopePicker(ctx) {
 }
 
 // showNewKey shows a secret once: a new key, or a rotated key's new secret
-// with how long the old one still works (old is the key before rotating).
-function showNewKey(slot, k, old) {
+// with how long the old one still works (old is the key before rotating,
+// grace the seconds asked for, said when the answer has no end of grace).
+function showNewKey(slot, k, old, grace = 0) {
   const input = h('input', { type: 'text', readOnly: true, value: k.key, id: 'new-key-value', class: 'mono key-value', 'aria-label': `The new key ${k.name}`, spellcheck: 'false' });
   input.addEventListener('focus', () => input.select());
-  let grace = null;
+  let until = null;
   if (old) {
-    grace = graceActive(k.previous_expires_at)
-      ? h('p', { id: 'old-key-until' }, 'The old key ', h('code', null, `${old.prefix}…`), ` works until ${fmtTime(k.previous_expires_at)}; then it gets 401. Switch your programs to the new key before then.`)
-      : h('p', { id: 'old-key-until' }, 'The old key ', h('code', null, `${old.prefix}…`), ' no longer works.');
+    const oldKey = ['The old key ', h('code', null, `${old.prefix}…`)];
+    if (graceActive(k.previous_expires_at)) {
+      until = h('p', { id: 'old-key-until' }, oldKey, ` works until ${fmtTime(k.previous_expires_at)}; then it gets 401. Switch your programs to the new key before then.`);
+    } else if (k.previous_expires_at === undefined && grace > 0) {
+      until = h('p', { id: 'old-key-until' }, oldKey, ` works for ${graceText(grace)} more; then it gets 401.`);
+    } else {
+      until = h('p', { id: 'old-key-until' }, oldKey, ' no longer works.');
+    }
   }
   mount(slot, h('section', { class: 'panel panel-warn', id: 'new-key', role: 'region', 'aria-labelledby': 'new-key-h' },
     h('h2', { id: 'new-key-h' }, old ? `The new secret of “${k.name}”` : `Your new key “${k.name}”`),
     h('p', { class: 'warn' }, h('strong', null, 'Copy it now: it will not be shown again.'), ' fnmarket keeps only a hash. If you lose it, revoke it and create another.'),
     h('div', { class: 'key-row' }, input, copyButton(() => k.key, input, 'Copy key')),
-    grace,
+    until,
     h('p', { class: 'muted small' }, 'Until you reload this tab, the “try it” box on every function page can use this key for you. ',
       h('a', { href: '/catalog', 'data-link': '' }, 'Find a function to try'), '.'),
     button('I have copied it', () => slot.replaceChildren(), { class: 'btn btn-small' })));
@@ -353,7 +359,7 @@ function rotateDialog(k, list, fresh, ctx) {
       if (held) Object.assign(held, { prefix: nk.prefix, key: nk.key });
       else state.sessionKeys.unshift({ id: nk.id, name: nk.name, prefix: nk.prefix, key: nk.key });
       dlg.close();
-      showNewKey(fresh, nk, k);
+      showNewKey(fresh, nk, k, grace);
       toast(`Key “${k.name}” rotated`);
       await drawKeys(list, fresh, ctx);
     }).catch((e) => toast(e.message));
