@@ -495,7 +495,7 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('unknown expiry explained', old.fields.expires_at, 'key expiry is not available on this server yet; leave it empty');
 	  eq('unknown rate explained', old.fields.rate_limit_per_second.startsWith('per-key rate limits are not available'), true);
 	  const named = k.explainKeyProblem(new api.Problem(400, {errors: {'allowed_functions[1]': 'is not a published function'}}), ['acme/a', 'acme/gone']);
-	  eq('scope error named', named.fields['allowed_functions[1]'], 'acme/gone: is not a published function');
+	  eq('scope error named', named.fields['allowed_functions[1]'], 'is not a published function: acme/gone');
 	  return fails;
 	})()`
 	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))

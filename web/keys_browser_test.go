@@ -163,6 +163,18 @@ func TestKeysInBrowser(t *testing.T) {
 	b.Do("expired", browsertest.Navigate(srv.url+"/keys"), browsertest.WaitText(ciSel+" .key-expires .badge-bad", "expired"),
 		browsertest.WaitText(ciSel+" .key-status", "Expired"))
 
+	// A picked function unpublished before the key is made is named in
+	// the scope's field error (allowed_functions[0]).
+	b.Do("pick geocoder", browsertest.Fill("#key-name", "maps"), browsertest.Fill("#scope-q", "geo"),
+		browsertest.Visible(`#scope-results[data-q="geo"] input[data-fn="acme/geocoder"]`), browsertest.Click(`#scope-results input[data-fn="acme/geocoder"]`),
+		browsertest.WaitText("#scope-summary", "only this function"))
+	apiCall(t, "POST", srv.url+"/api/v1/functions/"+fn["id"].(string)+"/unpublish", vtok, nil, 200)
+	b.Do("unpublished scope", browsertest.Click("#create-key"),
+		browsertest.WaitText(`#key-form [data-error-for="allowed_functions"]`, "Is not a published function: acme/geocoder"))
+	if b.EvalBool("no key made", `!!document.querySelector('#new-key-value') || document.querySelector('#keys-table').textContent.includes('maps')`) {
+		t.Error("a key was made with an unpublished function in its scope")
+	}
+
 	b.Do("phone", chromedp.EmulateViewport(390, 844), browsertest.Visible("#keys-table"), browsertest.Visible("#scope-results"))
 	if !b.EvalBool("no overflow", `document.documentElement.scrollWidth <= window.innerWidth + 1`) {
 		t.Errorf("the keys page is %d px wide at a 390 px viewport", browsertest.Get(b, "width", chromedp.Evaluate[int](`document.documentElement.scrollWidth`)))

@@ -103,7 +103,7 @@ export function explainKeyProblem(e, allowed = []) {
   }
   for (const [k, msg] of Object.entries(e.fields)) {
     const m = /^allowed_functions\[(\d+)\]$/.exec(k);
-    if (m && allowed[Number(m[1])] !== undefined) e.fields[k] = `${allowed[Number(m[1])]}: ${msg}`;
+    if (m && allowed[Number(m[1])] !== undefined) e.fields[k] = `${msg}: ${allowed[Number(m[1])]}`;
   }
   return e;
 }
