@@ -128,6 +128,11 @@ func TestKeysInBrowser(t *testing.T) {
 	}
 	b.Do("bad grace", browsertest.Click("#grace-custom"), browsertest.Visible("#grace-custom-seconds"), browsertest.Fill("#grace-custom-seconds", "99999999"),
 		browsertest.Click("#confirm-rotate"), browsertest.WaitText(`#rotate-form [data-error-for="grace_seconds"]`, "from 0 to 604800"))
+	if !b.EvalBool("focus leaves the seconds", `(() => { document.querySelector('#confirm-rotate').focus();
+		document.querySelector('#grace-custom-seconds').dispatchEvent(new Event('change', {bubbles: true}));
+		return document.activeElement.id === 'confirm-rotate'; })()`) {
+		t.Error("a change of the custom seconds pulls the focus back to them")
+	}
 	if srv.keys.extraOf(id).PreviousExpiresAt != nil {
 		t.Fatal("a refused grace rotated the key")
 	}

@@ -327,7 +327,8 @@ function rotateDialog(k, list, fresh, ctx) {
       radios, h('label', null, customRadio, 'Custom'), customWrap, slot),
     err, h('div', { class: 'actions' }, no, yes));
   const dlg = h('dialog', { class: 'dialog', id: 'rotate-dialog', 'aria-labelledby': 'rotate-h' }, form);
-  form.addEventListener('change', () => {
+  form.addEventListener('change', (ev) => {
+    if (ev.target.name !== 'grace') return; // not the seconds box: focus would never leave it
     customWrap.hidden = !customRadio.checked;
     if (customRadio.checked) custom.focus();
   });
