@@ -40,6 +40,7 @@ type portalServer struct {
 	backends *fakeBackends
 	billing  *fakeBilling  // nil unless metered
 	webhooks *fakeWebhooks // nil unless webhooks
+	keys     *fakeKeys     // nil unless keys
 }
 
 // startPortal serves the portal; metered says whether the usage and billing
@@ -59,6 +60,9 @@ type portalOptions struct {
 	// webhooks serves the webhook and audit routes and alert thresholds on
 	// keys (fakeWebhooks).
 	webhooks bool
+	// keys adds expiry, scopes, per-key rate limits and rotation to the
+	// key routes (fakeKeys).
+	keys bool
 }
 
 func startPortalWith(t *testing.T, o portalOptions) *portalServer {
@@ -113,12 +117,17 @@ func startPortalWith(t *testing.T, o portalOptions) *portalServer {
 	if hooks != nil {
 		srv = hooks.keysWithAlerts(srv)
 	}
+	var keys *fakeKeys
+	if o.keys {
+		keys = newFakeKeys(deps.Sessions, cat)
+		srv = keys.wrap(srv)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/invoke/", gw)
 	mux.Handle("/", srv)
 	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
-	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends, billing: bill, webhooks: hooks}
+	return &portalServer{url: ts.URL, upstream: up.URL + "/tag", gateway: gw, backends: backends, billing: bill, webhooks: hooks, keys: keys}
 }
 
 // newBrowser starts Chromium for a portal test (see internal/browsertest);
@@ -456,6 +465,37 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('unknown field explained', unknown.fields.alert_thresholds.startsWith('alert thresholds are not available on this server yet'), true);
 	  const other = al.explainUnknownThresholds(new api.Problem(400, {errors: {alert_thresholds: 'must be a whole percent'}}));
 	  eq('other errors kept', other.fields.alert_thresholds, 'must be a whole percent');
+	  // Keys: the expiry goes in UTC, whole numbers as numbers, times ahead
+	  // and grace periods in words, new fields explained on old servers.
+	  const k = await import(base + 'keys.js');
+	  eq('expiry in UTC', k.localToRFC3339('2031-06-15T09:30'), new Date('2031-06-15T09:30').toISOString().replace('.000Z', 'Z'));
+	  eq('no expiry', k.localToRFC3339(''), undefined);
+	  eq('bad expiry kept', k.localToRFC3339('next week'), 'next week');
+	  eq('local input round trip', k.localToRFC3339(k.localInput(new Date('2031-06-15T09:30'))), k.localToRFC3339('2031-06-15T09:30'));
+	  eq('rate number', k.parseWhole(' 12 '), 12);
+	  eq('rate as typed', k.parseWhole('1.5'), '1.5');
+	  eq('no rate', k.parseWhole(''), undefined);
+	  const now = Date.parse('2030-01-01T00:00:00Z');
+	  eq('never', k.expiryState(null, now).text, 'Never');
+	  eq('expired', k.expiryState('2029-12-31T23:59:59Z', now).state, 'expired');
+	  eq('3 days', k.expiryState('2030-01-04T01:00:00Z', now).text, 'expires in 3 days');
+	  eq('soon', k.expiryState('2030-01-04T01:00:00Z', now).state, 'soon');
+	  eq('hours', k.expiryState('2030-01-01T05:30:00Z', now).text, 'expires in 5 hours');
+	  eq('a minute', k.expiryState('2030-01-01T00:00:20Z', now).text, 'expires in 1 minute');
+	  eq('later', k.expiryState('2030-03-01T00:00:00Z', now).state, 'later');
+	  eq('grace on', k.graceActive('2030-01-01T01:00:00Z', now), true);
+	  eq('grace over', k.graceActive('2029-12-31T23:00:00Z', now), false);
+	  eq('no grace', k.graceActive(null, now), false);
+	  eq('grace words', [0, 3600, 86400, 604800, 90, 120].map(k.graceText).join(' | '), 'none | 1 hour | 1 day | 7 days | 90 seconds | 2 minutes');
+	  eq('scope all', k.scopeText([]), 'All functions');
+	  eq('scope list', k.scopeText(['acme/a', 'acme/b']), 'acme/a, acme/b');
+	  eq('rate default', k.rateText(null), 'Platform default');
+	  eq('rate own', k.rateText(5), '5/s');
+	  const old = k.explainKeyProblem(new api.Problem(400, {errors: {expires_at: 'is not a known field (names are case-sensitive)', rate_limit_per_second: 'is not a known field'}}));
+	  eq('unknown expiry explained', old.fields.expires_at, 'key expiry is not available on this server yet; leave it empty');
+	  eq('unknown rate explained', old.fields.rate_limit_per_second.startsWith('per-key rate limits are not available'), true);
+	  const named = k.explainKeyProblem(new api.Problem(400, {errors: {'allowed_functions[1]': 'is not a published function'}}), ['acme/a', 'acme/gone']);
+	  eq('scope error named', named.fields['allowed_functions[1]'], 'is not a published function: acme/gone');
 	  return fails;
 	})()`
 	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))
@@ -485,6 +525,19 @@ func TestMissingRoutesShowNotAvailable(t *testing.T) {
 		t.Error("the webhook form shows although the routes are missing")
 	}
 	b.Do("audit", browsertest.Click(`#nav a[href="/audit"]`), browsertest.WaitText("main [data-unavailable]", "Audit log: not available"))
+	// Without the extended key routes: a key is made as before, its list
+	// has no expiry or scope columns, an expiry is explained as not
+	// available, and rotating says so in its dialog.
+	b.Do("keys", browsertest.Click(`#nav a[href="/keys"]`), browsertest.Visible("#key-form"), browsertest.Fill("#key-name", "lin"),
+		browsertest.Fill("#key-expires", "2031-06-15T09:30"), browsertest.Click("#create-key"),
+		browsertest.WaitText(`#key-form [data-error-for="expires_at"]`, "Key expiry is not available on this server yet"),
+		browsertest.Fill("#key-expires", ""), browsertest.Click("#create-key"), browsertest.Visible("#new-key-value"), browsertest.WaitText("#keys-table", "lin"))
+	if b.EvalBool("no new columns", `['Expires', 'May call', 'Rate limit'].some((t) => document.querySelector('#keys-table thead').textContent.includes(t))`) {
+		t.Error("the key list shows expiry, scope or rate columns the server does not report")
+	}
+	b.Do("rotate", browsertest.Click("button[data-rotate]"), browsertest.Visible("#rotate-dialog"), browsertest.Click("#confirm-rotate"),
+		browsertest.WaitText("#rotate-form .form-error", "Rotating keys is not available on this server yet"))
+	b.Do("close rotate", browsertest.Click(`#rotate-form button[value="cancel"]`), chromedp.WaitNotPresent(chromedp.CSS("#rotate-dialog")))
 	b.Do("vendor", browsertest.Click(`#nav a[href="/vendor"]`), browsertest.Visible("#vendor-form"), browsertest.Fill("#vendor-slug", "lin"), browsertest.Fill("#vendor-name", "Lin"),
 		browsertest.Click("#become-vendor"), browsertest.Visible("#new-function"))
 	b.Do("statements", browsertest.Click(`#nav a[href="/statements"]`), browsertest.WaitText("#statements [data-unavailable]", "Statements: not available"))

@@ -270,15 +270,21 @@ func (f *fakeWebhooks) log(c echo.Context, acc, action, target string) {
 // session authenticates the browser session (cookie, and the CSRF header on
 // changes) as the API does, returning the account.
 func (f *fakeWebhooks) session(r *http.Request) (string, error) {
+	return sessionOf(f.sessions, r)
+}
+
+// sessionOf authenticates the browser session of r with sessions (the
+// cookie, and the CSRF header on changes), returning the account.
+func sessionOf(sessions *api.Sessions, r *http.Request) (string, error) {
 	ck, err := r.Cookie(api.SessionCookie)
 	if err != nil {
 		return "", fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "log in first")
 	}
-	ses, err := f.sessions.Verify(ck.Value)
+	ses, err := sessions.Verify(ck.Value)
 	if err != nil {
 		return "", err
 	}
-	if r.Method != http.MethodGet && subtle.ConstantTimeCompare([]byte(r.Header.Get(api.CSRFHeader)), []byte(f.sessions.CSRFToken(ses.ID))) != 1 {
+	if r.Method != http.MethodGet && subtle.ConstantTimeCompare([]byte(r.Header.Get(api.CSRFHeader)), []byte(sessions.CSRFToken(ses.ID))) != 1 {
 		return "", fnmarket.Errorf(fnmarket.EFORBIDDEN, "missing or wrong CSRF token")
 	}
 	return ses.AccountID, nil

@@ -5,7 +5,8 @@
 import { api, Problem } from './api.js';
 import { h, mount, field, formError, showErrors, clearErrors, busy, toast } from './dom.js';
 import { state, loadMe } from './state.js';
-import { catalogPage, functionPage, keysPage, usagePage, invoicesPage, invoicePage } from './consumer.js';
+import { catalogPage, functionPage, usagePage, invoicesPage, invoicePage } from './consumer.js';
+import { keysPage } from './keys.js';
 import { billingPage } from './billing.js';
 import { webhooksPage, auditPage } from './webhooks.js';
 import { vendorPage, newFunctionPage, vendorFunctionPage, statementsPage } from './vendor.js';

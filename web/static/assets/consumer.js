@@ -1,15 +1,15 @@
 // Consumer pages: the public catalog, a function's page with its curl
-// example and "try it" box, API keys, usage charts and invoices.
+// example and "try it" box, usage charts and invoices (API keys are in
+// keys.js).
 
 import { api, asList, query, Problem } from './api.js';
-import { h, mount, field, formError, showErrors, clearErrors, busy, toast, copyButton, fmtTime, fmtMonth, fmtInt, button } from './dom.js';
-import { state, forgetKey } from './state.js';
+import { h, mount, field, formError, showErrors, clearErrors, busy, toast, copyButton, fmtTime, fmtMonth, fmtInt } from './dom.js';
+import { state } from './state.js';
 import { render as renderMarkdown, plainText } from './markdown.js';
 import { pricingRows, pricingSummary, costEstimator } from './pricing.js';
 import { moneyString, sum, money, parseDec, add, isZero } from './money.js';
 import { timeChart, buckets, bucketOf, ranges } from './charts.js';
-import { nextCallLine, spendText } from './billing.js';
-import { parseThresholds, thresholdsText, explainUnknownThresholds } from './alerts.js';
+import { nextCallLine } from './billing.js';
 
 const enc = encodeURIComponent;
 
@@ -169,113 +169,6 @@ function tryIt(invokeURL, onAnswered) {
   });
   return h('section', { class: 'panel', id: 'try-it' }, h('h2', null, 'Try it'),
     h('p', { class: 'muted small' }, 'Sends a real, billed call through the gateway with your key.'), form, out);
-}
-
-// ---- API keys -------------------------------------------------------------
-
-export async function keysPage(main, _p, ctx) {
-  const list = h('div', { id: 'keys-list' });
-  const fresh = h('div', { id: 'new-key-slot' });
-  const err = formError();
-  const submit = h('button', { type: 'submit', class: 'btn btn-primary', id: 'create-key' }, 'Create key');
-  const form = h('form', { class: 'form inline-form', id: 'key-form', novalidate: true }, err,
-    h('div', { class: 'grid-2' },
-      field({ label: 'Name', name: 'name', required: true, hint: 'Where it is used, e.g. “mobile app”.', attrs: { maxlength: 100, autocomplete: 'off', id: 'key-name' } }),
-      field({ label: 'Monthly spend cap (optional)', name: 'monthly_spend_cap', hint: 'In USD, e.g. 25.00. Calls get 402 once the month’s cost reaches it.', attrs: { inputmode: 'decimal', autocomplete: 'off', id: 'key-cap' } }),
-      field({ label: 'Alert thresholds (optional)', name: 'alert_thresholds', hint: 'Percents of the key’s cap at which a usage.threshold_reached webhook is sent, e.g. 50, 80, 100. Empty: 80 and 100.',
-        attrs: { autocomplete: 'off', id: 'key-thresholds', placeholder: '80, 100' } })),
-    submit);
-  form.addEventListener('submit', async (ev) => {
-    ev.preventDefault();
-    clearErrors(form);
-    const fd = new FormData(form);
-    const body = { name: String(fd.get('name') || '').trim() };
-    const cap = String(fd.get('monthly_spend_cap') || '').trim();
-    if (cap) body.monthly_spend_cap = cap;
-    const thresholds = parseThresholds(fd.get('alert_thresholds'));
-    if (thresholds) body.alert_thresholds = thresholds;
-    await busy(submit, async () => {
-      try {
-        const k = await api('POST', '/api/v1/keys', body);
-        state.sessionKeys.unshift({ id: k.id, name: k.name, prefix: k.prefix, key: k.key });
-        form.reset();
-        showNewKey(fresh, k);
-        await drawKeys(list, ctx);
-      } catch (e) {
-        if (!(e instanceof Problem)) throw e;
-        showErrors(form, explainUnknownThresholds(e));
-      }
-    });
-  });
-  mount(main,
-    h('header', { class: 'page-head' }, h('h1', null, 'API keys'),
-      h('p', { class: 'muted' }, 'A key lets a program call functions on your account. fnmarket stores only a hash: a key is shown once, when you create it.')),
-    fresh,
-    h('section', { class: 'panel' }, h('h2', null, 'Create a key'), form),
-    h('section', { class: 'panel' }, h('h2', null, 'Your keys'), list));
-  await drawKeys(list, ctx);
-}
-
-function showNewKey(slot, k) {
-  const input = h('input', { type: 'text', readOnly: true, value: k.key, id: 'new-key-value', class: 'mono key-value', 'aria-label': `The new key ${k.name}`, spellcheck: 'false' });
-  input.addEventListener('focus', () => input.select());
-  mount(slot, h('section', { class: 'panel panel-warn', id: 'new-key', role: 'region', 'aria-labelledby': 'new-key-h' },
-    h('h2', { id: 'new-key-h' }, `Your new key “${k.name}”`),
-    h('p', { class: 'warn' }, h('strong', null, 'Copy it now: it will not be shown again.'), ' fnmarket keeps only a hash. If you lose it, revoke it and create another.'),
-    h('div', { class: 'key-row' }, input, copyButton(() => k.key, input, 'Copy key')),
-    h('p', { class: 'muted small' }, 'Until you reload this tab, the “try it” box on every function page can use this key for you. ',
-      h('a', { href: '/catalog', 'data-link': '' }, 'Find a function to try'), '.'),
-    button('I have copied it', () => slot.replaceChildren(), { class: 'btn btn-small' })));
-  input.focus();
-}
-
-async function drawKeys(list, ctx) {
-  const keys = asList(await api('GET', '/api/v1/keys'));
-  if (!ctx.alive()) return;
-  if (!keys.length) { mount(list, h('p', { class: 'empty' }, 'No keys yet. Create one above to start calling functions.')); return; }
-  const hasSpend = keys.some((k) => k.spend_this_month !== undefined);
-  // Alert thresholds show where the server reports them.
-  const hasAlerts = keys.some((k) => k.alert_thresholds !== undefined);
-  mount(list, h('div', { class: 'table-wrap' }, h('table', { class: 'table', id: 'keys-table' },
-    h('thead', null, h('tr', null, ['Name', 'Key', 'Spend cap', hasAlerts ? 'Alerts at' : null, hasSpend ? 'Spent this month' : null, 'Created', 'Last used', 'Status', ''].filter((t) => t !== null).map((t) => h('th', { scope: 'col' }, t)))),
-    h('tbody', null, keys.map((k) => h('tr', { dataset: { keyId: k.id }, class: k.revoked_at ? 'revoked' : null },
-      h('th', { scope: 'row' }, k.name),
-      h('td', { class: 'mono' }, `${k.prefix}…`),
-      h('td', null, k.monthly_spend_cap ? moneyString(k.monthly_spend_cap) : 'None'),
-      hasAlerts ? h('td', { class: 'key-alerts' }, thresholdsText(k.alert_thresholds), k.monthly_spend_cap ? null : h('span', { class: 'muted small' }, ' (no cap, so never reached)')) : null,
-      hasSpend ? h('td', { class: 'num key-spend' }, spendText(k.spend_this_month)) : null,
-      h('td', null, fmtTime(k.created_at)),
-      h('td', null, k.last_used_at ? fmtTime(k.last_used_at) : 'Never'),
-      h('td', null, k.revoked_at ? h('span', { class: 'badge badge-bad' }, 'Revoked') : h('span', { class: 'badge badge-good' }, 'Active')),
-      h('td', null, k.revoked_at ? null : h('button', { type: 'button', class: 'btn btn-small btn-danger', 'aria-label': `Revoke key ${k.name}`, dataset: { revoke: k.id },
-        on: { click: () => confirmRevoke(k, list, ctx) } }, 'Revoke'))))))));
-}
-
-function confirmRevoke(k, list, ctx) {
-  const err = h('p', { class: 'field-error', role: 'alert' });
-  const yes = h('button', { type: 'button', class: 'btn btn-danger', id: 'confirm-revoke' }, 'Revoke key');
-  const no = h('button', { type: 'button', class: 'btn', value: 'cancel' }, 'Cancel');
-  const dlg = h('dialog', { class: 'dialog', 'aria-labelledby': 'revoke-h' },
-    h('h2', { id: 'revoke-h' }, `Revoke “${k.name}”?`),
-    h('p', null, 'Programs using ', h('code', null, `${k.prefix}…`), ' stop working within two seconds. This cannot be undone.'),
-    err, h('div', { class: 'actions' }, no, yes));
-  no.addEventListener('click', () => dlg.close());
-  dlg.addEventListener('close', () => dlg.remove());
-  yes.addEventListener('click', () => busy(yes, async () => {
-    try {
-      await api('DELETE', `/api/v1/keys/${enc(k.id)}`);
-    } catch (e) {
-      err.textContent = e.message;
-      return;
-    }
-    forgetKey(k.id);
-    dlg.close();
-    toast(`Key “${k.name}” revoked`);
-    await drawKeys(list, ctx);
-  }));
-  document.body.appendChild(dlg);
-  dlg.showModal();
-  no.focus();
 }
 
 // ---- Usage ----------------------------------------------------------------
