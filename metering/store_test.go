@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -35,6 +34,8 @@ func TestStoreReadsUsage(t *testing.T) {
 			{ConsumerID: "bob", KeyID: "key_bob2", FunctionID: "fn_c", Version: 1, Pricing: testPricing(), At: day1.Add(30 * time.Hour), ComputeMs: 5, Billable: true},
 		}
 		for _, c := range calls {
+			// Priced as the gateway prices them: within the 5 free calls.
+			c.Cost, c.Free = c.Pricing.CallCost(0, c.ComputeMs), true
 			m.Record(c)
 		}
 		if err := m.flushOnce(ctx); err != nil {
@@ -45,57 +46,26 @@ func TestStoreReadsUsage(t *testing.T) {
 		}
 
 		h := func(d time.Duration) time.Time { return day1.Add(d) }
-		tests := []struct {
-			name   string
-			filter UsageFilter
-			want   []UsagePeriod
-		}{
-			{"consumer by hour", UsageFilter{ConsumerID: "alice", From: day1, To: h(48 * time.Hour), Granularity: GranularityHour}, []UsagePeriod{
-				{PeriodStart: h(10 * time.Hour), FunctionID: "fn_a", Version: 1, Calls: 2, BillableCalls: 2, ComputeMs: 43},
-				{PeriodStart: h(10 * time.Hour), FunctionID: "fn_b", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 1},
-				{PeriodStart: h(11 * time.Hour), FunctionID: "fn_a", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 40_000},
-				{PeriodStart: h(26 * time.Hour), FunctionID: "fn_a", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 7},
-			}},
-			{"consumer by day", UsageFilter{ConsumerID: "alice", From: day1, To: h(48 * time.Hour), Granularity: GranularityDay}, []UsagePeriod{
-				{PeriodStart: day1, FunctionID: "fn_a", Version: 1, Calls: 3, BillableCalls: 3, ComputeMs: 40_043},
-				{PeriodStart: day1, FunctionID: "fn_b", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 1},
-				{PeriodStart: h(24 * time.Hour), FunctionID: "fn_a", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 7},
-			}},
-			{"range excludes later hours", UsageFilter{ConsumerID: "alice", From: day1, To: h(11 * time.Hour), Granularity: GranularityTotal}, []UsagePeriod{
-				{PeriodStart: day1, FunctionID: "fn_a", Version: 1, Calls: 2, BillableCalls: 2, ComputeMs: 43},
-				{PeriodStart: day1, FunctionID: "fn_b", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 1},
-			}},
-			{"vendor view sums consumers", UsageFilter{FunctionIDs: []string{"fn_a"}, From: day1, To: h(24 * time.Hour), Granularity: GranularityDay}, []UsagePeriod{
-				{PeriodStart: day1, FunctionID: "fn_a", Version: 1, Calls: 4, BillableCalls: 4, ComputeMs: 40_143},
-			}},
-			{"bob sees only his own", UsageFilter{ConsumerID: "bob", From: day1, Granularity: GranularityTotal}, []UsagePeriod{
-				{PeriodStart: day1, FunctionID: "fn_a", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 100},
-				{PeriodStart: day1, FunctionID: "fn_c", Version: 1, Calls: 2, BillableCalls: 2, ComputeMs: 105},
-			}},
-			{"bob per key", UsageFilter{ConsumerID: "bob", From: day1, Granularity: GranularityTotal, PerKey: true}, []UsagePeriod{
-				{PeriodStart: day1, KeyID: "key_bob", FunctionID: "fn_a", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 100},
-				{PeriodStart: day1, KeyID: "key_bob", FunctionID: "fn_c", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 100},
-				{PeriodStart: day1, KeyID: "key_bob2", FunctionID: "fn_c", Version: 1, Calls: 1, BillableCalls: 1, ComputeMs: 5},
-			}},
-			{"vendor with no functions", UsageFilter{FunctionIDs: []string{}, From: day1}, []UsagePeriod{}},
+		// The roll-up writes each row with what the gateway charged.
+		var rows []struct {
+			HourStart            int64
+			KeyID, FunctionID    string
+			Calls, BillableCalls int64
+			ComputeMs, FreeCalls int64
+			CostPico             *int64
+			CreditPico           int64
 		}
-		for _, tc := range tests {
-			got, err := s.Usage(ctx, tc.filter)
-			if err != nil {
-				t.Fatalf("%s: %v", tc.name, err)
-			}
-			if len(got) != len(tc.want) {
-				t.Fatalf("%s: got %d rows %+v, want %+v", tc.name, len(got), got, tc.want)
-			}
-			for i := range got {
-				if !got[i].PeriodStart.Equal(tc.want[i].PeriodStart) || got[i].FunctionID != tc.want[i].FunctionID || got[i].KeyID != tc.want[i].KeyID ||
-					got[i].Calls != tc.want[i].Calls || got[i].BillableCalls != tc.want[i].BillableCalls || got[i].ComputeMs != tc.want[i].ComputeMs {
-					t.Fatalf("%s: row %d = %+v, want %+v", tc.name, i, got[i], tc.want[i])
-				}
-			}
+		if err := db.Table("usage_hourly").Where("consumer_id = ?", "bob").Order("hour_start, key_id, function_id").Find(&rows).Error; err != nil {
+			t.Fatal(err)
 		}
-		if _, err := s.Usage(ctx, UsageFilter{From: day1}); fnmarket.ErrorCode(err) != fnmarket.EINVALID {
-			t.Fatalf("usage with no consumer or functions: %v, want invalid", err)
+		if len(rows) != 3 || rows[0].FunctionID != "fn_a" || rows[0].ComputeMs != 100 || rows[2].KeyID != "key_bob2" || rows[2].HourStart != h(30*time.Hour).Unix() {
+			t.Fatalf("bob's rows = %+v", rows)
+		}
+		for _, r := range rows {
+			want := testPricing().CallCost(0, r.ComputeMs)
+			if r.CostPico == nil || !fromPico(*r.CostPico).Equal(want) || r.FreeCalls != 1 || r.CreditPico != 0 {
+				t.Fatalf("row %+v: want cost %s (a free call at position 0), one free call", r, want)
+			}
 		}
 
 		lat, err := s.Latency(ctx, "fn_a", day1, h(24*time.Hour))
