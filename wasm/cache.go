@@ -40,6 +40,8 @@ type moduleFacts struct {
 	// reactor means the module exports _initialize and handle as a WASI
 	// reactor for instance reuse must (see RunReused).
 	reactor bool
+	// command means it exports _start () -> () as a fresh call needs.
+	command bool
 }
 
 func newCompiledCache(max int) *compiledCache {

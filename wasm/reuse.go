@@ -434,7 +434,7 @@ func (r *Runtime) newInstance(ctx, callCtx context.Context, key poolKey, note fu
 		case ctx.Err() != nil:
 			return nil, resp, fmt.Errorf("run wasm module %s: %w", key.sha, context.Cause(ctx))
 		case errors.Is(callCtx.Err(), context.DeadlineExceeded):
-			note("timed out after %s in _initialize; the module was stopped", time.Until(dl)+resp.Compute)
+			note("timed out in _initialize; the module was stopped")
 			resp.Status, resp.TimedOut = http.StatusGatewayTimeout, true
 		case in.mem.refused.Load():
 			note("the module ran out of memory in _initialize: its limit is %d pages", key.pages)

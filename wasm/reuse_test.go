@@ -221,6 +221,11 @@ func TestReuseKind(t *testing.T) {
 	if err := json.Unmarshal(stored, &sp); err != nil || !sp.InstanceReuse {
 		t.Fatalf("stored spec %s (%v), want instance_reuse", stored, err)
 	}
+	// Compiled now, the reactor is still refused without the flag.
+	v = fnmarket.Validation{}
+	if out := k.Prepare(context.Background(), v, doc(g["reuse-echo"], false)); out != nil || !strings.Contains(v[FieldModule], "_start") {
+		t.Fatalf("compiled reactor without instance_reuse: spec %s, problems %v", out, v)
+	}
 	call := func(consumer string) string {
 		w := httptest.NewRecorder()
 		r := httptest.NewRequest(http.MethodGet, "/v1/invoke/v/f/x?q=1", nil)

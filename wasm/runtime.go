@@ -313,15 +313,21 @@ func (r *Runtime) prepare(ctx context.Context, code []byte, reactor bool) (Modul
 		return ModuleInfo{}, fmt.Errorf("prepare wasm module: %w", err)
 	}
 	defer release()
+	// Compiled before for the other kind of call: check its exports now.
 	if reactor && !facts.reactor {
-		// Compiled before as a command module: check its exports now.
 		return ModuleInfo{}, invalidModule(reactorProblem, nil)
+	}
+	if !reactor && !facts.command {
+		return ModuleInfo{}, invalidModule(commandProblem, nil)
 	}
 	if err := r.store.PutModule(ctx, sha, code); err != nil {
 		return ModuleInfo{}, fmt.Errorf("prepare wasm module: %w", err)
 	}
 	return ModuleInfo{SHA256: sha, Size: int64(len(code)), MinMemoryPages: facts.minMemoryPages}, nil
 }
+
+// commandProblem is Prepare's complaint about a module without _start.
+const commandProblem = "does not export a _start function (build a command module, e.g. GOOS=wasip1 GOARCH=wasm go build; a reactor needs instance_reuse)"
 
 // reactorProblem is PrepareReactor's complaint about a module that is not a
 // WASI reactor with a handle export.
@@ -387,7 +393,7 @@ func (r *Runtime) compile(ctx context.Context, sha string, code []byte, trial, r
 	} else if trial || !isReactor {
 		start, ok := exports["_start"]
 		if !ok {
-			return fail("does not export a _start function (build a command module, e.g. GOOS=wasip1 GOARCH=wasm go build)", nil)
+			return fail(commandProblem, nil)
 		}
 		if len(start.ParamTypes()) > 0 || len(start.ResultTypes()) > 0 {
 			return fail("exports _start with parameters or results; it must take and return nothing", nil)
@@ -397,7 +403,9 @@ func (r *Runtime) compile(ctx context.Context, sha string, code []byte, trial, r
 	if !ok {
 		return fail("does not export its memory as \"memory\", which WASI needs", nil)
 	}
-	facts := moduleFacts{minMemoryPages: mem.Min(), reactor: isReactor}
+	start, hasStart := exports["_start"]
+	facts := moduleFacts{minMemoryPages: mem.Min(), reactor: isReactor,
+		command: hasStart && len(start.ParamTypes()) == 0 && len(start.ResultTypes()) == 0}
 	if trial {
 		tctx, cancel := context.WithTimeout(ctx, r.cfg.ValidationTimeout)
 		defer cancel()
