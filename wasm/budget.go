@@ -104,11 +104,12 @@ var ErrBusy = &fnmarket.Error{Code: fnmarket.EUNAVAILABLE, Message: "WebAssembly
 // returns ErrBusy when there was no room in time, or ctx's error when ctx
 // ended first.
 func (a *admission) enter(ctx context.Context, pages uint32, evict func() bool) (func(), error) {
-	leave, err := a.enterCall(ctx)
+	until := a.until()
+	leave, err := a.enterCall(ctx, until)
 	if err != nil {
 		return nil, err
 	}
-	give, err := a.reservePages(ctx, pages, evict)
+	give, err := a.reservePages(ctx, until, pages, evict)
 	if err != nil {
 		leave()
 		return nil, err
@@ -116,10 +117,13 @@ func (a *admission) enter(ctx context.Context, pages uint32, evict func() bool) 
 	return func() { give(); leave() }, nil
 }
 
-// enterCall waits up to the admission wait for a concurrency slot, for a
-// call on a reused instance (whose memory is reserved by reservePages).
-func (a *admission) enterCall(ctx context.Context) (func(), error) {
-	wctx, cancel := context.WithTimeout(ctx, a.wait)
+// until is the end of the admission wait of a call arriving now.
+func (a *admission) until() time.Time { return time.Now().Add(a.wait) }
+
+// enterCall waits until until for a concurrency slot, for a call on a
+// reused instance (whose memory is reserved by reservePages).
+func (a *admission) enterCall(ctx context.Context, until time.Time) (func(), error) {
+	wctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	if err := a.calls.Acquire(wctx, 1); err != nil {
 		return nil, a.busy(ctx, err)
@@ -130,14 +134,14 @@ func (a *admission) enterCall(ctx context.Context) (func(), error) {
 
 // reservePages reserves pages of the memory budget for a reused instance's
 // life, calling evict (which closes an idle instance, reporting false when
-// there is none) while the budget is full, then waiting up to the admission
-// wait. The func it returns gives the pages back.
-func (a *admission) reservePages(ctx context.Context, pages uint32, evict func() bool) (func(), error) {
+// there is none) while the budget is full, then waiting until until. The
+// func it returns gives the pages back.
+func (a *admission) reservePages(ctx context.Context, until time.Time, pages uint32, evict func() bool) (func(), error) {
 	for !a.pages.TryAcquire(int64(pages)) {
 		if evict() {
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, a.wait)
+		wctx, cancel := context.WithDeadline(ctx, until)
 		err := a.pages.Acquire(wctx, int64(pages))
 		cancel()
 		if err != nil {

@@ -285,7 +285,8 @@ func (r *Runtime) RunReused(ctx context.Context, sha, owner string, req Request,
 
 	// A running call holds a concurrency slot; an instance holds its memory
 	// limit from the budget for as long as it lives, idle or running.
-	leave, err := r.admit.enterCall(ctx)
+	until := r.admit.until()
+	leave, err := r.admit.enterCall(ctx, until)
 	if err != nil {
 		return Response{}, fmt.Errorf("run wasm module %s: %w", sha, err)
 	}
@@ -303,7 +304,7 @@ func (r *Runtime) RunReused(ctx context.Context, sha, owner string, req Request,
 	}
 	began := time.Now()
 	if in == nil {
-		in, resp, err = r.newInstance(ctx, callCtx, key, note)
+		in, resp, err = r.newInstance(ctx, callCtx, until, key, note)
 		if in == nil {
 			return resp, err
 		}
@@ -377,7 +378,7 @@ func (r *Runtime) RunReused(ctx context.Context, sha, owner string, req Request,
 // within the call's timeout), its memory limit reserved from the budget
 // (closing idle instances to make room). On failure it returns a nil
 // instance with the Response (a billable failure) or error to return.
-func (r *Runtime) newInstance(ctx, callCtx context.Context, key poolKey, note func(string, ...any)) (*instance, Response, error) {
+func (r *Runtime) newInstance(ctx, callCtx context.Context, until time.Time, key poolKey, note func(string, ...any)) (*instance, Response, error) {
 	resp := Response{Header: http.Header{}}
 	cm, facts, release, err := r.compiled.acquire(ctx, key.sha, func(ctx context.Context) (wazero.CompiledModule, moduleFacts, error) {
 		code, err := r.store.Module(ctx, key.sha)
@@ -401,7 +402,7 @@ func (r *Runtime) newInstance(ctx, callCtx context.Context, key poolKey, note fu
 		resp.Status, resp.MemoryExceeded = http.StatusInternalServerError, true
 		return nil, resp, nil
 	}
-	releasePages, err := r.admit.reservePages(ctx, key.pages, r.pool.evictOne)
+	releasePages, err := r.admit.reservePages(ctx, until, key.pages, r.pool.evictOne)
 	if err != nil {
 		return nil, resp, fmt.Errorf("run wasm module %s: %w", key.sha, err)
 	}
