@@ -7,7 +7,9 @@ import (
 	"net/http/httptest"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,11 +53,25 @@ func callsOf(t *testing.T, resp Response) string {
 	if resp.Status != 200 {
 		t.Fatalf("status %d (%+v), want 200", resp.Status, resp)
 	}
-	_, n, ok := strings.Cut(strings.TrimSpace(string(resp.Body)), "calls=")
-	if !ok {
-		t.Fatalf("body %q has no calls=", resp.Body)
-	}
+	n, _ := answerFields(t, resp.Body)
 	return n
+}
+
+// answerFields returns the calls and instance fields of a reuse-echo answer.
+func answerFields(t *testing.T, body []byte) (calls, instance string) {
+	t.Helper()
+	_, rest, ok := strings.Cut(strings.TrimSpace(string(body)), "calls=")
+	calls, instance, ok2 := strings.Cut(rest, " instance=")
+	if !ok || !ok2 || instance == "" {
+		t.Fatalf("body %q has no calls= and instance=", body)
+	}
+	return calls, instance
+}
+
+// withoutInstance drops the instance id from a reuse-echo answer.
+func withoutInstance(s string) string {
+	s, _, _ = strings.Cut(s, " instance=")
+	return strings.TrimSpace(s)
 }
 
 // TestReuseFrameReachesHandle: method, path, query, headers and body reach
@@ -64,8 +80,8 @@ func TestReuseFrameReachesHandle(t *testing.T) {
 	t.Parallel()
 	rt, sha := reuseRuntime(t, Config{})
 	resp := echo(t, rt, sha, "alice", "x=1", Limits{})
-	want := "method=POST path=/a b query=x=1 greeting=hi body=5 calls=1\n"
-	if resp.Status != 200 || string(resp.Body) != want || resp.Header.Get("Content-Type") != "text/plain" {
+	want := "method=POST path=/a b query=x=1 greeting=hi body=5 calls=1"
+	if resp.Status != 200 || withoutInstance(string(resp.Body)) != want || resp.Header.Get("Content-Type") != "text/plain" {
 		t.Fatalf("answer %d %q %v, want 200 %q", resp.Status, resp.Body, resp.Header, want)
 	}
 }
@@ -86,6 +102,60 @@ func TestReuseNeverCrossesConsumers(t *testing.T) {
 	}
 	if n := rt.IdleInstances(); n != 2 {
 		t.Errorf("%d idle instances, want 2 (one per consumer)", n)
+	}
+}
+
+// TestReuseParallelConsumers: under concurrent calls of two consumers, no
+// instance serves both, and each instance's counter went 1, 2, ... k over
+// exactly the calls it served (so no call was lost or shared).
+func TestReuseParallelConsumers(t *testing.T) {
+	t.Parallel()
+	rt, sha := reuseRuntime(t, Config{ReuseMaxCalls: 7})
+	type seen struct{ owner, calls, instance string }
+	out := make(chan seen, 200)
+	var wg sync.WaitGroup
+	for _, owner := range []string{"alice", "bob"} {
+		for range 4 {
+			wg.Go(func() {
+				for range 20 {
+					resp, err := rt.RunReused(context.Background(), sha, owner, Request{Method: "GET"}, Limits{Timeout: 30 * time.Second})
+					if err != nil || resp.Status != 200 {
+						t.Errorf("%s: %+v %v", owner, resp, err)
+						return
+					}
+					c, in := answerFields(t, resp.Body)
+					out <- seen{owner, c, in}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(out)
+	owners := map[string]string{}
+	counts := map[string][]int{}
+	for s := range out {
+		if o, ok := owners[s.instance]; ok && o != s.owner {
+			t.Fatalf("instance %s served both %s and %s", s.instance, o, s.owner)
+		}
+		owners[s.instance] = s.owner
+		n, err := strconv.Atoi(s.calls)
+		if err != nil {
+			t.Fatal(err)
+		}
+		counts[s.instance] = append(counts[s.instance], n)
+	}
+	total := 0
+	for in, c := range counts {
+		slices.Sort(c)
+		for i, n := range c {
+			if n != i+1 || n > 7 {
+				t.Fatalf("instance %s counted %v, want 1..k with k <= 7", in, c)
+			}
+		}
+		total += len(c)
+	}
+	if total != 160 {
+		t.Fatalf("%d answers, want 160", total)
 	}
 }
 
@@ -235,7 +305,7 @@ func TestReuseKind(t *testing.T) {
 		if _, err := k.Invoke(w, r, inv); err != nil || w.Code != 200 {
 			t.Fatalf("invoke: %d %v", w.Code, err)
 		}
-		return strings.TrimSpace(w.Body.String())
+		return withoutInstance(w.Body.String())
 	}
 	got := []string{call("c1"), call("c1"), call("c2")}
 	want := []string{

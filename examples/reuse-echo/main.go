@@ -13,14 +13,15 @@
 //
 // It answers, as text/plain, the method, the path, the query, the
 // X-Greeting header, the body's length, and how many calls this instance
-// has served: a counter that lives as long as the instance, which fnmarket
-// keeps for one consumer only. ?fail=trap panics, ?fail=code returns 1 and
+// has served with the instance's random id: state that lives as long as the
+// instance, which fnmarket keeps for one consumer only. ?fail=trap panics, ?fail=code returns 1 and
 // ?fail=loop spins until the call's timeout stops it: each time the
 // instance is thrown away and the next call gets a new one.
 package main
 
 import (
 	"bufio"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"os"
@@ -29,8 +30,12 @@ import (
 
 func main() {}
 
-// calls survives from one call to the next on the same instance.
-var calls int
+// calls and instance survive from one call to the next on the same
+// instance; instance is set once, when the instance starts.
+var (
+	calls    int
+	instance = rand.Text()[:8]
+)
 
 //go:wasmexport handle
 func handle() int32 {
@@ -54,8 +59,8 @@ func handle() int32 {
 			calls += n & 1
 		}
 	}
-	fmt.Fprintf(os.Stdout, "Content-Type: text/plain\n\nmethod=%s path=%s query=%s greeting=%s body=%d calls=%d\n",
-		env["REQUEST_METHOD"], env["PATH_INFO"], env["QUERY_STRING"], env["HTTP_X_GREETING"], len(body), calls)
+	fmt.Fprintf(os.Stdout, "Content-Type: text/plain\n\nmethod=%s path=%s query=%s greeting=%s body=%d calls=%d instance=%s\n",
+		env["REQUEST_METHOD"], env["PATH_INFO"], env["QUERY_STRING"], env["HTTP_X_GREETING"], len(body), calls, instance)
 	return 0
 }
 
