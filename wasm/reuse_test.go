@@ -163,7 +163,7 @@ func TestReuseParallelConsumers(t *testing.T) {
 // timeout the instance is thrown away and the next call starts afresh.
 func TestReuseReplacesFailedInstances(t *testing.T) {
 	t.Parallel()
-	rt, sha := reuseRuntime(t, Config{})
+	rt, sha := reuseRuntime(t, Config{DefaultMemoryPages: 1024})
 	for _, tc := range []struct {
 		query string
 		lim   Limits
@@ -172,6 +172,7 @@ func TestReuseReplacesFailedInstances(t *testing.T) {
 		{"fail=trap", Limits{}, func(r Response) bool { return r.Status == 500 && r.Failed }},
 		{"fail=code", Limits{}, func(r Response) bool { return r.Status == 500 && r.Failed && len(r.Body) == 0 }},
 		{"fail=loop", Limits{Timeout: 200 * time.Millisecond}, func(r Response) bool { return r.Status == 504 && r.TimedOut }},
+		{"fail=mem", Limits{}, func(r Response) bool { return r.Status == 500 && r.MemoryExceeded }},
 	} {
 		if got := callsOf(t, echo(t, rt, sha, "alice", "", Limits{})); got != "1" {
 			t.Fatalf("%s: first call on a new instance counted %s", tc.query, got)
@@ -197,7 +198,7 @@ func TestReuseReplacesFailedInstances(t *testing.T) {
 		text = append(text, l.Text)
 	}
 	all := strings.Join(text, "\n")
-	for _, want := range []string{"trapped", "handle returned 1", "timed out"} {
+	for _, want := range []string{"trapped", "handle returned 1", "timed out", "ran out of memory"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("log lacks %q:\n%s", want, all)
 		}

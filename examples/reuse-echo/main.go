@@ -35,6 +35,7 @@ func main() {}
 var (
 	calls    int
 	instance = rand.Text()[:8]
+	hog      [][]byte
 )
 
 //go:wasmexport handle
@@ -54,6 +55,8 @@ func handle() int32 {
 		panic("asked to trap")
 	case strings.Contains(env["QUERY_STRING"], "fail=code"):
 		return 1
+	case strings.Contains(env["QUERY_STRING"], "fail=mem"):
+		hog = append(hog, make([]byte, 128<<20))
 	case strings.Contains(env["QUERY_STRING"], "fail=loop"):
 		for n := 0; ; n++ {
 			calls += n & 1
