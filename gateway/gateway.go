@@ -125,6 +125,9 @@ type Invocation struct {
 	ID string
 	// Route is the function version that runs the call.
 	Route catalog.Route
+	// ConsumerID is the account whose API key made the call; invokers that
+	// keep state between calls (wasm instance reuse) key it by consumer.
+	ConsumerID string
 	// Rest is the escaped path after the function's name ("" or starting
 	// with "/"), to be appended to the backend's path.
 	Rest string
@@ -622,7 +625,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	call := &Invocation{ID: id, Route: route, Rest: rest, At: at, Timeout: timeout, Pricing: route.Version.Pricing, Position: adm.CallsBefore}
+	call := &Invocation{ID: id, Route: route, ConsumerID: key.ConsumerID, Rest: rest, At: at, Timeout: timeout, Pricing: route.Version.Pricing, Position: adm.CallsBefore}
 	if r.Body != nil && r.Body != http.NoBody {
 		call.body = newCappedBody(r.Body, g.cfg.MaxBodyBytes)
 		call.body.idle, call.body.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline

@@ -4,9 +4,16 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fnmarket/fnmarket/backend"
+	"github.com/fnmarket/fnmarket/catalog"
+	"github.com/fnmarket/fnmarket/gateway"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -232,4 +239,58 @@ func BenchmarkReuseExperiment(b *testing.B) {
 		}
 		reportCompute(b, compute, n)
 	})
+}
+
+// BenchmarkReuseInvoke is a call through the wasm kind's Invoke (what the
+// gateway runs after admission), p50 of the per-call latency: reuse-echo
+// with instance_reuse on one consumer's reused instance ("reused"), the same
+// module with a new instance per call (ReuseMaxCalls 1, "fresh-reactor"),
+// and the sha-hash command module, fresh as without the flag ("fresh-command").
+func BenchmarkReuseInvoke(b *testing.B) {
+	ctx := context.Background()
+	g := guests(b)
+	for _, tc := range []struct {
+		name     string
+		code     []byte
+		reuse    bool
+		maxCalls int
+	}{
+		{"reused", g["reuse-echo"], true, 0},
+		{"fresh-reactor", g["reuse-echo"], true, 1},
+		{"fresh-command", g["sha-hash"], false, 0},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			rt := newRuntime(b, Config{ReuseMaxCalls: tc.maxCalls}, nil)
+			k := NewKind(rt)
+			prepare := rt.Prepare
+			if tc.reuse {
+				prepare = rt.PrepareReactor
+			}
+			info, err := prepare(ctx, tc.code)
+			if err != nil {
+				b.Fatal(err)
+			}
+			sp := backend.Spec(spec{ModuleSHA256: info.SHA256, InstanceReuse: tc.reuse})
+			call := func() {
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest(http.MethodPost, "/v1/invoke/v/f", strings.NewReader("abc"))
+				inv := &gateway.Invocation{ID: "0123", ConsumerID: "c1", Timeout: 5 * time.Second, Route: catalog.Route{
+					FunctionID: "fn", Version: catalog.Version{Version: 1, Backend: catalog.Backend{Type: BackendWasm, Spec: sp}},
+				}}
+				if _, err := k.Invoke(w, r, inv); err != nil || w.Code != 200 {
+					b.Fatalf("invoke: %d %v", w.Code, err)
+				}
+			}
+			call() // warm: compiled, and for "reused" the instance exists
+			var lat []time.Duration
+			for b.Loop() {
+				began := time.Now()
+				call()
+				lat = append(lat, time.Since(began))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+		})
+	}
 }

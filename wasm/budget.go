@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -98,20 +99,58 @@ func newAdmission(cfg Config) *admission {
 var ErrBusy = &fnmarket.Error{Code: fnmarket.EUNAVAILABLE, Message: "WebAssembly functions are at capacity on this server; retry shortly"}
 
 // enter waits up to the admission wait for room for one call with a memory
-// limit of pages, and returns the func that gives the room back. It returns
-// ErrBusy when there was none in time, or ctx's error when ctx ended first.
-func (a *admission) enter(ctx context.Context, pages uint32) (func(), error) {
-	wctx, cancel := context.WithTimeout(ctx, a.wait)
+// limit of pages, and returns the func that gives the room back. While the
+// memory budget is full it first closes idle reused instances (evict). It
+// returns ErrBusy when there was no room in time, or ctx's error when ctx
+// ended first.
+func (a *admission) enter(ctx context.Context, pages uint32, evict func() bool) (func(), error) {
+	until := a.until()
+	leave, err := a.enterCall(ctx, until)
+	if err != nil {
+		return nil, err
+	}
+	give, err := a.reservePages(ctx, until, pages, evict)
+	if err != nil {
+		leave()
+		return nil, err
+	}
+	return func() { give(); leave() }, nil
+}
+
+// until is the end of the admission wait of a call arriving now.
+func (a *admission) until() time.Time { return time.Now().Add(a.wait) }
+
+// enterCall waits until until for a concurrency slot, for a call on a
+// reused instance (whose memory is reserved by reservePages).
+func (a *admission) enterCall(ctx context.Context, until time.Time) (func(), error) {
+	wctx, cancel := context.WithDeadline(ctx, until)
 	defer cancel()
 	if err := a.calls.Acquire(wctx, 1); err != nil {
 		return nil, a.busy(ctx, err)
 	}
-	if err := a.pages.Acquire(wctx, int64(pages)); err != nil {
-		a.calls.Release(1)
-		return nil, a.busy(ctx, err)
-	}
 	a.inside.Add(1)
-	return func() { a.inside.Add(-1); a.pages.Release(int64(pages)); a.calls.Release(1) }, nil
+	return func() { a.inside.Add(-1); a.calls.Release(1) }, nil
+}
+
+// reservePages reserves pages of the memory budget for a reused instance's
+// life, calling evict (which closes an idle instance, reporting false when
+// there is none) while the budget is full, then waiting until until. The
+// func it returns gives the pages back.
+func (a *admission) reservePages(ctx context.Context, until time.Time, pages uint32, evict func() bool) (func(), error) {
+	for !a.pages.TryAcquire(int64(pages)) {
+		if evict() {
+			continue
+		}
+		wctx, cancel := context.WithDeadline(ctx, until)
+		err := a.pages.Acquire(wctx, int64(pages))
+		cancel()
+		if err != nil {
+			return nil, a.busy(ctx, err)
+		}
+		break
+	}
+	var once sync.Once
+	return func() { once.Do(func() { a.pages.Release(int64(pages)) }) }, nil
 }
 
 // running is how many calls hold room now.

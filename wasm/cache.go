@@ -37,6 +37,11 @@ type compiledEntry struct {
 // moduleFacts is what validation learned about a module and every call needs.
 type moduleFacts struct {
 	minMemoryPages uint32
+	// reactor means the module exports _initialize and handle as a WASI
+	// reactor for instance reuse must (see RunReused).
+	reactor bool
+	// command means it exports _start () -> () as a fresh call needs.
+	command bool
 }
 
 func newCompiledCache(max int) *compiledCache {

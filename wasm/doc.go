@@ -57,6 +57,39 @@
 //     stdout and answers 500 (502 for the invalid Status) with Failed set,
 //     and the reason goes to the log.
 //
+// # Instance reuse
+//
+// A backend with "instance_reuse": true ({"type":"wasm","module_base64":
+// "...","instance_reuse":true}) holds a WASI reactor instead of a command:
+// PrepareReactor requires exports "_initialize" (no parameters or results)
+// and "handle" (no parameters, one i32 result), as a Go module built with
+// -buildmode=c-shared and //go:wasmexport handle has; the kind refuses a
+// module without them (and a reactor without the flag). RunReused then runs
+// each call as one call of handle on an instance kept between calls:
+//
+//   - instances are pooled per module, log key (function version), memory
+//     limit and owner (the consumer, gateway.Invocation.ConsumerID), never
+//     shared between owners; a new instance runs _initialize within the
+//     call's timeout, and that call's Compute includes it;
+//   - per call, stdin is a request frame, then the body: the CGI variables
+//     of the next section, sorted, one "NAME=value" line each, ending with
+//     an empty line. No value holds CR or LF (request headers cannot; a
+//     PATH_INFO whose unescaped form would is given escaped). The instance's
+//     own environment is empty;
+//   - stdout and stderr are read as for fresh calls; handle returning 0
+//     answers, any other value discards stdout and answers 500;
+//   - an instance is closed instead of going back to the pool after a trap,
+//     an exit, a non-zero return, a timeout, a memory refusal, too much
+//     output, a malformed answer, or Config.ReuseMaxCalls calls (1000);
+//   - idle instances are bounded in the process (Config.MaxIdleInstances,
+//     64) and per version (Config.MaxIdlePerVersion, 8), least recently used
+//     closed first. Each instance keeps its memory limit reserved in
+//     MemoryBudgetBytes while it lives, idle or running; a call that finds
+//     the budget full closes idle instances before it waits. A running
+//     call on a reused instance takes a MaxConcurrency slot like any call.
+//
+// Without the flag nothing changes: every call gets a fresh instance.
+//
 // # Isolation and limits
 //
 // A module gets no filesystem (nothing is mounted), no sockets, no host
@@ -64,8 +97,9 @@
 // WASI it gets the real wall and monotonic clocks and crypto/rand (wazero's
 // defaults are a frozen clock and a fixed random stream, which would give
 // every call the same "random" ids and keys); sleeping is real but never
-// lasts past the call's timeout. Every call has a fresh instance, so no
-// state survives from one call (or consumer) to the next.
+// lasts past the call's timeout. Without instance reuse every call has a
+// fresh instance, so no state survives from one call (or consumer) to the
+// next; with it, state survives only between calls of the same consumer.
 //
 // Limits are per call (Limits, from the function version):
 //

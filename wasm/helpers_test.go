@@ -53,7 +53,8 @@ var guestPackages = map[string]string{
 }
 
 // guests returns the built modules: json-transform, sha-hash, guest (the
-// test function driven by ?mode=) and reactor (the instance-reuse experiment).
+// test function driven by ?mode=), reactor (the instance-reuse experiment)
+// and reuse-echo (the instance-reuse example, a reactor).
 func guests(t testing.TB) map[string][]byte {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -68,7 +69,9 @@ func guests(t testing.TB) map[string][]byte {
 		for _, pkg := range guestPackages {
 			args = append(args, pkg)
 		}
-		builds := [][]string{args, {"build", "-buildmode=c-shared", "-o", filepath.Join(dir, "reactor"), "github.com/fnmarket/fnmarket/wasm/testdata/reactor"}}
+		builds := [][]string{args,
+			{"build", "-buildmode=c-shared", "-o", filepath.Join(dir, "reactor"), "github.com/fnmarket/fnmarket/wasm/testdata/reactor"},
+			{"build", "-buildmode=c-shared", "-o", filepath.Join(dir, "reuse-echo"), "github.com/fnmarket/fnmarket/examples/reuse-echo"}}
 		for _, a := range builds {
 			cmd := exec.Command("go", a...)
 			cmd.Env = env
@@ -78,7 +81,7 @@ func guests(t testing.TB) map[string][]byte {
 			}
 		}
 		builtGuests = map[string][]byte{}
-		for _, name := range []string{"json-transform", "sha-hash", "guest", "reactor"} {
+		for _, name := range []string{"json-transform", "sha-hash", "guest", "reactor", "reuse-echo"} {
 			b, err := os.ReadFile(filepath.Join(dir, name))
 			if err != nil {
 				buildErr = err

@@ -40,6 +40,9 @@ func NewKind(rt *Runtime) *Kind { return &Kind{rt: rt} }
 type spec struct {
 	ModuleSHA256 string `json:"module_sha256"`
 	MemoryPages  int    `json:"memory_pages,omitempty"`
+	// InstanceReuse runs the module as a reactor on instances reused per
+	// consumer (Runtime.RunReused).
+	InstanceReuse bool `json:"instance_reuse,omitempty"`
 }
 
 // Type is "wasm".
@@ -48,8 +51,8 @@ func (*Kind) Type() string { return BackendWasm }
 // Schema lists the module fields.
 func (*Kind) Schema() backend.Schema {
 	return backend.Schema{
-		Input:  map[string]any{"module_base64": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}},
-		Stored: map[string]any{"module_sha256": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}},
+		Input:  map[string]any{"module_base64": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}, "instance_reuse": map[string]any{"type": "boolean"}},
+		Stored: map[string]any{"module_sha256": map[string]any{"type": "string"}, "memory_pages": map[string]any{"type": "integer", "format": "int64"}, "instance_reuse": map[string]any{"type": "boolean"}},
 	}
 }
 
@@ -60,9 +63,10 @@ func (k *Kind) Prepare(ctx context.Context, v fnmarket.Validation, doc json.RawM
 	// []byte field), so an upload is held as the body, the document and the
 	// module, never also as one more string.
 	var in struct {
-		Type         string `json:"type"`
-		ModuleBase64 []byte `json:"module_base64"`
-		MemoryPages  int    `json:"memory_pages"`
+		Type          string `json:"type"`
+		ModuleBase64  []byte `json:"module_base64"`
+		MemoryPages   int    `json:"memory_pages"`
+		InstanceReuse bool   `json:"instance_reuse"`
 	}
 	dv := fnmarket.Validation{}
 	ok := backend.Decode(dv, doc, &in)
@@ -82,7 +86,7 @@ func (k *Kind) Prepare(ctx context.Context, v fnmarket.Validation, doc json.RawM
 	if len(v) > 0 {
 		return nil
 	}
-	sp, err := k.prepare(ctx, in.ModuleBase64, in.MemoryPages)
+	sp, err := k.prepare(ctx, in.ModuleBase64, in.MemoryPages, in.InstanceReuse)
 	if err != nil {
 		if f := fnmarket.ErrorFields(err); len(f) > 0 {
 			for name, m := range f {
@@ -102,11 +106,19 @@ func (k *Kind) Invoke(w http.ResponseWriter, r *http.Request, call *gateway.Invo
 	if err != nil {
 		return gateway.Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend is not valid", Err: err}
 	}
-	resp, err := k.rt.Run(r.Context(), b.ModuleSHA256, Request{
+	req := Request{
 		Method: r.Method, Path: call.Rest, RawQuery: r.URL.RawQuery, Header: r.Header, Body: r.Body,
 		RemoteAddr: r.RemoteAddr, InvocationID: call.ID,
 		LogKey: LogKey(call.Route.FunctionID, call.Route.Version.Version),
-	}, Limits{Timeout: call.Timeout, MemoryPages: uint32(b.MemoryPages)})
+	}
+	lim := Limits{Timeout: call.Timeout, MemoryPages: uint32(b.MemoryPages)}
+	var resp Response
+	if b.InstanceReuse {
+		// Instances are kept per consumer, never shared between them.
+		resp, err = k.rt.RunReused(r.Context(), b.ModuleSHA256, call.ConsumerID, req, lim)
+	} else {
+		resp, err = k.rt.Run(r.Context(), b.ModuleSHA256, req, lim)
+	}
 	switch {
 	case call.BodyTooLarge():
 		// The module saw a truncated request: refuse it, unbilled.
@@ -147,12 +159,16 @@ func LogKey(functionID string, version int) string { return functionID + "@" + s
 
 // prepare decodes, validates, compiles and stores a module and returns the
 // spec the version keeps (the module by its SHA-256).
-func (k *Kind) prepare(ctx context.Context, code []byte, memoryPages int) (spec, error) {
+func (k *Kind) prepare(ctx context.Context, code []byte, memoryPages int, reuse bool) (spec, error) {
 	if memoryPages < 0 || memoryPages > int(k.rt.cfg.MaxMemoryPages) {
 		return spec{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "memory limit out of range",
 			Fields: map[string]string{"backend.memory_pages": "must be between 0 (the default) and " + strconv.Itoa(int(k.rt.cfg.MaxMemoryPages)) + " pages of 64 KiB"}}
 	}
-	info, err := k.rt.Prepare(ctx, code)
+	prepare := k.rt.Prepare
+	if reuse {
+		prepare = k.rt.PrepareReactor
+	}
+	info, err := prepare(ctx, code)
 	if err != nil {
 		return spec{}, err
 	}
@@ -160,5 +176,5 @@ func (k *Kind) prepare(ctx context.Context, code []byte, memoryPages int) (spec,
 		return spec{}, &fnmarket.Error{Code: fnmarket.EINVALID, Message: "memory limit below the module's minimum",
 			Fields: map[string]string{"backend.memory_pages": "must be at least the module's own minimum of " + strconv.Itoa(int(info.MinMemoryPages)) + " pages"}}
 	}
-	return spec{ModuleSHA256: info.SHA256, MemoryPages: memoryPages}, nil
+	return spec{ModuleSHA256: info.SHA256, MemoryPages: memoryPages, InstanceReuse: reuse}, nil
 }

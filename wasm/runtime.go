@@ -91,6 +91,17 @@ type Config struct {
 	// and MemoryBudgetBytes before Run gives up with ErrBusy
 	// (DefaultAdmissionWait when zero).
 	AdmissionWait time.Duration
+	// ReuseMaxCalls is how many calls a reused instance (RunReused) serves
+	// before it is closed and replaced (DefaultReuseMaxCalls when zero).
+	ReuseMaxCalls int
+	// MaxIdleInstances bounds the reused instances kept idle in the
+	// process (DefaultMaxIdleInstances when zero; negative keeps none), and
+	// MaxIdlePerVersion those of one function version
+	// (DefaultMaxIdlePerVersion when zero). Idle instances keep their memory
+	// limit reserved in MemoryBudgetBytes; a call that needs room closes the
+	// least recently used ones first.
+	MaxIdleInstances  int
+	MaxIdlePerVersion int
 	// Logger receives the runtime's own events; nil discards them.
 	Logger *slog.Logger
 	// LogSink, when set, also receives every function log line (for
@@ -136,6 +147,15 @@ func (c Config) withDefaults() Config {
 	if c.AdmissionWait <= 0 {
 		c.AdmissionWait = DefaultAdmissionWait
 	}
+	if c.ReuseMaxCalls <= 0 {
+		c.ReuseMaxCalls = DefaultReuseMaxCalls
+	}
+	if c.MaxIdleInstances == 0 {
+		c.MaxIdleInstances = DefaultMaxIdleInstances
+	}
+	if c.MaxIdlePerVersion <= 0 {
+		c.MaxIdlePerVersion = DefaultMaxIdlePerVersion
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -158,6 +178,7 @@ type Runtime struct {
 	compiled *compiledCache
 	logs     *logBook
 	admit    *admission
+	pool     *pool
 
 	mu       sync.RWMutex
 	closed   bool
@@ -222,6 +243,7 @@ func open(ctx context.Context, cfg Config, store ModuleStore, closeOnContextDone
 		compiled:  newCompiledCache(cfg.MaxCompiled),
 		logs:      newLogBook(cfg.StderrLogBytes, cfg.MaxLogs),
 		admit:     newAdmission(cfg),
+		pool:      newPool(cfg.MaxIdleInstances, cfg.MaxIdlePerVersion),
 		// No WithFS, no sockets, no host environment: the module sees only
 		// what Run puts in its environment and on stdin. Real clocks and
 		// crypto/rand through WASI: wazero's defaults are a frozen clock and
@@ -256,6 +278,19 @@ type ModuleInfo struct {
 // *fnmarket.Error with code EINVALID (ETOOLARGE for a module over
 // MaxModuleBytes) whose Fields name FieldModule.
 func (r *Runtime) Prepare(ctx context.Context, code []byte) (ModuleInfo, error) {
+	return r.prepare(ctx, code, false)
+}
+
+// PrepareReactor is Prepare for modules run with instance reuse
+// (RunReused): instead of _start, the module must export "_initialize"
+// (taking and returning nothing) and "handle" (taking nothing and returning
+// an i32), as a Go module built with -buildmode=c-shared and
+// //go:wasmexport handle does.
+func (r *Runtime) PrepareReactor(ctx context.Context, code []byte) (ModuleInfo, error) {
+	return r.prepare(ctx, code, true)
+}
+
+func (r *Runtime) prepare(ctx context.Context, code []byte, reactor bool) (ModuleInfo, error) {
 	if err := r.enter(); err != nil {
 		return ModuleInfo{}, err
 	}
@@ -272,16 +307,41 @@ func (r *Runtime) Prepare(ctx context.Context, code []byte) (ModuleInfo, error) 
 	}
 	sha := sumHex(code)
 	_, facts, release, err := r.compiled.acquire(ctx, sha, func(ctx context.Context) (wazero.CompiledModule, moduleFacts, error) {
-		return r.compile(ctx, sha, code, true)
+		return r.compile(ctx, sha, code, true, reactor)
 	})
 	if err != nil {
 		return ModuleInfo{}, fmt.Errorf("prepare wasm module: %w", err)
 	}
 	defer release()
+	// Compiled before for the other kind of call: check its exports now.
+	if reactor && !facts.reactor {
+		return ModuleInfo{}, invalidModule(reactorProblem, nil)
+	}
+	if !reactor && !facts.command {
+		return ModuleInfo{}, invalidModule(commandProblem, nil)
+	}
 	if err := r.store.PutModule(ctx, sha, code); err != nil {
 		return ModuleInfo{}, fmt.Errorf("prepare wasm module: %w", err)
 	}
 	return ModuleInfo{SHA256: sha, Size: int64(len(code)), MinMemoryPages: facts.minMemoryPages}, nil
+}
+
+// commandProblem is Prepare's complaint about a module without _start.
+const commandProblem = "does not export a _start function (build a command module, e.g. GOOS=wasip1 GOARCH=wasm go build; a reactor needs instance_reuse)"
+
+// reactorProblem is PrepareReactor's complaint about a module that is not a
+// WASI reactor with a handle export.
+const reactorProblem = "is not a WASI reactor exporting _initialize (no parameters or results) and handle (no parameters, returning an i32), as instance_reuse needs (in Go: //go:wasmexport handle, built with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared)"
+
+// isReactor reports whether exports make a WASI reactor for RunReused:
+// _initialize () -> () and handle () -> i32.
+func isReactor(exports map[string]api.FunctionDefinition) bool {
+	ini, ok := exports["_initialize"]
+	if !ok || len(ini.ParamTypes()) > 0 || len(ini.ResultTypes()) > 0 {
+		return false
+	}
+	h, ok := exports["handle"]
+	return ok && len(h.ParamTypes()) == 0 && slices.Equal(h.ResultTypes(), []api.ValueType{api.ValueTypeI32})
 }
 
 // invalidModule is Prepare's EINVALID error naming the module field.
@@ -298,7 +358,7 @@ func invalidModule(problem string, cause error) error {
 // trial also instantiates it once (without running _start) to catch imports
 // that compile but cannot link, such as tables or globals; code already
 // accepted once (loaded from the store) skips that.
-func (r *Runtime) compile(ctx context.Context, sha string, code []byte, trial bool) (wazero.CompiledModule, moduleFacts, error) {
+func (r *Runtime) compile(ctx context.Context, sha string, code []byte, trial, reactor bool) (wazero.CompiledModule, moduleFacts, error) {
 	began := time.Now()
 	cm, err := r.rt.CompileModule(ctx, code)
 	if err != nil {
@@ -324,18 +384,28 @@ func (r *Runtime) compile(ctx context.Context, sha string, code []byte, trial bo
 	if len(cm.ImportedMemories()) > 0 {
 		return fail("imports a memory; it must define and export its own as \"memory\"", nil)
 	}
-	start, ok := cm.ExportedFunctions()["_start"]
-	if !ok {
-		return fail("does not export a _start function (build a command module, e.g. GOOS=wasip1 GOARCH=wasm go build)", nil)
-	}
-	if len(start.ParamTypes()) > 0 || len(start.ResultTypes()) > 0 {
-		return fail("exports _start with parameters or results; it must take and return nothing", nil)
+	exports := cm.ExportedFunctions()
+	isReactor := isReactor(exports)
+	if reactor && trial {
+		if !isReactor {
+			return fail(reactorProblem, nil)
+		}
+	} else if trial || !isReactor {
+		start, ok := exports["_start"]
+		if !ok {
+			return fail(commandProblem, nil)
+		}
+		if len(start.ParamTypes()) > 0 || len(start.ResultTypes()) > 0 {
+			return fail("exports _start with parameters or results; it must take and return nothing", nil)
+		}
 	}
 	mem, ok := cm.ExportedMemories()["memory"]
 	if !ok {
 		return fail("does not export its memory as \"memory\", which WASI needs", nil)
 	}
-	facts := moduleFacts{minMemoryPages: mem.Min()}
+	start, hasStart := exports["_start"]
+	facts := moduleFacts{minMemoryPages: mem.Min(), reactor: isReactor,
+		command: hasStart && len(start.ParamTypes()) == 0 && len(start.ResultTypes()) == 0}
 	if trial {
 		tctx, cancel := context.WithTimeout(ctx, r.cfg.ValidationTimeout)
 		defer cancel()
@@ -453,7 +523,7 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 		if got := sumHex(code); got != sha {
 			return nil, moduleFacts{}, fmt.Errorf("stored module %s hashes to %s", sha, got)
 		}
-		return r.compile(ctx, sha, code, false)
+		return r.compile(ctx, sha, code, false, false)
 	})
 	if err != nil {
 		return Response{}, fmt.Errorf("run wasm module %s: load: %w", sha, err)
@@ -477,7 +547,7 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 
 	// Room under the process-wide bounds, taken after the body is read and
 	// the module loaded, so neither a slow client nor a compile holds it.
-	leave, err := r.admit.enter(ctx, lim.MemoryPages)
+	leave, err := r.admit.enter(ctx, lim.MemoryPages, r.pool.evictOne)
 	if err != nil {
 		return Response{}, fmt.Errorf("run wasm module %s: %w", sha, err)
 	}
@@ -613,6 +683,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 	}
+	r.pool.closeAll()
 	r.compiled.closeAll(ctx)
 	// Closing the runtime closes every instance still running, which makes
 	// their calls return (close-on-context-done also watches module close).

@@ -36,6 +36,7 @@ type config struct {
 	BodyIdleTimeout       time.Duration
 	WasmMemoryBudgetMB    int64 // 0: the wasm package's default
 	WasmMaxConcurrency    int   // 0: the wasm package's default
+	WasmReuseMaxCalls     int   // 0: the wasm package's default
 	StripeSecretKey       string
 	StripeAPIBase         string
 	StripeWebhookSecret   string
@@ -112,6 +113,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if c.WasmMaxConcurrency, err = strconv.Atoi(env("FNMARKET_WASM_MAX_CONCURRENCY", "0")); err != nil || c.WasmMaxConcurrency < 0 {
 		return c, fmt.Errorf("FNMARKET_WASM_MAX_CONCURRENCY must be a whole number (0: one per CPU)")
+	}
+	if c.WasmReuseMaxCalls, err = strconv.Atoi(env("FNMARKET_WASM_REUSE_MAX_CALLS", "0")); err != nil || c.WasmReuseMaxCalls < 0 {
+		return c, fmt.Errorf("FNMARKET_WASM_REUSE_MAX_CALLS must be a whole number (0: 1000)")
 	}
 	if c.PlatformFeeRate, err = decimal.NewFromString(env("FNMARKET_PLATFORM_FEE_RATE", "0.20")); err != nil || c.PlatformFeeRate.IsNegative() || c.PlatformFeeRate.GreaterThan(decimal.NewFromInt(1)) {
 		return c, fmt.Errorf("FNMARKET_PLATFORM_FEE_RATE must be a decimal between 0 and 1")

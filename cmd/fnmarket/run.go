@@ -73,6 +73,7 @@ const envOnly = `environment only (see README.md, Configuration):
   FNMARKET_GATEWAY_MAX_STALE        serve cached keys and routes this long past their age while the database is down (15m)
   FNMARKET_WASM_MEMORY_BUDGET_MB    total memory of wasm calls running at once (0: a quarter of the machine's)
   FNMARKET_WASM_MAX_CONCURRENCY     wasm calls running at once (0: GOMAXPROCS)
+  FNMARKET_WASM_REUSE_MAX_CALLS     calls a reused wasm instance serves before it is replaced (0: 1000)
   FNMARKET_PLATFORM_FEE_RATE        the platform's share of vendor gross (0.20)
   FNMARKET_SUSPEND_AFTER_DAYS       with Stripe, days an issued invoice may stay unpaid before its account is suspended (14)
   FNMARKET_ROLLUP_INTERVAL          how often the worker moves counters into the database (2s)
@@ -469,7 +470,7 @@ func (a *app) wasmRuntime(ctx context.Context) (*wasm.Runtime, error) {
 	a.closers = append(a.closers, a.wasmLogs.Close)
 	rt, err := wasm.New(ctx, wasm.Config{
 		CacheDir: filepath.Join(a.cfg.DataDir, "wasm-cache"), Logger: a.log, LogSink: a.wasmLogs.Sink,
-		MemoryBudgetBytes: a.cfg.WasmMemoryBudgetMB << 20, MaxConcurrency: a.cfg.WasmMaxConcurrency,
+		MemoryBudgetBytes: a.cfg.WasmMemoryBudgetMB << 20, MaxConcurrency: a.cfg.WasmMaxConcurrency, ReuseMaxCalls: a.cfg.WasmReuseMaxCalls,
 	}, wasm.NewStore(a.db, a.clock))
 	if err != nil {
 		return nil, fmt.Errorf("start wasm runtime: %w", err)

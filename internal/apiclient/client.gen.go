@@ -245,10 +245,11 @@ type AuditList struct {
 
 // Backend defines model for Backend.
 type Backend struct {
-	MemoryPages  *int64      `json:"memory_pages,omitempty"`
-	ModuleSha256 *string     `json:"module_sha256,omitempty"`
-	Type         BackendType `json:"type"`
-	Url          *string     `json:"url,omitempty"`
+	InstanceReuse *bool       `json:"instance_reuse,omitempty"`
+	MemoryPages   *int64      `json:"memory_pages,omitempty"`
+	ModuleSha256  *string     `json:"module_sha256,omitempty"`
+	Type          BackendType `json:"type"`
+	Url           *string     `json:"url,omitempty"`
 }
 
 // BackendType defines model for Backend.Type.
@@ -256,10 +257,11 @@ type BackendType string
 
 // BackendInput defines model for BackendInput.
 type BackendInput struct {
-	MemoryPages  *int64           `json:"memory_pages,omitempty"`
-	ModuleBase64 *string          `json:"module_base64,omitempty"`
-	Type         BackendInputType `json:"type"`
-	Url          *string          `json:"url,omitempty"`
+	InstanceReuse *bool            `json:"instance_reuse,omitempty"`
+	MemoryPages   *int64           `json:"memory_pages,omitempty"`
+	ModuleBase64  *string          `json:"module_base64,omitempty"`
+	Type          BackendInputType `json:"type"`
+	Url           *string          `json:"url,omitempty"`
 }
 
 // BackendInputType defines model for BackendInput.Type.
