@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v4"
-	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/billing"
@@ -79,46 +78,37 @@ type nextCallJSON struct {
 // nextCall prices the call at position pos of version v (of function name).
 func nextCall(name string, v catalog.Version, pos int64) nextCallJSON {
 	p := v.Pricing
-	cur := currencyOf(p)
-	perCall := p.CallCost(pos, 0)
+	cur := p.CurrencyCode()
+	slot := p.SlotAt(pos)
 	out := nextCallJSON{
 		Function: name, Version: v.Version, Currency: cur, Position: pos,
-		FreeCallsLeft: max(0, p.FreeCallsPerMonth-pos),
-		PerCall:       perCall.String(), PerComputeMs: p.PerComputeMs.String(),
+		FreeCallsLeft: slot.FreeLeft,
+		PerCall:       slot.PerCall.String(), PerComputeMs: p.PerComputeMs.String(),
 		CostAt1ms: p.CallCost(pos, 1).String(), TimeoutMs: v.TimeoutMs,
 		WorstCase: p.CallCost(pos, int64(v.TimeoutMs)).String(),
 	}
-	out.Formula = nextCallFormula(p, cur, pos, perCall, out.FreeCallsLeft)
+	out.Formula = nextCallFormula(p, cur, slot)
 	return out
 }
 
 // nextCallFormula says in words what nextCall computed, e.g. "free (37 free
 // calls left this month) + 0.000002 USD per compute-ms" or "0.001 USD per
 // call + 0.000002 USD per compute-ms; no free calls left this month".
-func nextCallFormula(p catalog.Pricing, cur string, pos int64, perCall decimal.Decimal, freeLeft int64) string {
+func nextCallFormula(p catalog.Pricing, cur string, slot catalog.Slot) string {
 	var b strings.Builder
-	if freeLeft > 0 {
-		fmt.Fprintf(&b, "free (%d free %s left this month)", freeLeft, plural(freeLeft, "call", "calls"))
+	if slot.Free {
+		fmt.Fprintf(&b, "free (%d free %s left this month)", slot.FreeLeft, plural(slot.FreeLeft, "call", "calls"))
 	} else {
-		fmt.Fprintf(&b, "%s %s per call", perCall, cur)
-		if len(p.Tiers) > 0 {
-			slot := pos - p.FreeCallsPerMonth // billable calls before this one
-			lo := int64(0)
-			for _, t := range p.Tiers {
-				if t.UpTo == 0 || slot < t.UpTo {
-					if t.UpTo == 0 {
-						fmt.Fprintf(&b, " (tier from billable call %d on)", lo+1)
-					} else {
-						fmt.Fprintf(&b, " (tier of billable calls %d to %d)", lo+1, t.UpTo)
-					}
-					break
-				}
-				lo = t.UpTo
-			}
+		fmt.Fprintf(&b, "%s %s per call", slot.PerCall, cur)
+		switch {
+		case slot.Tier >= 0 && slot.To == 0:
+			fmt.Fprintf(&b, " (tier from billable call %d on)", slot.From)
+		case slot.Tier >= 0:
+			fmt.Fprintf(&b, " (tier of billable calls %d to %d)", slot.From, slot.To)
 		}
 	}
 	fmt.Fprintf(&b, " + %s %s per compute-ms", p.PerComputeMs, cur)
-	if freeLeft == 0 && p.FreeCallsPerMonth > 0 {
+	if !slot.Free && p.FreeCallsPerMonth > 0 {
 		fmt.Fprintf(&b, "; no free calls left this month (%d used)", p.FreeCallsPerMonth)
 	}
 	return b.String()

@@ -69,7 +69,7 @@ func (u *UsageReport) KeySpendThisMonth(ctx context.Context, consumerID string, 
 			return nil, fmt.Errorf("price usage of %s/%s by %s: %w", fn.VendorSlug, fn.Name, consumerID, err)
 		}
 		for i, s := range priced {
-			k, cur := ps[i].KeyID, currencyOf(pricing[s.Version])
+			k, cur := ps[i].KeyID, pricing[s.Version].CurrencyCode()
 			if out[k] == nil {
 				out[k] = map[string]decimal.Decimal{}
 			}

@@ -126,7 +126,7 @@ func (u *UsageReport) Usage(ctx context.Context, q UsageQuery) ([]UsageRow, erro
 		row := out[k]
 		if row == nil {
 			row = &UsageRow{Function: fn.VendorSlug + "/" + fn.Name, FunctionID: p.FunctionID, Version: p.Version,
-				PeriodStart: rfc3339(k.period), Currency: currencyOf(versionPricing(fn)[p.Version])}
+				PeriodStart: rfc3339(k.period), Currency: versionPricing(fn)[p.Version].CurrencyCode()}
 			out[k] = row
 		}
 		row.Calls += p.Calls
@@ -158,14 +158,6 @@ func versionPricing(f catalog.Function) map[int]catalog.Pricing {
 		out[v.Version] = v.Pricing
 	}
 	return out
-}
-
-// currencyOf is the pricing's currency, USD when unset.
-func currencyOf(p catalog.Pricing) string {
-	if p.Currency == "" {
-		return "USD"
-	}
-	return p.Currency
 }
 
 // Latency answers p50/p99 compute-ms of a function per period, from its

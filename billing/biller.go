@@ -625,7 +625,7 @@ func creditUsed(hours []UsageHour, fns map[string]pricedFunction) map[billKey]de
 		if h.Credit.IsZero() {
 			continue
 		}
-		k := billKey{h.ConsumerID, currencyOf(fns[h.FunctionID].pricing[h.Version])}
+		k := billKey{h.ConsumerID, fns[h.FunctionID].pricing[h.Version].CurrencyCode()}
 		out[k] = out[k].Add(h.Credit)
 	}
 	return out

@@ -60,7 +60,7 @@ func PriceFunctionMonth(pricing map[int]catalog.Pricing, usage []VersionUsage) (
 		}
 		p := byVersion[s.Version]
 		if p == nil {
-			p = &PricedUsage{Version: s.Version, Currency: currencyOf(pricing[s.Version])}
+			p = &PricedUsage{Version: s.Version, Currency: pricing[s.Version].CurrencyCode()}
 			byVersion[s.Version] = p
 			versions = append(versions, s.Version)
 		}
@@ -78,12 +78,4 @@ func PriceFunctionMonth(pricing map[int]catalog.Pricing, usage []VersionUsage) (
 		out = append(out, *p)
 	}
 	return out, nil
-}
-
-// currencyOf is the pricing's currency, USD when unset.
-func currencyOf(p catalog.Pricing) string {
-	if p.Currency == "" {
-		return "USD"
-	}
-	return p.Currency
 }

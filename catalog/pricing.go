@@ -179,13 +179,84 @@ func (p Pricing) ComputeCost(computeMs int64) decimal.Decimal {
 
 // CallCost is the exact price of one call that took computeMs when callsBefore
 // calls of the same function were already made by the same consumer this
-// month: the pricing rule (see PriceMonth) for one call. The meter uses it
-// for spend caps; PriceMonth over one-call steps in the same order gives the
-// same amounts.
+// month: the pricing rule (see PriceMonth) for one call, its slot's per-call
+// price (SlotAt) plus compute. The gateway answers it as X-Cost; PriceMonth
+// over one-call steps in the same order gives the same amounts.
 func (p Pricing) CallCost(callsBefore, computeMs int64) decimal.Decimal {
-	c := p.ComputeCost(computeMs)
-	if callsBefore >= p.FreeCallsPerMonth {
-		c = c.Add(p.CallsCost(callsBefore-p.FreeCallsPerMonth, 1))
+	return p.SlotAt(callsBefore).PerCall.Add(p.ComputeCost(computeMs))
+}
+
+// CurrencyCode is the pricing's currency, USD when unset.
+func (p Pricing) CurrencyCode() string {
+	if p.Currency == "" {
+		return "USD"
 	}
-	return c
+	return p.Currency
+}
+
+// ScheduleStep is one step of a pricing's per-call price by position: from
+// the call at position From on (From calls of the month already made), each
+// call's per-call price is PerCall, until the next step.
+type ScheduleStep struct {
+	From    int64
+	PerCall decimal.Decimal
+	// Tier is the step's index in Pricing.Tiers; -1 for the free calls and
+	// for flat pricing.
+	Tier int
+}
+
+// Schedule is the per-call price by position, as a table: the free calls
+// (price 0) from position 0, then the per-call price or each graduated tier
+// from where it starts. It is the rule CallsCost and SlotAt follow, in a form
+// that code outside Go can apply without knowing it: admission (a Lua script)
+// looks a position up in it to hold a call's worst case.
+func (p Pricing) Schedule() []ScheduleStep {
+	free := max(p.FreeCallsPerMonth, 0)
+	var out []ScheduleStep
+	if free > 0 {
+		out = append(out, ScheduleStep{From: 0, PerCall: decimal.Zero, Tier: -1})
+	}
+	if len(p.Tiers) == 0 {
+		return append(out, ScheduleStep{From: free, PerCall: p.PerCall, Tier: -1})
+	}
+	lo := int64(0)
+	for i, t := range p.Tiers {
+		out = append(out, ScheduleStep{From: free + lo, PerCall: t.PerCall, Tier: i})
+		lo = t.UpTo
+	}
+	return out
+}
+
+// Slot is where the call at one position of a month falls.
+type Slot struct {
+	// Free says the call is one of the month's free calls; FreeLeft counts
+	// the free calls left from this one on (this one included).
+	Free     bool
+	FreeLeft int64
+	// Tier is the index in Pricing.Tiers of the call's tier (-1: a free
+	// call, or flat pricing); From and To are the billable call numbers
+	// (1-based) the tier covers, To 0 meaning "and beyond".
+	Tier     int
+	From, To int64
+	// PerCall is the call's per-call price.
+	PerCall decimal.Decimal
+}
+
+// SlotAt is the slot of the call at position callsBefore (callsBefore calls
+// of the function already made by the consumer this month).
+func (p Pricing) SlotAt(callsBefore int64) Slot {
+	sched := p.Schedule()
+	step := sched[0]
+	for _, s := range sched[1:] {
+		if callsBefore < s.From {
+			break
+		}
+		step = s
+	}
+	free := max(p.FreeCallsPerMonth, 0)
+	sl := Slot{Free: callsBefore < free, FreeLeft: max(free-callsBefore, 0), Tier: step.Tier, PerCall: step.PerCall}
+	if step.Tier >= 0 {
+		sl.From, sl.To = step.From-free+1, p.Tiers[step.Tier].UpTo
+	}
+	return sl
 }

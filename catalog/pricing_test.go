@@ -102,3 +102,46 @@ func TestParsePricing(t *testing.T) {
 		}
 	}
 }
+
+// TestSlotsFollowTheSchedule: every position's slot (free or which tier, and
+// its per-call price) is what a plain step lookup in Schedule gives, and
+// what CallsCost charges for that one billable call, for random pricings
+// with free calls and graduated tiers.
+func TestSlotsFollowTheSchedule(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 17))
+	for round := range 200 {
+		p := Pricing{PerCall: decimal.New(rng.Int64N(1000), -4), FreeCallsPerMonth: rng.Int64N(5)}
+		if round%2 == 1 {
+			lo := int64(0)
+			for i := range rng.IntN(3) + 1 {
+				lo += rng.Int64N(4) + 1
+				p.Tiers = append(p.Tiers, Tier{UpTo: lo, PerCall: decimal.New(int64(100-i), -3)})
+			}
+			p.Tiers = append(p.Tiers, Tier{PerCall: d("0.0001")})
+		}
+		sched := p.Schedule()
+		for pos := range int64(30) {
+			// A step lookup that knows nothing of free calls or tiers.
+			price := decimal.Zero
+			for _, s := range sched {
+				if pos < s.From {
+					break
+				}
+				price = s.PerCall
+			}
+			sl := p.SlotAt(pos)
+			want := decimal.Zero
+			if pos >= p.FreeCallsPerMonth {
+				want = p.CallsCost(pos-p.FreeCallsPerMonth, 1)
+			}
+			if !sl.PerCall.Equal(price) || !sl.PerCall.Equal(want) || sl.Free != (pos < p.FreeCallsPerMonth) ||
+				sl.FreeLeft != max(p.FreeCallsPerMonth-pos, 0) {
+				t.Fatalf("%+v position %d: slot %+v, schedule says %s, CallsCost %s", p, pos, sl, price, want)
+			}
+			if q := pos - p.FreeCallsPerMonth + 1; sl.Tier >= 0 && (q < sl.From || (sl.To != 0 && q > sl.To)) {
+				t.Fatalf("%+v position %d: billable call %d outside its tier %d..%d", p, pos, q, sl.From, sl.To)
+			}
+		}
+	}
+}

@@ -156,15 +156,8 @@ func (c *Invocation) Cost(computeMs int64) decimal.Decimal {
 // answer that took computeMs.
 func (c *Invocation) SetMeasured(h http.Header, computeMs int64) {
 	h.Set(headerComputeMs, strconv.FormatInt(computeMs, 10))
-	h.Set(headerCost, FormatCost(c.Cost(computeMs), c.Pricing.Currency))
-}
-
-// FormatCost is an X-Cost value: the exact decimal, then the currency.
-func FormatCost(d decimal.Decimal, currency string) string {
-	if currency == "" {
-		currency = "USD"
-	}
-	return d.String() + " " + currency
+	// The exact decimal, then the currency: "0.000214 USD".
+	h.Set(headerCost, c.Cost(computeMs).String()+" "+c.Pricing.CurrencyCode())
 }
 
 // BodyTooLarge reports whether reading the request body hit the gateway's
@@ -665,7 +658,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Error:        out.TimedOut || out.Status >= 500 || (err != nil && !callerGone),
 			Cost:         cost,
 			Credit:       credit,
-			Free:         adm.CallsBefore < route.Version.Pricing.FreeCallsPerMonth,
+			Free:         route.Version.Pricing.SlotAt(adm.CallsBefore).Free,
 			Settled:      settled,
 			Admission:    adm,
 		})

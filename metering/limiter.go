@@ -14,7 +14,6 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket"
-	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/internal/redisx"
 	"github.com/fnmarket/fnmarket/usage"
 )
@@ -44,10 +43,11 @@ local function int(n) return string.format('%.0f', n) end
 // none), 5 the account's cap ("" = none), 6 standing (a, f or s), 7 credit
 // granted ("" = credit does not apply), 8 credit consumed (seeds credit left
 // when Redis has none), 9 worst-case compute (timeout x per-ms price), 10
-// free calls per month, 11 per-call price, 12 the invocation id, 13 when the
-// hold expires (ms), 14 counter TTL (s), 15 "1" to hold the worst case
-// (the caller is limited: see limited), 16 number of tiers, then up_to and
-// price per tier.
+// the invocation id, 11 when the hold expires (ms), 12 counter TTL (s), 13
+// "1" to hold the worst case (the caller is limited: see limited), 14 the
+// number of steps of the version's catalog.Pricing.Schedule, then each
+// step's first position and per-call price. The script looks the call's
+// position up in that table; it knows nothing of free calls or tiers.
 //
 // Verdicts: 0 rate limited, 1 admitted, 2 spend cap, 3 payment required.
 // A call nothing limits holds nothing (it answers a hold of 0): its cost
@@ -78,15 +78,9 @@ local pos
 local ret = redis.call('ZRANGE', KEYS[3], 0, 0)
 if ret[1] then pos = tonumber(ret[1]) else pos = tonumber(redis.call('GET', KEYS[2]) or '0') end
 local price = 0
-local free = tonumber(ARGV[10])
-if pos >= free then
-  local q = pos - free
-  local nt = tonumber(ARGV[16])
-  price = tonumber(ARGV[11])
-  for t = 0, nt - 1 do
-    local upto = tonumber(ARGV[17 + 2 * t])
-    if upto == 0 or q < upto then price = tonumber(ARGV[18 + 2 * t]); break end
-  end
+for t = 0, tonumber(ARGV[14]) - 1 do
+  if pos < tonumber(ARGV[15 + 2 * t]) then break end
+  price = tonumber(ARGV[16 + 2 * t])
 end
 local W = int(price + tonumber(ARGV[9]))
 
@@ -112,11 +106,11 @@ local held = {}
 local function undo()
   for _, k in ipairs(held) do redis.call('DECRBY', k, W) end
 end
-local hold = ARGV[15] == '1' and W ~= '0'
+local hold = ARGV[13] == '1' and W ~= '0'
 if hold then
   for i, k in ipairs({KEYS[4], KEYS[5]}) do
     redis.call('INCRBY', k, W)
-    redis.call('EXPIRE', k, ARGV[14])
+    redis.call('EXPIRE', k, ARGV[12])
     held[#held + 1] = k
     local cap = ARGV[3 + i]
     if cap ~= '' and not le(redis.call('GET', k), cap) then
@@ -151,12 +145,12 @@ end
 if ret[1] then
   redis.call('ZREM', KEYS[3], ret[1])
 else
-  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[14]) end
+  if redis.call('INCR', KEYS[2]) == 1 then redis.call('EXPIRE', KEYS[2], ARGV[12]) end
 end
 if hold then
   if ch ~= '0' then redis.call('DECRBY', KEYS[6], ch) end
-  redis.call('HSET', KEYS[8], ARGV[12], W .. '|' .. ch .. '|' .. KEYS[4] .. '|' .. KEYS[5])
-  redis.call('ZADD', KEYS[9], ARGV[13], ARGV[12])
+  redis.call('HSET', KEYS[8], ARGV[10], W .. '|' .. ch .. '|' .. KEYS[4] .. '|' .. KEYS[5])
+  redis.call('ZADD', KEYS[9], ARGV[11], ARGV[10])
 end
 if not hold then W = '0' end
 return {1, pos, W, ch, remaining, 0, reset}
@@ -347,10 +341,7 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 	if time.Now().Before(l.downSince()) {
 		return l.admitLocally(c, at, fk, req), nil
 	}
-	args, err := l.admitArgs(req, at, min(worstPico, maxCallPico))
-	if err != nil {
-		return Admission{}, err
-	}
+	args := l.admitArgs(req, at, min(worstPico, maxCallPico))
 	shard := shardOf(c.ConsumerID)
 	keys := []string{
 		l.ks.rateLimit(shard, c.KeyID),
@@ -393,7 +384,7 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 }
 
 // admitArgs lays out admitScript's ARGV.
-func (l *Limiter) admitArgs(req AdmissionRequest, at time.Time, computeWorst int64) ([]any, error) {
+func (l *Limiter) admitArgs(req AdmissionRequest, at time.Time, computeWorst int64) []any {
 	c, p := req.Caller, req.Pricing
 	var interval float64
 	if c.RateLimitPerSecond > 0 {
@@ -410,20 +401,22 @@ func (l *Limiter) admitArgs(req AdmissionRequest, at time.Time, computeWorst int
 		standing = "f"
 	}
 	granted, consumed := "", "0"
-	if a := c.Account; a.CreditGranted.IsPositive() && (a.CreditCurrency == "" || a.CreditCurrency == currencyOf(p)) {
+	if a := c.Account; a.CreditGranted.IsPositive() && (a.CreditCurrency == "" || a.CreditCurrency == p.CurrencyCode()) {
 		granted = strconv.FormatInt(toPico(a.CreditGranted), 10)
 		consumed = strconv.FormatInt(toPico(a.CreditConsumed), 10)
 	}
 	timeout := time.Duration(max(req.TimeoutMs, 0)) * time.Millisecond
 	expires := at.Add(timeout + l.cfg.HoldGrace).UnixMilli()
-	args := []any{at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), c.RateLimitPerSecond,
+	sched := p.Schedule()
+	args := make([]any, 0, 14+2*len(sched))
+	args = append(args, at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), c.RateLimitPerSecond,
 		capArg(c.MonthlySpendCap), capArg(c.Account.MonthlySpendCap), standing, granted, consumed,
-		strconv.FormatInt(computeWorst, 10), p.FreeCallsPerMonth, priceArg(p.PerCall), req.InvocationID,
-		expires, int64(l.cfg.CounterTTL / time.Second), boolArg(limited(c)), len(p.Tiers)}
-	for _, t := range p.Tiers {
-		args = append(args, t.UpTo, priceArg(t.PerCall))
+		strconv.FormatInt(computeWorst, 10), req.InvocationID, expires, int64(l.cfg.CounterTTL/time.Second),
+		boolArg(limited(c)), len(sched))
+	for _, st := range sched {
+		args = append(args, st.From, priceArg(st.PerCall))
 	}
-	return args, nil
+	return args
 }
 
 func boolArg(b bool) string {
@@ -436,13 +429,6 @@ func boolArg(b bool) string {
 // priceArg is a per-call price in pico-units for admitScript (catalog keeps
 // prices at most 1000 with 12 decimals, so they are exact there).
 func priceArg(d decimal.Decimal) string { return strconv.FormatInt(min(toPico(d), maxCallPico), 10) }
-
-func currencyOf(p catalog.Pricing) string {
-	if p.Currency == "" {
-		return "USD"
-	}
-	return p.Currency
-}
 
 // Settle replaces a call's hold by its real cost (zero, and its position
 // given back, when it never reached the function) and reports how much of

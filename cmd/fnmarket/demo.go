@@ -163,7 +163,7 @@ func (a *app) recordDemoUsage(fns []demoSeeded, consumerID, keyID string, now ti
 				// Priced as the gateway prices a call at its position; the
 				// meter adds it to the spend counters (nothing was held).
 				c.Cost = c.Pricing.CallCost(c.CallsBefore, c.ComputeMs)
-				c.Free = c.CallsBefore < c.Pricing.FreeCallsPerMonth
+				c.Free = c.Pricing.SlotAt(c.CallsBefore).Free
 				a.meter.Record(c)
 				before[month]++
 				n++
