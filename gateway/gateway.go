@@ -660,7 +660,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Credit:       credit,
 			Free:         route.Version.Pricing.SlotAt(adm.CallsBefore).Free,
 			Settled:      settled,
-			Admission:    adm,
 		})
 	}
 	if err != nil {

@@ -118,6 +118,4 @@ type Call struct {
 	// Settled is false when the call's hold could not be settled in Redis
 	// as it ended; the meter settles it when it flushes the call.
 	Settled bool
-	// Admission is the call's admission (for settling its hold).
-	Admission Admission
 }
