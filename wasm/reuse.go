@@ -259,28 +259,13 @@ func (r *Runtime) RunReused(ctx context.Context, sha, owner string, req Request,
 		return Response{}, err
 	}
 	defer r.inflight.Done()
-	lim = r.limits(lim)
-	logKey := req.LogKey
-	if logKey == "" {
-		logKey = sha
-	}
-	var body []byte
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		if err != nil {
-			return Response{}, fmt.Errorf("run wasm module %s: read request body: %w", sha, err)
-		}
-		body = b
+	lim, logKey, body, err := r.callSetup(sha, req, lim)
+	if err != nil {
+		return Response{}, err
 	}
 	resp := Response{Header: http.Header{}}
 	now := time.Now()
-	note := func(format string, args ...any) {
-		l := []LogLine{{Time: now, InvocationID: req.InvocationID, Source: SourceRuntime, Text: fmt.Sprintf(format, args...)}}
-		r.logs.append(logKey, l)
-		if r.cfg.LogSink != nil {
-			r.cfg.LogSink(logKey, l)
-		}
-	}
+	note := func(format string, args ...any) { r.noteRuntime(logKey, req.InvocationID, now, format, args...) }
 	key := poolKey{sha: sha, logKey: logKey, owner: owner, pages: lim.MemoryPages}
 
 	// A running call holds a concurrency slot; an instance holds its memory

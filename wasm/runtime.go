@@ -502,18 +502,9 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 		return Response{}, err
 	}
 	defer r.inflight.Done()
-	lim = r.limits(lim)
-	logKey := req.LogKey
-	if logKey == "" {
-		logKey = sha
-	}
-	var body []byte
-	if req.Body != nil {
-		b, err := io.ReadAll(req.Body)
-		if err != nil {
-			return Response{}, fmt.Errorf("run wasm module %s: read request body: %w", sha, err)
-		}
-		body = b
+	lim, logKey, body, err := r.callSetup(sha, req, lim)
+	if err != nil {
+		return Response{}, err
 	}
 	cm, facts, release, err := r.compiled.acquire(ctx, sha, func(ctx context.Context) (wazero.CompiledModule, moduleFacts, error) {
 		code, err := r.store.Module(ctx, sha)
@@ -532,13 +523,7 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 
 	resp := Response{Header: http.Header{}}
 	now := time.Now()
-	note := func(format string, args ...any) {
-		l := []LogLine{{Time: now, InvocationID: req.InvocationID, Source: SourceRuntime, Text: fmt.Sprintf(format, args...)}}
-		r.logs.append(logKey, l)
-		if r.cfg.LogSink != nil {
-			r.cfg.LogSink(logKey, l)
-		}
-	}
+	note := func(format string, args ...any) { r.noteRuntime(logKey, req.InvocationID, now, format, args...) }
 	if facts.minMemoryPages > lim.MemoryPages {
 		note("the module needs %d memory pages at start; the limit is %d", facts.minMemoryPages, lim.MemoryPages)
 		resp.Status, resp.MemoryExceeded = http.StatusInternalServerError, true
@@ -739,4 +724,34 @@ func (o *outputBuffer) Write(p []byte) (int, error) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// callSetup is how Run and RunReused begin: the limits with their defaults,
+// the log key (the module's hash when the request names none) and the whole
+// request body.
+func (r *Runtime) callSetup(sha string, req Request, lim Limits) (Limits, string, []byte, error) {
+	lim = r.limits(lim)
+	logKey := req.LogKey
+	if logKey == "" {
+		logKey = sha
+	}
+	var body []byte
+	if req.Body != nil {
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return lim, logKey, nil, fmt.Errorf("run wasm module %s: read request body: %w", sha, err)
+		}
+		body = b
+	}
+	return lim, logKey, body, nil
+}
+
+// noteRuntime adds a line from the runtime itself (a timeout, a memory
+// limit) to logKey's log.
+func (r *Runtime) noteRuntime(logKey, invocationID string, at time.Time, format string, args ...any) {
+	l := []LogLine{{Time: at, InvocationID: invocationID, Source: SourceRuntime, Text: fmt.Sprintf(format, args...)}}
+	r.logs.append(logKey, l)
+	if r.cfg.LogSink != nil {
+		r.cfg.LogSink(logKey, l)
+	}
 }
