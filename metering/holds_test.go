@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,24 +28,98 @@ func flatPricing(perCall string) catalog.Pricing {
 	return catalog.Pricing{Currency: "USD", PerCall: dec(perCall), PerComputeMs: decimal.Zero}
 }
 
-// holdsEnv is one consumer's admissions against a shared Redis, through
-// several limiters (replicas).
-type holdsEnv struct {
-	t      *testing.T
-	rdb    redis.UniversalClient
-	ks     keyspace
-	clock  *fnmarket.TestClock
-	ls     []*Limiter
-	nextID atomic.Int64
+// admitter is what the gateway asks: a Limiter (a round trip per call) or a
+// Leaser (leases).
+type admitter interface {
+	Admit(ctx context.Context, req AdmissionRequest) (Admission, error)
+	Settle(ctx context.Context, req AdmissionRequest, adm Admission, reached bool, cost decimal.Decimal) (decimal.Decimal, error)
 }
 
-func newHoldsEnv(t *testing.T, b testenv.Backend, replicas int) *holdsEnv {
+// holdsEnv is one consumer's admissions against a shared Redis, through
+// several replicas: Limiters, or Leasers when leases is set.
+type holdsEnv struct {
+	t       *testing.T
+	rdb     redis.UniversalClient
+	ks      keyspace
+	clock   *fnmarket.TestClock
+	ls      []admitter
+	lims    []*Limiter
+	leasers []*Leaser
+	nextID  atomic.Int64
+}
+
+func newHoldsEnv(t *testing.T, b testenv.Backend, replicas int, leases bool) *holdsEnv {
 	rdb, prefix := testenv.Redis(t, b)
 	e := &holdsEnv{t: t, rdb: rdb, ks: keyspace{prefix: prefix}, clock: fnmarket.NewTestClock(testStart)}
 	for range replicas {
-		e.ls = append(e.ls, newTestLimiter(t, rdb, prefix, e.clock))
+		l := newTestLimiter(t, rdb, prefix, e.clock)
+		e.lims = append(e.lims, l)
+		if leases {
+			s := NewLeaser(l, LeaseConfig{})
+			e.leasers = append(e.leasers, s)
+			e.ls = append(e.ls, s)
+		} else {
+			e.ls = append(e.ls, l)
+		}
 	}
 	return e
+}
+
+// eachMode runs fn on every backend, with per-call admission and with leases.
+func eachMode(t *testing.T, fn func(t *testing.T, b testenv.Backend, leases bool)) {
+	t.Helper()
+	for _, leases := range []bool{false, true} {
+		name := "per-call"
+		if leases {
+			name = "leases"
+		}
+		t.Run(name, func(t *testing.T) {
+			eachBackend(t, func(t *testing.T, b testenv.Backend) { fn(t, b, leases) })
+		})
+	}
+}
+
+// giveBack returns every replica's leases, after which the counters in Redis
+// are exact: the spend is what calls spent, held positions are given back.
+func (e *holdsEnv) giveBack() {
+	e.t.Helper()
+	for _, s := range e.leasers {
+		if err := s.tidy(context.Background(), true); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// positionsDense checks that the positions handed out for the consumer's
+// function, with those given back, are each of 0..n-1 exactly once.
+func (e *holdsEnv) positionsDense(consumer string, used []int64) {
+	e.t.Helper()
+	e.giveBack()
+	fk := fcKey{ConsumerID: consumer, FunctionID: "fn_h", Month: monthOf(e.clock.Now())}
+	n, err := e.rdb.Get(context.Background(), e.ks.position(shardOf(consumer), fk)).Int64()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	back, err := e.rdb.ZRange(context.Background(), e.ks.returned(shardOf(consumer), fk), 0, -1).Result()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	seen := map[int64]int{}
+	for _, p := range used {
+		seen[p]++
+	}
+	for _, b := range back {
+		p, _ := strconv.ParseInt(b, 10, 64)
+		seen[p]++
+	}
+	for p := range n {
+		if seen[p] != 1 {
+			e.t.Fatalf("position %d handed out or given back %d times (used %v, given back %v, counter %d)", p, seen[p], used, back, n)
+		}
+	}
+	if len(seen) != int(n) {
+		e.t.Fatalf("positions %v and given back %v beyond the counter %d", used, back, n)
+	}
 }
 
 func (e *holdsEnv) request(c Caller, p catalog.Pricing, timeoutMs int64) AdmissionRequest {
@@ -75,6 +150,7 @@ func (e *holdsEnv) call(i int, req AdmissionRequest, run bool, computeMs int64) 
 
 func (e *holdsEnv) counter(key string) decimal.Decimal {
 	e.t.Helper()
+	e.giveBack()
 	v, err := e.rdb.Get(context.Background(), key).Int64()
 	if err != nil && err != redis.Nil {
 		e.t.Fatal(err)
@@ -131,8 +207,8 @@ func (e *holdsEnv) concurrently(n int, req func() AdmissionRequest, computeMs in
 // for random pricings with free calls and graduated tiers: the Lua script
 // and the catalog agree on every position.
 func TestAdmissionPricesByTheOneRule(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 2)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 2, leases)
 		rng := rand.New(rand.NewPCG(11, 29))
 		for round := range 6 {
 			p := catalog.Pricing{
@@ -147,17 +223,24 @@ func TestAdmissionPricesByTheOneRule(t *testing.T) {
 			timeout := rng.Int64N(3000) + 1
 			// A cap far away, so the worst case is held (and reported).
 			c := Caller{ConsumerID: fmt.Sprintf("con_rule_%d", round), KeyID: "key_rule", MonthlySpendCap: decPtr("1000000")}
+			var used []int64
 			for i := range int64(12) {
 				req := e.request(c, p, timeout)
 				ms := rng.Int64N(timeout) + 1
 				a, _ := e.call(int(i), req, true, ms)
-				if !a.Allowed || a.CallsBefore != i {
+				// Leases on two replicas hand out positions of the
+				// schedule's last step out of order (they all cost the
+				// same); earlier ones are handed out in order.
+				inOrder := !leases || i < uniformFrom(req)
+				if !a.Allowed || (inOrder && a.CallsBefore != i) {
 					t.Fatalf("round %d call %d: admission %+v, want allowed at position %d", round, i, a, i)
 				}
-				if want := p.CallCost(i, timeout); !a.Hold.Equal(want) {
+				used = append(used, a.CallsBefore)
+				if want := p.CallCost(a.CallsBefore, timeout); !a.Hold.Equal(want) {
 					t.Fatalf("round %d call %d (%+v): held %s, want the worst case %s", round, i, p, a.Hold, want)
 				}
 			}
+			e.positionsDense(c.ConsumerID, used)
 		}
 	})
 }
@@ -166,8 +249,8 @@ func TestAdmissionPricesByTheOneRule(t *testing.T) {
 // 0.10 that take long, 200 at once over two replicas. Exactly the 10 that
 // fit go through, and what is spent is the cap, never more.
 func TestCapNeverOvershoots(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 2)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 2, leases)
 		p := flatPricing("0.10")
 		c := Caller{ConsumerID: "con_cap", KeyID: "key_cap", MonthlySpendCap: decPtr("1.00")}
 		admitted, _ := e.concurrently(200, func() AdmissionRequest { return e.request(c, p, 500) }, 500)
@@ -175,12 +258,17 @@ func TestCapNeverOvershoots(t *testing.T) {
 			t.Fatalf("admitted %d of 200 concurrent calls, want exactly the 10 the cap allows", len(admitted))
 		}
 		seen := map[int64]bool{}
+		var used []int64
 		for _, a := range admitted {
-			if seen[a.CallsBefore] || a.CallsBefore >= 10 {
+			// Leases hand out a flat price's positions in blocks: each
+			// once, the unused ones given back for the next calls.
+			if seen[a.CallsBefore] || (!leases && a.CallsBefore >= 10) {
 				t.Fatalf("positions %v: want 0..9, each once", admitted)
 			}
 			seen[a.CallsBefore] = true
+			used = append(used, a.CallsBefore)
 		}
+		e.positionsDense(c.ConsumerID, used)
 		if got := e.keySpend(c.ConsumerID, c.KeyID); !got.Equal(dec("1")) {
 			t.Fatalf("key spend = %s, want 1.00", got)
 		}
@@ -193,8 +281,8 @@ func TestCapNeverOvershoots(t *testing.T) {
 // TestSequentialCallsStopAtTheCap: one call after another, each settled
 // before the next, stop exactly when the next worst case no longer fits.
 func TestSequentialCallsStopAtTheCap(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 2)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 2, leases)
 		// 0.07 a call plus 0.001 a ms, 10 ms timeout: worst 0.08, real 0.071.
 		p := catalog.Pricing{Currency: "USD", PerCall: dec("0.07"), PerComputeMs: dec("0.001")}
 		c := Caller{ConsumerID: "con_seq", KeyID: "key_seq", MonthlySpendCap: decPtr("1.00")}
@@ -223,8 +311,8 @@ func TestSequentialCallsStopAtTheCap(t *testing.T) {
 
 // TestAccountCapOverKeys: two keys of one account share the account's cap.
 func TestAccountCapOverKeys(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 2)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 2, leases)
 		p := flatPricing("0.25")
 		acct := usage.AccountBilling{MonthlySpendCap: decPtr("2.00")}
 		var i atomic.Int64
@@ -248,8 +336,8 @@ func TestAccountCapOverKeys(t *testing.T) {
 // admission, and never goes below zero however many calls race for it; an
 // account with no way to pay gets only the calls credit covers.
 func TestCreditIsHeldAndNeverNegative(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 2)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 2, leases)
 		p := flatPricing("0.10")
 		acct := usage.AccountBilling{Standing: usage.StandingFreeOnly, CreditGranted: dec("0.50"), CreditCurrency: "USD"}
 		c := Caller{ConsumerID: "con_credit", KeyID: "key_credit", Account: acct}
@@ -275,6 +363,12 @@ func TestCreditIsHeldAndNeverNegative(t *testing.T) {
 		active := Caller{ConsumerID: "con_credit2", KeyID: "key_c2", Account: usage.AccountBilling{CreditGranted: dec("0.25"), CreditCurrency: "USD"}}
 		var used []string
 		for i := range 5 {
+			// Leases: one replica, which spends its credit lease first
+			// (on two, the calls of the one holding none pay by invoice
+			// while the other's lease lasts; the total is the same).
+			if leases {
+				i = 0
+			}
 			a, cr := e.call(i, e.request(active, p, 100), true, 1)
 			if !a.Allowed {
 				t.Fatalf("active account refused: %+v", a)
@@ -297,8 +391,8 @@ func TestCreditIsHeldAndNeverNegative(t *testing.T) {
 // function costs nothing, and the next call takes its position (and its
 // free call).
 func TestUnreachedCallGivesItsPositionBack(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 1)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 1, leases)
 		p := flatPricing("0.10")
 		p.FreeCallsPerMonth = 1
 		c := Caller{ConsumerID: "con_back", KeyID: "key_back", MonthlySpendCap: decPtr("5")}
@@ -325,7 +419,7 @@ func TestUnreachedCallGivesItsPositionBack(t *testing.T) {
 // its hold is released once the call's timeout and the grace have passed.
 func TestHoldsOfADeadGatewayExpire(t *testing.T) {
 	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 2)
+		e := newHoldsEnv(t, b, 2, false)
 		p := flatPricing("0.10")
 		c := Caller{ConsumerID: "con_dead", KeyID: "key_dead", MonthlySpendCap: decPtr("0.10")}
 		if a, _ := e.call(0, e.request(c, p, 1000), false, 0); !a.Allowed {
@@ -334,7 +428,7 @@ func TestHoldsOfADeadGatewayExpire(t *testing.T) {
 		if a, _ := e.call(1, e.request(c, p, 1000), true, 1); a.Allowed {
 			t.Fatal("a second call fit under the cap while the first still holds it")
 		}
-		e.clock.Advance(time.Second + e.ls[0].cfg.HoldGrace - time.Millisecond)
+		e.clock.Advance(time.Second + e.lims[0].cfg.HoldGrace - time.Millisecond)
 		if a, _ := e.call(1, e.request(c, p, 1000), true, 1); a.Allowed {
 			t.Fatal("the hold was released before its call's timeout and grace")
 		}
@@ -352,8 +446,8 @@ func TestHoldsOfADeadGatewayExpire(t *testing.T) {
 // holds nothing and needs no settlement once it ran; its spend reaches the
 // counters with the meter's flush, so a cap set later counts it.
 func TestUnlimitedCallsHoldNothing(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 1)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 1, leases)
 		c := Caller{ConsumerID: "con_free", KeyID: "key_free"}
 		a, _ := e.call(0, e.request(c, flatPricing("0.10"), 100), false, 0)
 		if !a.Allowed || !a.Hold.IsZero() {
@@ -371,8 +465,8 @@ func TestUnlimitedCallsHoldNothing(t *testing.T) {
 
 // TestSuspendedAccountIsRefused: an invoice past due stops every call.
 func TestSuspendedAccountIsRefused(t *testing.T) {
-	eachBackend(t, func(t *testing.T, b testenv.Backend) {
-		e := newHoldsEnv(t, b, 1)
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		e := newHoldsEnv(t, b, 1, leases)
 		c := Caller{ConsumerID: "con_susp", KeyID: "key_susp", Account: usage.AccountBilling{Standing: usage.StandingSuspended}}
 		p := flatPricing("0")
 		p.FreeCallsPerMonth = 100

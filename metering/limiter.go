@@ -34,6 +34,46 @@ end
 local function int(n) return string.format('%.0f', n) end
 `
 
+// luaSweep releases the consumer's expired holds: sweep(now ms). KEYS 6
+// credit left, 7 credit granted, 8 holds, 9 hold expiries, in both scripts
+// that use it. A call's hold (its gateway died mid-call) is released: the
+// call was never recorded. A lease's hold (record ending in "|L", see
+// Leaser) is kept as spent, and its credit as used: the replica that held it
+// may have spent any part of it, and a cap or a balance must never be
+// exceeded. seedCredit(granted, consumed) brings the credit-left counter in
+// line with the account's grants (seeding it when Redis has none) and
+// returns it.
+const luaSweep = `
+local function sweep(nowms)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', nowms, 'LIMIT', 0, 16)) do
+    local rec = redis.call('HGET', KEYS[8], id)
+    if rec and string.sub(rec, -2) ~= '|L' then
+      local hold, ch, ks, as = string.match(rec, '^(%d+)|(%d+)|([^|]*)|([^|]*)')
+      if hold and hold ~= '0' then
+        redis.call('DECRBY', ks, hold)
+        redis.call('DECRBY', as, hold)
+      end
+      if ch and ch ~= '0' then redis.call('INCRBY', KEYS[6], ch) end
+    end
+    redis.call('HDEL', KEYS[8], id)
+    redis.call('ZREM', KEYS[9], id)
+  end
+end
+local function seedCredit(granted, consumed)
+  local g = redis.call('GET', KEYS[7])
+  if not g or redis.call('EXISTS', KEYS[6]) == 0 then
+    redis.call('SET', KEYS[6], granted)
+    redis.call('DECRBY', KEYS[6], consumed)
+    redis.call('SET', KEYS[7], granted)
+  elseif g ~= granted and le(g, granted) then
+    redis.call('INCRBY', KEYS[6], granted)
+    redis.call('DECRBY', KEYS[6], g)
+    redis.call('SET', KEYS[7], granted)
+  end
+  return redis.call('GET', KEYS[6]) or '0'
+end
+`
+
 // admitScript decides one call in one round trip and, when it is admitted,
 // gives it its position and holds its worst case. KEYS: 1 rate-limit state,
 // 2 positions handed out, 3 positions given back, 4 the key's month spend,
@@ -57,21 +97,8 @@ local function int(n) return string.format('%.0f', n) end
 // Expired holds of the consumer (calls whose gateway died) are released
 // first. A refused call changes nothing else: it takes no position and
 // holds nothing.
-var admitScript = redis.NewScript(luaMoney + `
-local nowms = math.floor(tonumber(ARGV[1]) / 1000)
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[9], '-inf', nowms, 'LIMIT', 0, 16)) do
-  local rec = redis.call('HGET', KEYS[8], id)
-  if rec then
-    local hold, ch, ks, as = string.match(rec, '^(%d+)|(%d+)|([^|]*)|([^|]*)')
-    if hold and hold ~= '0' then
-      redis.call('DECRBY', ks, hold)
-      redis.call('DECRBY', as, hold)
-    end
-    if ch and ch ~= '0' then redis.call('INCRBY', KEYS[6], ch) end
-    redis.call('HDEL', KEYS[8], id)
-  end
-  redis.call('ZREM', KEYS[9], id)
-end
+var admitScript = redis.NewScript(luaMoney + luaSweep + `
+sweep(math.floor(tonumber(ARGV[1]) / 1000))
 if ARGV[6] == 's' then return {3, 0, '0', '0', 0, 0, 0} end
 
 local pos
@@ -86,17 +113,7 @@ local W = int(price + tonumber(ARGV[9]))
 
 local ch = '0'
 if ARGV[7] ~= '' then
-  local g = redis.call('GET', KEYS[7])
-  if not g or redis.call('EXISTS', KEYS[6]) == 0 then
-    redis.call('SET', KEYS[6], ARGV[7])
-    redis.call('DECRBY', KEYS[6], ARGV[8])
-    redis.call('SET', KEYS[7], ARGV[7])
-  elseif g ~= ARGV[7] and le(g, ARGV[7]) then
-    redis.call('INCRBY', KEYS[6], ARGV[7])
-    redis.call('DECRBY', KEYS[6], g)
-    redis.call('SET', KEYS[7], ARGV[7])
-  end
-  local left = redis.call('GET', KEYS[6]) or '0'
+  local left = seedCredit(ARGV[7], ARGV[8])
   if not le(left, '0') then
     if le(W, left) then ch = W else ch = left end
   end
@@ -283,26 +300,47 @@ func NewLimiter(cfg LimiterConfig) (*Limiter, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	client := func(timeout time.Duration) redis.Cmdable {
-		inner := cfg.Redis
-		if c, ok := inner.(*redisx.Conn); ok {
-			inner = c.UniversalClient
-		}
-		if c, ok := inner.(*redis.Client); ok {
-			return c.WithTimeout(timeout)
-		}
-		return cfg.Redis
+	l := &Limiter{
+		cfg:       cfg,
+		ks:        keyspace{prefix: cfg.Prefix},
+		log:       cfg.Logger,
+		buckets:   map[string]*tokenBucket{},
+		lastCalls: map[fcKey]int64{},
 	}
-	return &Limiter{
-		admitPipe:   newPipeliner(client(cfg.Timeout), admitScript, 4, cfg.Timeout),
-		limitedPipe: newPipeliner(client(cfg.LimitedTimeout), admitScript, 4, cfg.LimitedTimeout),
-		settlePipe:  newPipeliner(client(cfg.LimitedTimeout), settleScript, 2, cfg.LimitedTimeout),
-		cfg:         cfg,
-		ks:          keyspace{prefix: cfg.Prefix},
-		log:         cfg.Logger,
-		buckets:     map[string]*tokenBucket{},
-		lastCalls:   map[fcKey]int64{},
-	}, nil
+	l.admitPipe = newPipeliner(l.client(cfg.Timeout), admitScript, 4, cfg.Timeout)
+	l.limitedPipe = newPipeliner(l.client(cfg.LimitedTimeout), admitScript, 4, cfg.LimitedTimeout)
+	l.settlePipe = newPipeliner(l.client(cfg.LimitedTimeout), settleScript, 2, cfg.LimitedTimeout)
+	return l, nil
+}
+
+// client is the Redis client with its socket reads bounded by timeout where
+// the client type allows it (see LimiterConfig.Timeout).
+func (l *Limiter) client(timeout time.Duration) redis.Cmdable {
+	inner := l.cfg.Redis
+	if c, ok := inner.(*redisx.Conn); ok {
+		inner = c.UniversalClient
+	}
+	if c, ok := inner.(*redis.Client); ok {
+		return c.WithTimeout(timeout)
+	}
+	return l.cfg.Redis
+}
+
+// markDown starts a cool-down after a Redis failure: calls are decided
+// locally until it ends.
+func (l *Limiter) markDown(err error) {
+	l.mu.Lock()
+	l.downUntil = time.Now().Add(l.cfg.Cooldown)
+	l.mu.Unlock()
+	l.log.Warn("metering: redis unavailable for admission; deciding locally", "err", err, "cooldown", l.cfg.Cooldown)
+}
+
+// notePosition records next as the position Redis last gave for fk, for
+// the local limiter to price calls from while Redis is down.
+func (l *Limiter) notePosition(fk fcKey, next int64) {
+	l.mu.Lock()
+	l.lastCalls[fk] = next
+	l.mu.Unlock()
 }
 
 // limited reports whether admission of c needs Redis to be exact: a cap,
@@ -318,26 +356,11 @@ func limited(c Caller) bool {
 // (see Limiter); an error means the request itself is unusable.
 func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, error) {
 	c := req.Caller
-	if c.ConsumerID == "" || c.KeyID == "" || req.FunctionID == "" || req.InvocationID == "" {
-		return Admission{}, fnmarket.Errorf(fnmarket.EINVALID, "admission needs a consumer, a key, a function and an invocation id")
+	at, fk, worstPico, refused, err := l.precheck(req)
+	if err != nil || refused != nil {
+		return deref(refused), err
 	}
-	at := req.At
-	if at.IsZero() {
-		at = l.cfg.Clock.Now()
-	}
-	at = at.UTC()
-	month := monthOf(at)
-	fk := fcKey{ConsumerID: c.ConsumerID, FunctionID: req.FunctionID, Month: month}
-	if c.Account.Standing == usage.StandingSuspended {
-		return Admission{Reason: fnmarket.EPAYMENTREQUIRED, Limit: c.RateLimitPerSecond}, nil
-	}
-	computeWorst := req.Pricing.ComputeCost(max(req.TimeoutMs, 0))
-	worstPico := toPico(computeWorst)
-	if worstPico > maxCallPico && limited(c) {
-		// Beyond what one admission can hold exactly; no cap is meant for
-		// a single call this large.
-		return Admission{Reason: fnmarket.ESPENDCAP, Limit: c.RateLimitPerSecond}, nil
-	}
+	month := fk.Month
 	if time.Now().Before(l.downSince()) {
 		return l.admitLocally(c, at, fk, req), nil
 	}
@@ -366,9 +389,7 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 		a, err = parseAdmission(res, c.RateLimitPerSecond)
 		if err == nil {
 			if a.Allowed {
-				l.mu.Lock()
-				l.lastCalls[fk] = a.CallsBefore + 1
-				l.mu.Unlock()
+				l.notePosition(fk, a.CallsBefore+1)
 			}
 			return a, nil
 		}
@@ -376,11 +397,41 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 	if ctx.Err() != nil {
 		return Admission{}, fmt.Errorf("admit call: %w", ctx.Err())
 	}
-	l.mu.Lock()
-	l.downUntil = time.Now().Add(l.cfg.Cooldown)
-	l.mu.Unlock()
-	l.log.Warn("metering: redis unavailable for admission; deciding locally", "err", err, "cooldown", l.cfg.Cooldown)
+	l.markDown(err)
 	return l.admitLocally(c, at, fk, req), nil
+}
+
+// precheck is what both admitters decide before any shared state: the
+// request's validity, the call's time (UTC) and month, its compute worst case
+// (pico-units), and a refusal that needs no state (a suspended account, or a
+// worst case beyond what one admission can hold exactly: no cap is meant for
+// a single call this large).
+func (l *Limiter) precheck(req AdmissionRequest) (at time.Time, fk fcKey, worstPico int64, refused *Admission, err error) {
+	c := req.Caller
+	if c.ConsumerID == "" || c.KeyID == "" || req.FunctionID == "" || req.InvocationID == "" {
+		return at, fk, 0, nil, fnmarket.Errorf(fnmarket.EINVALID, "admission needs a consumer, a key, a function and an invocation id")
+	}
+	at = req.At
+	if at.IsZero() {
+		at = l.cfg.Clock.Now()
+	}
+	at = at.UTC()
+	fk = fcKey{ConsumerID: c.ConsumerID, FunctionID: req.FunctionID, Month: monthOf(at)}
+	if c.Account.Standing == usage.StandingSuspended {
+		return at, fk, 0, &Admission{Reason: fnmarket.EPAYMENTREQUIRED, Limit: c.RateLimitPerSecond}, nil
+	}
+	worstPico = toPico(req.Pricing.ComputeCost(max(req.TimeoutMs, 0)))
+	if worstPico > maxCallPico && limited(c) {
+		return at, fk, 0, &Admission{Reason: fnmarket.ESPENDCAP, Limit: c.RateLimitPerSecond}, nil
+	}
+	return at, fk, worstPico, nil, nil
+}
+
+func deref(a *Admission) Admission {
+	if a == nil {
+		return Admission{}
+	}
+	return *a
 }
 
 // admitArgs lays out admitScript's ARGV.
