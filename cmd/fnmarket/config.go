@@ -47,6 +47,7 @@ type config struct {
 	WebhookPollInterval   time.Duration
 	ShutdownTimeout       time.Duration
 	AdmissionTimeout      time.Duration
+	AdmissionLeases       bool
 	GatewayMaxStale       time.Duration // negative: off
 	LogLevel              string
 	DebugAddr             string
@@ -140,6 +141,9 @@ func parseConfig(cmd string, args []string, getenv func(string) string, stderr i
 	}
 	if c.AdmissionTimeout, err = time.ParseDuration(env("FNMARKET_ADMISSION_TIMEOUT", admissionDefault)); err != nil || c.AdmissionTimeout <= 0 {
 		return c, fmt.Errorf("FNMARKET_ADMISSION_TIMEOUT must be a duration such as 75ms")
+	}
+	if c.AdmissionLeases, err = strconv.ParseBool(env("FNMARKET_ADMISSION_LEASES", "true")); err != nil {
+		return c, fmt.Errorf("FNMARKET_ADMISSION_LEASES must be true or false")
 	}
 	if c.GatewayMaxStale, err = time.ParseDuration(env("FNMARKET_GATEWAY_MAX_STALE", "15m")); err != nil || c.GatewayMaxStale < 0 {
 		return c, fmt.Errorf("FNMARKET_GATEWAY_MAX_STALE must be a duration such as 15m (0 turns serving cached keys during a database outage off)")

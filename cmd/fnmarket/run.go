@@ -70,6 +70,7 @@ const envOnly = `environment only (see README.md, Configuration):
   FNMARKET_MAX_BODY_BYTES           largest request body the gateway forwards (6291456)
   FNMARKET_BODY_IDLE_TIMEOUT        a call's request body that sends nothing this long is cut, 408 (20s)
   FNMARKET_ADMISSION_TIMEOUT        how long admission waits for Redis before deciding locally (75ms; 2s on the embedded Redis)
+  FNMARKET_ADMISSION_LEASES         admit calls in memory against leases of rate, positions and cap headroom taken from Redis; false: one Redis round trip per call (true)
   FNMARKET_GATEWAY_MAX_STALE        serve cached keys and routes this long past their age while the database is down (15m)
   FNMARKET_WASM_MEMORY_BUDGET_MB    total memory of wasm calls running at once (0: a quarter of the machine's)
   FNMARKET_WASM_MAX_CONCURRENCY     wasm calls running at once (0: GOMAXPROCS)
@@ -601,6 +602,19 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 	if err != nil {
 		return err
 	}
+	var admitter gateway.Admitter = limiter
+	if a.cfg.AdmissionLeases {
+		leaser := metering.NewLeaser(limiter, metering.LeaseConfig{})
+		leaser.Start(ctx)
+		// Stops after the gateway (no call in flight), before the meter.
+		p.onStop(func(ctx context.Context) error {
+			if err := leaser.Close(ctx); err != nil {
+				return fmt.Errorf("give admission leases back: %w", err)
+			}
+			return nil
+		})
+		admitter = leaser
+	}
 	gw, err := gateway.New(gateway.Config{
 		DefaultRateLimitPerKey: a.cfg.RateLimitPerKey,
 		MaxBodyBytes:           a.cfg.MaxBodyBytes,
@@ -610,7 +624,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 		Registerer:             a.registry,
 		Logger:                 a.log,
 		Clock:                  a.clock,
-	}, gatewayKeys{s: a.accounts, payURL: strings.TrimRight(a.cfg.PublicURL, "/") + "/billing"}, gatewayRoutes{a.catalog}, limiter, meter)
+	}, gatewayKeys{s: a.accounts, payURL: strings.TrimRight(a.cfg.PublicURL, "/") + "/billing"}, gatewayRoutes{a.catalog}, admitter, meter)
 	if err != nil {
 		return err
 	}

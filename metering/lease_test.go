@@ -1,0 +1,214 @@
+package metering
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/internal/testenv"
+)
+
+// TestLeaseRateOvershootBound drives one rate-limited key through two
+// replicas with leases, on a simulated clock, and checks the bound the
+// Leaser documents: at any instant the replicas together admit no more
+// than the burst; since the key's first call they never admit more than
+// the GCRA allows; in any window they admit at most what the limit allows
+// plus the tokens both replicas may hold. One replica alone is exact.
+func TestLeaseRateOvershootBound(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		rdb, prefix := testenv.Redis(t, b)
+		clock := fnmarket.NewTestClock(testStart)
+		const limit = 100
+		var replicas []*Leaser
+		for range 2 {
+			replicas = append(replicas, NewLeaser(newTestLimiter(t, rdb, prefix, clock), LeaseConfig{}))
+		}
+		held := replicas[0].tokensMax(limit)
+		var n atomic.Int64
+		req := func(key string) AdmissionRequest {
+			return AdmissionRequest{
+				Caller:       Caller{ConsumerID: "con_rate", KeyID: key, RateLimitPerSecond: limit},
+				FunctionID:   "fn_rate", Version: 1, Pricing: testPricing(),
+				InvocationID: fmt.Sprintf("inv_rate_%d", n.Add(1)), At: clock.Now(),
+			}
+		}
+		admit := func(s *Leaser, r AdmissionRequest) bool {
+			a, err := s.Admit(context.Background(), r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !a.Allowed && (a.Reason != fnmarket.ERATELIMITED || a.RetryAfter <= 0) {
+				t.Fatalf("refusal %+v, want rate_limited with a Retry-After", a)
+			}
+			return a.Allowed
+		}
+
+		// A burst of 500 at one instant over both replicas: the burst, exactly.
+		var wg sync.WaitGroup
+		var burst atomic.Int64
+		for i := range 500 {
+			wg.Go(func() {
+				if admit(replicas[i%2], req("key_burst")) {
+					burst.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		if burst.Load() != limit {
+			t.Fatalf("a burst of 500 at one instant admitted %d, want exactly the burst %d", burst.Load(), limit)
+		}
+
+		// Random arrivals for 4 simulated seconds, above the limit.
+		run := func(key string, rs []*Leaser) []time.Duration {
+			rng := rand.New(rand.NewPCG(7, uint64(len(rs))))
+			start := clock.Now()
+			var admitted []time.Duration
+			for clock.Now().Sub(start) < 4*time.Second {
+				clock.Advance(time.Duration(rng.IntN(4000)) * time.Microsecond)
+				if admit(rs[rng.IntN(len(rs))], req(key)) {
+					admitted = append(admitted, clock.Now().Sub(start))
+				}
+			}
+			return admitted
+		}
+		// allowed is what the GCRA admits in a window of d: the burst plus
+		// one call per emission interval.
+		allowed := func(d time.Duration) int { return limit + int(d*limit/time.Second) }
+		check := func(name string, admitted []time.Duration, slack int) {
+			t.Helper()
+			sort.Slice(admitted, func(i, j int) bool { return admitted[i] < admitted[j] })
+			if len(admitted) < 4*limit {
+				t.Fatalf("%s: %d admitted in 4s at a limit of %d/s, want at least %d", name, len(admitted), limit, 4*limit)
+			}
+			for i := range admitted {
+				if i+1 > allowed(admitted[i]) {
+					t.Fatalf("%s: %d admitted by %v since the first call, over the GCRA's %d", name, i+1, admitted[i], allowed(admitted[i]))
+				}
+				for j := i; j < len(admitted); j++ {
+					if got, most := j-i+1, allowed(admitted[j]-admitted[i])+slack; got > most {
+						t.Fatalf("%s: %d admitted in the window %v..%v, over %d (the limit's %d plus %d held)",
+							name, got, admitted[i], admitted[j], most, most-slack, slack)
+					}
+				}
+			}
+		}
+		// The overshoot is real: tokens one replica took stay usable after
+		// the shared GCRA has refilled. Replica 0 takes a lease with its
+		// first call, replica 1 empties the burst; a second later replica
+		// 1 takes the refilled burst and replica 0 spends what it held.
+		if !admit(replicas[0], req("key_skew")) {
+			t.Fatal("first call refused")
+		}
+		for admit(replicas[1], req("key_skew")) {
+		}
+		clock.Advance(time.Second)
+		instant := 0
+		for admit(replicas[1], req("key_skew")) {
+			instant++
+		}
+		for admit(replicas[0], req("key_skew")) {
+			instant++
+		}
+		if instant <= limit || instant > limit+held {
+			t.Fatalf("one instant a second after the burst admitted %d, want more than the burst %d (replica 0's lease) and at most %d", instant, limit, limit+held)
+		}
+
+		check("one replica", run("key_one", replicas[:1]), 0)
+		check("two replicas", run("key_two", replicas), 2*held)
+	})
+}
+
+// TestLeaseOfAKilledReplicaIsKept: a replica killed while it holds a money
+// lease never gives it back; when the lease expires it stays counted as
+// spent, so the cap is never exceeded (the key loses the unused part for the
+// month), while a lease given back returns all that was not spent.
+func TestLeaseOfAKilledReplicaIsKept(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		e := newHoldsEnv(t, b, 2, true)
+		p := flatPricing("0.10")
+		c := Caller{ConsumerID: "con_kill", KeyID: "key_kill", MonthlySpendCap: decPtr("2.00")}
+		if a, _ := e.call(0, e.request(c, p, 100), true, 1); !a.Allowed {
+			t.Fatalf("first call refused: %+v", a)
+		}
+		killed := e.leasers[0].lanes["key_kill"].money[monthOf(e.clock.Now())]
+		if killed.hold <= 0 || killed.spent != toPico(dec("0.10")) {
+			t.Fatalf("the first replica's lease holds %d and spent %d, want a hold and 0.10 spent", killed.hold, killed.spent)
+		}
+		kept := fromPico(killed.hold)
+		// Replica 0 is killed: it never renews nor gives back. Much later,
+		// replica 1 admits until the cap refuses.
+		e.clock.Advance(e.lims[0].cfg.HoldGrace + 2*time.Second)
+		n := 0
+		for range 40 {
+			a, _ := e.call(1, e.request(c, p, 100), true, 1)
+			if !a.Allowed {
+				if a.Reason != fnmarket.ESPENDCAP {
+					t.Fatalf("refusal %+v, want spend_cap_reached", a)
+				}
+				break
+			}
+			n++
+		}
+		spent := dec("0.10").Mul(dec(fmt.Sprint(n)))
+		if want := dec("2.00").Sub(kept); !spent.Equal(want) {
+			t.Fatalf("after the kill, the other replica spent %s, want the cap less the killed lease (%s) = %s", spent, kept, want)
+		}
+		h, err := e.rdb.HLen(context.Background(), e.ks.holds(shardOf(c.ConsumerID), c.ConsumerID)).Result()
+		if err != nil || h != 0 {
+			t.Fatalf("holds left after the expired lease was swept and the other given back: %d, %v", h, err)
+		}
+		if got := e.keySpend(c.ConsumerID, c.KeyID); !got.Equal(spent.Add(kept)) || got.GreaterThan(dec("2")) {
+			t.Fatalf("key spend %s, want %s spent + %s kept, never over the cap", got, spent, kept)
+		}
+	})
+}
+
+// TestLeasesAreGivenBackWhenIdle: once a key is idle, its tokens, positions
+// and money go back to Redis, and Close gives back the rest.
+func TestLeasesAreGivenBackWhenIdle(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		rdb, prefix := testenv.Redis(t, b)
+		clock := fnmarket.NewTestClock(testStart)
+		s := NewLeaser(newTestLimiter(t, rdb, prefix, clock), LeaseConfig{Idle: 20 * time.Millisecond, Tick: 5 * time.Millisecond})
+		s.Start(context.Background())
+		ks := keyspace{prefix: prefix}
+		c := Caller{ConsumerID: "con_idle", KeyID: "key_idle", RateLimitPerSecond: 1000, MonthlySpendCap: decPtr("100")}
+		p := flatPricing("0.01")
+		req := AdmissionRequest{Caller: c, FunctionID: "fn_idle", Version: 1, Pricing: p, InvocationID: "inv_idle", At: clock.Now()}
+		a, err := s.Admit(context.Background(), req)
+		if err != nil || !a.Allowed {
+			t.Fatalf("admit: %+v, %v", a, err)
+		}
+		if _, err := s.Settle(context.Background(), req, a, true, dec("0.01")); err != nil {
+			t.Fatal(err)
+		}
+		shard := shardOf(c.ConsumerID)
+		spend := func() string { v, _ := rdb.Get(context.Background(), ks.spend(shard, c.KeyID, monthOf(clock.Now()))).Result(); return v }
+		if spend() == "10000000000" {
+			t.Fatal("the key's spend is exactly the call's cost while its lease is held: no lease was taken")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for spend() != "10000000000" || len(s.laneKeys()) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("idle lease not given back: spend %s, lanes %v", spend(), s.laneKeys())
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		next, err := NewPositions(rdb, prefix).CallsThisMonth(context.Background(), c.ConsumerID, "fn_idle", clock.Now())
+		if err != nil || next != 1 {
+			t.Fatalf("next position after the block was given back = %d, %v; want 1", next, err)
+		}
+		if tat, _ := rdb.Get(context.Background(), ks.rateLimit(shard, c.KeyID)).Int64(); tat != clock.Now().UnixMicro()+1000 {
+			t.Fatalf("rate state %d after the tokens came back, want one call's interval past now (%d)", tat, clock.Now().UnixMicro()+1000)
+		}
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
