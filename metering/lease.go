@@ -799,8 +799,9 @@ func (s *Leaser) tidy(ctx context.Context, all bool) error {
 				s.mu.Unlock()
 			}
 		} else {
+			err = s.giveBackPast(ctx, ln, now)
 			for month, ml := range ln.money {
-				if ml.hold > 0 && now.Sub(ml.renewed) > s.lim.cfg.HoldGrace/4 {
+				if ml.hold > 0 && now.Sub(ml.renewed) > s.lim.cfg.HoldGrace/4 && err == nil {
 					_, err = s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: ln.caller.ConsumerID, Month: month},
 						money: true, unit: max(ml.room(), 0), units: 1})
 				}
@@ -812,6 +813,35 @@ func (s *Leaser) tidy(ctx context.Context, all bool) error {
 		}
 	}
 	return first
+}
+
+// giveBackPast returns a busy lane's position blocks and money leases of
+// months that have ended (what calls in flight hold stays held).
+func (s *Leaser) giveBackPast(ctx context.Context, ln *lane, now time.Time) error {
+	month := monthOf(now)
+	for fk, pl := range ln.pos {
+		if fk.Month == month {
+			continue
+		}
+		if len(pl.free) > 0 {
+			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fk, giveBack: true}); err != nil {
+				return err
+			}
+		}
+		delete(ln.pos, fk)
+	}
+	for m, ml := range ln.money {
+		if m == month || ml.inflight > 0 {
+			continue
+		}
+		if ml.hold > 0 || ml.credit > 0 || ml.spent > 0 {
+			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: ln.caller.ConsumerID, Month: m}, money: true, giveBack: true}); err != nil {
+				return err
+			}
+		}
+		delete(ln.money, m)
+	}
+	return nil
 }
 
 // giveBack returns a lane's unused tokens, positions and money (what calls

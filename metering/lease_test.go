@@ -212,3 +212,35 @@ func TestLeasesAreGivenBackWhenIdle(t *testing.T) {
 		}
 	})
 }
+
+// TestLeasesOfAPastMonthAreGivenBack: a key busy across the turn of a month
+// gives last month's position block and money lease back without going idle.
+func TestLeasesOfAPastMonthAreGivenBack(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		e := newHoldsEnv(t, b, 1, true)
+		p := flatPricing("0.10")
+		c := Caller{ConsumerID: "con_month", KeyID: "key_month", MonthlySpendCap: decPtr("5")}
+		e.clock.Set(time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC))
+		if a, _ := e.call(0, e.request(c, p, 100), true, 1); !a.Allowed {
+			t.Fatalf("March call refused: %+v", a)
+		}
+		march := monthOf(e.clock.Now())
+		e.clock.Advance(2 * time.Second)
+		if a, _ := e.call(0, e.request(c, p, 100), true, 1); !a.Allowed || a.CallsBefore != 0 {
+			t.Fatalf("April's first call: %+v, want admitted at position 0", a)
+		}
+		s := e.leasers[0]
+		ln := s.lanes[c.KeyID]
+		ln.mu.Lock()
+		err := s.giveBackPast(context.Background(), ln, e.clock.Now())
+		_, marchMoney := ln.money[march]
+		ln.mu.Unlock()
+		if err != nil || marchMoney {
+			t.Fatalf("March's lease still held after giving back past months (err %v)", err)
+		}
+		got, err := e.rdb.Get(context.Background(), e.ks.spend(shardOf(c.ConsumerID), c.KeyID, march)).Result()
+		if err != nil || got != "100000000000" {
+			t.Fatalf("March spend %s (%v), want the one call's 0.10 once its lease is given back", got, err)
+		}
+	})
+}
