@@ -33,8 +33,8 @@ func TestLeaseRateOvershootBound(t *testing.T) {
 		var n atomic.Int64
 		req := func(key string) AdmissionRequest {
 			return AdmissionRequest{
-				Caller:       Caller{ConsumerID: "con_rate", KeyID: key, RateLimitPerSecond: limit},
-				FunctionID:   "fn_rate", Version: 1, Pricing: testPricing(),
+				Caller:     Caller{ConsumerID: "con_rate", KeyID: key, RateLimitPerSecond: limit},
+				FunctionID: "fn_rate", Version: 1, Pricing: testPricing(),
 				InvocationID: fmt.Sprintf("inv_rate_%d", n.Add(1)), At: clock.Now(),
 			}
 		}
@@ -189,7 +189,10 @@ func TestLeasesAreGivenBackWhenIdle(t *testing.T) {
 			t.Fatal(err)
 		}
 		shard := shardOf(c.ConsumerID)
-		spend := func() string { v, _ := rdb.Get(context.Background(), ks.spend(shard, c.KeyID, monthOf(clock.Now()))).Result(); return v }
+		spend := func() string {
+			v, _ := rdb.Get(context.Background(), ks.spend(shard, c.KeyID, monthOf(clock.Now()))).Result()
+			return v
+		}
 		if spend() == "10000000000" {
 			t.Fatal("the key's spend is exactly the call's cost while its lease is held: no lease was taken")
 		}

@@ -604,7 +604,14 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 	}
 	var admitter gateway.Admitter = limiter
 	if a.cfg.AdmissionLeases {
-		leaser := metering.NewLeaser(limiter, metering.LeaseConfig{})
+		var lc metering.LeaseConfig
+		if a.redis.Embedded != nil {
+			// The only replica of its Redis: no other shares a key's
+			// rate or cap, and a round trip through the embedded server's
+			// Lua costs about a millisecond, so leases are larger.
+			lc.MaxCalls = 4096
+		}
+		leaser := metering.NewLeaser(limiter, lc)
 		leaser.Start(ctx)
 		// Stops after the gateway (no call in flight), before the meter.
 		p.onStop(func(ctx context.Context) error {
