@@ -26,6 +26,22 @@
 // Meter keeps every flush in its spool until the database has its id. A Store reads usage back, from the database and,
 // for previews, from Redis.
 //
+// # Leases
+//
+// By default the gateway admits through a Leaser rather than the Limiter:
+// the same rules, decided in memory. Per API key, each replica leases a
+// slice of the key's rate (GCRA tokens taken ahead), a block of positions
+// per function (only in the schedule's last step, where every position costs
+// the same; earlier positions are taken one per call) and, for a key that a
+// cap, credit or standing limits, a hold on the caps' headroom and on the
+// credit, recorded like a call's hold under the lease's id with "|L" at the
+// end. One leaseScript round trip renews whatever runs short; settlement is
+// in memory; the lease goes back to Redis when the key has been idle for a
+// second, when its month has ended, or when the gateway stops. A lease's
+// hold that expires (its replica stopped renewing it) is kept as spent, not
+// released, so a cap or a balance is never exceeded. The bounds are on
+// Leaser.
+//
 // # Redis keys
 //
 // Everything one consumer's call touches hashes to one cluster slot: shard =
@@ -45,7 +61,8 @@
 //	<prefix>{m7}:creditg:<consumer>            the grant total credit: was last topped up to
 //	<prefix>{m7}:pos:<consumer>:<function>:<YYYYMM>     positions handed out this month
 //	<prefix>{m7}:posret:<consumer>:<function>:<YYYYMM>  positions given back (calls that never ran), sorted set
-//	<prefix>{m7}:holds:<consumer>              invocation id -> "hold|credit hold|spend key|account spend key"
+//	<prefix>{m7}:holds:<consumer>              invocation id -> "hold|credit hold|spend key|account spend key";
+//	                                           lease id (L:<replica>:<key>:<YYYYMM>) -> the same, then "|L"
 //	<prefix>{m7}:holdexp:<consumer>            invocation id by when its hold is released if never settled (ms)
 //
 // Metrics are calls, billable, compute_ms (billable calls only), errors,
