@@ -730,7 +730,8 @@ func (s *Leaser) Settle(ctx context.Context, req AdmissionRequest, adm Admission
 	ml.spent += actual
 	ml.creditDebit -= ch
 	ml.creditUsed += use
-	if ml.scarce && ml.inflight == 0 && (ml.room() < ml.unit || ml.creditRoom() < ml.unit) && (ml.hold > 0 || ml.credit > 0) {
+	freeOnly := c.Account.Standing == usage.StandingFreeOnly
+	if ml.scarce && ml.inflight == 0 && (ml.room() < ml.unit || (freeOnly && ml.creditRoom() < ml.unit)) && (ml.hold > 0 || ml.credit > 0) {
 		// Near a cap (or the end of a free_only account's credit), what is
 		// left here cannot pay for this key's next call; given back, it may
 		// let another replica's call fit.
