@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,4 +92,28 @@ func BenchmarkRollup(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkRecord is the meter's part of one call on the gateway's path:
+// the spool line (one write(2), shared by calls recorded at once) and the
+// sum in memory, in parallel over 100 keys.
+func BenchmarkRecord(b *testing.B) {
+	rdb, prefix := testenv.Redis(b, testenv.Backends()[0])
+	m, err := NewMeter(MeterConfig{Redis: rdb, Prefix: prefix, SpoolDir: b.TempDir(), FlushInterval: 100 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = m.Close(context.Background()) }()
+	p := testPricing()
+	var n atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			m.Record(Call{InvocationID: fmt.Sprint("inv_", i), ConsumerID: "con_" + strconv.FormatInt(i%100, 10), KeyID: "key_" + strconv.FormatInt(i%100, 10),
+				FunctionID: "fn", Version: 1, Pricing: p, CallsBefore: i, At: time.Now(), ComputeMs: 3, Billable: true,
+				Cost: p.CallCost(i, 3), Settled: true})
+		}
+	})
 }
