@@ -17,6 +17,7 @@ import (
 	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/wasm/wasmtest"
 )
 
 // reuseRuntime returns a runtime of its own with the reuse-echo example
@@ -334,5 +335,29 @@ func TestReuseFrame(t *testing.T) {
 		if !slices.Contains(lines, want) {
 			t.Errorf("frame lacks %q: %q", want, lines)
 		}
+	}
+}
+
+// TestMinimalReactor: the hand-assembled reactor (the per-call floor of
+// reuse in the benchmarks) is accepted by PrepareReactor, answers its
+// message, and its instance is kept for the next call of the same consumer.
+func TestMinimalReactor(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{}, nil)
+	info, err := rt.PrepareReactor(context.Background(), wasmtest.MinimalReactor(`{"ok":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		resp, err := rt.RunReused(context.Background(), info.SHA256, "alice", Request{Method: "POST", Body: strings.NewReader("abc")}, Limits{Timeout: 5 * time.Second})
+		if err != nil || resp.Status != 200 || string(resp.Body) != `{"ok":true}` {
+			t.Fatalf("minimal reactor: %+v %v", resp, err)
+		}
+		if n := rt.IdleInstances(); n != 1 {
+			t.Fatalf("%d idle instances, want 1", n)
+		}
+	}
+	if _, err := rt.Prepare(context.Background(), wasmtest.MinimalReactor("x")); err == nil {
+		t.Fatal("Prepare (command) accepted a reactor without _start")
 	}
 }
