@@ -361,3 +361,21 @@ func TestMinimalReactor(t *testing.T) {
 		t.Fatal("Prepare (command) accepted a reactor without _start")
 	}
 }
+
+// TestReuseLongFrameLine: a header longer than reuse-echo's read buffer
+// reaches handle whole, and the next call on the instance reads its own
+// frame.
+func TestReuseLongFrameLine(t *testing.T) {
+	t.Parallel()
+	rt, sha := reuseRuntime(t, Config{})
+	long := strings.Repeat("g", 10000)
+	resp, err := rt.RunReused(context.Background(), sha, "alice", Request{
+		Method: "GET", Header: http.Header{"X-Greeting": {long}}, LogKey: "fn@1",
+	}, Limits{Timeout: 30 * time.Second})
+	if err != nil || resp.Status != 200 || !strings.Contains(string(resp.Body), "greeting="+long+" body=0 calls=1 ") {
+		t.Fatalf("long header: %d %.200q %v", resp.Status, resp.Body, err)
+	}
+	if got := withoutInstance(string(echo(t, rt, sha, "alice", "", Limits{}).Body)); got != "method=POST path=/a b query= greeting=hi body=5 calls=2" {
+		t.Fatalf("next call: %q", got)
+	}
+}
