@@ -54,8 +54,8 @@ go build -o "$WORK/fnmarket" ./cmd/fnmarket
 go build -o "$WORK/wasmmin" ./bench/wasmmin
 GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 go build -buildmode=c-shared -o "$WORK/reuse-echo.wasm" ./examples/reuse-echo
 
-"$WORK/upstream" -addr 127.0.0.1:9101 & PIDS+=($!); UP_PID=$!
-"$WORK/rproxy" -addr 127.0.0.1:9102 -target http://127.0.0.1:9101 & PIDS+=($!); RP_PID=$!
+"$WORK/upstream" -addr 127.0.0.1:9101 2>"$WORK/upstream.log" & PIDS+=($!); UP_PID=$!
+"$WORK/rproxy" -addr 127.0.0.1:9102 -target http://127.0.0.1:9101 2>"$WORK/rproxy.log" & PIDS+=($!); RP_PID=$!
 
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx/nginx.conf" <<CONF
