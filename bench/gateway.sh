@@ -24,6 +24,7 @@
 # Needs: wrk and nginx (apt-get install wrk nginx-light), Go, Redis on
 # 127.0.0.1:6379 (REDIS_URL to override).
 # Usage: bench/gateway.sh [seconds per row]    (lone-caller rows: half that)
+# PORT_BASE (default 9100) moves the ports used, PORT_BASE+1 .. +9.
 # PROFILE=cpu.pprof [PROFILE_ROW=d|e|f|g|h|i] takes a CPU profile of that
 # row's fnmarket through its FNMARKET_DEBUG_ADDR (pprof).
 set -euo pipefail
@@ -32,6 +33,7 @@ DUR="${1:-10}"
 CONNS="${CONNS:-32}"
 REDIS_URL="${REDIS_URL:-redis://127.0.0.1:6379/0}"
 PROFILE_ROW="${PROFILE_ROW:-d}"
+PORT="${PORT_BASE:-9100}" # the run listens on 127.0.0.1, ports PORT_BASE+1 .. +9
 WORK="$(mktemp -d)"
 PREFIX="bench$$"
 PIDS=()
@@ -47,6 +49,12 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk is required: apt-get install wrk" >&2; exit 1; }
 command -v nginx >/dev/null || { echo "nginx is required: apt-get install nginx-light" >&2; exit 1; }
+for p in $(seq $((PORT + 1)) $((PORT + 9))); do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "127.0.0.1:$p is taken (another run?); set PORT_BASE to another range" >&2
+    exit 1
+  fi
+done
 
 go build -o "$WORK/upstream" ./bench/upstream
 go build -o "$WORK/rproxy" ./bench/rproxy
@@ -54,8 +62,8 @@ go build -o "$WORK/fnmarket" ./cmd/fnmarket
 go build -o "$WORK/wasmmin" ./bench/wasmmin
 GOOS=wasip1 GOARCH=wasm CGO_ENABLED=0 go build -buildmode=c-shared -o "$WORK/reuse-echo.wasm" ./examples/reuse-echo
 
-"$WORK/upstream" -addr 127.0.0.1:9101 2>"$WORK/upstream.log" & PIDS+=($!); UP_PID=$!
-"$WORK/rproxy" -addr 127.0.0.1:9102 -target http://127.0.0.1:9101 2>"$WORK/rproxy.log" & PIDS+=($!); RP_PID=$!
+"$WORK/upstream" -addr 127.0.0.1:$((PORT + 1)) 2>"$WORK/upstream.log" & PIDS+=($!); UP_PID=$!
+"$WORK/rproxy" -addr 127.0.0.1:$((PORT + 2)) -target http://127.0.0.1:$((PORT + 1)) 2>"$WORK/rproxy.log" & PIDS+=($!); RP_PID=$!
 
 mkdir -p "$WORK/nginx"
 cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -66,9 +74,9 @@ error_log $WORK/nginx/error.log warn;
 events { worker_connections 4096; }
 http {
   access_log off;
-  upstream fn { server 127.0.0.1:9101; keepalive 256; }
+  upstream fn { server 127.0.0.1:$((PORT + 1)); keepalive 256; }
   server {
-    listen 127.0.0.1:9103;
+    listen 127.0.0.1:$((PORT + 3));
     location / { proxy_pass http://fn; proxy_http_version 1.1; proxy_set_header Connection ""; }
   }
 }
@@ -86,15 +94,15 @@ serve() {
   PIDS+=($!)
   echo $! >"$WORK/$name.pid"
 }
-serve d 9104 9105 REDIS_URL="$REDIS_URL" FNMARKET_REDIS_PREFIX="${PREFIX}d:"
-serve e 9106 9107
-serve i 9108 9109 REDIS_URL="$REDIS_URL" FNMARKET_REDIS_PREFIX="${PREFIX}i:" FNMARKET_WASM_REUSE_MAX_CALLS=1
+serve d $((PORT + 4)) $((PORT + 5)) REDIS_URL="$REDIS_URL" FNMARKET_REDIS_PREFIX="${PREFIX}d:"
+serve e $((PORT + 6)) $((PORT + 7))
+serve i $((PORT + 8)) $((PORT + 9)) REDIS_URL="$REDIS_URL" FNMARKET_REDIS_PREFIX="${PREFIX}i:" FNMARKET_WASM_REUSE_MAX_CALLS=1
 D_PID=$(cat "$WORK/d.pid") E_PID=$(cat "$WORK/e.pid") I_PID=$(cat "$WORK/i.pid")
 
 # The functions' bodies: too big for a command-line argument, so in files.
 MIN=$("$WORK/wasmmin") MINR=$("$WORK/wasmmin" -reactor) ECHO=$(base64 -w0 "$WORK/reuse-echo.wasm")
 PRICING='"pricing":{"per_call":"0.0001","per_compute_ms":"0.000002","free_calls_per_month":100},"timeout_ms":5000'
-echo "{\"name\":\"noop\",\"backend\":{\"type\":\"http\",\"url\":\"http://127.0.0.1:9101/\"},$PRICING}" >"$WORK/fn-noop.json"
+echo "{\"name\":\"noop\",\"backend\":{\"type\":\"http\",\"url\":\"http://127.0.0.1:$((PORT + 1))/\"},$PRICING}" >"$WORK/fn-noop.json"
 echo "{\"name\":\"wasm-min\",\"backend\":{\"type\":\"wasm\",\"module_base64\":\"$MIN\"},$PRICING}" >"$WORK/fn-wasm-min.json"
 echo "{\"name\":\"wasm-min-reuse\",\"backend\":{\"type\":\"wasm\",\"module_base64\":\"$MINR\",\"instance_reuse\":true},$PRICING}" >"$WORK/fn-wasm-min-reuse.json"
 echo "{\"name\":\"go-echo\",\"backend\":{\"type\":\"wasm\",\"module_base64\":\"$ECHO\",\"instance_reuse\":true},$PRICING}" >"$WORK/fn-go-echo.json"
@@ -121,22 +129,22 @@ setup() {
   consumer=$(api POST /api/v1/auth/signup "" '{"email":"consumer@example.com","password":"correct horse battery","name":"Consumer"}' | sed -E 's/.*"token":"([^"]+)".*/\1/')
   api POST /api/v1/keys "$consumer" '{"name":"bench","monthly_spend_cap":"1000000"}' | sed -E 's/.*"key":"([^"]+)".*/\1/' >"$WORK/$name.key"
 }
-setup http://127.0.0.1:9104 d
-setup http://127.0.0.1:9106 e
-setup http://127.0.0.1:9108 i
+setup http://127.0.0.1:$((PORT + 4)) d
+setup http://127.0.0.1:$((PORT + 6)) e
+setup http://127.0.0.1:$((PORT + 8)) i
 KEY_D=$(cat "$WORK/d.key") KEY_E=$(cat "$WORK/e.key") KEY_I=$(cat "$WORK/i.key")
 
 # Rows: id label url pid [api key] [debug port]
 ROWS=(
-  "a|(a) upstream direct|http://127.0.0.1:9101/|$UP_PID||"
-  "b|(b) httputil.ReverseProxy|http://127.0.0.1:9102/|$RP_PID||"
-  "c|(c) nginx 1 worker|http://127.0.0.1:9103/|$(pgrep -P "$NGINX_PID" | head -1 || echo "$NGINX_PID")||"
-  "d|(d) fnmarket, real Redis|http://127.0.0.1:9104/v1/invoke/bench/noop|$D_PID|$KEY_D|9105"
-  "e|(e) fnmarket embedded|http://127.0.0.1:9106/v1/invoke/bench/noop|$E_PID|$KEY_E|9107"
-  "f|(f) wasm minimal, fresh|http://127.0.0.1:9104/v1/invoke/bench/wasm-min|$D_PID|$KEY_D|9105"
-  "g|(g) wasm minimal reactor, reuse|http://127.0.0.1:9104/v1/invoke/bench/wasm-min-reuse|$D_PID|$KEY_D|9105"
-  "h|(h) Go reuse-echo, reuse|http://127.0.0.1:9104/v1/invoke/bench/go-echo|$D_PID|$KEY_D|9105"
-  "i|(i) Go reuse-echo, fresh|http://127.0.0.1:9108/v1/invoke/bench/go-echo|$I_PID|$KEY_I|9109"
+  "a|(a) upstream direct|http://127.0.0.1:$((PORT + 1))/|$UP_PID||"
+  "b|(b) httputil.ReverseProxy|http://127.0.0.1:$((PORT + 2))/|$RP_PID||"
+  "c|(c) nginx 1 worker|http://127.0.0.1:$((PORT + 3))/|$(pgrep -P "$NGINX_PID" | head -1 || echo "$NGINX_PID")||"
+  "d|(d) fnmarket, real Redis|http://127.0.0.1:$((PORT + 4))/v1/invoke/bench/noop|$D_PID|$KEY_D|$((PORT + 5))"
+  "e|(e) fnmarket embedded|http://127.0.0.1:$((PORT + 6))/v1/invoke/bench/noop|$E_PID|$KEY_E|$((PORT + 7))"
+  "f|(f) wasm minimal, fresh|http://127.0.0.1:$((PORT + 4))/v1/invoke/bench/wasm-min|$D_PID|$KEY_D|$((PORT + 5))"
+  "g|(g) wasm minimal reactor, reuse|http://127.0.0.1:$((PORT + 4))/v1/invoke/bench/wasm-min-reuse|$D_PID|$KEY_D|$((PORT + 5))"
+  "h|(h) Go reuse-echo, reuse|http://127.0.0.1:$((PORT + 4))/v1/invoke/bench/go-echo|$D_PID|$KEY_D|$((PORT + 5))"
+  "i|(i) Go reuse-echo, fresh|http://127.0.0.1:$((PORT + 8))/v1/invoke/bench/go-echo|$I_PID|$KEY_I|$((PORT + 9))"
 )
 
 # Every target answers 200 before it is measured (this also compiles the
