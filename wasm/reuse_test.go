@@ -323,7 +323,7 @@ func TestReuseKind(t *testing.T) {
 // TestReuseFrame: the frame is the CGI variables, sorted, one a line, then
 // an empty line; no value holds a line break.
 func TestReuseFrame(t *testing.T) {
-	f := string(reuseFrame(Request{Method: "GET", Path: "/a%0Ab", Header: http.Header{"X-A": {"1"}}}, 0))
+	f := string(reuseFrame(Request{Method: "GET", Path: "/a%0Ab", Header: http.Header{"X-A": {"1"}}}, nil))
 	if !strings.HasSuffix(f, "\n\n") {
 		t.Fatalf("frame %q does not end with an empty line", f)
 	}
@@ -335,6 +335,10 @@ func TestReuseFrame(t *testing.T) {
 		if !slices.Contains(lines, want) {
 			t.Errorf("frame lacks %q: %q", want, lines)
 		}
+	}
+	withBody := string(reuseFrame(Request{Method: "POST", Path: "/"}, []byte("xyz")))
+	if frame, body, _ := strings.Cut(withBody, "\n\n"); body != "xyz" || !strings.Contains(frame, "CONTENT_LENGTH=3") {
+		t.Errorf("frame with a body: %q", withBody)
 	}
 }
 
