@@ -19,7 +19,9 @@
 # the row) and the count of failed answers, under CONNS connections; then a
 # lone caller (wrk -t1 -c1) per target with the latency each adds over the
 # upstream direct; then the req/s ratios (d)/(b), (d)/(c), (e)/(d), (e)/(b).
-# Any non-2xx answer or socket error fails the run (exit 1) after the table.
+# Every target must answer 200 before it is measured; during the runs any
+# answer of 400 or more (what wrk counts as non-2xx) or socket error fails
+# the run (exit 1) after the table.
 #
 # Needs: wrk and nginx (apt-get install wrk nginx-light), Go, Redis on
 # 127.0.0.1:6379 (REDIS_URL to override).
