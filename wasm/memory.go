@@ -10,52 +10,59 @@ import (
 // pageBytes is the size of one WebAssembly memory page.
 const pageBytes = 64 << 10
 
-// maxSpareMemoryBytes bounds the closed instances' memories kept for the
-// next instances (see spareMemory).
+// maxSpareMemoryBytes bounds the closed instances' memories a runtime keeps
+// for its next instances (see sparePool).
 const maxSpareMemoryBytes = 64 << 20
 
-// spareMemory keeps the backing arrays of closed instances' memories, up to
-// maxSpareMemoryBytes in all, for the next instances: a new instance then
-// writes to pages the process has already touched instead of faulting in
-// fresh ones, which was most of a fresh Go instance's memory set-up. Only
-// the arrays are kept, never their contents: a new memory starts at length
-// zero and every page it grows into is zeroed by Reallocate's append.
-var spareMemory struct {
+// sparePool keeps the backing arrays of a runtime's closed instances'
+// memories, up to maxSpareMemoryBytes in all, for its next instances: a new
+// instance then writes to pages the process has already touched instead of
+// faulting in fresh ones, which was most of a fresh Go instance's memory
+// set-up. Only the arrays are kept, never their contents: a new memory
+// starts at length zero and every page it grows into is zeroed by
+// Reallocate's append. The pool is per runtime: wazero frees an instance's
+// memory when the instance is closed, which is after its last call returned,
+// except when the runtime itself is closed under running calls, and then the
+// runtime makes no new instances to hand the arrays to.
+type sparePool struct {
 	mu    sync.Mutex
 	bufs  [][]byte
 	bytes int
 }
 
-// takeSpare returns a kept array of at least want bytes' capacity, at
-// length zero, or nil.
-func takeSpare(want uint64) []byte {
-	spareMemory.mu.Lock()
-	defer spareMemory.mu.Unlock()
-	for i, b := range spareMemory.bufs {
+// take returns a kept array of at least want bytes' capacity, at length
+// zero, or nil.
+func (p *sparePool) take(want uint64) []byte {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, b := range p.bufs {
 		if uint64(cap(b)) >= want {
-			last := len(spareMemory.bufs) - 1
-			spareMemory.bufs[i] = spareMemory.bufs[last]
-			spareMemory.bufs[last] = nil
-			spareMemory.bufs = spareMemory.bufs[:last]
-			spareMemory.bytes -= cap(b)
+			last := len(p.bufs) - 1
+			p.bufs[i] = p.bufs[last]
+			p.bufs[last] = nil
+			p.bufs = p.bufs[:last]
+			p.bytes -= cap(b)
 			return b[:0]
 		}
 	}
 	return nil
 }
 
-// keepSpare keeps b's array for a later memory when there is room.
-func keepSpare(b []byte) {
-	if cap(b) == 0 {
+// keep keeps b's array for a later memory when there is room.
+func (p *sparePool) keep(b []byte) {
+	if p == nil || cap(b) == 0 {
 		return
 	}
-	spareMemory.mu.Lock()
-	defer spareMemory.mu.Unlock()
-	if spareMemory.bytes+cap(b) > maxSpareMemoryBytes {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bytes+cap(b) > maxSpareMemoryBytes {
 		return
 	}
-	spareMemory.bufs = append(spareMemory.bufs, b[:0])
-	spareMemory.bytes += cap(b)
+	p.bufs = append(p.bufs, b[:0])
+	p.bytes += cap(b)
 }
 
 // callMemory enforces one call's memory limit below the runtime-wide ceiling
@@ -66,6 +73,7 @@ func keepSpare(b []byte) {
 // reported as MemoryExceeded.
 type callMemory struct {
 	limitBytes uint64
+	spare      *sparePool // where memories come from and go back to; nil: none
 	refused    atomic.Bool
 }
 
@@ -74,7 +82,7 @@ var _ experimental.MemoryAllocator = (*callMemory)(nil)
 // Allocate implements experimental.MemoryAllocator.
 func (c *callMemory) Allocate(capBytes, _ uint64) experimental.LinearMemory {
 	want := min(capBytes, c.limitBytes)
-	buf := takeSpare(want)
+	buf := c.spare.take(want)
 	if buf == nil {
 		buf = make([]byte, 0, want)
 	}
@@ -106,6 +114,6 @@ func (m *linearMemory) Reallocate(size uint64) []byte {
 // Free implements experimental.LinearMemory. wazero calls it when the
 // instance is closed, after its last call returned.
 func (m *linearMemory) Free() {
-	keepSpare(m.buf)
+	m.owner.spare.keep(m.buf)
 	m.buf = nil
 }

@@ -9,19 +9,30 @@ import (
 )
 
 // TestSpareMemoryStartsZero: a memory built on a closed instance's array
-// (spareMemory) reads as zero everywhere it grows into, whatever the last
+// (sparePool) reads as zero everywhere it grows into, whatever the last
 // owner wrote, and is bounded by the new owner's limit.
 func TestSpareMemoryStartsZero(t *testing.T) {
 	const size = 4 * pageBytes
-	for range 3 { // fill the spare list beyond one array
-		old := (&callMemory{limitBytes: 1 << 30}).Allocate(size, size).(*linearMemory)
-		b := old.Reallocate(size)
+	spare := &sparePool{}
+	var old []*linearMemory
+	for range 3 {
+		m := (&callMemory{limitBytes: 1 << 30, spare: spare}).Allocate(size, size).(*linearMemory)
+		b := m.Reallocate(size)
 		for i := range b {
 			b[i] = 0xAA
 		}
-		old.Free()
+		old = append(old, m)
 	}
-	m := (&callMemory{limitBytes: 8 * pageBytes}).Allocate(pageBytes, pageBytes).(*linearMemory)
+	for _, m := range old {
+		m.Free()
+	}
+	if n := len(spare.bufs); n != 3 {
+		t.Fatalf("%d arrays kept, want 3", n)
+	}
+	m := (&callMemory{limitBytes: 8 * pageBytes, spare: spare}).Allocate(pageBytes, pageBytes).(*linearMemory)
+	if cap(m.buf) < size {
+		t.Fatalf("new memory did not take a kept array (cap %d)", cap(m.buf))
+	}
 	b := m.Reallocate(pageBytes)
 	b = m.Reallocate(2 * pageBytes)
 	b = m.Reallocate(6 * pageBytes)

@@ -401,7 +401,7 @@ func (r *Runtime) newInstance(ctx, callCtx context.Context, until time.Time, key
 	if err != nil {
 		return nil, resp, fmt.Errorf("run wasm module %s: %w", key.sha, err)
 	}
-	in := &instance{key: key, mem: &callMemory{limitBytes: uint64(key.pages) * pageBytes}, releasePages: releasePages}
+	in := &instance{key: key, mem: &callMemory{limitBytes: uint64(key.pages) * pageBytes, spare: r.spare}, releasePages: releasePages}
 	mc := r.base.
 		WithStdin(in).
 		WithStdout(&in.stdout).
