@@ -14,6 +14,7 @@ import (
 	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/wasm/wasmtest"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
@@ -242,24 +243,33 @@ func BenchmarkReuseExperiment(b *testing.B) {
 }
 
 // BenchmarkReuseInvoke is a call through the wasm kind's Invoke (what the
-// gateway runs after admission), p50 of the per-call latency: reuse-echo
-// with instance_reuse on one consumer's reused instance ("reused"), the same
-// module with a new instance per call (ReuseMaxCalls 1, "fresh-reactor"),
-// and the sha-hash command module, fresh as without the flag ("fresh-command").
+// gateway runs after admission), p50 and p99 of the per-call latency, for
+// the Go guest and the hand-assembled minimal modules: reuse-echo with
+// instance_reuse on one consumer's reused instance ("go/reused"), the same
+// module with a new instance per call (ReuseMaxCalls 1, "go/fresh-reactor"),
+// the sha-hash command module, fresh as without the flag
+// ("go/fresh-command"); the minimal reactor reused and fresh, and the
+// minimal command module (always fresh).
 func BenchmarkReuseInvoke(b *testing.B) {
 	ctx := context.Background()
 	g := guests(b)
+	minReactor := wasmtest.MinimalReactor(`{"ok":true}`)
+	minCommand := wasmtest.MinimalModule(wasmtest.Spec{Msg: `{"ok":true}`})
 	for _, tc := range []struct {
 		name     string
 		code     []byte
 		reuse    bool
 		maxCalls int
 	}{
-		{"reused", g["reuse-echo"], true, 0},
-		{"fresh-reactor", g["reuse-echo"], true, 1},
-		{"fresh-command", g["sha-hash"], false, 0},
+		{"go/reused", g["reuse-echo"], true, 0},
+		{"go/fresh-reactor", g["reuse-echo"], true, 1},
+		{"go/fresh-command", g["sha-hash"], false, 0},
+		{"minimal/reused", minReactor, true, 0},
+		{"minimal/fresh-reactor", minReactor, true, 1},
+		{"minimal/fresh-command", minCommand, false, 0},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
 			rt := newRuntime(b, Config{ReuseMaxCalls: tc.maxCalls}, nil)
 			k := NewKind(rt)
 			prepare := rt.Prepare

@@ -128,7 +128,10 @@
 // holds whatever the modules do. A call waits for room up to AdmissionWait
 // (1 s), after its body is read and its module loaded; then Run returns
 // ErrBusy (code unavailable) without running it, and the gateway answers
-// 503 problem+json with Retry-After, not billed.
+// 503 problem+json with Retry-After, not billed. Besides the budget, a
+// runtime keeps up to 64 MiB of closed instances' memory arrays for its next
+// instances (faster than fresh pages); a new memory is zeroed as it grows,
+// so nothing of an earlier instance is visible.
 //
 // Compute is the wall time from instantiation to the end of _start; loading
 // and compiling a module and reading the request body are not part of it.

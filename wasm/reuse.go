@@ -37,8 +37,11 @@ type poolKey struct {
 	pages              uint32
 }
 
-// versionKey is what the per-version idle bound counts.
-func (k poolKey) versionKey() string { return k.sha + "\x00" + k.logKey }
+// versionKey names one function version (module and log key): what the
+// per-version idle bound counts.
+type versionKey struct{ sha, logKey string }
+
+func (k poolKey) versionKey() versionKey { return versionKey{k.sha, k.logKey} }
 
 // instance is one live reactor instance. Only one call uses it at a time
 // (it is out of the pool while it runs), so its swap fields need no lock.
@@ -83,13 +86,13 @@ type pool struct {
 
 	mu        sync.Mutex
 	idle      map[poolKey][]*instance
-	byVersion map[string]int
+	byVersion map[versionKey]int
 	lru       *list.List // of *instance; front is most recently used
 	closed    bool
 }
 
 func newPool(maxIdle, maxPerVersion int) *pool {
-	return &pool{maxIdle: maxIdle, maxPerVersion: maxPerVersion, idle: map[poolKey][]*instance{}, byVersion: map[string]int{}, lru: list.New()}
+	return &pool{maxIdle: maxIdle, maxPerVersion: maxPerVersion, idle: map[poolKey][]*instance{}, byVersion: map[versionKey]int{}, lru: list.New()}
 }
 
 // get takes an idle instance for key out of the pool, or returns nil.
@@ -207,10 +210,17 @@ func (p *pool) closeAll() {
 // reuseFrame is the block a reused instance reads from stdin before the
 // body: the CGI variables of the package doc, one "NAME=value" line each,
 // then an empty line. No value holds CR or LF (request headers cannot);
-// a PATH_INFO whose unescaped form would is given escaped.
-func reuseFrame(req Request, contentLength int) []byte {
-	var b bytes.Buffer
-	for _, kv := range cgiEnv(req, contentLength) {
+// a PATH_INFO whose unescaped form would is given escaped. The body follows
+// in the same slice (what the instance's stdin reads), made in one
+// allocation.
+func reuseFrame(req Request, body []byte) []byte {
+	env := cgiEnv(req, len(body))
+	size := len(reuseFrameEnd) + len(body)
+	for _, kv := range env {
+		size += len(kv[0]) + 1 + len(kv[1]) + len(reuseFrameEnd)
+	}
+	b := bytes.NewBuffer(make([]byte, 0, size))
+	for _, kv := range env {
 		v := kv[1]
 		if strings.ContainsAny(v, reuseFrameValueForbidden) {
 			if kv[0] == EnvPathInfo {
@@ -230,6 +240,7 @@ func reuseFrame(req Request, contentLength int) []byte {
 		b.WriteString(reuseFrameEnd)
 	}
 	b.WriteString(reuseFrameEnd)
+	b.Write(body)
 	return b.Bytes()
 }
 
@@ -299,8 +310,7 @@ func (r *Runtime) RunReused(ctx context.Context, sha, owner string, req Request,
 	in.mem.refused.Store(false)
 	stdout := &outputBuffer{limit: lim.MaxOutputBytes, overflow: func() { stopForOutput(errOutputTooLarge) }}
 	stderr := &stderrCapture{limit: r.cfg.StderrLogBytes}
-	frame := reuseFrame(req, len(body))
-	in.stdin.Reset(append(frame, body...))
+	in.stdin.Reset(reuseFrame(req, body))
 	in.stdout.w, in.stderr.w = stdout, stderr
 
 	res, runErr := in.handle.Call(callCtx)
@@ -391,7 +401,7 @@ func (r *Runtime) newInstance(ctx, callCtx context.Context, until time.Time, key
 	if err != nil {
 		return nil, resp, fmt.Errorf("run wasm module %s: %w", key.sha, err)
 	}
-	in := &instance{key: key, mem: &callMemory{limitBytes: uint64(key.pages) * pageBytes}, releasePages: releasePages}
+	in := &instance{key: key, mem: &callMemory{limitBytes: uint64(key.pages) * pageBytes, spare: r.spare}, releasePages: releasePages}
 	mc := r.base.
 		WithStdin(in).
 		WithStdout(&in.stdout).

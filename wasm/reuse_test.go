@@ -17,6 +17,7 @@ import (
 	"github.com/fnmarket/fnmarket/backend"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/wasm/wasmtest"
 )
 
 // reuseRuntime returns a runtime of its own with the reuse-echo example
@@ -322,7 +323,7 @@ func TestReuseKind(t *testing.T) {
 // TestReuseFrame: the frame is the CGI variables, sorted, one a line, then
 // an empty line; no value holds a line break.
 func TestReuseFrame(t *testing.T) {
-	f := string(reuseFrame(Request{Method: "GET", Path: "/a%0Ab", Header: http.Header{"X-A": {"1"}}}, 0))
+	f := string(reuseFrame(Request{Method: "GET", Path: "/a%0Ab", Header: http.Header{"X-A": {"1"}}}, nil))
 	if !strings.HasSuffix(f, "\n\n") {
 		t.Fatalf("frame %q does not end with an empty line", f)
 	}
@@ -334,5 +335,51 @@ func TestReuseFrame(t *testing.T) {
 		if !slices.Contains(lines, want) {
 			t.Errorf("frame lacks %q: %q", want, lines)
 		}
+	}
+	withBody := string(reuseFrame(Request{Method: "POST", Path: "/"}, []byte("xyz")))
+	if frame, body, _ := strings.Cut(withBody, "\n\n"); body != "xyz" || !strings.Contains(frame, "CONTENT_LENGTH=3") {
+		t.Errorf("frame with a body: %q", withBody)
+	}
+}
+
+// TestMinimalReactor: the hand-assembled reactor (the per-call floor of
+// reuse in the benchmarks) is accepted by PrepareReactor, answers its
+// message, and its instance is kept for the next call of the same consumer.
+func TestMinimalReactor(t *testing.T) {
+	t.Parallel()
+	rt := newRuntime(t, Config{}, nil)
+	info, err := rt.PrepareReactor(context.Background(), wasmtest.MinimalReactor(`{"ok":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		resp, err := rt.RunReused(context.Background(), info.SHA256, "alice", Request{Method: "POST", Body: strings.NewReader("abc")}, Limits{Timeout: 5 * time.Second})
+		if err != nil || resp.Status != 200 || string(resp.Body) != `{"ok":true}` {
+			t.Fatalf("minimal reactor: %+v %v", resp, err)
+		}
+		if n := rt.IdleInstances(); n != 1 {
+			t.Fatalf("%d idle instances, want 1", n)
+		}
+	}
+	if _, err := rt.Prepare(context.Background(), wasmtest.MinimalReactor("x")); err == nil {
+		t.Fatal("Prepare (command) accepted a reactor without _start")
+	}
+}
+
+// TestReuseLongFrameLine: a header longer than reuse-echo's read buffer
+// reaches handle whole, and the next call on the instance reads its own
+// frame.
+func TestReuseLongFrameLine(t *testing.T) {
+	t.Parallel()
+	rt, sha := reuseRuntime(t, Config{})
+	long := strings.Repeat("g", 10000)
+	resp, err := rt.RunReused(context.Background(), sha, "alice", Request{
+		Method: "GET", Header: http.Header{"X-Greeting": {long}}, LogKey: "fn@1",
+	}, Limits{Timeout: 30 * time.Second})
+	if err != nil || resp.Status != 200 || !strings.Contains(string(resp.Body), "greeting="+long+" body=0 calls=1 ") {
+		t.Fatalf("long header: %d %.200q %v", resp.Status, resp.Body, err)
+	}
+	if got := withoutInstance(string(echo(t, rt, sha, "alice", "", Limits{}).Body)); got != "method=POST path=/a b query= greeting=hi body=5 calls=2" {
+		t.Fatalf("next call: %q", got)
 	}
 }

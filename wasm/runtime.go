@@ -179,6 +179,7 @@ type Runtime struct {
 	logs     *logBook
 	admit    *admission
 	pool     *pool
+	spare    *sparePool
 
 	mu       sync.RWMutex
 	closed   bool
@@ -244,6 +245,7 @@ func open(ctx context.Context, cfg Config, store ModuleStore, closeOnContextDone
 		logs:      newLogBook(cfg.StderrLogBytes, cfg.MaxLogs),
 		admit:     newAdmission(cfg),
 		pool:      newPool(cfg.MaxIdleInstances, cfg.MaxIdlePerVersion),
+		spare:     &sparePool{},
 		// No WithFS, no sockets, no host environment: the module sees only
 		// what Run puts in its environment and on stdin. Real clocks and
 		// crypto/rand through WASI: wazero's defaults are a frozen clock and
@@ -409,7 +411,7 @@ func (r *Runtime) compile(ctx context.Context, sha string, code []byte, trial, r
 	if trial {
 		tctx, cancel := context.WithTimeout(ctx, r.cfg.ValidationTimeout)
 		defer cancel()
-		tctx = experimental.WithMemoryAllocator(tctx, &callMemory{limitBytes: uint64(r.cfg.MaxMemoryPages) * pageBytes})
+		tctx = experimental.WithMemoryAllocator(tctx, &callMemory{limitBytes: uint64(r.cfg.MaxMemoryPages) * pageBytes, spare: r.spare})
 		inst, err := r.rt.InstantiateModule(tctx, cm, r.base.WithStartFunctions())
 		if err != nil {
 			return fail("cannot be instantiated: "+firstLine(err.Error()), err)
@@ -543,7 +545,7 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 	callCtx, cancel := context.WithTimeout(outCtx, lim.Timeout)
 	defer cancel()
 	deadline, _ := callCtx.Deadline()
-	mem := &callMemory{limitBytes: uint64(lim.MemoryPages) * pageBytes}
+	mem := &callMemory{limitBytes: uint64(lim.MemoryPages) * pageBytes, spare: r.spare}
 	callCtx = experimental.WithMemoryAllocator(callCtx, mem)
 	stdout := &outputBuffer{limit: lim.MaxOutputBytes, overflow: func() { stopForOutput(errOutputTooLarge) }}
 	stderr := &stderrCapture{limit: r.cfg.StderrLogBytes}

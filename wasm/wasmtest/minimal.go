@@ -92,3 +92,60 @@ func MinimalModule(spec Spec) []byte {
 	section(11, append(seg, data...))
 	return out
 }
+
+// MinimalReactor encodes a hand-assembled WASI reactor for instance reuse
+// (the reuse ABI of the wasm package doc): it imports only
+// wasi_snapshot_preview1.fd_write, exports memory, an empty _initialize and
+// handle, which writes msg to fd 1 and returns 0. It does not read its
+// request; the per-call floor of a reused instance.
+func MinimalReactor(msg string) []byte {
+	const (
+		i32     = 0x7f
+		funcTyp = 0x60
+	)
+	out := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
+	section := func(id byte, body []byte) {
+		out = append(out, id)
+		out = binary.AppendUvarint(out, uint64(len(body)))
+		out = append(out, body...)
+	}
+	name := func(b []byte, s string) []byte {
+		b = binary.AppendUvarint(b, uint64(len(s)))
+		return append(b, s...)
+	}
+	// Types: 0 = fd_write (i32 i32 i32 i32) -> i32, 1 = () -> (), 2 = () -> i32.
+	section(1, []byte{3,
+		funcTyp, 4, i32, i32, i32, i32, 1, i32,
+		funcTyp, 0, 0,
+		funcTyp, 0, 1, i32})
+	imp := name(name([]byte{1}, "wasi_snapshot_preview1"), "fd_write")
+	section(2, append(imp, 0x00, 0))
+	section(3, []byte{2, 1, 2})    // _initialize: type 1, handle: type 2
+	section(5, []byte{1, 0x00, 1}) // one memory, min 1 page
+	exp := name([]byte{3}, "_initialize")
+	exp = append(exp, 0x00, 1)
+	exp = name(exp, "handle")
+	exp = append(exp, 0x00, 2)
+	exp = name(exp, "memory")
+	exp = append(exp, 0x02, 0)
+	section(7, exp)
+	initBody := []byte{0, 0x0b}
+	handleBody := []byte{0,
+		0x41, 1, 0x41, 0, 0x41, 1, 0x41, 8, 0x10, 0, 0x1a, // drop(fd_write(1, iovs=0, 1, nwritten=8))
+		0x41, 0, // return 0
+		0x0b}
+	code := []byte{2}
+	code = binary.AppendUvarint(code, uint64(len(initBody)))
+	code = append(code, initBody...)
+	code = binary.AppendUvarint(code, uint64(len(handleBody)))
+	code = append(code, handleBody...)
+	section(10, code)
+	data := make([]byte, 16, 16+len(msg))
+	binary.LittleEndian.PutUint32(data[0:], 16)
+	binary.LittleEndian.PutUint32(data[4:], uint32(len(msg)))
+	data = append(data, msg...)
+	seg := []byte{1, 0x00, 0x41, 0, 0x0b} // one active segment at i32.const 0
+	seg = binary.AppendUvarint(seg, uint64(len(data)))
+	section(11, append(seg, data...))
+	return out
+}
