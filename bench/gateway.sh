@@ -91,7 +91,7 @@ serve() {
   local name=$1 port=$2 debug=$3
   shift 3
   env FNMARKET_ADDR="127.0.0.1:$port" FNMARKET_DEBUG_ADDR="127.0.0.1:$debug" FNMARKET_DATA_DIR="$WORK/data-$name" \
-    FNMARKET_ALLOW_PRIVATE_UPSTREAMS=true FNMARKET_RATE_LIMIT_PER_KEY=0 FNMARKET_LOG_LEVEL=warn "$@" \
+    FNMARKET_ALLOW_PRIVATE_UPSTREAMS=true FNMARKET_RATE_LIMIT_PER_KEY=1000000 FNMARKET_LOG_LEVEL=warn "$@" \
     "$WORK/fnmarket" serve >"$WORK/$name.out" 2>"$WORK/$name.log" &
   PIDS+=($!)
   echo $! >"$WORK/$name.pid"
@@ -181,6 +181,7 @@ measure() {
   local n us st co rd wr to
   read -r _ n us P50 P99 st co rd wr to <<<"$out"
   RPS=$(awk -v n="$n" -v us="$us" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
+  CALLS=$n
   BAD=$((st + co + rd + wr + to))
   LABEL=$label
   PEAK=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")
@@ -196,8 +197,12 @@ echo
 echo "under load: wrk -t2 -c$CONNS -d${DUR}s (p50/p99 in µs; peak RSS = the serving process's VmHWM during the row)"
 printf "%-34s %9s %9s %9s %9s %8s\n" "target" "req/s" "p50 µs" "p99 µs" "peak RSS" "non-2xx"
 declare -A R
+# redisstat: Redis's commands processed and bytes in and out so far.
+redisstat() { redis-cli -u "$REDIS_URL" info stats | tr -d '\r' | awk -F: '/^total_commands_processed|^total_net_input_bytes|^total_net_output_bytes/ {printf "%s ", $2}'; }
 for id in a b c d e f g h i; do
+  [ "$id" = d ] && read -r CMD0 IN0 OUT0 <<<"$(redisstat)"
   measure "$id" 2 "$CONNS" "$DUR"
+  [ "$id" = d ] && { read -r CMD1 IN1 OUT1 <<<"$(redisstat)"; CALLS_D=$CALLS; }
   R[$id]=$RPS
   printf "%-34s %9s %9s %9s %6s MB %8s\n" "$LABEL" "$RPS" "$P50" "$P99" "$PEAK" "$BAD"
 done
@@ -213,6 +218,8 @@ for id in a b d e f g h i; do
 done
 
 echo
+awk -v n="$CALLS_D" -v c=$((CMD1 - CMD0)) -v i=$((IN1 - IN0)) -v o=$((OUT1 - OUT0)) 'BEGIN {
+  printf "Redis during (d), per call: %.3f commands, %.1f bytes in, %.1f bytes out (%d calls; the whole server, other clients included)\n", c/n, i/n, o/n, n }'
 awk -v b="${R[b]}" -v c="${R[c]}" -v d="${R[d]}" -v e="${R[e]}" 'BEGIN {
   printf "req/s ratios: (d)/(b) = %.2f   (d)/(c) = %.2f   (e)/(d) = %.2f   (e)/(b) = %.2f\n", d/b, d/c, e/d, e/b }'
 if [ "$FAILED" != 0 ]; then
