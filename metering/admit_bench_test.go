@@ -85,7 +85,13 @@ func BenchmarkAdmission(b *testing.B) {
 				}
 				var adm admitter = l
 				if tc.leases {
-					adm = NewLeaser(l, LeaseConfig{})
+					// As fnmarket configures them: the embedded Redis has
+					// one replica (cmd/fnmarket, startGateway).
+					cfg := LeaseConfig{}
+					if be.Name == "embedded" {
+						cfg = LeaseConfig{MaxCalls: 4096, Sole: true}
+					}
+					adm = NewLeaser(l, cfg)
 				}
 				before := newPipeliner(rdb, beforeHoldsAdmitScript, 4, 5*time.Second)
 				ks := keyspace{prefix: prefix}

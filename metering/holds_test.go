@@ -231,7 +231,7 @@ func TestAdmissionPricesByTheOneRule(t *testing.T) {
 				// Leases on two replicas hand out positions of the
 				// schedule's last step out of order (they all cost the
 				// same); earlier ones are handed out in order.
-				inOrder := !leases || i < uniformFrom(req)
+				inOrder := !leases || i < e.leasers[0].uniformFrom(req)
 				if !a.Allowed || (inOrder && a.CallsBefore != i) {
 					t.Fatalf("round %d call %d: admission %+v, want allowed at position %d", round, i, a, i)
 				}

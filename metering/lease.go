@@ -194,6 +194,11 @@ type LeaseConfig struct {
 	// Tick is how often idle leases are given back and held money leases
 	// renewed; default 100ms.
 	Tick time.Duration
+	// Sole says this Leaser is the only one admitting against its Redis
+	// (the embedded default): position blocks are then leased in every step
+	// of a schedule, free calls and earlier tiers included, since no other
+	// replica can charge a later position while this one holds an earlier.
+	Sole bool
 }
 
 // Leaser admits calls as the Limiter does, with the same guarantees on
@@ -377,9 +382,9 @@ func (s *Leaser) Admit(ctx context.Context, req AdmissionRequest) (Admission, er
 		if attempt == 2 {
 			// A position priced apart from the next ones is not kept for
 			// later: another replica's next call must be able to take it.
-			if pl := ln.pos[fk]; pl != nil && len(pl.free) > 0 && pl.free[0] < uniformFrom(req) {
+			if pl := ln.pos[fk]; pl != nil && len(pl.free) > 0 && pl.free[0] < s.uniformFrom(req) {
 				cut := 0
-				for cut < len(pl.free) && pl.free[cut] < uniformFrom(req) {
+				for cut < len(pl.free) && pl.free[cut] < s.uniformFrom(req) {
 					cut++
 				}
 				if err := s.returnPositions(ctx, ln, fk, pl.free[:cut]); err == nil {
@@ -523,7 +528,7 @@ func (s *Leaser) refill(ctx context.Context, ln *lane, req AdmissionRequest, at 
 	}
 	if pl := ln.pos[fk]; short.position || (pl.uniform && len(pl.free) < (ln.calls+1)/2) {
 		ask.positions = ln.calls - len(pl.free)
-		ask.uniformFrom = uniformFrom(req)
+		ask.uniformFrom = s.uniformFrom(req)
 	}
 	if ask.money {
 		ml := ln.money[fk.Month]
@@ -705,7 +710,7 @@ func (s *Leaser) Settle(ctx context.Context, req AdmissionRequest, adm Admission
 	var err error
 	if !reached {
 		cost = decimal.Zero
-		if adm.CallsBefore < uniformFrom(req) {
+		if adm.CallsBefore < s.uniformFrom(req) {
 			// Priced apart from the next ones: back to Redis at once,
 			// for the consumer's next call on any replica.
 			err = s.returnPositions(ctx, ln, fk, []int64{adm.CallsBefore})
@@ -743,8 +748,13 @@ func (s *Leaser) Settle(ctx context.Context, req AdmissionRequest, adm Admission
 }
 
 // uniformFrom is the first position of the last step of the call's
-// schedule: from there on every call has the same per-call price.
-func uniformFrom(req AdmissionRequest) int64 {
+// schedule: from there on every call has the same per-call price. With
+// LeaseConfig.Sole it is 0: one replica uses its positions lowest first,
+// so blocks anywhere keep every call at its price.
+func (s *Leaser) uniformFrom(req AdmissionRequest) int64 {
+	if s.cfg.Sole {
+		return 0
+	}
 	sched := req.Pricing.Schedule()
 	if len(sched) == 0 {
 		return 0

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
@@ -244,6 +245,46 @@ func TestLeasesOfAPastMonthAreGivenBack(t *testing.T) {
 		got, err := e.rdb.Get(context.Background(), e.ks.spend(shardOf(c.ConsumerID), c.KeyID, march)).Result()
 		if err != nil || got != "100000000000" {
 			t.Fatalf("March spend %s (%v), want the one call's 0.10 once its lease is given back", got, err)
+		}
+	})
+}
+
+// TestSoleLeaserLeasesEveryStep: the only replica of its Redis (the
+// embedded default) leases blocks of positions among free calls and earlier
+// tiers too, and still hands them out in order, each at its price.
+func TestSoleLeaserLeasesEveryStep(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		rdb, prefix := testenv.Redis(t, b)
+		clock := fnmarket.NewTestClock(testStart)
+		s := NewLeaser(newTestLimiter(t, rdb, prefix, clock), LeaseConfig{Sole: true})
+		p := flatPricing("0.10")
+		p.FreeCallsPerMonth = 3
+		p.Tiers = []catalog.Tier{{UpTo: 5, PerCall: dec("0.2")}, {UpTo: 0, PerCall: dec("0.1")}}
+		c := Caller{ConsumerID: "con_sole", KeyID: "key_sole", MonthlySpendCap: decPtr("100")}
+		ks := keyspace{prefix: prefix}
+		want := int64(0) // the position the next call must take
+		for i := range 12 {
+			req := AdmissionRequest{Caller: c, FunctionID: "fn_sole", Version: 1, Pricing: p, TimeoutMs: 10,
+				InvocationID: fmt.Sprint("inv_sole_", i), At: clock.Now()}
+			a, err := s.Admit(context.Background(), req)
+			if err != nil || !a.Allowed || a.CallsBefore != want || !a.Hold.Equal(p.CallCost(want, 10)) {
+				t.Fatalf("call %d: %+v, %v; want admitted at position %d holding %s", i, a, err, want, p.CallCost(want, 10))
+			}
+			// The second call never reaches its function: the next call
+			// takes its position back.
+			reached := i != 1
+			if _, err := s.Settle(context.Background(), req, a, reached, p.CallCost(want, 1)); err != nil {
+				t.Fatal(err)
+			}
+			if reached {
+				want++
+			}
+			if i == 0 {
+				fk := fcKey{ConsumerID: c.ConsumerID, FunctionID: "fn_sole", Month: monthOf(clock.Now())}
+				if n, _ := rdb.Get(context.Background(), ks.position(shardOf(c.ConsumerID), fk)).Int64(); n < 2 {
+					t.Fatalf("positions handed out after the first call: %d, want a block among the free calls", n)
+				}
+			}
 		}
 	})
 }

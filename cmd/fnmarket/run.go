@@ -609,7 +609,7 @@ func (a *app) startGateway(ctx context.Context, p *parts) error {
 			// The only replica of its Redis: no other shares a key's
 			// rate or cap, and a round trip through the embedded server's
 			// Lua costs about a millisecond, so leases are larger.
-			lc.MaxCalls = 4096
+			lc.MaxCalls, lc.Sole = 4096, true
 		}
 		leaser := metering.NewLeaser(limiter, lc)
 		leaser.Start(ctx)
