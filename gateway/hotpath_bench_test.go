@@ -1,0 +1,185 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/shopspring/decimal"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/gateway"
+	"github.com/fnmarket/fnmarket/usage"
+)
+
+// The hot-path benchmarks (issue 14) put the gateway's whole handler next to
+// a bare httputil.ReverseProxy, on the same loopback upstream, with the same
+// request and the same throwaway ResponseWriter, so the difference is what
+// the gateway does per call: key and route from the caches, admission (an
+// admitter that always admits), the proxying itself, metering (a meter that
+// drops) and metrics. The upstream answers as bench/upstream does.
+//
+//	go test -run '^$' -bench 'BenchmarkGateway$|BenchmarkBareReverseProxy' -benchmem ./gateway/
+
+// admitAll admits every call, holding nothing, as a key without a cap under
+// no rate limit is admitted.
+type admitAll struct{}
+
+func (admitAll) Admit(context.Context, usage.AdmissionRequest) (usage.Admission, error) {
+	return usage.Admission{Allowed: true}, nil
+}
+
+func (admitAll) Settle(context.Context, usage.AdmissionRequest, usage.Admission, bool, decimal.Decimal) (decimal.Decimal, error) {
+	return decimal.Zero, nil
+}
+
+// dropMeter forgets every call.
+type dropMeter struct{}
+
+func (dropMeter) Record(usage.Call) {}
+
+// benchWriter is a ResponseWriter that keeps nothing but the status, reused
+// from call to call (its header map is cleared, not reallocated).
+type benchWriter struct {
+	h      http.Header
+	status int
+}
+
+func (w *benchWriter) Header() http.Header         { return w.h }
+func (w *benchWriter) WriteHeader(status int)      { w.status = status }
+func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *benchWriter) Flush()                      {}
+
+func (w *benchWriter) reset() {
+	clear(w.h)
+	w.status = 0
+}
+
+// benchCall is one reusable request: a GET, or a POST whose body is
+// rewound before every call.
+type benchCall struct {
+	req  *http.Request
+	body *bytes.Reader
+	w    benchWriter
+}
+
+func newBenchCall(path string, body []byte) *benchCall {
+	c := &benchCall{w: benchWriter{h: http.Header{}}}
+	if body == nil {
+		c.req = httptest.NewRequest(http.MethodGet, path, nil)
+	} else {
+		c.body = bytes.NewReader(body)
+		c.req = httptest.NewRequest(http.MethodPost, path, nil)
+		c.req.ContentLength = int64(len(body))
+		c.req.Header.Set("Content-Type", "application/json")
+	}
+	c.req.Header.Set("Authorization", "Bearer "+testKey)
+	c.req.Header.Set("User-Agent", "bench/1")
+	c.req.Header.Set("Accept", "*/*")
+	return c
+}
+
+// serve makes the call and returns the status.
+func (c *benchCall) serve(h http.Handler) int {
+	c.w.reset()
+	if c.body != nil {
+		_, _ = c.body.Seek(0, io.SeekStart)
+		c.req.Body = io.NopCloser(c.body)
+	}
+	h.ServeHTTP(&c.w, c.req)
+	return c.w.status
+}
+
+// benchUpstream is the trivial function both proxies call.
+func benchUpstream(b *testing.B) *httptest.Server {
+	body := []byte(`{"ok":true,"verdict":"clean"}`)
+	return upstream(b, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	})
+}
+
+func benchGateway(b *testing.B, upURL string) http.Handler {
+	clock := fnmarket.SystemClock{}
+	keys := newFakeKeys(clock)
+	keys.add(testKey, gateway.Key{ID: "key-1", ConsumerID: "consumer-1"})
+	routes := newFakeRoutes(clock)
+	routes.addVersion("acme", "fn", 1, upURL, true)
+	cfg := private()
+	cfg.Registerer = prometheus.NewRegistry()
+	gw, err := gateway.New(cfg, keys, routes, admitAll{}, dropMeter{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = gw.Close() })
+	return gw
+}
+
+func benchBareProxy(b *testing.B, upURL string) http.Handler {
+	u, err := url.Parse(upURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(u)
+	t := &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}
+	p.Transport = t
+	b.Cleanup(t.CloseIdleConnections)
+	return p
+}
+
+// runHotPath runs h serially and in parallel, for a GET and a POST of 1 KiB.
+func runHotPath(b *testing.B, h http.Handler, path string) {
+	post := bytes.Repeat([]byte("x"), 1024)
+	for _, c := range []struct {
+		name string
+		body []byte
+	}{{"GET", nil}, {"POST1k", post}} {
+		b.Run(c.name, func(b *testing.B) {
+			call := newBenchCall(path, c.body)
+			if st := call.serve(h); st != http.StatusOK { // warms the caches and the pool
+				b.Fatalf("status %d", st)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if st := call.serve(h); st != http.StatusOK {
+					b.Fatalf("status %d", st)
+				}
+			}
+		})
+		b.Run(c.name+"-parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				call := newBenchCall(path, c.body)
+				for pb.Next() {
+					if st := call.serve(h); st != http.StatusOK {
+						b.Errorf("status %d", st)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkGateway is one call through the whole gateway handler.
+func BenchmarkGateway(b *testing.B) {
+	up := benchUpstream(b)
+	runHotPath(b, benchGateway(b, up.URL), "/v1/invoke/acme/fn")
+}
+
+// BenchmarkBareReverseProxy is the yardstick: the same call through a bare
+// httputil.ReverseProxy with a big idle pool.
+func BenchmarkBareReverseProxy(b *testing.B) {
+	up := benchUpstream(b)
+	runHotPath(b, benchBareProxy(b, up.URL), "/v1/invoke/acme/fn")
+}
