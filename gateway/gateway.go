@@ -145,6 +145,9 @@ type Invocation struct {
 	Position int64
 
 	body *cappedBody
+	// bodyStore is where body points: the request body wrapper needs no
+	// allocation of its own.
+	bodyStore cappedBody
 	// cost is the last cost computed (Cost), kept because the answer's
 	// X-Cost header and the meter both need it.
 	cost atomic.Pointer[callCost]
@@ -684,8 +687,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	call.Route, call.ConsumerID, call.Rest, call.At, call.Timeout = route, key.ConsumerID, rest, at, timeout
 	call.Pricing, call.Position = route.Version.Pricing, adm.CallsBefore
 	if r.Body != nil && r.Body != http.NoBody {
-		call.body = newCappedBody(r.Body, g.cfg.MaxBodyBytes)
-		call.body.idle, call.body.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline
+		call.bodyStore = cappedBody{rc: r.Body, limit: g.cfg.MaxBodyBytes, left: g.cfg.MaxBodyBytes, idle: g.cfg.BodyIdleTimeout, w: w}
+		call.body = &call.bodyStore
 		r.Body = call.body
 	}
 	out, err := inv.Invoke(w, idem.request(r), call)

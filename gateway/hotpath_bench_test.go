@@ -57,6 +57,10 @@ func (w *benchWriter) WriteHeader(status int)      { w.status = status }
 func (w *benchWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (w *benchWriter) Flush()                      {}
 
+// SetReadDeadline succeeds, as a server connection's does (through
+// http.ResponseController), so the gateway's body idle deadline is exercised.
+func (w *benchWriter) SetReadDeadline(time.Time) error { return nil }
+
 func (w *benchWriter) reset() {
 	clear(w.h)
 	w.status = 0

@@ -555,9 +555,10 @@ type cappedBody struct {
 	left  int64
 	hit   atomic.Bool
 
-	idle     time.Duration
-	deadline func(time.Time) error // http.ResponseController.SetReadDeadline
-	stalled  atomic.Bool
+	idle       time.Duration
+	w          http.ResponseWriter // whose read deadline is set (http.ResponseController)
+	noDeadline bool                // w cannot set one
+	stalled    atomic.Bool
 }
 
 func newCappedBody(rc io.ReadCloser, limit int64) *cappedBody {
@@ -583,12 +584,12 @@ func (b *cappedBody) Read(p []byte) (int, error) {
 
 // read reads from the caller under the idle deadline, if any.
 func (b *cappedBody) read(p []byte) (int, error) {
-	if b.idle <= 0 || b.deadline == nil {
+	if b.idle <= 0 || b.w == nil || b.noDeadline {
 		return b.rc.Read(p)
 	}
 	if b.deadline(time.Now().Add(b.idle)) != nil {
 		// A writer without deadlines (HTTP/2 in old servers, test recorders).
-		b.deadline = nil
+		b.noDeadline = true
 		return b.rc.Read(p)
 	}
 	n, err := b.rc.Read(p)
@@ -604,3 +605,8 @@ func (b *cappedBody) read(p []byte) (int, error) {
 }
 
 func (b *cappedBody) Close() error { return b.rc.Close() }
+
+// deadline sets the caller's connection's read deadline.
+func (b *cappedBody) deadline(t time.Time) error {
+	return http.NewResponseController(b.w).SetReadDeadline(t)
+}
