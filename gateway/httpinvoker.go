@@ -11,6 +11,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -420,17 +421,19 @@ func (pc *proxyCall) setURL(u *url.URL, rest, rawQuery string) error {
 // array (as Header.Clone does), and takes the values it sets from hv.
 func forwardHeaders(r *http.Request, invocationID string, hv *headerValues) http.Header {
 	src := r.Header
-	n, nv := 0, 0
-	for k, vv := range src {
-		if forwarded(src, k) {
-			n++
-			nv += len(vv)
-		}
+	hop := hopNames(src)
+	nv := 0
+	for _, vv := range src {
+		nv += len(vv)
 	}
-	h := make(http.Header, n+5)
+	h := make(http.Header, len(src)+5)
 	vals := make([]string, nv)
 	for k, vv := range src {
-		if !forwarded(src, k) {
+		switch k {
+		case "Authorization", "X-Api-Key", "Cookie":
+			continue
+		}
+		if isHopByHop(k) || slices.Contains(hop, k) {
 			continue
 		}
 		if vv == nil {
@@ -460,27 +463,18 @@ func forwardHeaders(r *http.Request, invocationID string, hv *headerValues) http
 	return h
 }
 
-// forwarded reports whether the caller's header k (a key of h) goes to the
-// function: not hop-by-hop (removeHopByHop), not a credential.
-func forwarded(h http.Header, k string) bool {
-	switch k {
-	case "Authorization", "X-Api-Key", "Cookie":
-		return false
-	}
-	return !isHopByHop(k) && !namedByConnection(h, k)
-}
-
-// namedByConnection reports whether a Connection header of h names the
-// header k, which makes k hop-by-hop.
-func namedByConnection(h http.Header, k string) bool {
+// hopNames is the canonical names of the headers h's Connection headers
+// name, which are hop-by-hop as well; nil (no allocation) when there are none.
+func hopNames(h http.Header) []string {
+	var names []string
 	for _, v := range h["Connection"] {
 		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" && textproto.CanonicalMIMEHeaderKey(f) == k {
-				return true
+			if f = textproto.TrimString(f); f != "" {
+				names = append(names, textproto.CanonicalMIMEHeaderKey(f))
 			}
 		}
 	}
-	return false
+	return names
 }
 
 // CopyAnswerHeaders copies a function's end-to-end answer headers into dst,
@@ -496,8 +490,13 @@ func CopyAnswerHeaders(dst, src http.Header) {
 // copyAnswerHeaders is CopyAnswerHeaders taking the value it adds from hv
 // (nil: its own allocation).
 func copyAnswerHeaders(dst, src http.Header, hv *headerValues) {
-	removeHopByHop(src)
+	// removeHopByHop(src) and the copy in one pass.
+	hop := hopNames(src)
 	for k, vv := range src {
+		if isHopByHop(k) || slices.Contains(hop, k) {
+			delete(src, k)
+			continue
+		}
 		if _, set := dst[k]; set || !functionMaySend(k) {
 			continue
 		}
