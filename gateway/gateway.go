@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -148,30 +147,27 @@ type Invocation struct {
 	// bodyStore is where body points: the request body wrapper needs no
 	// allocation of its own.
 	bodyStore cappedBody
-	// cost is the last cost computed (Cost), kept because the answer's
-	// X-Cost header and the meter both need it.
-	cost atomic.Pointer[callCost]
+	// costMu guards the last cost computed (Cost), kept because the
+	// answer's X-Cost header and the meter both need it.
+	costMu  sync.Mutex
+	costMs  int64
+	costVal decimal.Decimal
+	costSet bool
 	// hv holds the values of the headers the gateway and its HTTP invoker
 	// set on the answer and on the forwarded request.
 	hv headerValues
-}
-
-// callCost is the cost of a call had it taken computeMs.
-type callCost struct {
-	computeMs int64
-	cost      decimal.Decimal
 }
 
 // Cost is the exact cost of this call had it taken computeMs: the per-call
 // price at its position (free calls and tiers) plus compute, by the one
 // pricing rule (catalog.Pricing.CallCost).
 func (c *Invocation) Cost(computeMs int64) decimal.Decimal {
-	if m := c.cost.Load(); m != nil && m.computeMs == computeMs {
-		return m.cost
+	c.costMu.Lock()
+	defer c.costMu.Unlock()
+	if !c.costSet || c.costMs != computeMs {
+		c.costVal, c.costMs, c.costSet = c.Pricing.CallCost(c.Position, computeMs), computeMs, true
 	}
-	cost := c.Pricing.CallCost(c.Position, computeMs)
-	c.cost.Store(&callCost{computeMs: computeMs, cost: cost})
-	return cost
+	return c.costVal
 }
 
 // SetMeasured sets the X-Compute-Ms and X-Cost headers (or trailers) of an
