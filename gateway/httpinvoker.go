@@ -422,12 +422,10 @@ func (pc *proxyCall) setURL(u *url.URL, rest, rawQuery string) error {
 func forwardHeaders(r *http.Request, invocationID string, hv *headerValues) http.Header {
 	src := r.Header
 	hop := hopNames(src)
-	nv := 0
-	for _, vv := range src {
-		nv += len(vv)
-	}
 	h := make(http.Header, len(src)+5)
-	vals := make([]string, nv)
+	// Most headers have one value: one array for them all, without a pass
+	// to count them; a header with more than is left gets a new array.
+	vals := make([]string, len(src))
 	for k, vv := range src {
 		switch k {
 		case "Authorization", "X-Api-Key", "Cookie":
@@ -439,6 +437,9 @@ func forwardHeaders(r *http.Request, invocationID string, hv *headerValues) http
 		if vv == nil {
 			h[k] = nil // as Clone keeps it
 			continue
+		}
+		if len(vv) > len(vals) {
+			vals = make([]string, len(vv)+len(src))
 		}
 		m := copy(vals, vv)
 		h[k] = vals[:m:m]
