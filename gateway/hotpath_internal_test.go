@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/fnmarket/fnmarket"
 )
 
 // headerValues.set takes keys as they are stored: every key the gateway sets
@@ -118,6 +120,25 @@ func TestHeaderCopiesMatchTheirReference(t *testing.T) {
 		copyAnswerHeadersBefore(wantDst, wantSrc)
 		if !reflect.DeepEqual(gotDst, wantDst) || !reflect.DeepEqual(gotSrc, wantSrc) {
 			t.Errorf("case %d: answer headers\n got %q (source left %q)\nwant %q (source left %q)", i, gotDst, gotSrc, wantDst, wantSrc)
+		}
+	}
+}
+
+// The key cache's keyHash is fnmarket.HashAPIKey before its hex encoding,
+// and the poller reads HashAPIKey's form back.
+func TestKeyHashIsHashAPIKey(t *testing.T) {
+	for _, raw := range []string{"", "fnm_test_0123456789abcdef0123456789abcdef", strings.Repeat("k", 200)} {
+		h := hashPresentedKey(raw)
+		if got, want := h.String(), fnmarket.HashAPIKey(raw); got != want {
+			t.Errorf("%q: hash %s, want %s", raw, got, want)
+		}
+		if back, ok := parseKeyHash(fnmarket.HashAPIKey(raw)); !ok || back != h {
+			t.Errorf("%q: parseKeyHash gave %x, %v", raw, back, ok)
+		}
+	}
+	for _, bad := range []string{"", "abc", strings.Repeat("z", 64)} {
+		if _, ok := parseKeyHash(bad); ok {
+			t.Errorf("parseKeyHash(%q) accepted", bad)
 		}
 	}
 }

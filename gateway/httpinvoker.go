@@ -37,7 +37,7 @@ type httpInvoker struct {
 
 // backendTarget is a backend spec's URL, parsed, or the error it gives.
 type backendTarget struct {
-	u   *url.URL // never modified: backendURL copies it
+	u   *url.URL // never modified: proxyCall.setURL copies it
 	err *fnmarket.Error
 }
 
@@ -144,9 +144,6 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	}
 	out.Header = forwardHeaders(r, call.ID, &call.hv)
 
-	computeSince, timedOut, timeoutOutcome := pc.computeSince, pc.timedOut, pc.timeoutOutcome
-	sent := &pc.sent
-
 	resp, err := h.transport.RoundTrip(out)
 	if err != nil {
 		err = withoutURL(err)
@@ -157,9 +154,9 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 			return Outcome{}, errBodyStalled
 		case isBlockedDial(err):
 			return Outcome{}, &fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's backend address is not allowed", Err: err}
-		case timedOut() && sent.Load() != 0:
-			return timeoutOutcome(false, 0)
-		case timedOut():
+		case pc.timedOut() && pc.sent.Load() != 0:
+			return pc.timeoutOutcome(false, 0)
+		case pc.timedOut():
 			// Never connected within the timeout: the function did no work.
 			return Outcome{TimedOut: true}, &fnmarket.Error{Code: fnmarket.EUPSTREAMTIME, Message: "could not reach the function within its timeout", Err: err}
 		}
@@ -181,7 +178,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 		resp.StatusCode == http.StatusNotModified
 	if noBody {
 		copyAnswerHeaders(dst, resp.Header, &call.hv)
-		ms := computeSince(headersAt)
+		ms := pc.computeSince(headersAt)
 		call.setMeasured(dst, ms, &call.hv)
 		w.WriteHeader(resp.StatusCode)
 		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: ms, HeadersSent: true}, nil
@@ -194,10 +191,10 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 		defer putBuffer(buf)
 		body := (*buf)[:resp.ContentLength]
 		n, readErr := io.ReadFull(resp.Body, body)
-		if readErr != nil && timedOut() {
-			return timeoutOutcome(false, 0)
+		if readErr != nil && pc.timedOut() {
+			return pc.timeoutOutcome(false, 0)
 		}
-		ms := computeSince(time.Since(pc.start))
+		ms := pc.computeSince(time.Since(pc.start))
 		copyAnswerHeaders(dst, resp.Header, &call.hv)
 		call.hv.set(dst, "Content-Length", strconv.FormatInt(resp.ContentLength, 10))
 		call.setMeasured(dst, ms, &call.hv)
@@ -228,24 +225,24 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 			dst.Add("Trailer", k)
 		}
 	}
-	call.setMeasured(dst, computeSince(headersAt), &call.hv)
+	call.setMeasured(dst, pc.computeSince(headersAt), &call.hv)
 	w.WriteHeader(resp.StatusCode)
 	_ = rc.Flush()
 
 	readErr, writeErr := stream(w, rc, resp.Body)
 	end := time.Since(pc.start)
 	switch {
-	case readErr != nil && timedOut():
-		return timeoutOutcome(true, resp.StatusCode)
+	case readErr != nil && pc.timedOut():
+		return pc.timeoutOutcome(true, resp.StatusCode)
 	case writeErr != nil || (readErr != nil && r.Context().Err() != nil):
 		// The caller went away; the function still did the work so far.
-		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: computeSince(end), HeadersSent: true},
+		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: pc.computeSince(end), HeadersSent: true},
 			&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the caller went away", Err: errors.Join(readErr, writeErr)}
 	case readErr != nil:
-		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: computeSince(end), HeadersSent: true},
+		return Outcome{Reached: true, Status: resp.StatusCode, ComputeMs: pc.computeSince(end), HeadersSent: true},
 			&fnmarket.Error{Code: fnmarket.EUNREACHABLE, Message: "the function's answer broke off", Err: readErr}
 	}
-	ms := computeSince(end)
+	ms := pc.computeSince(end)
 	for k, vv := range resp.Trailer {
 		if functionMaySend(k) {
 			dst[k] = vv
