@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -143,21 +144,75 @@ type Invocation struct {
 	Position int64
 
 	body *cappedBody
+	// bodyStore is where body points: the request body wrapper needs no
+	// allocation of its own.
+	bodyStore cappedBody
+	// costMu guards the last cost computed (Cost), kept because the
+	// answer's X-Cost header and the meter both need it.
+	costMu  sync.Mutex
+	costMs  int64
+	costVal decimal.Decimal
+	costSet bool
+	// hv holds the values of the headers the gateway and its HTTP invoker
+	// set on the answer and on the forwarded request.
+	hv headerValues
 }
 
 // Cost is the exact cost of this call had it taken computeMs: the per-call
 // price at its position (free calls and tiers) plus compute, by the one
 // pricing rule (catalog.Pricing.CallCost).
 func (c *Invocation) Cost(computeMs int64) decimal.Decimal {
-	return c.Pricing.CallCost(c.Position, computeMs)
+	c.costMu.Lock()
+	defer c.costMu.Unlock()
+	if !c.costSet || c.costMs != computeMs {
+		c.costVal, c.costMs, c.costSet = c.Pricing.CallCost(c.Position, computeMs), computeMs, true
+	}
+	return c.costVal
 }
 
 // SetMeasured sets the X-Compute-Ms and X-Cost headers (or trailers) of an
 // answer that took computeMs.
 func (c *Invocation) SetMeasured(h http.Header, computeMs int64) {
-	h.Set(headerComputeMs, strconv.FormatInt(computeMs, 10))
+	c.setMeasured(h, computeMs, nil)
+}
+
+// setMeasured is SetMeasured taking the header values from hv (nil: each
+// its own allocation).
+func (c *Invocation) setMeasured(h http.Header, computeMs int64, hv *headerValues) {
+	hv.set(h, headerComputeMs, strconv.FormatInt(computeMs, 10))
 	// The exact decimal, then the currency: "0.000214 USD".
-	h.Set(headerCost, c.Cost(computeMs).String()+" "+c.Pricing.CurrencyCode())
+	hv.set(h, headerCost, c.Cost(computeMs).String()+" "+c.Pricing.CurrencyCode())
+}
+
+// headerValues hands out one-value slices for header values from one array,
+// so that setting one of the dozen headers a call sets allocates nothing of
+// its own. Each slice has capacity 1: appending to it copies, so no header
+// ever sees another's value.
+type headerValues struct {
+	arr [16]string
+	n   int
+}
+
+// set sets the header canonicalKey (already in canonical form) of h to v,
+// replacing any values, as h.Set does. A nil hv allocates the value slice.
+func (hv *headerValues) set(h http.Header, canonicalKey, v string) {
+	if hv == nil || hv.n == len(hv.arr) {
+		h[canonicalKey] = []string{v}
+		return
+	}
+	vv := hv.arr[hv.n : hv.n+1 : hv.n+1]
+	hv.n++
+	vv[0] = v
+	h[canonicalKey] = vv
+}
+
+// add adds v to the header canonicalKey of h, as h.Add does.
+func (hv *headerValues) add(h http.Header, canonicalKey, v string) {
+	if vv, ok := h[canonicalKey]; ok {
+		h[canonicalKey] = append(vv, v)
+		return
+	}
+	hv.set(h, canonicalKey, v)
 }
 
 // BodyTooLarge reports whether reading the request body hit the gateway's
@@ -342,7 +397,7 @@ type Gateway struct {
 	meter    Meter
 	metrics  *metrics
 
-	keys   *readThrough[string, Key]
+	keys   *readThrough[keyHash, Key]
 	routes *readThrough[routeKey, catalog.Route]
 
 	httpInv *httpInvoker
@@ -379,14 +434,16 @@ func New(cfg Config, keys KeyStore, routes RouteStore, admitter Admitter, meter 
 		metrics:  m,
 		invokers: make(map[string]Invoker),
 	}
-	g.keys = &readThrough[string, Key]{
-		found:    newLRUCache[string, Key](cfg.KeyCacheSize, nil),
-		missing:  newLRUCache[string, struct{}](cfg.KeyCacheSize, nil),
-		maxAge:   cfg.MaxEntryAge,
-		negTTL:   cfg.NegativeTTL,
-		timeout:  cfg.StoreTimeout,
-		clock:    cfg.Clock,
-		load:     keys.KeyByHash,
+	g.keys = &readThrough[keyHash, Key]{
+		found:   newLRUCache[keyHash, Key](cfg.KeyCacheSize, nil),
+		missing: newLRUCache[keyHash, struct{}](cfg.KeyCacheSize, nil),
+		maxAge:  cfg.MaxEntryAge,
+		negTTL:  cfg.NegativeTTL,
+		timeout: cfg.StoreTimeout,
+		clock:   cfg.Clock,
+		load: func(ctx context.Context, h keyHash) (Key, error) {
+			return keys.KeyByHash(ctx, h.String())
+		},
 		onLookup: m.cacheLookups("key"),
 	}
 	g.routes = &readThrough[routeKey, catalog.Route]{
@@ -510,7 +567,9 @@ func (g *Gateway) pollKeys(ctx context.Context, since time.Time) error {
 		return err
 	}
 	for _, h := range hashes {
-		g.keys.drop(h)
+		if kh, ok := parseKeyHash(h); ok {
+			g.keys.drop(kh)
+		}
 	}
 	return nil
 }
@@ -531,9 +590,12 @@ func (g *Gateway) pollRoutes(ctx context.Context, since time.Time) error {
 // ServeHTTP answers one invocation.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	started := time.Now()
-	id := newInvocationID()
+	// The call is made now, though it may be refused: its header values
+	// serve the answer's headers from the start.
+	call := &Invocation{ID: newInvocationID()}
+	id := call.ID
 	h := w.Header()
-	h.Set(headerInvocationID, id)
+	call.hv.set(h, headerInvocationID, id)
 
 	vendor, name, version, rest, ok := parseInvokePath(r.URL.EscapedPath(), g.cfg.PathPrefix)
 	if !ok {
@@ -611,17 +673,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, vendor, name, &fnmarket.Error{Code: fnmarket.EINTERNAL, Message: "admit call", Err: err})
 		return
 	}
-	setRateLimitHeaders(h, adm)
+	setRateLimitHeaders(h, adm, &call.hv)
 	if !adm.Allowed {
 		idem.release(r.Context())
 		g.refuse(w, r, vendor, name, refusal(h, adm, key))
 		return
 	}
 
-	call := &Invocation{ID: id, Route: route, ConsumerID: key.ConsumerID, Rest: rest, At: at, Timeout: timeout, Pricing: route.Version.Pricing, Position: adm.CallsBefore}
+	call.Route, call.ConsumerID, call.Rest, call.At, call.Timeout = route, key.ConsumerID, rest, at, timeout
+	call.Pricing, call.Position = route.Version.Pricing, adm.CallsBefore
 	if r.Body != nil && r.Body != http.NoBody {
-		call.body = newCappedBody(r.Body, g.cfg.MaxBodyBytes)
-		call.body.idle, call.body.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline
+		call.bodyStore = cappedBody{rc: r.Body, limit: g.cfg.MaxBodyBytes, left: g.cfg.MaxBodyBytes, idle: g.cfg.BodyIdleTimeout, w: w}
+		call.body = &call.bodyStore
 		r.Body = call.body
 	}
 	out, err := inv.Invoke(w, idem.request(r), call)
@@ -638,7 +701,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !out.Reached || adm.Hold.IsPositive() {
 		var serr error
 		credit, serr = g.admitter.Settle(context.WithoutCancel(r.Context()), admReq, adm, out.Reached, cost)
-		if settled = serr == nil; !settled {
+		if settled = serr == nil; !settled && g.log.Enabled(r.Context(), slog.LevelWarn) {
 			g.log.LogAttrs(r.Context(), slog.LevelWarn, "gateway: settle call; the meter settles it when it flushes",
 				slog.String("invocation_id", id), slog.Any("err", serr))
 		}
@@ -671,7 +734,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.metrics.observe(vendor, name, out.Status, time.Since(started))
 	case !out.HeadersSent:
 		if out.Reached {
-			call.SetMeasured(h, out.ComputeMs)
+			call.setMeasured(h, out.ComputeMs, &call.hv)
 		}
 		status := fnmarket.WriteProblem(w, err)
 		idem.finish(r.Context(), out, err)
@@ -720,7 +783,8 @@ func storeUnavailable(w http.ResponseWriter, doing string, err error) error {
 // refuse answers a call the gateway turned down before it reached the
 // function. Refusals are never billed and never recorded with the meter.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, vendor, name string, err error) {
-	if code := fnmarket.ErrorCode(err); code == fnmarket.EINTERNAL || (code == fnmarket.EUNAVAILABLE && errors.Unwrap(err) != nil) {
+	if code := fnmarket.ErrorCode(err); (code == fnmarket.EINTERNAL || (code == fnmarket.EUNAVAILABLE && errors.Unwrap(err) != nil)) &&
+		g.log.Enabled(r.Context(), slog.LevelError) {
 		g.log.LogAttrs(r.Context(), slog.LevelError, "gateway: refuse call",
 			slog.String("invocation_id", w.Header().Get(headerInvocationID)),
 			slog.String("vendor", vendor), slog.String("function", name),
@@ -737,6 +801,9 @@ func (g *Gateway) logCallError(r *http.Request, call *Invocation, key Key, out O
 	}
 	if fnmarket.ErrorCode(err) == fnmarket.EINTERNAL && !callerGone {
 		level = slog.LevelError
+	}
+	if !g.log.Enabled(r.Context(), level) {
+		return
 	}
 	g.log.LogAttrs(r.Context(), level, "gateway: call failed",
 		slog.String("invocation_id", call.ID),
@@ -757,7 +824,7 @@ func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request) (Key, err
 	if raw == "" {
 		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "an API key is required: send Authorization: Bearer <key> or X-API-Key: <key>")
 	}
-	k, err := g.keys.get(r.Context(), fnmarket.HashAPIKey(raw))
+	k, err := g.keys.get(r.Context(), hashPresentedKey(raw))
 	switch {
 	case fnmarket.ErrorCode(err) == fnmarket.ENOTFOUND:
 		return Key{}, fnmarket.Errorf(fnmarket.EUNAUTHORIZED, "the API key is not valid")
@@ -787,6 +854,34 @@ func (k Key) allows(vendor, name string) bool {
 	return false
 }
 
+// keyHash is the SHA-256 of an API key: the key cache's key, so that a cached
+// key is found without building the hex form (fnmarket.HashAPIKey, String)
+// that only a store lookup needs.
+type keyHash [sha256.Size]byte
+
+// hashPresentedKey is the keyHash of raw, which is fnmarket.HashAPIKey(raw)
+// before its hex encoding.
+func hashPresentedKey(raw string) keyHash {
+	var buf [128]byte // keys are far shorter: no copy on the heap
+	if len(raw) <= len(buf) {
+		return sha256.Sum256(append(buf[:0], raw...))
+	}
+	return sha256.Sum256([]byte(raw))
+}
+
+// String is the hash as fnmarket.HashAPIKey writes it.
+func (h keyHash) String() string { return hex.EncodeToString(h[:]) }
+
+// parseKeyHash reads a hash written by fnmarket.HashAPIKey.
+func parseKeyHash(s string) (keyHash, bool) {
+	var h keyHash
+	if len(s) != hex.EncodedLen(len(h)) {
+		return h, false
+	}
+	_, err := hex.Decode(h[:], []byte(s))
+	return h, err == nil
+}
+
 func presentedKey(r *http.Request) string {
 	if a := r.Header.Get("Authorization"); a != "" {
 		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
@@ -810,13 +905,13 @@ func effectiveRateLimit(def int, more ...int) int {
 	return limit
 }
 
-func setRateLimitHeaders(h http.Header, adm usage.Admission) {
+func setRateLimitHeaders(h http.Header, adm usage.Admission, hv *headerValues) {
 	if adm.Limit <= 0 {
 		return
 	}
-	h.Set("X-RateLimit-Limit", strconv.Itoa(adm.Limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(max(adm.Remaining, 0)))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(ceilSeconds(adm.Reset), 10))
+	hv.set(h, "X-Ratelimit-Limit", strconv.Itoa(adm.Limit))
+	hv.set(h, "X-Ratelimit-Remaining", strconv.Itoa(max(adm.Remaining, 0)))
+	hv.set(h, "X-Ratelimit-Reset", strconv.FormatInt(ceilSeconds(adm.Reset), 10))
 }
 
 // ceilSeconds is d in whole seconds, rounded up, at least 1.

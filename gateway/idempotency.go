@@ -155,7 +155,7 @@ func (g *Gateway) beginIdempotent(w http.ResponseWriter, r *http.Request, key Ke
 	var body []byte
 	if r.Body != nil && r.Body != http.NoBody {
 		cb := newCappedBody(r.Body, g.cfg.MaxBodyBytes)
-		cb.idle, cb.deadline = g.cfg.BodyIdleTimeout, http.NewResponseController(w).SetReadDeadline
+		cb.idle, cb.w = g.cfg.BodyIdleTimeout, w
 		var err error
 		body, err = io.ReadAll(cb)
 		switch {

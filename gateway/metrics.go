@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +16,17 @@ type metrics struct {
 	duration   *prometheus.HistogramVec
 	cache      *prometheus.CounterVec
 	pollErrors *prometheus.CounterVec
+
+	// series remembers the counters and observers already resolved, so a
+	// call does not hash its labels into the vectors every time.
+	seriesMu  sync.RWMutex
+	counters  map[[3]string]prometheus.Counter  // vendor, function, class
+	observers map[[2]string]prometheus.Observer // vendor, function
 }
+
+// maxSeriesCached bounds the resolved series kept; the maps are emptied when
+// either reaches it (the series themselves stay in their vectors).
+const maxSeriesCached = 10_000
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -36,6 +47,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "fnmarket_gateway_invalidation_poll_errors_total",
 			Help: "Failed polls for changed keys or functions, by cache.",
 		}, []string{"cache"}),
+		counters:  make(map[[3]string]prometheus.Counter),
+		observers: make(map[[2]string]prometheus.Observer),
 	}
 	var err error
 	m.calls, err = register(reg, m.calls)
@@ -70,7 +83,38 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error)
 }
 
 func (m *metrics) count(vendor, function, class string) {
-	m.calls.WithLabelValues(vendor, function, class).Inc()
+	k := [3]string{vendor, function, class}
+	m.seriesMu.RLock()
+	c, ok := m.counters[k]
+	m.seriesMu.RUnlock()
+	if !ok {
+		c = m.calls.WithLabelValues(vendor, function, class)
+		m.seriesMu.Lock()
+		if len(m.counters) >= maxSeriesCached {
+			clear(m.counters)
+		}
+		m.counters[k] = c
+		m.seriesMu.Unlock()
+	}
+	c.Inc()
+}
+
+// durationOf is the duration observer of vendor/function.
+func (m *metrics) durationOf(vendor, function string) prometheus.Observer {
+	k := [2]string{vendor, function}
+	m.seriesMu.RLock()
+	o, ok := m.observers[k]
+	m.seriesMu.RUnlock()
+	if !ok {
+		o = m.duration.WithLabelValues(vendor, function)
+		m.seriesMu.Lock()
+		if len(m.observers) >= maxSeriesCached {
+			clear(m.observers)
+		}
+		m.observers[k] = o
+		m.seriesMu.Unlock()
+	}
+	return o
 }
 
 // observe counts a dispatched call; status 0 means the answer was cut.
@@ -80,7 +124,7 @@ func (m *metrics) observe(vendor, function string, status int, d time.Duration) 
 		class = statusClass(status)
 	}
 	m.count(vendor, function, class)
-	m.duration.WithLabelValues(vendor, function).Observe(d.Seconds())
+	m.durationOf(vendor, function).Observe(d.Seconds())
 }
 
 // cacheLookups returns the hit/miss counter function for one cache, with its

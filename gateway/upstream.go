@@ -63,9 +63,10 @@ func CheckUpstreamURL(ctx context.Context, rawURL string, allowPrivate bool) err
 }
 
 // parseUpstreamURL is the one check of an HTTP backend URL's form, at create
-// time (CheckUpstreamURL) and on every call (backendURL): an absolute http or
-// https URL with a host, without credentials or fragment. It returns the
-// problem with rawURL, or "".
+// time (CheckUpstreamURL) and when the gateway first calls a version
+// (httpInvoker.target, which keeps the result): an absolute http or https URL
+// with a host, without credentials or fragment. It returns the problem with
+// rawURL, or "".
 func parseUpstreamURL(rawURL string) (*url.URL, string) {
 	if rawURL == "" {
 		return nil, "is required"
