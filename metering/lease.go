@@ -218,7 +218,9 @@ type LeaseConfig struct {
 //     key can lose up to one lease of headroom for the month, never exceed.
 //     A lease is at most a quarter of the room left under a cap, so other
 //     replicas are not starved; near a cap a replica may refuse a call while
-//     another holds up to one call's worth unused, until that lease goes idle.
+//     another holds headroom it is not using (at most a quarter of the room
+//     left when it renewed; less than one call's worth once it is scarce)
+//     until that lease goes idle, a second later.
 //   - Each replica checks its own GCRA exactly (one replica is exact), and
 //     takes every token from the shared GCRA before it spends it, so the
 //     total never runs ahead of the limit since the key's first call; in any
@@ -315,7 +317,9 @@ func (s *Leaser) Start(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				s.tidy(context.WithoutCancel(ctx), false)
+				if err := s.tidy(context.WithoutCancel(ctx), false); err != nil {
+					s.lim.log.Warn("metering: renew or give back admission leases; retried next tick", "err", err)
+				}
 			}
 		}
 	}()
