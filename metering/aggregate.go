@@ -17,7 +17,51 @@ type aggregate struct {
 	// month, per account and month, credit left per consumer), by key.
 	counters map[counterKey]int64
 	n        int64 // how many calls are summed
+	// fields keeps each row's live hash field names once built, so adding
+	// a call builds no string for a row already seen by this aggregate.
+	fields map[rowKey]*rowFields
 }
+
+// rowFields are one row's live hash field names, by metric: the fixed
+// metrics first, then the histogram buckets.
+type rowFields [len(fixedMetrics) + maxHistogramBuckets]string
+
+// fixedMetrics are the metrics every row may have, in rowFields' order.
+var fixedMetrics = [...]string{metricCalls, metricErrors, metricBillable, metricComputeMs, metricCost, metricFree, metricCredit}
+
+// maxHistogramBuckets bounds len(HistogramBounds)+1 (the overflow bucket).
+const maxHistogramBuckets = 32
+
+// field is the live hash field of rk's metric i (an index in rowFields);
+// metric names it.
+func (a *aggregate) field(rk rowKey, i int, metric string) string {
+	if i >= len(rowFields{}) {
+		return rk.field(metric)
+	}
+	if a.fields == nil {
+		a.fields = map[rowKey]*rowFields{}
+	}
+	f := a.fields[rk]
+	if f == nil {
+		f = new(rowFields)
+		a.fields[rk] = f
+	}
+	if f[i] == "" {
+		f[i] = rk.field(metric)
+	}
+	return f[i]
+}
+
+// Indexes of fixedMetrics in rowFields.
+const (
+	fieldCalls = iota
+	fieldErrors
+	fieldBillable
+	fieldComputeMs
+	fieldCost
+	fieldFree
+	fieldCredit
+)
 
 // counterKey names one spend or credit counter of a shard.
 type counterKey struct {
@@ -53,26 +97,27 @@ func (a *aggregate) addSpooled(c spooledCall) {
 		Version:    c.Version,
 	}
 	a.n++
-	a.live[rk.field(metricCalls)]++
+	a.live[a.field(rk, fieldCalls, metricCalls)]++
 	if c.Error {
-		a.live[rk.field(metricErrors)]++
+		a.live[a.field(rk, fieldErrors, metricErrors)]++
 	}
 	if !c.Billable {
 		return
 	}
-	a.live[rk.field(metricBillable)]++
+	a.live[a.field(rk, fieldBillable, metricBillable)]++
 	if c.ComputeMs != 0 {
-		a.live[rk.field(metricComputeMs)] += c.ComputeMs
+		a.live[a.field(rk, fieldComputeMs, metricComputeMs)] += c.ComputeMs
 	}
-	a.live[rk.field(histogramMetric(histogramBucket(c.ComputeMs)))]++
+	bucket := histogramBucket(c.ComputeMs)
+	a.live[a.field(rk, len(fixedMetrics)+bucket, histogramMetric(bucket))]++
 	// The cost field is written even when zero: its presence marks the
 	// row as priced by the gateway.
-	a.live[rk.field(metricCost)] += c.SpendPico
+	a.live[a.field(rk, fieldCost, metricCost)] += c.SpendPico
 	if c.Free {
-		a.live[rk.field(metricFree)]++
+		a.live[a.field(rk, fieldFree, metricFree)]++
 	}
 	if c.CreditPico != 0 {
-		a.live[rk.field(metricCredit)] += c.CreditPico
+		a.live[a.field(rk, fieldCredit, metricCredit)] += c.CreditPico
 	}
 	if c.Unsettled {
 		// Its hold stays in Redis until it expires and is released

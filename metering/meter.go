@@ -277,8 +277,6 @@ func (m *Meter) Record(c Call) {
 	c.At = c.At.UTC()
 	sc := spooledOf(c)
 	line := sc.appendSpoolLine(make([]byte, 0, 256))
-	one := newAggregate()
-	one.addSpooled(sc)
 	shard := shardOf(c.ConsumerID)
 
 	m.mu.Lock()
@@ -288,8 +286,10 @@ func (m *Meter) Record(c Call) {
 		return
 	}
 	mine := m.spool.queue(line)
-	m.shards[shard].merge(one)
-	m.inFlight.add(one)
+	// Summed straight into the shard's aggregate, which keeps its rows'
+	// field names: no string is built for a row it has already seen.
+	m.shards[shard].addSpooled(sc)
+	m.inFlight.calls++
 	m.mu.Unlock()
 
 	// Group commit: whoever holds wmu writes every line waiting so far in
