@@ -204,6 +204,16 @@ func histogramMetric(bucket int) string { return "h" + strconv.Itoa(bucket) }
 // prices have at most 12 decimal places, so nothing is rounded in practice).
 // Amounts beyond int64 saturate.
 func toPico(d decimal.Decimal) int64 {
+	// Every call's amounts go through here: catalog amounts have at most
+	// 12 decimals and fit in int64, so scale the coefficient directly.
+	if e := d.Exponent(); e <= 0 && e >= -picoExp {
+		if c := d.Coefficient(); c.IsInt64() {
+			v, m := c.Int64(), pow10[e+picoExp]
+			if v <= math.MaxInt64/m && v >= math.MinInt64/m {
+				return v * m
+			}
+		}
+	}
 	p := d.Shift(picoExp).Ceil()
 	b := p.BigInt()
 	if !b.IsInt64() {
@@ -214,6 +224,9 @@ func toPico(d decimal.Decimal) int64 {
 	}
 	return b.Int64()
 }
+
+// pow10[i] is 10^i.
+var pow10 = [...]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12}
 
 // fromPico converts integer pico-units back to money.
 func fromPico(p int64) decimal.Decimal { return decimal.New(p, -picoExp) }

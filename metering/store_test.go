@@ -3,8 +3,12 @@ package metering
 import (
 	"context"
 	"errors"
+	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -155,5 +159,34 @@ func TestHistogramBucketAndPico(t *testing.T) {
 		if got := toPico(p.CallCost(tc.before, tc.ms)); got != tc.want {
 			t.Errorf("toPico(CallCost(%d, %d)) = %d, want %d", tc.before, tc.ms, got, tc.want)
 		}
+	}
+}
+
+// TestToPicoFastPathAgrees: the direct scaling of a coefficient gives what
+// shifting and rounding up gives, for amounts of every scale and sign.
+func TestToPicoFastPathAgrees(t *testing.T) {
+	slow := func(d decimal.Decimal) int64 {
+		b := d.Shift(picoExp).Ceil().BigInt()
+		if !b.IsInt64() {
+			if b.Sign() < 0 {
+				return math.MinInt64
+			}
+			return math.MaxInt64
+		}
+		return b.Int64()
+	}
+	rng := rand.New(rand.NewPCG(3, 5))
+	cases := []string{"0", "1", "-1", "0.000000000001", "0.0000000000001", "-0.0000000000001", "9223372", "9223373", "-9223373", "1000000000", "0.1", "12.345678901234"}
+	for range 2000 {
+		cases = append(cases, decimal.New(rng.Int64N(1<<62)-(1<<61), -int32(rng.IntN(16))).String())
+	}
+	for _, s := range cases {
+		d := decimal.RequireFromString(s)
+		if got, want := toPico(d), slow(d); got != want {
+			t.Fatalf("toPico(%s) = %d, want %d", s, got, want)
+		}
+	}
+	if got := toPico(decimal.New(5, 3)); got != 5000*1e12 {
+		t.Fatalf("toPico(5e3) = %d", got)
 	}
 }
