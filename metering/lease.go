@@ -550,31 +550,26 @@ func (s *Leaser) refill(ctx context.Context, ln *lane, req AdmissionRequest, at 
 		}
 		ask.unit, ask.units, ask.need = unit, int64(ln.calls), short.money
 	}
-	res, err := s.exec(ctx, ln, ask)
-	if err != nil {
-		return 0, err
-	}
-	return res.wait, nil
+	return s.exec(ctx, ln, ask)
 }
 
 // leaseAsk is one leaseScript round trip for a lane.
 type leaseAsk struct {
-	at               time.Time
-	fk               fcKey
-	limit            int
-	tokens           int // wanted
-	positions        int // wanted
-	uniformFrom      int64
-	money            bool
-	need, unit       int64 // pico: the waiting call's worst case; one call's worst case
-	units            int64 // wanted above the floor
-	giveBack, giveUp bool  // give back tokens / positions / money beyond what is in flight
+	at          time.Time
+	fk          fcKey
+	limit       int
+	tokens      int // wanted
+	positions   int // wanted
+	uniformFrom int64
+	money       bool
+	need, unit  int64 // pico: the waiting call's worst case; one call's worst case
+	units       int64 // wanted above the floor
+	giveBack    bool  // give back tokens, positions and money beyond what is in flight
 }
 
-type leaseAnswer struct{ wait time.Duration }
-
-// exec runs one leaseScript for ln and applies its answer to the lane.
-func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (leaseAnswer, error) {
+// exec runs one leaseScript for ln and applies its answer to the lane. It
+// returns how long until the shared GCRA has another token.
+func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (time.Duration, error) {
 	l, c := s.lim, ln.caller
 	shard := ln.shard
 	keys := []string{
@@ -646,15 +641,15 @@ func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (leaseAnswer,
 	res, err := pipe.run(rctx, keys, args...)
 	cancel()
 	if err != nil {
-		return leaseAnswer{}, fmt.Errorf("lease: %w", err)
+		return 0, fmt.Errorf("lease: %w", err)
 	}
 	if len(res) < 7 {
-		return leaseAnswer{}, fmt.Errorf("lease script: want at least 7 values, got %d", len(res))
+		return 0, fmt.Errorf("lease script: want at least 7 values, got %d", len(res))
 	}
 	n := make([]int64, len(res))
 	for i, v := range res {
 		if n[i], err = scriptInt(v); err != nil {
-			return leaseAnswer{}, fmt.Errorf("lease script value %d: %w", i, err)
+			return 0, fmt.Errorf("lease script value %d: %w", i, err)
 		}
 	}
 	// Applied in Redis: take it in here.
@@ -689,7 +684,7 @@ func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (leaseAnswer,
 		ml.renewed = ask.at
 		ml.scarce = n[0] == 0 || ml.hold < inflight+ask.need+ask.unit*units
 	}
-	return leaseAnswer{wait: time.Duration(n[2]) * time.Microsecond}, nil
+	return time.Duration(n[2]) * time.Microsecond, nil
 }
 
 func leaseID(m *moneyLease) string {

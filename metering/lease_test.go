@@ -288,3 +288,32 @@ func TestSoleLeaserLeasesEveryStep(t *testing.T) {
 		}
 	})
 }
+
+// TestBusyLeaseIsRenewed: a money lease in use is renewed before it could
+// expire, so only a replica that stopped renewing loses its lease.
+func TestBusyLeaseIsRenewed(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		e := newHoldsEnv(t, b, 1, true)
+		c := Caller{ConsumerID: "con_renew", KeyID: "key_renew", MonthlySpendCap: decPtr("10")}
+		if a, _ := e.call(0, e.request(c, flatPricing("0.10"), 100), true, 1); !a.Allowed {
+			t.Fatalf("call refused: %+v", a)
+		}
+		s := e.leasers[0]
+		expiry := func() float64 {
+			id := s.lanes[c.KeyID].money[monthOf(e.clock.Now())].id
+			v, err := e.rdb.ZScore(context.Background(), e.ks.holdExpiry(shardOf(c.ConsumerID), c.ConsumerID), id).Result()
+			if err != nil {
+				t.Fatalf("lease %s has no expiry: %v", id, err)
+			}
+			return v
+		}
+		before := expiry()
+		e.clock.Advance(e.lims[0].cfg.HoldGrace / 2)
+		if err := s.tidy(context.Background(), false); err != nil {
+			t.Fatal(err)
+		}
+		if after := expiry(); after <= before {
+			t.Fatalf("lease expiry %v after a renewal half its grace later, want later than %v", after, before)
+		}
+	})
+}
