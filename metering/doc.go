@@ -62,7 +62,7 @@
 //	<prefix>{m7}:pos:<consumer>:<function>:<YYYYMM>     positions handed out this month
 //	<prefix>{m7}:posret:<consumer>:<function>:<YYYYMM>  positions given back (calls that never ran), sorted set
 //	<prefix>{m7}:holds:<consumer>              invocation id -> "hold|credit hold|spend key|account spend key";
-//	                                           lease id (L:<replica>:<key>:<YYYYMM>) -> the same, then "|L"
+//	                                           lease id (L:<replica>:<key>:<YYYYMM>[:c]) -> the same, then "|L"
 //	<prefix>{m7}:holdexp:<consumer>            invocation id by when its hold is released if never settled (ms)
 //
 // Metrics are calls, billable, compute_ms (billable calls only), errors,

@@ -254,7 +254,15 @@ type lane struct {
 	filled time.Time // last refill, wall clock
 	rates  map[int]*rateLease
 	pos    map[fcKey]*posLease
-	money  map[string]*moneyLease // by month
+	money  map[moneyKey]*moneyLease
+}
+
+// moneyKey names a key's money lease: one per month, and apart for calls
+// that prepaid credit can pay (a call priced in another currency must not
+// keep the account's credit held).
+type moneyKey struct {
+	month  string
+	credit bool
 }
 
 type rateLease struct {
@@ -345,7 +353,7 @@ func (s *Leaser) lane(c Caller) *lane {
 		if ln == nil {
 			s.mu.Lock()
 			if ln = s.lanes[c.KeyID]; ln == nil {
-				ln = &lane{shard: shardOf(c.ConsumerID), calls: 4, rates: map[int]*rateLease{}, pos: map[fcKey]*posLease{}, money: map[string]*moneyLease{}}
+				ln = &lane{shard: shardOf(c.ConsumerID), calls: 4, rates: map[int]*rateLease{}, pos: map[fcKey]*posLease{}, money: map[moneyKey]*moneyLease{}}
 				s.lanes[c.KeyID] = ln
 			}
 			s.mu.Unlock()
@@ -447,10 +455,10 @@ func (ln *lane) take(req AdmissionRequest, at time.Time, fk fcKey, worstPico int
 	var ml *moneyLease
 	if limited(c) {
 		w = min(toPico(req.Pricing.SlotAt(pos).PerCall)+worstPico, maxCallPico)
-		ml = ln.money[fk.Month]
-		if ml == nil {
+		mk := moneyKey{month: fk.Month, credit: creditApplies(req)}
+		if ml = ln.money[mk]; ml == nil {
 			ml = &moneyLease{}
-			ln.money[fk.Month] = ml
+			ln.money[mk] = ml
 		}
 		if w > ml.room() {
 			short.money = w
@@ -535,10 +543,12 @@ func (s *Leaser) refill(ctx context.Context, ln *lane, req AdmissionRequest, at 
 		ask.uniformFrom = s.uniformFrom(req)
 	}
 	if ask.money {
-		ml := ln.money[fk.Month]
+		ask.credit = creditApplies(req)
+		mk := moneyKey{month: fk.Month, credit: ask.credit}
+		ml := ln.money[mk]
 		if ml == nil {
 			ml = &moneyLease{}
-			ln.money[fk.Month] = ml
+			ln.money[mk] = ml
 		}
 		unit := short.money
 		if unit == 0 {
@@ -562,6 +572,7 @@ type leaseAsk struct {
 	positions   int // wanted
 	uniformFrom int64
 	money       bool
+	credit      bool  // the money lease of calls prepaid credit can pay
 	need, unit  int64 // pico: the waiting call's worst case; one call's worst case
 	units       int64 // wanted above the floor
 	giveBack    bool  // give back tokens, positions and money beyond what is in flight
@@ -605,7 +616,7 @@ func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (time.Duratio
 		accCap = strconv.FormatInt(toPico(*c.Account.MonthlySpendCap), 10)
 	}
 	granted, consumed := "", "0"
-	if a := c.Account; a.CreditGranted.IsPositive() {
+	if a := c.Account; ask.money && ask.credit && a.CreditGranted.IsPositive() {
 		granted = strconv.FormatInt(toPico(a.CreditGranted), 10)
 		consumed = strconv.FormatInt(toPico(a.CreditConsumed), 10)
 	}
@@ -614,9 +625,12 @@ func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (time.Duratio
 	var spent, used, inflight int64
 	var units int64
 	if ask.money {
-		ml = ln.money[ask.fk.Month]
+		ml = ln.money[moneyKey{month: ask.fk.Month, credit: ask.credit}]
 		if ml.id == "" {
 			ml.id = "L:" + s.replicaID + ":" + c.KeyID + ":" + ask.fk.Month
+			if ask.credit {
+				ml.id += ":c"
+			}
 		}
 		spent, used, inflight = ml.spent, ml.creditUsed, ml.inflight
 		floor = strconv.FormatInt(inflight+ask.need, 10)
@@ -724,7 +738,7 @@ func (s *Leaser) Settle(ctx context.Context, req AdmissionRequest, adm Admission
 		}
 	}
 	w, ch := toPico(adm.Hold), toPico(adm.CreditHold)
-	ml := ln.money[fk.Month]
+	ml := ln.money[moneyKey{month: fk.Month, credit: creditApplies(req)}]
 	if ml == nil || (w == 0 && ch == 0) {
 		return decimal.Zero, err
 	}
@@ -739,7 +753,8 @@ func (s *Leaser) Settle(ctx context.Context, req AdmissionRequest, adm Admission
 		// Near a cap (or the end of a free_only account's credit), what is
 		// left here cannot pay for this key's next call; given back, it may
 		// let another replica's call fit.
-		if _, rerr := s.exec(ctx, ln, leaseAsk{at: s.lim.cfg.Clock.Now().UTC(), fk: fcKey{ConsumerID: c.ConsumerID, Month: fk.Month}, money: true, giveBack: true}); rerr != nil && err == nil {
+		if _, rerr := s.exec(ctx, ln, leaseAsk{at: s.lim.cfg.Clock.Now().UTC(), fk: fcKey{ConsumerID: c.ConsumerID, Month: fk.Month},
+			money: true, credit: creditApplies(req), giveBack: true}); rerr != nil && err == nil {
 			err = rerr
 		}
 	}
@@ -810,10 +825,10 @@ func (s *Leaser) tidy(ctx context.Context, all bool) error {
 			}
 		} else {
 			err = s.giveBackPast(ctx, ln, now)
-			for month, ml := range ln.money {
+			for mk, ml := range ln.money {
 				if ml.hold > 0 && now.Sub(ml.renewed) > s.lim.cfg.HoldGrace/4 && err == nil {
-					_, err = s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: ln.caller.ConsumerID, Month: month},
-						money: true, unit: max(ml.room(), 0), units: 1})
+					_, err = s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: ln.caller.ConsumerID, Month: mk.month},
+						money: true, credit: mk.credit, unit: max(ml.room(), 0), units: 1})
 				}
 			}
 		}
@@ -840,16 +855,16 @@ func (s *Leaser) giveBackPast(ctx context.Context, ln *lane, now time.Time) erro
 		}
 		delete(ln.pos, fk)
 	}
-	for m, ml := range ln.money {
-		if m == month || ml.inflight > 0 {
+	for mk, ml := range ln.money {
+		if mk.month == month || ml.inflight > 0 {
 			continue
 		}
 		if ml.hold > 0 || ml.credit > 0 || ml.spent > 0 {
-			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: ln.caller.ConsumerID, Month: m}, money: true, giveBack: true}); err != nil {
+			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: ln.caller.ConsumerID, Month: mk.month}, money: true, credit: mk.credit, giveBack: true}); err != nil {
 				return err
 			}
 		}
-		delete(ln.money, m)
+		delete(ln.money, mk)
 	}
 	return nil
 }
@@ -874,14 +889,14 @@ func (s *Leaser) giveBack(ctx context.Context, ln *lane, now time.Time) error {
 		}
 		delete(ln.pos, fk)
 	}
-	for month, ml := range ln.money {
+	for mk, ml := range ln.money {
 		if ml.hold > ml.inflight || ml.credit > ml.creditDebit || ml.spent > 0 {
-			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: c.ConsumerID, Month: month}, money: true, giveBack: true}); err != nil {
+			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: c.ConsumerID, Month: mk.month}, money: true, credit: mk.credit, giveBack: true}); err != nil {
 				return err
 			}
 		}
 		if ml.inflight == 0 && ml.hold == 0 && ml.credit == 0 {
-			delete(ln.money, month)
+			delete(ln.money, mk)
 		}
 	}
 	return nil

@@ -10,9 +10,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/fnmarket/fnmarket"
 	"github.com/fnmarket/fnmarket/catalog"
 	"github.com/fnmarket/fnmarket/internal/testenv"
+	"github.com/fnmarket/fnmarket/usage"
 )
 
 // TestLeaseRateOvershootBound drives one rate-limited key through two
@@ -137,7 +140,7 @@ func TestLeaseOfAKilledReplicaIsKept(t *testing.T) {
 		if a, _ := e.call(0, e.request(c, p, 100), true, 1); !a.Allowed {
 			t.Fatalf("first call refused: %+v", a)
 		}
-		killed := e.leasers[0].lanes["key_kill"].money[monthOf(e.clock.Now())]
+		killed := e.leasers[0].lanes["key_kill"].money[moneyKey{month: monthOf(e.clock.Now())}]
 		if killed.hold <= 0 || killed.spent != toPico(dec("0.10")) {
 			t.Fatalf("the first replica's lease holds %d and spent %d, want a hold and 0.10 spent", killed.hold, killed.spent)
 		}
@@ -237,7 +240,7 @@ func TestLeasesOfAPastMonthAreGivenBack(t *testing.T) {
 		ln := s.lanes[c.KeyID]
 		ln.mu.Lock()
 		err := s.giveBackPast(context.Background(), ln, e.clock.Now())
-		_, marchMoney := ln.money[march]
+		_, marchMoney := ln.money[moneyKey{month: march}]
 		ln.mu.Unlock()
 		if err != nil || marchMoney {
 			t.Fatalf("March's lease still held after giving back past months (err %v)", err)
@@ -300,7 +303,7 @@ func TestBusyLeaseIsRenewed(t *testing.T) {
 		}
 		s := e.leasers[0]
 		expiry := func() float64 {
-			id := s.lanes[c.KeyID].money[monthOf(e.clock.Now())].id
+			id := s.lanes[c.KeyID].money[moneyKey{month: monthOf(e.clock.Now())}].id
 			v, err := e.rdb.ZScore(context.Background(), e.ks.holdExpiry(shardOf(c.ConsumerID), c.ConsumerID), id).Result()
 			if err != nil {
 				t.Fatalf("lease %s has no expiry: %v", id, err)
@@ -314,6 +317,38 @@ func TestBusyLeaseIsRenewed(t *testing.T) {
 		}
 		if after := expiry(); after <= before {
 			t.Fatalf("lease expiry %v after a renewal half its grace later, want later than %v", after, before)
+		}
+	})
+}
+
+// TestLeaseHoldsNoCreditForOtherCurrencies: a key's calls priced in a
+// currency its account's credit is not in never hold that credit; its calls
+// in the credit's currency still spend it first.
+func TestLeaseHoldsNoCreditForOtherCurrencies(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		e := newHoldsEnv(t, b, 1, true)
+		c := Caller{ConsumerID: "con_fx", KeyID: "key_fx", Account: usage.AccountBilling{CreditGranted: dec("1.00"), CreditCurrency: "USD"}}
+		eur := flatPricing("0.10")
+		eur.Currency = "EUR"
+		if a, cr := e.call(0, e.request(c, eur, 100), true, 1); !a.Allowed || !cr.IsZero() || !a.CreditHold.IsZero() {
+			t.Fatalf("a EUR call: %+v using %s credit, want admitted using none", a, cr)
+		}
+		left := func() string {
+			v, err := e.rdb.Get(context.Background(), e.ks.creditLeft(shardOf(c.ConsumerID), c.ConsumerID)).Result()
+			if err != nil && err != redis.Nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		if got := left(); got != "" && got != "1000000000000" {
+			t.Fatalf("credit left %s while only EUR calls ran, want all of it (1.00)", got)
+		}
+		if a, cr := e.call(0, e.request(c, flatPricing("0.10"), 100), true, 1); !a.Allowed || !cr.Equal(dec("0.1")) {
+			t.Fatalf("a USD call: %+v using %s credit, want 0.10", a, cr)
+		}
+		e.giveBack()
+		if got := left(); got != "900000000000" {
+			t.Fatalf("credit left %s after one USD call of 0.10, want 0.90", got)
 		}
 	})
 }
