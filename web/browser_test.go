@@ -394,6 +394,7 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('summary keeps unit prices', pr.pricingSummary({currency: 'USD', ...flat}), '$0.0001 / call · $0.000002 / compute-ms · 100 free calls / month');
 	  eq('rows keep unit prices', pr.pricingRows(flat).map((r) => r[1]).join(' | '), '$0.0001 | $0.000002 | 100');
 	  eq('tiers keep unit prices', pr.pricingSummary({currency: 'EUR', per_compute_ms: '0.0000005', free_calls_per_month: 0, tiers: [{up_to: 10, per_call: '0.01'}, {up_to: 0, per_call: '0.00025'}]}), 'from €0.00025 / call · €0.0000005 / compute-ms');
+	  eq('tiers count billable calls', pr.pricingRows({currency: 'EUR', per_compute_ms: '0', free_calls_per_month: 5, tiers: [{up_to: 10, per_call: '0.01'}, {up_to: 0, per_call: '0.00025'}]}).map((r) => r[0]).join(' | '), 'Billable calls 1–10 | Billable calls 11 and beyond | Per compute-millisecond | Free calls each month');
 	  eq('whole prices show cents', m.moneyString('2', 'USD'), '$2.00');
 	  const box = document.createElement('div');
 	  box.appendChild(md.render('<script>alert(1)</script>\n\n**b** *e* _e_ snake_case ` + "`<b>`" + ` [x](javascript:alert(1)) [y](data:text/html,hi) [z](https://ok.example/a?b=1)\n\n1. one\n2. two'));

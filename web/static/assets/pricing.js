@@ -207,7 +207,9 @@ export function pricingRows(p) {
   if (Array.isArray(p.tiers) && p.tiers.length) {
     let lo = 1;
     for (const t of p.tiers) {
-      const label = t.up_to ? `Calls ${lo.toLocaleString('en-US')}–${Number(t.up_to).toLocaleString('en-US')}` : `Calls ${lo.toLocaleString('en-US')} and beyond`;
+      // Tiers count a month's billable calls, the ones after the free
+      // calls (catalog.Tier): say so, not "calls".
+      const label = t.up_to ? `Billable calls ${lo.toLocaleString('en-US')}–${Number(t.up_to).toLocaleString('en-US')}` : `Billable calls ${lo.toLocaleString('en-US')} and beyond`;
       rows.push([label, `${moneyString(t.per_call, cur, 2)} per call`]);
       lo = Number(t.up_to) + 1;
     }
