@@ -97,6 +97,22 @@ func (k keyspace) holdExpiry(shard int, consumerID string) string {
 	return k.tag(shard) + "holdexp:" + consumerID
 }
 
+// admission are the keys admitScript and leaseScript take, in their order,
+// for caller c's calls of fk's function and month (all in c's slot).
+func (k keyspace) admission(shard int, c Caller, fk fcKey) []string {
+	return []string{
+		k.rateLimit(shard, c.KeyID),
+		k.position(shard, fk),
+		k.returned(shard, fk),
+		k.spend(shard, c.KeyID, fk.Month),
+		k.accountSpend(shard, c.ConsumerID, fk.Month),
+		k.creditLeft(shard, c.ConsumerID),
+		k.creditGranted(shard, c.ConsumerID),
+		k.holds(shard, c.ConsumerID),
+		k.holdExpiry(shard, c.ConsumerID),
+	}
+}
+
 // counter is the Redis key of a spend or credit counter.
 func (k keyspace) counter(shard int, c counterKey) string {
 	switch c.Kind {

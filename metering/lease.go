@@ -583,21 +583,7 @@ type leaseAsk struct {
 func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (time.Duration, error) {
 	l, c := s.lim, ln.caller
 	shard := ln.shard
-	keys := []string{
-		l.ks.rateLimit(shard, c.KeyID),
-		l.ks.position(shard, ask.fk),
-		l.ks.returned(shard, ask.fk),
-		l.ks.spend(shard, c.KeyID, ask.fk.Month),
-		l.ks.accountSpend(shard, c.ConsumerID, ask.fk.Month),
-		l.ks.creditLeft(shard, c.ConsumerID),
-		l.ks.creditGranted(shard, c.ConsumerID),
-		l.ks.holds(shard, c.ConsumerID),
-		l.ks.holdExpiry(shard, c.ConsumerID),
-	}
-	var interval float64
-	if ask.limit > 0 {
-		interval = 1e6 / float64(ask.limit)
-	}
+	keys := l.ks.admission(shard, c, ask.fk)
 	rl := ln.rates[ask.limit]
 	back := 0
 	if rl != nil && ask.giveBack {
@@ -608,18 +594,7 @@ func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (time.Duratio
 	if pl != nil && ask.giveBack {
 		backPos = pl.free
 	}
-	keyCap, accCap := "", ""
-	if c.MonthlySpendCap != nil {
-		keyCap = strconv.FormatInt(toPico(*c.MonthlySpendCap), 10)
-	}
-	if c.Account.MonthlySpendCap != nil {
-		accCap = strconv.FormatInt(toPico(*c.Account.MonthlySpendCap), 10)
-	}
-	granted, consumed := "", "0"
-	if a := c.Account; ask.money && ask.credit && a.CreditGranted.IsPositive() {
-		granted = strconv.FormatInt(toPico(a.CreditGranted), 10)
-		consumed = strconv.FormatInt(toPico(a.CreditConsumed), 10)
-	}
+	m := moneyArgsOf(c, ask.money && ask.credit)
 	var ml *moneyLease
 	floor := ""
 	var spent, used, inflight int64
@@ -640,10 +615,10 @@ func (s *Leaser) exec(ctx context.Context, ln *lane, ask leaseAsk) (time.Duratio
 	}
 	expires := ask.at.Add(l.cfg.HoldGrace + s.cfg.Idle).UnixMilli()
 	args := make([]any, 0, 22+len(backPos))
-	args = append(args, ask.at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), ask.limit, ask.tokens, back,
-		keyCap, accCap, granted, consumed, leaseID(ml), spent, used, inflight, floor, ask.unit, units,
+	args = append(args, ask.at.UnixMicro(), emissionInterval(ask.limit), ask.limit, ask.tokens, back,
+		m.keyCap, m.accountCap, m.granted, m.consumed, leaseID(ml), spent, used, inflight, floor, ask.unit, units,
 		expires, int64(l.cfg.CounterTTL/time.Second), ask.positions, ask.uniformFrom,
-		boolArg(granted != "" && c.Account.Standing == usage.StandingFreeOnly), len(backPos))
+		boolArg(m.granted != "" && c.Account.Standing == usage.StandingFreeOnly), len(backPos))
 	for _, p := range backPos {
 		args = append(args, p)
 	}
@@ -900,15 +875,4 @@ func (s *Leaser) giveBack(ctx context.Context, ln *lane, now time.Time) error {
 		}
 	}
 	return nil
-}
-
-// laneKeys lists the keys this replica holds leases for.
-func (s *Leaser) laneKeys() []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	keys := make([]string, 0, len(s.lanes))
-	for k := range s.lanes {
-		keys = append(keys, k)
-	}
-	return keys
 }

@@ -352,3 +352,14 @@ func TestLeaseHoldsNoCreditForOtherCurrencies(t *testing.T) {
 		}
 	})
 }
+
+// laneKeys lists the keys this replica holds leases for.
+func (s *Leaser) laneKeys() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	keys := make([]string, 0, len(s.lanes))
+	for k := range s.lanes {
+		keys = append(keys, k)
+	}
+	return keys
+}

@@ -360,23 +360,11 @@ func (l *Limiter) Admit(ctx context.Context, req AdmissionRequest) (Admission, e
 	if err != nil || refused != nil {
 		return deref(refused), err
 	}
-	month := fk.Month
 	if time.Now().Before(l.downSince()) {
 		return l.admitLocally(c, at, fk, req), nil
 	}
 	args := l.admitArgs(req, at, min(worstPico, maxCallPico))
-	shard := shardOf(c.ConsumerID)
-	keys := []string{
-		l.ks.rateLimit(shard, c.KeyID),
-		l.ks.position(shard, fk),
-		l.ks.returned(shard, fk),
-		l.ks.spend(shard, c.KeyID, month),
-		l.ks.accountSpend(shard, c.ConsumerID, month),
-		l.ks.creditLeft(shard, c.ConsumerID),
-		l.ks.creditGranted(shard, c.ConsumerID),
-		l.ks.holds(shard, c.ConsumerID),
-		l.ks.holdExpiry(shard, c.ConsumerID),
-	}
+	keys := l.ks.admission(shardOf(c.ConsumerID), c, fk)
 	pipe, timeout := l.admitPipe, l.cfg.Timeout
 	if limited(c) {
 		pipe, timeout = l.limitedPipe, l.cfg.LimitedTimeout
@@ -437,37 +425,52 @@ func deref(a *Admission) Admission {
 // admitArgs lays out admitScript's ARGV.
 func (l *Limiter) admitArgs(req AdmissionRequest, at time.Time, computeWorst int64) []any {
 	c, p := req.Caller, req.Pricing
-	var interval float64
-	if c.RateLimitPerSecond > 0 {
-		interval = 1e6 / float64(c.RateLimitPerSecond)
-	}
-	capArg := func(d *decimal.Decimal) string {
-		if d == nil {
-			return ""
-		}
-		return strconv.FormatInt(toPico(*d), 10)
-	}
 	standing := "a"
 	if c.Account.Standing == usage.StandingFreeOnly {
 		standing = "f"
 	}
-	granted, consumed := "", "0"
-	if a := c.Account; a.CreditGranted.IsPositive() && (a.CreditCurrency == "" || a.CreditCurrency == p.CurrencyCode()) {
-		granted = strconv.FormatInt(toPico(a.CreditGranted), 10)
-		consumed = strconv.FormatInt(toPico(a.CreditConsumed), 10)
-	}
+	m := moneyArgsOf(c, creditApplies(req))
 	timeout := time.Duration(max(req.TimeoutMs, 0)) * time.Millisecond
 	expires := at.Add(timeout + l.cfg.HoldGrace).UnixMilli()
 	sched := p.Schedule()
 	args := make([]any, 0, 14+2*len(sched))
-	args = append(args, at.UnixMicro(), strconv.FormatFloat(interval, 'f', -1, 64), c.RateLimitPerSecond,
-		capArg(c.MonthlySpendCap), capArg(c.Account.MonthlySpendCap), standing, granted, consumed,
+	args = append(args, at.UnixMicro(), emissionInterval(c.RateLimitPerSecond), c.RateLimitPerSecond,
+		m.keyCap, m.accountCap, standing, m.granted, m.consumed,
 		strconv.FormatInt(computeWorst, 10), req.InvocationID, expires, int64(l.cfg.CounterTTL/time.Second),
 		boolArg(limited(c)), len(sched))
 	for _, st := range sched {
 		args = append(args, st.From, priceArg(st.PerCall))
 	}
 	return args
+}
+
+// moneyArgs are a caller's caps and credit as the scripts take them:
+// pico-unit strings, "" for a cap that is not set or credit that does not
+// apply.
+type moneyArgs struct{ keyCap, accountCap, granted, consumed string }
+
+func moneyArgsOf(c Caller, credit bool) moneyArgs {
+	capArg := func(d *decimal.Decimal) string {
+		if d == nil {
+			return ""
+		}
+		return strconv.FormatInt(toPico(*d), 10)
+	}
+	m := moneyArgs{keyCap: capArg(c.MonthlySpendCap), accountCap: capArg(c.Account.MonthlySpendCap), consumed: "0"}
+	if a := c.Account; credit && a.CreditGranted.IsPositive() {
+		m.granted = strconv.FormatInt(toPico(a.CreditGranted), 10)
+		m.consumed = strconv.FormatInt(toPico(a.CreditConsumed), 10)
+	}
+	return m
+}
+
+// emissionInterval is the GCRA emission interval of a limit per second, in
+// µs as the scripts take it ("0": no limit).
+func emissionInterval(limit int) string {
+	if limit <= 0 {
+		return "0"
+	}
+	return strconv.FormatFloat(1e6/float64(limit), 'f', -1, 64)
 }
 
 func boolArg(b bool) string {
