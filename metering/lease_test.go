@@ -363,3 +363,44 @@ func (s *Leaser) laneKeys() []string {
 	}
 	return keys
 }
+
+// TestCloseGivesLeasesBack: a gateway that stops gives its leases back
+// (README: "when the gateway stops"): the spend is what its calls spent, no
+// lease hold is left, and its unused positions go to the next call.
+func TestCloseGivesLeasesBack(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		rdb, prefix := testenv.Redis(t, b)
+		clock := fnmarket.NewTestClock(testStart)
+		s := NewLeaser(newTestLimiter(t, rdb, prefix, clock), LeaseConfig{})
+		c := Caller{ConsumerID: "con_close", KeyID: "key_close", RateLimitPerSecond: 1000, MonthlySpendCap: decPtr("100")}
+		for i := range 3 {
+			req := AdmissionRequest{Caller: c, FunctionID: "fn_close", Version: 1, Pricing: flatPricing("0.01"), TimeoutMs: 10,
+				InvocationID: fmt.Sprint("inv_close_", i), At: clock.Now()}
+			a, err := s.Admit(context.Background(), req)
+			if err != nil || !a.Allowed {
+				t.Fatalf("admit: %+v, %v", a, err)
+			}
+			if _, err := s.Settle(context.Background(), req, a, true, dec("0.01")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ks := keyspace{prefix: prefix}
+		shard := shardOf(c.ConsumerID)
+		if h, _ := rdb.HLen(context.Background(), ks.holds(shard, c.ConsumerID)).Result(); h != 1 {
+			t.Fatalf("%d holds while the gateway runs, want its lease", h)
+		}
+		if err := s.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := rdb.Get(context.Background(), ks.spend(shard, c.KeyID, monthOf(clock.Now()))).Result(); got != "30000000000" {
+			t.Fatalf("key spend after Close = %s pico, want the three calls' 0.03", got)
+		}
+		if h, _ := rdb.HLen(context.Background(), ks.holds(shard, c.ConsumerID)).Result(); h != 0 {
+			t.Fatalf("%d holds left after Close, want none", h)
+		}
+		next, err := NewPositions(rdb, prefix).CallsThisMonth(context.Background(), c.ConsumerID, "fn_close", clock.Now())
+		if err != nil || next != 3 {
+			t.Fatalf("next position after Close = %d, %v; want 3", next, err)
+		}
+	})
+}
