@@ -329,27 +329,8 @@ func (r *Runtime) RunReused(ctx context.Context, sha, owner string, req Request,
 	}()
 
 	r.logStderr(logKey, req.InvocationID, stderr)
-	switch {
-	case stdout.overflowed:
-		note("the output went over %d bytes; the module was stopped and its output discarded", lim.MaxOutputBytes)
-		resp.Status, resp.OutputTooLarge = http.StatusBadGateway, true
-		return resp, nil
-	case runErr == nil:
-	case ctx.Err() != nil:
-		note("the caller went away after %s; the module was stopped", resp.Compute.Round(time.Microsecond))
-		return resp, fmt.Errorf("run wasm module %s: %w", sha, context.Cause(ctx))
-	case errors.Is(callCtx.Err(), context.DeadlineExceeded):
-		note("timed out after %s; the module was stopped", lim.Timeout)
-		resp.Status, resp.TimedOut = http.StatusGatewayTimeout, true
-		return resp, nil
-	case in.mem.refused.Load():
-		note("the module ran out of memory: its limit is %d pages (%d MiB)", lim.MemoryPages, uint64(lim.MemoryPages)*pageBytes>>20)
-		resp.Status, resp.MemoryExceeded = http.StatusInternalServerError, true
-		return resp, nil
-	default:
-		r.noteFailure(note, runErr)
-		resp.Status, resp.Failed = http.StatusInternalServerError, true
-		return resp, nil
+	if done, err := r.failed(ctx, callCtx, note, &resp, stdout, runErr, in.mem.refused.Load(), sha, lim); done {
+		return resp, err
 	}
 	if code := int32(uint32(res[0])); code != 0 {
 		note("handle returned %d; its output was discarded and the instance replaced", code)

@@ -19,7 +19,6 @@ import (
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
-	"github.com/tetratelabs/wazero/sys"
 
 	"github.com/fnmarket/fnmarket"
 )
@@ -586,41 +585,9 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 		r.cfg.LogSink(logKey, lines)
 	}
 
-	switch {
-	case stdout.overflowed:
-		note("the output went over %d bytes; the module was stopped and its output discarded", lim.MaxOutputBytes)
-		resp.Status, resp.OutputTooLarge = http.StatusBadGateway, true
-		return resp, nil
-	case runErr == nil:
-	case ctx.Err() != nil:
-		note("the caller went away after %s; the module was stopped", resp.Compute.Round(time.Microsecond))
-		return resp, fmt.Errorf("run wasm module %s: %w", sha, context.Cause(ctx))
-	case errors.Is(callCtx.Err(), context.DeadlineExceeded):
-		note("timed out after %s; the module was stopped", lim.Timeout)
-		resp.Status, resp.TimedOut = http.StatusGatewayTimeout, true
-		return resp, nil
-	case mem.refused.Load():
-		note("the module ran out of memory: its limit is %d pages (%d MiB)", lim.MemoryPages, uint64(lim.MemoryPages)*pageBytes>>20)
-		resp.Status, resp.MemoryExceeded = http.StatusInternalServerError, true
-		return resp, nil
-	default:
-		var exit *sys.ExitError
-		if errors.As(runErr, &exit) {
-			note("the module exited with code %d; its output was discarded", exit.ExitCode())
-		} else {
-			msg := strings.Split(strings.TrimSpace(runErr.Error()), "\n")
-			if len(msg) > maxRuntimeNoteLines {
-				msg = append(msg[:maxRuntimeNoteLines], "...")
-			}
-			note("the module trapped; its output was discarded: %s", msg[0])
-			for _, m := range msg[1:] {
-				note("%s", m)
-			}
-		}
-		resp.Status, resp.Failed = http.StatusInternalServerError, true
-		return resp, nil
+	if done, err := r.failed(ctx, callCtx, note, &resp, stdout, runErr, mem.refused.Load(), sha, lim); done {
+		return resp, err
 	}
-
 	status, header, out, err := parseOutput(stdout.buf)
 	if err != nil {
 		note("the answer was malformed: %v", err)
@@ -629,6 +596,34 @@ func (r *Runtime) Run(ctx context.Context, sha string, req Request, lim Limits) 
 	}
 	resp.Status, resp.Header, resp.Body = status, header, out
 	return resp, nil
+}
+
+// failed sets resp for a run that did not end in an answer (its output
+// overflowed, the caller went away, it timed out, ran out of memory, exited
+// or trapped), notes why in the function's log, and reports true with the
+// error to return; false when the module ran to its end.
+func (r *Runtime) failed(ctx, callCtx context.Context, note func(string, ...any), resp *Response, stdout *outputBuffer,
+	runErr error, memRefused bool, sha string, lim Limits) (bool, error) {
+	switch {
+	case stdout.overflowed:
+		note("the output went over %d bytes; the module was stopped and its output discarded", lim.MaxOutputBytes)
+		resp.Status, resp.OutputTooLarge = http.StatusBadGateway, true
+	case runErr == nil:
+		return false, nil
+	case ctx.Err() != nil:
+		note("the caller went away after %s; the module was stopped", resp.Compute.Round(time.Microsecond))
+		return true, fmt.Errorf("run wasm module %s: %w", sha, context.Cause(ctx))
+	case errors.Is(callCtx.Err(), context.DeadlineExceeded):
+		note("timed out after %s; the module was stopped", lim.Timeout)
+		resp.Status, resp.TimedOut = http.StatusGatewayTimeout, true
+	case memRefused:
+		note("the module ran out of memory: its limit is %d pages (%d MiB)", lim.MemoryPages, uint64(lim.MemoryPages)*pageBytes>>20)
+		resp.Status, resp.MemoryExceeded = http.StatusInternalServerError, true
+	default:
+		r.noteFailure(note, runErr)
+		resp.Status, resp.Failed = http.StatusInternalServerError, true
+	}
+	return true, nil
 }
 
 // limits fills lim's zero fields from the Config and caps them at its ceilings.
