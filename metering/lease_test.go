@@ -404,3 +404,27 @@ func TestCloseGivesLeasesBack(t *testing.T) {
 		}
 	})
 }
+
+// TestLeaseTakesAQuarterOfTheRoom: a money lease holds the waiting call's
+// worst case plus whole calls' worth up to a quarter of the room left under
+// the cap, so another replica still finds room.
+func TestLeaseTakesAQuarterOfTheRoom(t *testing.T) {
+	eachBackend(t, func(t *testing.T, b testenv.Backend) {
+		e := newHoldsEnv(t, b, 2, true)
+		p := flatPricing("0.10")
+		c := Caller{ConsumerID: "con_quarter", KeyID: "key_quarter", MonthlySpendCap: decPtr("1.00")}
+		if a, _ := e.call(0, e.request(c, p, 100), false, 0); !a.Allowed {
+			t.Fatalf("first call refused: %+v", a)
+		}
+		// Room 1.00: a quarter is 0.25, so two calls' worth (the first
+		// renewal came for a position, before the call's worst case was
+		// known, so it holds no floor of its own).
+		ml := e.leasers[0].lanes[c.KeyID].money[moneyKey{month: monthOf(e.clock.Now())}]
+		if got := fromPico(ml.hold); !got.Equal(dec("0.2")) {
+			t.Fatalf("the first lease holds %s, want 0.20 (a quarter of the room, in whole calls)", got)
+		}
+		if a, _ := e.call(1, e.request(c, p, 100), false, 0); !a.Allowed {
+			t.Fatalf("the other replica found no room: %+v", a)
+		}
+	})
+}
