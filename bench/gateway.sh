@@ -211,7 +211,7 @@ LONE=$(( DUR / 2 > 0 ? DUR / 2 : 1 ))
 echo
 echo "lone caller: wrk -t1 -c1 -d${LONE}s (added = p50 - upstream direct p50)"
 printf "%-34s %9s %9s %9s %10s %8s\n" "target" "calls/s" "p50 µs" "p99 µs" "added µs" "non-2xx"
-for id in a b d e f g h i; do
+for id in a b c d e f g h i; do
   measure "$id" 1 1 "$LONE"
   [ "$id" = a ] && UP50=$P50
   printf "%-34s %9s %9s %9s %10s %8s\n" "$LABEL" "$RPS" "$P50" "$P99" "$((P50 - UP50))" "$BAD"

@@ -520,6 +520,7 @@ func (g *Gateway) Close() error {
 	g.runMu.Unlock()
 	g.running.Wait()
 	g.httpInv.transport.CloseIdleConnections()
+	g.httpInv.h1.closeIdle()
 	return nil
 }
 

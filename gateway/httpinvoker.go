@@ -26,6 +26,7 @@ import (
 // both ways, over one shared, tuned transport.
 type httpInvoker struct {
 	transport   *http.Transport
+	h1          *h1Client // plain-http calls it can take (h1Takes)
 	bufferLimit int64
 	specs       backend.Decoded[httpSpec]
 
@@ -50,6 +51,7 @@ func newHTTPInvoker(cfg Config) *httpInvoker {
 		dialer.Control = dialGuard
 	}
 	return &httpInvoker{
+		h1: &h1Client{dial: dialer.DialContext, maxIdle: 1024, idleTimeout: 90 * time.Second},
 		transport: &http.Transport{
 			Proxy:                 nil, // never from the environment
 			DialContext:           dialer.DialContext,
@@ -126,16 +128,15 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	defer cancel()
 	pc.ctx = ctx
 	pc.start = time.Now()
-	pc.trace.WroteHeaders = pc.wroteHeaders
-	// As http.NewRequestWithContext makes it, without parsing the URL again.
-	out := (&http.Request{
+	// As http.NewRequest makes it, without parsing the URL again.
+	out := &http.Request{
 		Method:     r.Method,
 		URL:        &pc.url,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
 		Host:       pc.url.Host,
-	}).WithContext(httptrace.WithClientTrace(ctx, &pc.trace))
+	}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		out.Body = r.Body
 		out.ContentLength = r.ContentLength // -1: unknown, sent chunked
@@ -144,7 +145,13 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	}
 	out.Header = forwardHeaders(r, call.ID, &call.hv)
 
-	resp, err := h.transport.RoundTrip(out)
+	var resp *http.Response
+	if h1Takes(out) {
+		resp, err = h.h1.do(ctx, out, pc.wroteHeaders)
+	} else {
+		pc.trace.WroteHeaders = pc.wroteHeaders
+		resp, err = h.transport.RoundTrip(out.WithContext(httptrace.WithClientTrace(ctx, &pc.trace)))
+	}
 	if err != nil {
 		err = withoutURL(err)
 		switch {
