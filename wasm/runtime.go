@@ -175,6 +175,7 @@ type Runtime struct {
 	wasi      map[string]api.FunctionDefinition
 
 	compiled *compiledCache
+	released *heapReleaser // after compiles
 	logs     *logBook
 	admit    *admission
 	pool     *pool
@@ -241,6 +242,7 @@ func open(ctx context.Context, cfg Config, store ModuleStore, closeOnContextDone
 		diskCache: cache,
 		wasi:      rt.Module(wasiModuleName).ExportedFunctionDefinitions(),
 		compiled:  newCompiledCache(cfg.MaxCompiled),
+		released:  newHeapReleaser(),
 		logs:      newLogBook(cfg.StderrLogBytes, cfg.MaxLogs),
 		admit:     newAdmission(cfg),
 		pool:      newPool(cfg.MaxIdleInstances, cfg.MaxIdlePerVersion),
@@ -361,6 +363,7 @@ func invalidModule(problem string, cause error) error {
 // accepted once (loaded from the store) skips that.
 func (r *Runtime) compile(ctx context.Context, sha string, code []byte, trial, reactor bool) (wazero.CompiledModule, moduleFacts, error) {
 	began := time.Now()
+	defer r.released.compiled()
 	cm, err := r.rt.CompileModule(ctx, code)
 	if err != nil {
 		return nil, moduleFacts{}, invalidModule("does not compile: "+err.Error(), err)
@@ -667,6 +670,7 @@ func (r *Runtime) Close(ctx context.Context) error {
 	}
 	r.pool.closeAll()
 	r.compiled.closeAll(ctx)
+	r.released.stop()
 	// Closing the runtime closes every instance still running, which makes
 	// their calls return (close-on-context-done also watches module close).
 	err := r.rt.Close(context.WithoutCancel(ctx))
