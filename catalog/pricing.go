@@ -211,20 +211,31 @@ type ScheduleStep struct {
 // that code outside Go can apply without knowing it: admission (a Lua script)
 // looks a position up in it to hold a call's worst case.
 func (p Pricing) Schedule() []ScheduleStep {
-	free := max(p.FreeCallsPerMonth, 0)
 	var out []ScheduleStep
-	if free > 0 {
-		out = append(out, ScheduleStep{From: 0, PerCall: decimal.Zero, Tier: -1})
+	for s := range p.steps {
+		out = append(out, s)
+	}
+	return out
+}
+
+// steps yields Schedule's steps in order, without building the table (SlotAt
+// runs on every call).
+func (p Pricing) steps(yield func(ScheduleStep) bool) {
+	free := max(p.FreeCallsPerMonth, 0)
+	if free > 0 && !yield(ScheduleStep{From: 0, PerCall: decimal.Zero, Tier: -1}) {
+		return
 	}
 	if len(p.Tiers) == 0 {
-		return append(out, ScheduleStep{From: free, PerCall: p.PerCall, Tier: -1})
+		yield(ScheduleStep{From: free, PerCall: p.PerCall, Tier: -1})
+		return
 	}
 	lo := int64(0)
 	for i, t := range p.Tiers {
-		out = append(out, ScheduleStep{From: free + lo, PerCall: t.PerCall, Tier: i})
+		if !yield(ScheduleStep{From: free + lo, PerCall: t.PerCall, Tier: i}) {
+			return
+		}
 		lo = t.UpTo
 	}
-	return out
 }
 
 // Slot is where the call at one position of a month falls.
@@ -245,13 +256,13 @@ type Slot struct {
 // SlotAt is the slot of the call at position callsBefore (callsBefore calls
 // of the function already made by the consumer this month).
 func (p Pricing) SlotAt(callsBefore int64) Slot {
-	sched := p.Schedule()
-	step := sched[0]
-	for _, s := range sched[1:] {
-		if callsBefore < s.From {
+	var step ScheduleStep
+	first := true
+	for s := range p.steps {
+		if !first && callsBefore < s.From {
 			break
 		}
-		step = s
+		step, first = s, false
 	}
 	free := max(p.FreeCallsPerMonth, 0)
 	sl := Slot{Free: callsBefore < free, FreeLeft: max(free-callsBefore, 0), Tier: step.Tier, PerCall: step.PerCall}

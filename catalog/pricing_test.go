@@ -145,3 +145,16 @@ func TestSlotsFollowTheSchedule(t *testing.T) {
 		}
 	}
 }
+
+// SlotAt runs on every call, up to three times (admission, X-Cost, the
+// meter's free flag): it must not build the schedule to look one step up.
+func TestSlotAtAllocatesNothing(t *testing.T) {
+	p := Pricing{FreeCallsPerMonth: 3, Tiers: []Tier{{UpTo: 10, PerCall: d("0.01")}, {PerCall: d("0.001")}}}
+	var sl Slot
+	if n := testing.AllocsPerRun(100, func() { sl = p.SlotAt(20) }); n != 0 {
+		t.Fatalf("SlotAt allocates %.0f times per call, want 0", n)
+	}
+	if sl.Tier != 1 || !sl.PerCall.Equal(d("0.001")) {
+		t.Fatalf("slot %+v", sl)
+	}
+}
