@@ -297,8 +297,9 @@ func (c *h1Client) take(addr string) *h1Conn {
 }
 
 // put keeps cn for a later call, unless addr has maxIdle kept already.
+// No deadline is set on cn: the only one is the context's, and an answer
+// whose context ended is never kept (h1Body.finish).
 func (c *h1Client) put(cn *h1Conn) {
-	_ = cn.SetDeadline(time.Time{})
 	cn.idleAt = time.Now()
 	c.mu.Lock()
 	kept := c.idle[cn.addr]
