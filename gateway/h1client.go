@@ -338,8 +338,11 @@ func (c *h1Client) pruneLocked(now time.Time) {
 	}
 }
 
-// closeIdle closes every kept connection.
+// closeIdle closes every kept connection (of a client, if any).
 func (c *h1Client) closeIdle() {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	idle := c.idle
 	c.idle = nil

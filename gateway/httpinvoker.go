@@ -26,7 +26,7 @@ import (
 // both ways, over one shared, tuned transport.
 type httpInvoker struct {
 	transport   *http.Transport
-	h1          *h1Client // plain-http calls it can take (h1Takes)
+	h1          *h1Client // plain-http calls it can take (h1Takes); nil: none
 	bufferLimit int64
 	specs       backend.Decoded[httpSpec]
 
@@ -146,7 +146,7 @@ func (h *httpInvoker) Invoke(w http.ResponseWriter, r *http.Request, call *Invoc
 	out.Header = forwardHeaders(r, call.ID, &call.hv)
 
 	var resp *http.Response
-	if h1Takes(out) {
+	if h.h1 != nil && h1Takes(out) {
 		resp, err = h.h1.do(ctx, out, pc.wroteHeaders)
 	} else {
 		pc.trace.WroteHeaders = pc.wroteHeaders
