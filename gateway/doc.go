@@ -158,6 +158,20 @@
 // call gets 502 and is not billed. Only http and https backends are called;
 // redirects from the function are passed to the caller, never followed.
 //
+// # Upstream connections
+//
+// Calls to plain-http backends without a body, or with a known body up to
+// 16 KiB, go over HTTP/1.1 on connections the gateway keeps per backend
+// address (up to 1024 each, closed after 90 s idle), written and read on the
+// calling goroutine (h1Client): http.Transport's per-connection reading and
+// writing goroutines cost more CPU than the gateway's own checks. Everything
+// else (https, HTTP/2, bodies that must stream while the answer comes) goes
+// through one tuned http.Transport. Both follow the same rules: a kept
+// connection is used again only after its answer was read to the end, a
+// connection the backend closed while idle is noticed before use, and a
+// request is sent a second time only if nothing of it was written or it is
+// safe to repeat (GET, HEAD, OPTIONS, TRACE, or an Idempotency-Key).
+//
 // # Forwarded request
 //
 // The function gets the caller's method, path after the function name
