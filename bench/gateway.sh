@@ -27,6 +27,8 @@
 # 127.0.0.1:6379 (REDIS_URL to override).
 # Usage: bench/gateway.sh [seconds per row]    (lone-caller rows: half that)
 # PORT_BASE (default 9100) moves the ports used, PORT_BASE+1 .. +9.
+# FNMARKET_ENV="VAR=value ..." is added to the fnmarket servers' environment
+# only (GOMAXPROCS=1, GOGC=400, ...), not to the yardsticks'.
 # PROFILE=cpu.pprof [PROFILE_ROW=d|e|f|g|h|i] takes a CPU profile of that
 # row's fnmarket through its FNMARKET_DEBUG_ADDR (pprof).
 set -euo pipefail
@@ -91,7 +93,7 @@ serve() {
   local name=$1 port=$2 debug=$3
   shift 3
   env FNMARKET_ADDR="127.0.0.1:$port" FNMARKET_DEBUG_ADDR="127.0.0.1:$debug" FNMARKET_DATA_DIR="$WORK/data-$name" \
-    FNMARKET_ALLOW_PRIVATE_UPSTREAMS=true FNMARKET_RATE_LIMIT_PER_KEY=1000000 FNMARKET_LOG_LEVEL=warn "$@" \
+    FNMARKET_ALLOW_PRIVATE_UPSTREAMS=true FNMARKET_RATE_LIMIT_PER_KEY=1000000 FNMARKET_LOG_LEVEL=warn ${FNMARKET_ENV:-} "$@" \
     "$WORK/fnmarket" serve >"$WORK/$name.out" 2>"$WORK/$name.log" &
   PIDS+=($!)
   echo $! >"$WORK/$name.pid"
