@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -303,4 +306,64 @@ func BenchmarkReuseInvoke(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 		})
 	}
+}
+
+// BenchmarkLiveInstances measures where live Go guests' memories are: 32
+// idle reused reuse-echo instances (32 consumers), alive together in one
+// runtime, after a forced collection: the Go heap in use and the process's
+// resident set (Linux), beyond what they were before the instances, per
+// instance. A memory on the Go heap also raises the collector's target by
+// as much again (GOGC=100).
+func BenchmarkLiveInstances(b *testing.B) {
+	const n = 32
+	ctx := context.Background()
+	rt := newRuntime(b, Config{MaxIdleInstances: n, MaxIdlePerVersion: n}, nil)
+	info, err := rt.PrepareReactor(ctx, guests(b)["reuse-echo"])
+	if err != nil {
+		b.Fatal(err)
+	}
+	measure := func() (heap, rss uint64) {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse, residentBytes()
+	}
+	heap0, rss0 := measure()
+	for i := range n {
+		resp, err := rt.RunReused(ctx, info.SHA256, fmt.Sprint("consumer-", i), Request{Method: "POST", Body: strings.NewReader("abc")}, Limits{Timeout: 30 * time.Second})
+		if err != nil || resp.Status != 200 {
+			b.Fatalf("run: %+v %v", resp, err)
+		}
+	}
+	if got := rt.IdleInstances(); got != n {
+		b.Fatalf("%d idle instances, want %d", got, n)
+	}
+	var heap, rss uint64
+	for b.Loop() {
+		heap, rss = measure()
+	}
+	perMB := func(after, before uint64) float64 {
+		return (float64(after) - float64(before)) / n / (1 << 20)
+	}
+	b.ReportMetric(float64(heap)/(1<<20), "heap-inuse-MB")
+	b.ReportMetric(perMB(heap, heap0), "heap-MB/instance")
+	if rss != 0 {
+		b.ReportMetric(float64(rss)/(1<<20), "rss-MB")
+		b.ReportMetric(perMB(rss, rss0), "rss-MB/instance")
+	}
+}
+
+// residentBytes is the process's resident set (VmRSS) on Linux, else 0.
+func residentBytes() uint64 {
+	s, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(s)) {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

@@ -664,8 +664,10 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.mu.Unlock()
 	done := make(chan struct{})
 	go func() { r.inflight.Wait(); close(done) }()
+	drained := false
 	select {
 	case <-done:
+		drained = true
 	case <-ctx.Done():
 	}
 	r.pool.closeAll()
@@ -673,7 +675,15 @@ func (r *Runtime) Close(ctx context.Context) error {
 	r.released.stop()
 	// Closing the runtime closes every instance still running, which makes
 	// their calls return (close-on-context-done also watches module close).
+	// It frees their memories while they may still run: the spare pool
+	// holds those until the calls are out (sparePool).
+	r.spare.close()
 	err := r.rt.Close(context.WithoutCancel(ctx))
+	if drained {
+		r.spare.release()
+	} else {
+		go func() { <-done; r.spare.release() }()
+	}
 	if cerr := r.diskCache.Close(context.WithoutCancel(ctx)); err == nil {
 		err = cerr
 	}
