@@ -168,7 +168,11 @@ end
 LUA
 
 FAILED=0
-# measure ID THREADS CONNS SECONDS: runs wrk on row ID; sets RPS P50 P99 BAD.
+# cputicks PID: the process's user + system CPU time so far, in clock ticks.
+cputicks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# measure ID THREADS CONNS SECONDS: runs wrk on row ID; sets RPS P50 P99 BAD
+# and CPU (the serving process's user + system CPU per call, µs).
 measure() {
   local row
   for row in "${ROWS[@]}"; do [ "${row%%|*}" = "$1" ] && break; done
@@ -177,13 +181,16 @@ measure() {
   if [ -n "${PROFILE:-}" ] && [ "$PROFILE_ROW" = "$id" ] && [ "$3" != 1 ]; then
     (sleep 1; curl -s -o "$PROFILE" "http://127.0.0.1:$debug/debug/pprof/profile?seconds=$(($4 > 3 ? $4 - 2 : 1))") &
   fi
-  local out
+  local out t0 t1
+  t0=$(cputicks "$pid")
   out=$(wrk -t"$2" -c"$3" -d"${4}s" -s "$WORK/result.lua" ${key:+-H "X-API-Key: $key"} "$url" | awk '$1=="RESULT"')
   [ -n "$out" ] || { echo "wrk gave no result for $label" >&2; exit 1; }
   local n us st co rd wr to
   read -r _ n us P50 P99 st co rd wr to <<<"$out"
   RPS=$(awk -v n="$n" -v us="$us" 'BEGIN { printf "%.0f", n / (us / 1e6) }')
   CALLS=$n
+  t1=$(cputicks "$pid")
+  CPU=$(awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }')
   BAD=$((st + co + rd + wr + to))
   LABEL=$label
   PEAK=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")
@@ -196,8 +203,8 @@ measure() {
 echo "fnmarket $(git describe --always --dirty 2>/dev/null || echo ?) ($(git rev-parse --abbrev-ref HEAD 2>/dev/null || echo ?)), $(date -u '+%Y-%m-%d %H:%M UTC')"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r), $(go version | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(nginx -v 2>&1 | cut -d' ' -f3)"
 echo
-echo "under load: wrk -t2 -c$CONNS -d${DUR}s (p50/p99 in µs; peak RSS = the serving process's VmHWM during the row)"
-printf "%-34s %9s %9s %9s %9s %8s\n" "target" "req/s" "p50 µs" "p99 µs" "peak RSS" "non-2xx"
+echo "under load: wrk -t2 -c$CONNS -d${DUR}s (p50/p99 in µs; CPU = the serving process's user + system CPU per call; peak RSS = its VmHWM during the row)"
+printf "%-34s %9s %9s %9s %8s %9s %8s\n" "target" "req/s" "p50 µs" "p99 µs" "CPU µs" "peak RSS" "non-2xx"
 declare -A R
 # redisstat: Redis's commands processed and bytes in and out so far.
 redisstat() { redis-cli -u "$REDIS_URL" info stats | tr -d '\r' | awk -F: '/^total_commands_processed|^total_net_input_bytes|^total_net_output_bytes/ {printf "%s ", $2}'; }
@@ -206,7 +213,7 @@ for id in a b c d e f g h i; do
   measure "$id" 2 "$CONNS" "$DUR"
   [ "$id" = d ] && { read -r CMD1 IN1 OUT1 <<<"$(redisstat)"; CALLS_D=$CALLS; }
   R[$id]=$RPS
-  printf "%-34s %9s %9s %9s %6s MB %8s\n" "$LABEL" "$RPS" "$P50" "$P99" "$PEAK" "$BAD"
+  printf "%-34s %9s %9s %9s %8s %6s MB %8s\n" "$LABEL" "$RPS" "$P50" "$P99" "$CPU" "$PEAK" "$BAD"
 done
 
 LONE=$(( DUR / 2 > 0 ? DUR / 2 : 1 ))
