@@ -541,6 +541,7 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 		d.lines = append(d.lines, l)
 	}
 
+	charged := monthCharges{}
 	for k, usage := range groupUsage(cur) {
 		f := fns[k.function]
 		priced, err := PriceFunctionMonth(f.pricing, usage)
@@ -549,11 +550,12 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 		}
 		for _, p := range priced {
 			add(k.consumer, p.Currency, f.line(LineUsage, start, p.Version, p.Calls, p.FreeCalls, p.ComputeMs, p.Amount))
+			charged.add(k.consumer, p)
 		}
 	}
 	for k, c := range creditUsed(cur, fns) {
-		if amount := RoundCents(c).Neg(); !amount.IsZero() {
-			add(k.consumer, k.currency, creditLine(start, amount))
+		if cents := charged.creditCents(k, c); cents != 0 {
+			add(k.consumer, k.currency, creditLine(start, decimal.New(-cents, -2)))
 		}
 	}
 
@@ -566,6 +568,7 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 			}
 			billed[k][a.Version] = a
 		}
+		charged := monthCharges{}
 		for k, usage := range groupUsage(e.full) {
 			f := fns[k.function]
 			priced, err := PriceFunctionMonth(f.pricing, usage)
@@ -573,6 +576,7 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 				return nil, fmt.Errorf("price %s for %s in %s: %w", f.label, k.consumer, unix(e.start).Format("2006-01"), err)
 			}
 			for _, p := range priced {
+				charged.add(k.consumer, p)
 				was := billed[k][p.Version]
 				dCalls, dFree, dMs := p.Calls-was.Calls, p.FreeCalls-was.FreeCalls, p.ComputeMs-was.ComputeMs
 				dAmount := p.Amount.Sub(decimal.New(was.AmountCents, -2))
@@ -584,8 +588,8 @@ func (b *Biller) computeBills(ctx context.Context, db *gorm.DB, period time.Time
 		}
 		// Credit consumed by late usage is applied like the usage it paid.
 		for k, c := range creditUsed(e.full, fns) {
-			if amount := RoundCents(c).Neg().Sub(decimal.New(e.credit[k], -2)); !amount.IsZero() {
-				add(k.consumer, k.currency, creditLine(e.start, amount))
+			if cents := -charged.creditCents(k, c) - e.credit[k]; cents != 0 {
+				add(k.consumer, k.currency, creditLine(e.start, decimal.New(cents, -2)))
 			}
 		}
 	}
@@ -629,6 +633,37 @@ func creditUsed(hours []UsageHour, fns map[string]pricedFunction) map[billKey]de
 		out[k] = out[k].Add(h.Credit)
 	}
 	return out
+}
+
+// monthCharges is what one month's usage of each consumer comes to in each
+// currency: exactly, and as its lines charge it (each rounded to cents).
+type monthCharges map[billKey]struct {
+	exact decimal.Decimal
+	cents int64
+}
+
+func (m monthCharges) add(consumer string, p PricedUsage) {
+	k := billKey{consumer, p.Currency}
+	c := m[k]
+	c.exact = c.exact.Add(p.Exact)
+	c.cents += Money{p.Amount}.Cents()
+	m[k] = c
+}
+
+// creditCents is the prepaid credit k's invoices apply to the month, in
+// cents, given the credit its calls consumed: that credit rounded once, but
+// never more than the month's lines charge (credit never takes a month below
+// zero), and all they charge when the credit paid for every call (such a
+// month nets to zero, whatever rounding each line did on its own).
+func (m monthCharges) creditCents(k billKey, credit decimal.Decimal) int64 {
+	c := m[k]
+	if c.cents <= 0 {
+		return 0
+	}
+	if credit.GreaterThanOrEqual(c.exact) {
+		return c.cents
+	}
+	return min(Money{RoundCents(credit)}.Cents(), c.cents)
 }
 
 // creditLine is the prepaid credit applied to the usage of the month starting

@@ -59,14 +59,21 @@
 // so it is money already collected. An invoice shows it as its own line (kind
 // "credit", no function, a negative amount): minus the credit the consumer's
 // usage of the month consumed in the invoice's currency, summed exactly and
-// rounded half-even to cents once per month. Invoice.CreditApplied is minus the
-// sum of the credit lines and total = subtotal - credit applied; the upcoming
-// preview shows the same. Credit consumed by late usage of a closed month is
-// applied like the usage: the next invoice carries a credit line for that
-// month (period_start of it) of round(the month's credit) minus what earlier
-// invoices applied. Vendors' shares are of the gross, the lines that charge:
-// credit lines do not reduce them. An invoice that credit covers entirely
-// (total zero or less) is paid as it is issued. Stripe gets the credit line as
+// rounded half-even to cents once per month, but never more than the month's
+// lines charge (credit never takes a month below zero), and exactly what they
+// charge when the credit paid for every call of the month: lines are rounded
+// one by one, so two calls of 0.004 paid by credit would otherwise show two
+// 0.00 lines and a -0.01 credit line, and two of 0.015 two 0.02 lines and
+// -0.03 of credit, a cent charged for calls the credit paid
+// (monthCharges.creditCents; TestCreditPaidMonthNetsToZero).
+// Invoice.CreditApplied is minus the sum of the credit lines and total =
+// subtotal - credit applied; the upcoming preview shows the same. Credit
+// consumed by late usage of a closed month is applied like the usage: the
+// next invoice carries a credit line for that month (period_start of it) of
+// the month's credit, by the same rule, minus what earlier invoices applied.
+// Vendors' shares are of the gross, the lines that charge: credit lines do not
+// reduce them. An invoice that credit covers entirely (total zero) is paid as
+// it is issued. Stripe gets the credit line as
 // a negative invoice item, so it charges the total and never the credited
 // part.
 //

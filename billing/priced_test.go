@@ -349,3 +349,54 @@ func TestStatementCollectedAndPaidOut(t *testing.T) {
 		statement("2.00", "1.60", "1.60", "1.60", StatementPaid)
 	})
 }
+
+// TestCreditPaidMonthNetsToZero: a month whose calls prepaid credit paid in
+// full totals exactly zero, whatever rounding each line and the credit line
+// does on its own. Lines are rounded to cents one by one, the credit once:
+// 0.004 + 0.004 used to show two 0.00 lines and a -0.01 credit line (a total
+// of -0.01), and 0.015 + 0.015 two 0.02 lines and a -0.03 credit line (a
+// cent charged for calls the credit had paid). Credit never takes a month
+// below zero, and a month it paid in full nets to zero.
+func TestCreditPaidMonthNetsToZero(t *testing.T) {
+	eachBackend(t, func(t *testing.T, be testenv.Backend) {
+		f := newFixture(t, be, nil)
+		v := f.vendor("acme")
+		for _, tc := range []struct {
+			consumer, perCall         string
+			subtotal, credit, total   string
+			partialCredit, wantCredit string
+		}{
+			{consumer: "alice", perCall: "0.004", subtotal: "0.00", credit: "0.00", total: "0.00"},
+			{consumer: "bob", perCall: "0.015", subtotal: "0.04", credit: "0.04", total: "0.00"},
+			// Credit paid most but not all: it is rounded once and applied, up
+			// to the subtotal.
+			{consumer: "carol", perCall: "0.015", subtotal: "0.04", credit: "0.03", total: "0.01", partialCredit: "0.0149"},
+		} {
+			pricing := map[int]catalog.Pricing{1: usd(tc.perCall, "0", 0)}
+			who := f.consumer(tc.consumer)
+			for i, name := range []string{"one", "two"} {
+				fn := f.function(v, tc.consumer+"-"+name, pricing[1])
+				credit := dec(tc.perCall)
+				if i == 1 && tc.partialCredit != "" {
+					credit = dec(tc.partialCredit)
+				}
+				f.admit(jan.Add(time.Hour), who, fn, pricing, 0, []gatewayCall{{version: 1, key: "k1", credit: credit}})
+			}
+			f.clock.Set(jan.Add(2 * 24 * time.Hour))
+			up, err := f.biller.Upcoming(f.ctx, who)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.clock.Set(feb.Add(time.Hour))
+			f.bill(jan, Options{})
+			for _, inv := range []Invoice{up[0], f.only(who, jan)} {
+				if inv.Subtotal.StringFixed(2) != tc.subtotal || inv.CreditApplied.StringFixed(2) != tc.credit || inv.Total.StringFixed(2) != tc.total ||
+					inv.TotalCents != inv.Total.Cents() {
+					t.Errorf("%s, %s invoice: subtotal %s, credit %s, total %s; want %s, %s, %s", tc.consumer, inv.Status,
+						inv.Subtotal, inv.CreditApplied, inv.Total, tc.subtotal, tc.credit, tc.total)
+				}
+			}
+			f.clock.Set(jan)
+		}
+	})
+}
