@@ -384,6 +384,20 @@ func (s *Leaser) Admit(ctx context.Context, req AdmissionRequest) (Admission, er
 	}
 	ln := s.lane(c)
 	defer ln.mu.Unlock()
+	if len(ln.money) > 0 && !sameCaps(ln.caller, c) {
+		// The money leases were taken under other caps: a lowered cap must
+		// hold from this call on, so they go back and are taken again
+		// under the caps the call brings. What calls in flight hold stays
+		// held: they were admitted under the caps of their time.
+		if err := s.giveBackMoney(ctx, ln, s.lim.cfg.Clock.Now().UTC()); err != nil {
+			if ctx.Err() != nil {
+				return Admission{}, fmt.Errorf("admit call: %w", ctx.Err())
+			}
+			// ln.caller keeps the old caps, so the next call tries again.
+			s.lim.markDown(err)
+			return s.lim.admitLocally(c, at, fk, req), nil
+		}
+	}
 	ln.caller, ln.used = c, time.Now()
 	var wait time.Duration
 	for attempt := 0; ; attempt++ {
@@ -864,9 +878,15 @@ func (s *Leaser) giveBack(ctx context.Context, ln *lane, now time.Time) error {
 		}
 		delete(ln.pos, fk)
 	}
+	return s.giveBackMoney(ctx, ln, now)
+}
+
+// giveBackMoney returns a lane's unused money leases (what calls in flight
+// hold stays held) and forgets those left empty.
+func (s *Leaser) giveBackMoney(ctx context.Context, ln *lane, now time.Time) error {
 	for mk, ml := range ln.money {
 		if ml.hold > ml.inflight || ml.credit > ml.creditDebit || ml.spent > 0 {
-			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: c.ConsumerID, Month: mk.month}, money: true, credit: mk.credit, giveBack: true}); err != nil {
+			if _, err := s.exec(ctx, ln, leaseAsk{at: now, fk: fcKey{ConsumerID: ln.caller.ConsumerID, Month: mk.month}, money: true, credit: mk.credit, giveBack: true}); err != nil {
 				return err
 			}
 		}
@@ -875,4 +895,14 @@ func (s *Leaser) giveBack(ctx context.Context, ln *lane, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// sameCaps reports whether two callers of one key come under the same key
+// and account caps.
+func sameCaps(a, b Caller) bool {
+	return sameCap(a.MonthlySpendCap, b.MonthlySpendCap) && sameCap(a.Account.MonthlySpendCap, b.Account.MonthlySpendCap)
+}
+
+func sameCap(a, b *decimal.Decimal) bool {
+	return a == b || (a != nil && b != nil && a.Equal(*b))
 }

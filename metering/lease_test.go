@@ -428,3 +428,49 @@ func TestLeaseTakesAQuarterOfTheRoom(t *testing.T) {
 		}
 	})
 }
+
+// A cap lowered while a replica holds a lease under the old one holds from
+// the next call: the lease taken under the old cap (a quarter of its room)
+// must not be spent past the new cap. Key caps and account caps alike, in
+// both admission modes.
+func TestLoweredCapHoldsAtOnce(t *testing.T) {
+	eachMode(t, func(t *testing.T, b testenv.Backend, leases bool) {
+		for _, scope := range []string{"key", "account"} {
+			t.Run(scope, func(t *testing.T) {
+				e := newHoldsEnv(t, b, 1, leases)
+				p := flatPricing("0.10")
+				c := Caller{ConsumerID: "con_lower_" + scope, KeyID: "key_lower_" + scope}
+				setCap := func(s string) {
+					if scope == "key" {
+						c.MonthlySpendCap = decPtr(s)
+					} else {
+						c.Account.MonthlySpendCap = decPtr(s)
+					}
+				}
+				setCap("100.00")
+				for i := range 40 {
+					if a, _ := e.call(0, e.request(c, p, 100), true, 1); !a.Allowed {
+						t.Fatalf("call %d under the high cap refused: %+v", i, a)
+					}
+				}
+				if leases {
+					ml := e.leasers[0].lanes[c.KeyID].money[moneyKey{month: monthOf(e.clock.Now())}]
+					if room := fromPico(ml.room()); room.LessThan(dec("0.30")) {
+						t.Fatalf("the lease has %s of room left: too little for this test to tell", room)
+					}
+				}
+				// 4.00 spent; the cap comes down to 4.20: two more calls fit.
+				setCap("4.20")
+				allowed := 0
+				for range 10 {
+					if a, _ := e.call(0, e.request(c, p, 100), true, 1); a.Allowed {
+						allowed++
+					}
+				}
+				if allowed != 2 {
+					t.Fatalf("%d calls admitted after the cap came down to 4.20 with 4.00 spent, want 2", allowed)
+				}
+			})
+		}
+	})
+}
