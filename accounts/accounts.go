@@ -393,6 +393,68 @@ func (s *Store) RotateKey(ctx context.Context, accountID, id string, grace time.
 	return k, nil
 }
 
+// UpdateKey changes the settings of one of the account's keys: edit gets
+// them as they are (a NewKey) and changes what it will; the secret, its
+// rotation and the month's spend stay. Every gateway sees the change within
+// its poll (KeysChangedSince: updated_at moves), a lowered cap included
+// (metering.Leaser gives back money leases taken under other caps). The
+// edited alert thresholds must be valid (CheckAlertThresholds): the caller
+// validates the rest. Another account's key is reported as not found, a
+// revoked one as a conflict.
+func (s *Store) UpdateKey(ctx context.Context, accountID, id string, edit func(*NewKey)) (APIKey, error) {
+	now := s.clock.Now()
+	var out keyRow
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var r keyRow
+		err := tx.Where("id = ? AND account_id = ?", id, accountID).Take(&r).Error
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return fnmarket.Errorf(fnmarket.ENOTFOUND, "no key %q among yours", id)
+		}
+		if err != nil {
+			return err
+		}
+		if r.RevokedAt != nil {
+			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key is revoked; create a new one")
+		}
+		k := r.domain()
+		nk := NewKey{Name: k.Name, MonthlySpendCap: k.MonthlySpendCap, ExpiresAt: k.ExpiresAt,
+			AllowedFunctions: k.AllowedFunctions, RateLimitPerSecond: k.RateLimitPerSecond, AlertThresholds: ParseAlertThresholds(r.AlertThresholds)}
+		edit(&nk)
+		if err := CheckAlertThresholds(nk.AlertThresholds); err != nil {
+			return err
+		}
+		if nk.AllowedFunctions == nil {
+			nk.AllowedFunctions = []string{}
+		}
+		af, err := json.Marshal(nk.AllowedFunctions)
+		if err != nil {
+			return err
+		}
+		var spendCap *string
+		if nk.MonthlySpendCap != nil {
+			c := nk.MonthlySpendCap.String()
+			spendCap = &c
+		}
+		upd := map[string]any{
+			"name": strings.TrimSpace(nk.Name), "monthly_spend_cap": spendCap, "expires_at": utcPtr(nk.ExpiresAt),
+			"allowed_functions": string(af), "rate_limit_per_second": nk.RateLimitPerSecond,
+			"alert_thresholds": formatAlertThresholds(nk.AlertThresholds), "updated_at": now,
+		}
+		res := tx.Model(&keyRow{}).Where("id = ? AND revoked_at IS NULL", id).Updates(upd)
+		if res.Error != nil {
+			return res.Error
+		}
+		if res.RowsAffected != 1 {
+			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key was revoked meanwhile")
+		}
+		return tx.Where("id = ?", id).Take(&out).Error
+	})
+	if err != nil {
+		return APIKey{}, wrap("update key", err)
+	}
+	return out.domain(), nil
+}
+
 // Keys lists an account's keys, newest first.
 func (s *Store) Keys(ctx context.Context, accountID string) ([]APIKey, error) {
 	var rows []keyRow

@@ -266,6 +266,7 @@ func TestTenantIsolation(t *testing.T) {
 				{"POST", "/api/v1/functions/" + aFn + "/versions", map[string]any{"backend": map[string]any{"type": "http", "url": "https://evil.example.com"}, "pricing": map[string]any{"per_call": "0", "per_compute_ms": "0"}}},
 				{"POST", "/api/v1/functions/" + aFn + "/publish", map[string]any{"version": 1}},
 				{"POST", "/api/v1/functions/" + aFn + "/unpublish", nil},
+				{"PATCH", "/api/v1/keys/" + aKey, map[string]any{"name": "pwned", "monthly_spend_cap": "0.01"}},
 				{"DELETE", "/api/v1/keys/" + aKey, nil},
 				{"GET", "/api/v1/vendor/functions/" + aFn + "/latency", nil},
 				{"GET", "/api/v1/functions/" + aFn + "/logs", nil},
@@ -296,8 +297,8 @@ func TestTenantIsolation(t *testing.T) {
 			if f.str("description") == "pwned" || f.body["published_version"] != nil || len(f.body["versions"].([]any)) != 1 {
 				t.Errorf("A's function changed: %s", f.raw)
 			}
-			if k := h.must(200, h.do("GET", "/api/v1/keys", aTok, nil)).items()[0]; k["revoked_at"] != nil {
-				t.Error("A's key revoked by another account")
+			if k := h.must(200, h.do("GET", "/api/v1/keys", aTok, nil)).items()[0]; k["revoked_at"] != nil || k["name"] != "a's key" || k["monthly_spend_cap"] != nil {
+				t.Errorf("A's key changed by another account: %v", k)
 			}
 		})
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/labstack/echo/v4"
 	"github.com/shopspring/decimal"
 
@@ -194,6 +196,89 @@ func (s *Server) handleListKeys() echo.HandlerFunc {
 			out.Items = append(out.Items, j)
 		}
 		return c.JSON(http.StatusOK, out)
+	}
+}
+
+// updateKeyRequest is a merge patch of a key's settings: a member that is
+// present is set, null clears it (no cap, never expires, every function,
+// the platform's rate limit, the default alert thresholds); an absent one
+// stays as it is.
+type updateKeyRequest struct {
+	Name               jsontext.Value `json:"name"`
+	MonthlySpendCap    jsontext.Value `json:"monthly_spend_cap"`
+	ExpiresAt          jsontext.Value `json:"expires_at"`
+	AllowedFunctions   jsontext.Value `json:"allowed_functions"`
+	RateLimitPerSecond jsontext.Value `json:"rate_limit_per_second"`
+	AlertThresholds    jsontext.Value `json:"alert_thresholds"`
+}
+
+// handleUpdateKey changes a key's settings, validated as at creation; a
+// bad request changes nothing. The secret and the month's spend stay.
+func (s *Server) handleUpdateKey() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		var req updateKeyRequest
+		if err := s.bind(c, &req); err != nil {
+			return err
+		}
+		v := fnmarket.Validation{}
+		var cr createKeyRequest
+		var changed []string
+		member := func(name string, raw jsontext.Value, dst any) {
+			if len(raw) == 0 {
+				return
+			}
+			changed = append(changed, name)
+			if raw.Kind() == 'n' {
+				return // null: cleared
+			}
+			if err := jsonv2.Unmarshal(raw, dst); err != nil {
+				v.Add(name, "has the wrong type")
+			}
+		}
+		member("name", req.Name, &cr.Name)
+		member("monthly_spend_cap", req.MonthlySpendCap, &cr.MonthlySpendCap)
+		member("expires_at", req.ExpiresAt, &cr.ExpiresAt)
+		member("allowed_functions", req.AllowedFunctions, &cr.AllowedFunctions)
+		member("rate_limit_per_second", req.RateLimitPerSecond, &cr.RateLimitPerSecond)
+		member("alert_thresholds", req.AlertThresholds, &cr.AlertThresholds)
+		switch {
+		case len(changed) == 0:
+			v.Add("body", "names nothing to change")
+		case len(req.Name) > 0 && req.Name.Kind() == 'n':
+			v.Add("name", "cannot be null")
+		case len(req.Name) == 0:
+			cr.Name = "unchanged" // validated only when it is changed
+		}
+		if err := v.Err(); err != nil {
+			return err
+		}
+		nk, err := s.validateKey(c.Request().Context(), &cr)
+		if err != nil {
+			return err
+		}
+		k, err := s.Accounts.UpdateKey(c.Request().Context(), accountID(c), c.Param("id"), func(cur *accounts.NewKey) {
+			for _, name := range changed {
+				switch name {
+				case "name":
+					cur.Name = nk.Name
+				case "monthly_spend_cap":
+					cur.MonthlySpendCap = nk.MonthlySpendCap
+				case "expires_at":
+					cur.ExpiresAt = nk.ExpiresAt
+				case "allowed_functions":
+					cur.AllowedFunctions = nk.AllowedFunctions
+				case "rate_limit_per_second":
+					cur.RateLimitPerSecond = nk.RateLimitPerSecond
+				case "alert_thresholds":
+					cur.AlertThresholds = nk.AlertThresholds
+				}
+			}
+		})
+		if err != nil {
+			return err
+		}
+		s.audit(c, accountID(c), audit.ActionKeyUpdate, k.ID, strings.Join(changed, ","))
+		return c.JSON(http.StatusOK, toKeyJSON(k))
 	}
 }
 

@@ -1,11 +1,16 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/fnmarket/fnmarket"
+	"github.com/fnmarket/fnmarket/accounts"
 	"github.com/fnmarket/fnmarket/api"
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
@@ -130,6 +135,90 @@ func TestKeyFieldsAndRotation(t *testing.T) {
 			}
 			if fmt.Sprint(got) != fmt.Sprint(want) {
 				t.Errorf("the audit log has %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestUpdateKey: PATCH /api/v1/keys/{id} is a merge patch of a key's
+// settings, validated as at creation (bad input changes nothing); null
+// clears a setting; the secret keeps working; another account's key is 404,
+// a revoked one 409; the audit log records which settings changed.
+func TestUpdateKey(t *testing.T) {
+	for _, b := range testenv.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t, b, func(d *api.Deps) { d.DefaultKeyRateLimit = 100 })
+			vTok, fnID := h.vendor("vendor@example.com", "acme")
+			h.must(200, h.do("POST", "/api/v1/functions/"+fnID+"/publish", vTok, map[string]any{"version": 1}))
+			tok := h.signup("consumer@example.com")
+			other := h.signup("other@example.com")
+			now := h.clock.Now()
+			k := h.must(201, h.do("POST", "/api/v1/keys", tok, map[string]any{"name": "ci", "monthly_spend_cap": "25.00"}))
+			id, secret := k.str("id"), k.str("key")
+			path := "/api/v1/keys/" + id
+
+			bad := []struct {
+				name  string
+				body  map[string]any
+				field string
+			}{
+				{"nothing", map[string]any{}, "body"},
+				{"empty name", map[string]any{"name": ""}, "name"},
+				{"null name", map[string]any{"name": nil}, "name"},
+				{"zero cap", map[string]any{"monthly_spend_cap": "0"}, "monthly_spend_cap"},
+				{"cap of the wrong type", map[string]any{"monthly_spend_cap": 5}, "monthly_spend_cap"},
+				{"expiry in the past", map[string]any{"expires_at": now.Add(-time.Second).Format(time.RFC3339)}, "expires_at"},
+				{"unknown function", map[string]any{"allowed_functions": []string{"acme/nope"}}, "allowed_functions"},
+				{"rate over the default", map[string]any{"rate_limit_per_second": 101}, "rate_limit_per_second"},
+				{"bad thresholds", map[string]any{"alert_thresholds": []int{80, 50}}, "alert_thresholds"},
+			}
+			for _, tt := range bad {
+				if a := h.do("PATCH", path, tok, tt.body); a.status != 400 || !strings.Contains(a.raw, `"`+tt.field+`"`) {
+					t.Errorf("%s: %d %s, want 400 naming %s", tt.name, a.status, a.raw, tt.field)
+				}
+			}
+			if a := h.do("PATCH", path, tok, map[string]any{"name": "x", "secret": "mine"}); a.status != 400 {
+				t.Errorf("unknown member: %d, want 400", a.status)
+			}
+			if got := h.must(200, h.do("GET", "/api/v1/keys", tok, nil)).items()[0]; got["name"] != "ci" || got["monthly_spend_cap"] != "25.00" {
+				t.Fatalf("bad input changed the key: %v", got)
+			}
+
+			expires := now.Add(48 * time.Hour).Format(time.RFC3339)
+			u := h.must(200, h.do("PATCH", path, tok, map[string]any{"name": " nightly ", "monthly_spend_cap": "5.5",
+				"expires_at": expires, "allowed_functions": []string{"acme/scan"}, "rate_limit_per_second": 7, "alert_thresholds": []int{50, 100}}))
+			if u.str("id") != id || u.str("name") != "nightly" || u.str("monthly_spend_cap") != "5.50" || u.str("expires_at") != expires ||
+				fmt.Sprint(u.body["allowed_functions"]) != "[acme/scan]" || u.body["rate_limit_per_second"] != float64(7) ||
+				fmt.Sprint(u.body["alert_thresholds"]) != "[50 100]" || u.body["key"] != nil || u.str("prefix") != k.str("prefix") {
+				t.Errorf("updated key %s", u.raw)
+			}
+			// Only what is named changes; null clears.
+			u = h.must(200, h.do("PATCH", path, tok, map[string]any{"monthly_spend_cap": nil, "expires_at": nil, "allowed_functions": nil,
+				"rate_limit_per_second": nil, "alert_thresholds": nil}))
+			if u.str("name") != "nightly" || u.body["monthly_spend_cap"] != nil || u.body["expires_at"] != nil ||
+				fmt.Sprint(u.body["allowed_functions"]) != "[]" || u.body["rate_limit_per_second"] != float64(0) ||
+				fmt.Sprint(u.body["alert_thresholds"]) != "[80 100]" {
+				t.Errorf("cleared key %s", u.raw)
+			}
+			if got := h.must(200, h.do("GET", "/api/v1/keys", tok, nil)).items()[0]; got["name"] != "nightly" || got["monthly_spend_cap"] != nil {
+				t.Errorf("listed after the change: %v", got)
+			}
+			store := accounts.NewStore(h.db, h.clock, bcrypt.MinCost)
+			if gk, err := store.KeyByHash(context.Background(), fnmarket.HashAPIKey(secret)); err != nil || gk.ID != id {
+				t.Errorf("the secret no longer finds the key after an update: %+v %v", gk, err)
+			}
+
+			if a := h.do("PATCH", path, other, map[string]any{"name": "mine now"}); a.status != 404 {
+				t.Errorf("another account's PATCH: %d, want 404", a.status)
+			}
+			h.must(204, h.do("DELETE", path, tok, nil))
+			if a := h.do("PATCH", path, tok, map[string]any{"name": "again"}); a.status != 409 {
+				t.Errorf("PATCH of a revoked key: %d, want 409", a.status)
+			}
+			audit := h.must(200, h.do("GET", "/api/v1/audit", tok, nil))
+			if !strings.Contains(audit.raw, `"key.update"`) || !strings.Contains(audit.raw, "name,monthly_spend_cap,expires_at,allowed_functions,rate_limit_per_second,alert_thresholds") {
+				t.Errorf("audit log lacks the update: %s", audit.raw)
 			}
 		})
 	}

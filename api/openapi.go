@@ -54,6 +54,7 @@ var operations = []operation{
 	{"quotePricing", "POST", "/api/v1/pricing/quote", "What calls in one month would cost, priced by billing's rule, at pricing sent or a published function's", "", "QuoteRequest", 200, "Quote", nil},
 	{"createKey", "POST", "/api/v1/keys", "Create an API key; the key is shown only here", "session", "CreateKey", 201, "Key", nil},
 	{"listKeys", "GET", "/api/v1/keys", "The caller's API keys", "session", "", 200, "KeyList", nil},
+	{"updateKey", "PATCH", "/api/v1/keys/{id}", "Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits", "session", "UpdateKey", 200, "Key", nil},
 	{"revokeKey", "DELETE", "/api/v1/keys/{id}", "Revoke a key (its current and previous secret); every gateway refuses it within 2 s", "session", "", 204, "", nil},
 	{"rotateKey", "POST", "/api/v1/keys/{id}/rotate", "Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)", "session", "RotateKey", 201, "Key", nil},
 	{"createWebhook", "POST", "/api/v1/webhooks", "Add an outbound webhook endpoint (https; at most 20 per account); the whsec_ signing secret is shown only here", "session", "CreateWebhook", 201, "WebhookEndpoint", nil},
@@ -149,6 +150,11 @@ var schemas = map[string]any{
 		"expires_at":            described(str(), "RFC 3339, in the future; calls after it get 401 key_expired"),
 		"allowed_functions":     described(arr(str()), "vendor/name of published functions the key may call (at most 50); empty or absent: all"),
 		"rate_limit_per_second": described(integer(), "the key's own limit, 1 to the platform default; 0 or absent: the default")}, "name"),
+	"UpdateKey": described(minProperties(1, obj(map[string]any{"name": str(), "monthly_spend_cap": nullable(ref("Money")), "alert_thresholds": nullable(ref("AlertThresholds")),
+		"expires_at":            nullable(described(str(), "RFC 3339, in the future; null: never")),
+		"allowed_functions":     nullable(described(arr(str()), "vendor/name of published functions the key may call (at most 50); empty or null: all")),
+		"rate_limit_per_second": nullable(described(integer(), "the key's own limit, 1 to the platform default; 0 or null: the default"))})),
+		"a merge patch: name at least one member"),
 	"RotateKey": obj(map[string]any{"grace_seconds": described(integer(), "how long the old secret keeps working, 0 (ends it now) to 2592000")}, "grace_seconds"),
 	"ErrorRateAlertInput": obj(map[string]any{"percent": described(integer(), "1 to 100"),
 		"window_minutes": described(integer(), "whole hours, 60 to 10080")}, "percent", "window_minutes"),
@@ -234,6 +240,10 @@ func invoiceProps() map[string]any {
 }
 
 func described(m map[string]any, d string) map[string]any { m["description"] = d; return m }
+
+// minProperties makes an object schema need at least n members (a merge
+// patch, where none is required on its own).
+func minProperties(n int, m map[string]any) map[string]any { m["minProperties"] = n; return m }
 
 func with(m map[string]any, k string, v any) map[string]any { m[k] = v; return m }
 

@@ -50,6 +50,7 @@ func (s *Server) routes() {
 
 	a.POST("/keys", s.handleCreateKey(), auth)
 	a.GET("/keys", s.handleListKeys(), auth)
+	a.PATCH("/keys/:id", s.handleUpdateKey(), auth)
 	a.DELETE("/keys/:id", s.handleRevokeKey(), auth)
 	a.POST("/keys/:id/rotate", s.handleRotateKey(), auth)
 

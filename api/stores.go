@@ -28,6 +28,7 @@ type AccountStore interface {
 	CreateKey(ctx context.Context, accountID, name string, spendCap *decimal.Decimal) (accounts.APIKey, error)
 	CreateKeyWith(ctx context.Context, accountID string, nk accounts.NewKey) (accounts.APIKey, error)
 	RotateKey(ctx context.Context, accountID, id string, grace time.Duration) (accounts.APIKey, error)
+	UpdateKey(ctx context.Context, accountID, id string, edit func(*accounts.NewKey)) (accounts.APIKey, error)
 	Keys(ctx context.Context, accountID string) ([]accounts.APIKey, error)
 	RevokeKey(ctx context.Context, accountID, id string) error
 	// Billing and SetSpendCap read and change the account's billing state

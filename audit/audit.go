@@ -35,6 +35,7 @@ const (
 	ActionKeyCreate         = "key.create"
 	ActionKeyRevoke         = "key.revoke"
 	ActionKeyRotate         = "key.rotate"
+	ActionKeyUpdate         = "key.update"
 	ActionSpendCapSet       = "billing.spend_cap_set"
 	ActionPaymentMethodAdd  = "billing.payment_method_added"
 	ActionCreditsGranted    = "billing.credits_granted"

@@ -76,6 +76,41 @@ func TestKeyLimitsOnEveryReplica(t *testing.T) {
 			}
 			wantOn("an unknown key", "other", "fnm_unknown", 401, "unauthenticated")
 
+			// Edits (PATCH): a new scope and a lowered cap hold on every
+			// replica once it has seen the change (within 2 s). A replica
+			// that keeps admitting through the change gives its leases
+			// under the old cap back first: metering's
+			// TestLoweredCapHoldsAtOnce; here the replicas are idle by then.
+			edited := c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "edited", "monthly_spend_cap": "100.00"}, 201)
+			ek := edited["key"].(string)
+			made := 0
+			for _, gw := range gateways {
+				for range 30 {
+					if s, code := call(gw, "paid", ek); s != 200 {
+						t.Fatalf("call %d under the high cap: %d %q", made, s, code)
+					}
+					made++
+				}
+			}
+			newCap := 10*made + 20 // cents: two more calls of 0.10 fit
+			c.call("PATCH", "/api/v1/keys/"+edited["id"].(string), consumer, map[string]any{
+				"monthly_spend_cap": fmt.Sprintf("%d.%02d", newCap/100, newCap%100), "allowed_functions": []string{"acme/paid"}}, 200)
+			// No call until every replica must have seen the change: a call
+			// admitted before that spends under the old scope and cap.
+			time.Sleep(2*time.Second + 200*time.Millisecond)
+			wantOn("an edited key calling a function its new scope leaves out", "other", ek, 403, "forbidden")
+			allowed := 0
+			for i := range 10 {
+				if s, code := call(gateways[i%len(gateways)], "paid", ek); s == 200 {
+					allowed++
+				} else if s != 402 || code != "spend_cap_reached" {
+					t.Errorf("call past the lowered cap: %d %q, want 402 spend_cap_reached", s, code)
+				}
+			}
+			if allowed != 2 {
+				t.Errorf("%d calls admitted after the cap was lowered to 0.20 above the spend, want 2", allowed)
+			}
+
 			// Rotation keeps the month's spend and cap.
 			k := c.call("POST", "/api/v1/keys", consumer, map[string]any{"name": "rotated", "monthly_spend_cap": "0.30"}, 201)
 			oldKey := k["key"].(string)

@@ -781,6 +781,22 @@ type UpcomingInvoice struct {
 	UsageThrough string      `json:"usage_through"`
 }
 
+// UpdateKey a merge patch: name at least one member
+type UpdateKey struct {
+	AlertThresholds *AlertThresholds `json:"alert_thresholds,omitempty"`
+
+	// AllowedFunctions vendor/name of published functions the key may call (at most 50); empty or null: all
+	AllowedFunctions *[]string `json:"allowed_functions,omitempty"`
+
+	// ExpiresAt RFC 3339, in the future; null: never
+	ExpiresAt       *string `json:"expires_at,omitempty"`
+	MonthlySpendCap *Money  `json:"monthly_spend_cap,omitempty"`
+	Name            *string `json:"name,omitempty"`
+
+	// RateLimitPerSecond the key's own limit, 1 to the platform default; 0 or null: the default
+	RateLimitPerSecond *int64 `json:"rate_limit_per_second,omitempty"`
+}
+
 // UsageList defines model for UsageList.
 type UsageList struct {
 	Items      []UsageRow `json:"items"`
@@ -974,6 +990,9 @@ type AddVersionJSONRequestBody = VersionInput
 
 // CreateKeyJSONRequestBody defines body for CreateKey for application/json ContentType.
 type CreateKeyJSONRequestBody = CreateKey
+
+// UpdateKeyJSONRequestBody defines body for UpdateKey for application/json ContentType.
+type UpdateKeyJSONRequestBody = UpdateKey
 
 // RotateKeyJSONRequestBody defines body for RotateKey for application/json ContentType.
 type RotateKeyJSONRequestBody = RotateKey
@@ -1307,6 +1326,20 @@ type ClientInterface interface {
 	//
 	// Corresponds with DELETE /api/v1/keys/{id} (the `RevokeKey` operationId).
 	RevokeKey(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateKeyWithBody Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+	UpdateKeyWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// UpdateKey Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+	UpdateKey(ctx context.Context, id string, body UpdateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// RotateKeyWithBody Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
 	//
@@ -2088,6 +2121,40 @@ func (c *Client) CreateKey(ctx context.Context, body CreateKeyJSONRequestBody, r
 // Corresponds with DELETE /api/v1/keys/{id} (the `RevokeKey` operationId).
 func (c *Client) RevokeKey(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*http.Response, error) {
 	req, err := NewRevokeKeyRequest(c.Server, id)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateKeyWithBody Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+func (c *Client) UpdateKeyWithBody(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateKeyRequestWithBody(c.Server, id, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// UpdateKey Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+func (c *Client) UpdateKey(ctx context.Context, id string, body UpdateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewUpdateKeyRequest(c.Server, id, body)
 	if err != nil {
 		return nil, err
 	}
@@ -3641,6 +3708,53 @@ func NewRevokeKeyRequest(server string, id string) (*http.Request, error) {
 	return req, nil
 }
 
+// NewUpdateKeyRequest calls the generic UpdateKey builder with application/json body
+func NewUpdateKeyRequest(server string, id string, body UpdateKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewUpdateKeyRequestWithBody(server, id, "application/json", bodyReader)
+}
+
+// NewUpdateKeyRequestWithBody constructs an http.Request for the UpdateKey method, with any body, and a specified content type
+func NewUpdateKeyRequestWithBody(server string, id string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/api/v1/keys/%s", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPatch, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
+}
+
 // NewRotateKeyRequest calls the generic RotateKey builder with application/json body
 func NewRotateKeyRequest(server string, id string, body RotateKeyJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -4823,6 +4937,20 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with DELETE /api/v1/keys/{id} (the `RevokeKey` operationId).
 	RevokeKeyWithResponse(ctx context.Context, id string, reqEditors ...RequestEditorFn) (*RevokeKeyResponse, error)
+
+	// UpdateKeyWithBodyWithResponse Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+	UpdateKeyWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateKeyResponse, error)
+
+	// UpdateKeyWithResponse Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+	UpdateKeyWithResponse(ctx context.Context, id string, body UpdateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateKeyResponse, error)
 
 	// RotateKeyWithBodyWithResponse Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
 	//
@@ -6371,6 +6499,54 @@ func (r RevokeKeyResponse) ContentType() string {
 	return ""
 }
 
+type UpdateKeyResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Key
+	// ApplicationproblemJSONDefault the response for an HTTP default `application/problem+json` response
+	ApplicationproblemJSONDefault *Problem
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r UpdateKeyResponse) GetJSON200() *Key {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSONDefault returns the response for an HTTP default `application/problem+json` response
+func (r UpdateKeyResponse) GetApplicationproblemJSONDefault() *Problem {
+	return r.ApplicationproblemJSONDefault
+}
+
+// GetBody returns the raw response body bytes
+func (r UpdateKeyResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r UpdateKeyResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r UpdateKeyResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r UpdateKeyResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 type RotateKeyResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -7830,6 +8006,32 @@ func (c *ClientWithResponses) RevokeKeyWithResponse(ctx context.Context, id stri
 	return ParseRevokeKeyResponse(rsp)
 }
 
+// UpdateKeyWithBodyWithResponse Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+func (c *ClientWithResponses) UpdateKeyWithBodyWithResponse(ctx context.Context, id string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*UpdateKeyResponse, error) {
+	rsp, err := c.UpdateKeyWithBody(ctx, id, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateKeyResponse(rsp)
+}
+
+// UpdateKeyWithResponse Change a key's settings (a merge patch: a member present is set, null clears it, an absent one stays), validated as at creation; the secret and the month's spend stay; every gateway applies the change within 2 s, a lowered cap from the next call it admits
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with PATCH /api/v1/keys/{id} (the `UpdateKey` operationId).
+func (c *ClientWithResponses) UpdateKeyWithResponse(ctx context.Context, id string, body UpdateKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*UpdateKeyResponse, error) {
+	rsp, err := c.UpdateKey(ctx, id, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseUpdateKeyResponse(rsp)
+}
+
 // RotateKeyWithBodyWithResponse Give a key a new secret, shown only here; same id, so spend, cap, scopes and limits carry over; the old secret works for grace_seconds (0 to 30 days; rotating again ends an earlier grace now)
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -9087,6 +9289,39 @@ func ParseRevokeKeyResponse(rsp *http.Response) (*RevokeKeyResponse, error) {
 	switch {
 	case rsp.StatusCode == 204:
 		break // No content-type
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
+		var dest Problem
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSONDefault = &dest
+
+	}
+
+	return response, nil
+}
+
+// ParseUpdateKeyResponse parses an HTTP response from a UpdateKeyWithResponse call
+func ParseUpdateKeyResponse(rsp *http.Response) (*UpdateKeyResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &UpdateKeyResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Key
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
 
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && true:
 		var dest Problem
