@@ -354,16 +354,9 @@ func (s *Store) RotateKey(ctx context.Context, accountID, id string, grace time.
 	now := s.clock.Now()
 	var out keyRow
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var r keyRow
-		err := tx.Where("id = ? AND account_id = ?", id, accountID).Take(&r).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fnmarket.Errorf(fnmarket.ENOTFOUND, "no key %q among yours", id)
-		}
+		r, err := liveKey(tx, accountID, id)
 		if err != nil {
 			return err
-		}
-		if r.RevokedAt != nil {
-			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key is revoked; create a new one")
 		}
 		until := now.Add(grace).UTC()
 		if r.ExpiresAt != nil && r.ExpiresAt.Before(until) {
@@ -405,16 +398,9 @@ func (s *Store) UpdateKey(ctx context.Context, accountID, id string, edit func(*
 	now := s.clock.Now()
 	var out keyRow
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var r keyRow
-		err := tx.Where("id = ? AND account_id = ?", id, accountID).Take(&r).Error
-		if errors.Is(err, gorm.ErrRecordNotFound) {
-			return fnmarket.Errorf(fnmarket.ENOTFOUND, "no key %q among yours", id)
-		}
+		r, err := liveKey(tx, accountID, id)
 		if err != nil {
 			return err
-		}
-		if r.RevokedAt != nil {
-			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key is revoked; create a new one")
 		}
 		k := r.domain()
 		nk := NewKey{Name: k.Name, MonthlySpendCap: k.MonthlySpendCap, ExpiresAt: k.ExpiresAt,
@@ -453,6 +439,23 @@ func (s *Store) UpdateKey(ctx context.Context, accountID, id string, edit func(*
 		return APIKey{}, wrap("update key", err)
 	}
 	return out.domain(), nil
+}
+
+// liveKey reads one of the account's keys that is not revoked, in tx:
+// another account's key is not found, a revoked one a conflict.
+func liveKey(tx *gorm.DB, accountID, id string) (keyRow, error) {
+	var r keyRow
+	err := tx.Where("id = ? AND account_id = ?", id, accountID).Take(&r).Error
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return r, fnmarket.Errorf(fnmarket.ENOTFOUND, "no key %q among yours", id)
+	}
+	if err != nil {
+		return r, err
+	}
+	if r.RevokedAt != nil {
+		return r, fnmarket.Errorf(fnmarket.ECONFLICT, "the key is revoked; create a new one")
+	}
+	return r, nil
 }
 
 // Keys lists an account's keys, newest first.
