@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fnmarket/fnmarket/wasm/wasmtest"
 )
 
 // canMapMemory reports whether memories are mapped on this platform.
@@ -198,33 +200,24 @@ func commandModule(body, data []byte) []byte {
 		funcTyp = 0x60
 	)
 	out := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
-	section := func(id byte, body []byte) {
-		out = append(out, id)
-		out = binary.AppendUvarint(out, uint64(len(body)))
-		out = append(out, body...)
-	}
-	name := func(b []byte, s string) []byte {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		return append(b, s...)
-	}
 	// Types: 0 = fd_write (i32 i32 i32 i32) -> i32, 1 = proc_exit (i32) -> (), 2 = () -> ().
-	section(1, []byte{3,
+	out = wasmtest.AppendSection(out, 1, []byte{3,
 		funcTyp, 4, i32, i32, i32, i32, 1, i32,
 		funcTyp, 1, i32, 0,
 		funcTyp, 0, 0})
 	imp := []byte{3}
-	imp = append(name(name(imp, "wasi_snapshot_preview1"), "fd_write"), 0x00, 0)
-	imp = append(name(name(imp, "wasi_snapshot_preview1"), "proc_exit"), 0x00, 1)
-	imp = append(name(name(imp, "wasi_snapshot_preview1"), "poll_oneoff"), 0x00, 0)
-	section(2, imp)
-	section(3, []byte{1, 2})
-	section(5, []byte{1, 0x00, 1}) // one memory, min 1 page
-	exp := append(name([]byte{2}, "_start"), 0x00, 3)
-	exp = append(name(exp, "memory"), 0x02, 0)
-	section(7, exp)
-	section(10, append(binary.AppendUvarint([]byte{1}, uint64(len(body))), body...))
+	imp = append(wasmtest.AppendName(wasmtest.AppendName(imp, "wasi_snapshot_preview1"), "fd_write"), 0x00, 0)
+	imp = append(wasmtest.AppendName(wasmtest.AppendName(imp, "wasi_snapshot_preview1"), "proc_exit"), 0x00, 1)
+	imp = append(wasmtest.AppendName(wasmtest.AppendName(imp, "wasi_snapshot_preview1"), "poll_oneoff"), 0x00, 0)
+	out = wasmtest.AppendSection(out, 2, imp)
+	out = wasmtest.AppendSection(out, 3, []byte{1, 2})
+	out = wasmtest.AppendSection(out, 5, []byte{1, 0x00, 1}) // one memory, min 1 page
+	exp := append(wasmtest.AppendName([]byte{2}, "_start"), 0x00, 3)
+	exp = append(wasmtest.AppendName(exp, "memory"), 0x02, 0)
+	out = wasmtest.AppendSection(out, 7, exp)
+	out = wasmtest.AppendSection(out, 10, append(binary.AppendUvarint([]byte{1}, uint64(len(body))), body...))
 	seg := binary.AppendUvarint([]byte{1, 0x00, 0x41, 0, 0x0b}, uint64(len(data)))
-	section(11, append(seg, data...))
+	out = wasmtest.AppendSection(out, 11, append(seg, data...))
 	return out
 }
 

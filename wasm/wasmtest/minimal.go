@@ -32,17 +32,8 @@ func MinimalModule(spec Spec) []byte {
 	)
 	var out []byte
 	out = append(out, 0, 'a', 's', 'm', 1, 0, 0, 0)
-	section := func(id byte, body []byte) {
-		out = append(out, id)
-		out = binary.AppendUvarint(out, uint64(len(body)))
-		out = append(out, body...)
-	}
-	name := func(b []byte, s string) []byte {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		return append(b, s...)
-	}
 	// Types: 0 = fd_write (i32 i32 i32 i32) -> i32, 1 = proc_exit (i32) -> (), 2 = () -> ().
-	section(1, []byte{3,
+	out = AppendSection(out, 1, []byte{3,
 		funcTyp, 4, i32, i32, i32, i32, 1, i32,
 		funcTyp, 1, i32, 0,
 		funcTyp, 0, 0})
@@ -52,26 +43,26 @@ func MinimalModule(spec Spec) []byte {
 	}
 	imp := []byte{byte(len(imports))}
 	for _, im := range imports {
-		imp = name(imp, im[0])
-		imp = name(imp, im[1])
+		imp = AppendName(imp, im[0])
+		imp = AppendName(imp, im[1])
 		imp = append(imp, 0x00, im[2][0]-'0')
 	}
-	section(2, imp)
-	section(3, []byte{1, 2}) // one function of type 2
-	mem := []byte{1, 0x00}   // one memory, min only
+	out = AppendSection(out, 2, imp)
+	out = AppendSection(out, 3, []byte{1, 2}) // one function of type 2
+	mem := []byte{1, 0x00}                    // one memory, min only
 	mem = binary.AppendUvarint(mem, uint64(spec.MinPages))
-	section(5, mem)
+	out = AppendSection(out, 5, mem)
 	start := byte(len(imports))
 	exports := []byte{}
 	n := byte(1)
-	exports = name(exports, spec.StartName)
+	exports = AppendName(exports, spec.StartName)
 	exports = append(exports, 0x00, start)
 	if !spec.NoMemExport {
-		exports = name(exports, "memory")
+		exports = AppendName(exports, "memory")
 		exports = append(exports, 0x02, 0)
 		n++
 	}
-	section(7, append([]byte{n}, exports...))
+	out = AppendSection(out, 7, append([]byte{n}, exports...))
 	var body []byte
 	if spec.Loop {
 		body = []byte{0, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b} // loop br 0 end end
@@ -82,14 +73,14 @@ func MinimalModule(spec Spec) []byte {
 			0x0b}
 	}
 	code := binary.AppendUvarint([]byte{1}, uint64(len(body)))
-	section(10, append(code, body...))
+	out = AppendSection(out, 10, append(code, body...))
 	data := make([]byte, 16, 16+len(spec.Msg))
 	binary.LittleEndian.PutUint32(data[0:], 16)
 	binary.LittleEndian.PutUint32(data[4:], uint32(len(spec.Msg)))
 	data = append(data, spec.Msg...)
 	seg := []byte{1, 0x00, 0x41, 0, 0x0b} // one active segment at i32.const 0
 	seg = binary.AppendUvarint(seg, uint64(len(data)))
-	section(11, append(seg, data...))
+	out = AppendSection(out, 11, append(seg, data...))
 	return out
 }
 
@@ -104,31 +95,22 @@ func MinimalReactor(msg string) []byte {
 		funcTyp = 0x60
 	)
 	out := []byte{0, 'a', 's', 'm', 1, 0, 0, 0}
-	section := func(id byte, body []byte) {
-		out = append(out, id)
-		out = binary.AppendUvarint(out, uint64(len(body)))
-		out = append(out, body...)
-	}
-	name := func(b []byte, s string) []byte {
-		b = binary.AppendUvarint(b, uint64(len(s)))
-		return append(b, s...)
-	}
 	// Types: 0 = fd_write (i32 i32 i32 i32) -> i32, 1 = () -> (), 2 = () -> i32.
-	section(1, []byte{3,
+	out = AppendSection(out, 1, []byte{3,
 		funcTyp, 4, i32, i32, i32, i32, 1, i32,
 		funcTyp, 0, 0,
 		funcTyp, 0, 1, i32})
-	imp := name(name([]byte{1}, "wasi_snapshot_preview1"), "fd_write")
-	section(2, append(imp, 0x00, 0))
-	section(3, []byte{2, 1, 2})    // _initialize: type 1, handle: type 2
-	section(5, []byte{1, 0x00, 1}) // one memory, min 1 page
-	exp := name([]byte{3}, "_initialize")
+	imp := AppendName(AppendName([]byte{1}, "wasi_snapshot_preview1"), "fd_write")
+	out = AppendSection(out, 2, append(imp, 0x00, 0))
+	out = AppendSection(out, 3, []byte{2, 1, 2})    // _initialize: type 1, handle: type 2
+	out = AppendSection(out, 5, []byte{1, 0x00, 1}) // one memory, min 1 page
+	exp := AppendName([]byte{3}, "_initialize")
 	exp = append(exp, 0x00, 1)
-	exp = name(exp, "handle")
+	exp = AppendName(exp, "handle")
 	exp = append(exp, 0x00, 2)
-	exp = name(exp, "memory")
+	exp = AppendName(exp, "memory")
 	exp = append(exp, 0x02, 0)
-	section(7, exp)
+	out = AppendSection(out, 7, exp)
 	initBody := []byte{0, 0x0b}
 	handleBody := []byte{0,
 		0x41, 1, 0x41, 0, 0x41, 1, 0x41, 8, 0x10, 0, 0x1a, // drop(fd_write(1, iovs=0, 1, nwritten=8))
@@ -139,13 +121,28 @@ func MinimalReactor(msg string) []byte {
 	code = append(code, initBody...)
 	code = binary.AppendUvarint(code, uint64(len(handleBody)))
 	code = append(code, handleBody...)
-	section(10, code)
+	out = AppendSection(out, 10, code)
 	data := make([]byte, 16, 16+len(msg))
 	binary.LittleEndian.PutUint32(data[0:], 16)
 	binary.LittleEndian.PutUint32(data[4:], uint32(len(msg)))
 	data = append(data, msg...)
 	seg := []byte{1, 0x00, 0x41, 0, 0x0b} // one active segment at i32.const 0
 	seg = binary.AppendUvarint(seg, uint64(len(data)))
-	section(11, append(seg, data...))
+	out = AppendSection(out, 11, append(seg, data...))
 	return out
+}
+
+// AppendSection appends a module section to out: its id, its length and
+// its body. Tests that hand-assemble modules use it with AppendName.
+func AppendSection(out []byte, id byte, body []byte) []byte {
+	out = append(out, id)
+	out = binary.AppendUvarint(out, uint64(len(body)))
+	return append(out, body...)
+}
+
+// AppendName appends a length-prefixed name (an import's module or field,
+// an export's name) to b.
+func AppendName(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
