@@ -369,14 +369,7 @@ func (s *Store) RotateKey(ctx context.Context, accountID, id string, grace time.
 		}
 		// Only the hash that was read is replaced, so two rotations at once
 		// cannot both keep the same previous secret.
-		res := tx.Model(&keyRow{}).Where("id = ? AND key_hash = ?", id, r.KeyHash).Updates(upd)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key was rotated meanwhile; try again")
-		}
-		return tx.Where("id = ?", id).Take(&out).Error
+		return updateKeyRow(tx, tx.Model(&keyRow{}).Where("id = ? AND key_hash = ?", id, r.KeyHash), id, upd, "the key was rotated meanwhile; try again", &out)
 	})
 	if err != nil {
 		return APIKey{}, wrap("rotate key", err)
@@ -426,14 +419,7 @@ func (s *Store) UpdateKey(ctx context.Context, accountID, id string, edit func(*
 			"allowed_functions": string(af), "rate_limit_per_second": nk.RateLimitPerSecond,
 			"alert_thresholds": formatAlertThresholds(nk.AlertThresholds), "updated_at": now,
 		}
-		res := tx.Model(&keyRow{}).Where("id = ? AND revoked_at IS NULL", id).Updates(upd)
-		if res.Error != nil {
-			return res.Error
-		}
-		if res.RowsAffected != 1 {
-			return fnmarket.Errorf(fnmarket.ECONFLICT, "the key was revoked meanwhile")
-		}
-		return tx.Where("id = ?", id).Take(&out).Error
+		return updateKeyRow(tx, tx.Model(&keyRow{}).Where("id = ? AND revoked_at IS NULL", id), id, upd, "the key was revoked meanwhile", &out)
 	})
 	if err != nil {
 		return APIKey{}, wrap("update key", err)
@@ -456,6 +442,19 @@ func liveKey(tx *gorm.DB, accountID, id string) (keyRow, error) {
 		return r, fnmarket.Errorf(fnmarket.ECONFLICT, "the key is revoked; create a new one")
 	}
 	return r, nil
+}
+
+// updateKeyRow applies upd through q, which must match key id's row alone
+// (else conflict: another change came first), and reads the row back.
+func updateKeyRow(tx, q *gorm.DB, id string, upd map[string]any, conflict string, out *keyRow) error {
+	res := q.Updates(upd)
+	if res.Error != nil {
+		return res.Error
+	}
+	if res.RowsAffected != 1 {
+		return fnmarket.Errorf(fnmarket.ECONFLICT, "%s", conflict)
+	}
+	return tx.Where("id = ?", id).Take(out).Error
 }
 
 // Keys lists an account's keys, newest first.
