@@ -22,6 +22,7 @@ type WebhookEndpoints interface {
 	Deliveries(ctx context.Context, accountID, endpointID, after string, limit int) ([]webhooks.Delivery, error)
 	RetryDelivery(ctx context.Context, accountID, endpointID, deliveryID string) error
 	SendTest(ctx context.Context, accountID, endpointID string) (string, error)
+	EnableEndpoint(ctx context.Context, accountID, id string) (webhooks.Endpoint, error)
 }
 
 type createEndpointRequest struct {
@@ -109,6 +110,19 @@ func (s *Server) handleDeleteWebhook() echo.HandlerFunc {
 		}
 		s.audit(c, accountID(c), audit.ActionWebhookDelete, c.Param("id"), "")
 		return c.NoContent(http.StatusNoContent)
+	}
+}
+
+// handleEnableWebhook enables again an endpoint that failing deliveries
+// disabled.
+func (s *Server) handleEnableWebhook() echo.HandlerFunc {
+	return func(c echo.Context) error {
+		e, err := s.WebhookEndpoints.EnableEndpoint(c.Request().Context(), accountID(c), c.Param("id"))
+		if err != nil {
+			return err
+		}
+		s.audit(c, accountID(c), audit.ActionWebhookEnable, e.ID, "")
+		return c.JSON(http.StatusOK, toEndpointJSON(e))
 	}
 }
 

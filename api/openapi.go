@@ -62,6 +62,7 @@ var operations = []operation{
 	{"deleteWebhook", "DELETE", "/api/v1/webhooks/{id}", "Delete an endpoint; nothing more is sent to it", "session", "", 204, "", nil},
 	{"listWebhookDeliveries", "GET", "/api/v1/webhooks/{id}/deliveries", "An endpoint's deliveries, newest first", "session", "", 200, "WebhookDeliveryList", []string{"cursor", "limit"}},
 	{"retryWebhookDelivery", "POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", "Send a pending or failed delivery again now, with the same webhook-id", "session", "", 202, "Accepted", nil},
+	{"enableWebhook", "POST", "/api/v1/webhooks/{id}/enable", "Enable again an endpoint that failing deliveries disabled: it gets events from now on and its failed deliveries can be retried (events raised while it was disabled were not queued for it)", "session", "", 200, "WebhookEndpoint", nil},
 	{"testWebhook", "POST", "/api/v1/webhooks/{id}/test", "Send a webhook.test event to this endpoint only", "session", "", 202, "Accepted", nil},
 	{"getBilling", "GET", "/api/v1/billing", "The account's standing, card on file, prepaid balance (never below zero), spend cap and month to date (the upcoming invoice's total in currency)", "session", "", 200, "AccountBilling", nil},
 	{"setSpendCap", "PUT", "/api/v1/billing/spend-cap", "Set the account's monthly spend cap over all its keys (null removes it)", "session", "SpendCapInput", 200, "AccountBilling", nil},

@@ -61,6 +61,7 @@ func (s *Server) routes() {
 		a.GET("/webhooks/:id/deliveries", s.handleWebhookDeliveries(), auth)
 		a.POST("/webhooks/:id/deliveries/:delivery_id/retry", s.handleRetryDelivery(), auth)
 		a.POST("/webhooks/:id/test", s.handleTestWebhook(), auth)
+		a.POST("/webhooks/:id/enable", s.handleEnableWebhook(), auth)
 	}
 
 	a.GET("/billing", s.handleGetBilling(), auth)

@@ -78,8 +78,13 @@ func TestWebhookRoutes(t *testing.T) {
 				{"GET", "/api/v1/webhooks/" + id + "/deliveries"},
 				{"POST", "/api/v1/webhooks/" + id + "/deliveries/" + did + "/retry"},
 				{"POST", "/api/v1/webhooks/" + id + "/test"},
+				{"POST", "/api/v1/webhooks/" + id + "/enable"},
 			} {
 				h.must(404, h.do(r.method, r.path, bob, nil))
+			}
+			// Enabling an endpoint that is not disabled changes nothing.
+			if en := h.must(200, h.do("POST", "/api/v1/webhooks/"+id+"/enable", alice, nil)); en.str("id") != id || en.body["disabled_reason"] != nil || en.body["secret"] != nil {
+				t.Fatalf("enable answered %s", en.raw)
 			}
 			h.must(401, h.do("GET", "/api/v1/webhooks", "", nil))
 

@@ -41,6 +41,7 @@ const (
 	ActionCreditsGranted    = "billing.credits_granted"
 	ActionWebhookCreate     = "webhook.create"
 	ActionWebhookDelete     = "webhook.delete"
+	ActionWebhookEnable     = "webhook.enable"
 	ActionFunctionCreate    = "function.create"
 	ActionFunctionVersion   = "function.version"
 	ActionFunctionPublish   = "function.publish"

@@ -242,6 +242,29 @@ func TestBackoffThenFailedThenDisabled(t *testing.T) {
 			if err := e.store.RetryDelivery(t.Context(), e.account, ep.ID, ds[0].ID); fnmarket.ErrorCode(err) != fnmarket.ECONFLICT {
 				t.Fatalf("retry on a disabled endpoint: %v, want conflict", err)
 			}
+
+			// Its owner enables it again: new events go to it, a failed
+			// delivery can be retried, and its failing clock starts over
+			// (one more failure does not disable it at once). Another
+			// account cannot enable it.
+			if _, err := e.store.EnableEndpoint(t.Context(), "acct_other", ep.ID); fnmarket.ErrorCode(err) != fnmarket.ENOTFOUND {
+				t.Fatalf("another account enabling the endpoint: %v, want not found", err)
+			}
+			en, err := e.store.EnableEndpoint(t.Context(), e.account, ep.ID)
+			if err != nil || en.DisabledAt != nil || en.DisabledReason != "" {
+				t.Fatalf("enabled endpoint %+v %v", en, err)
+			}
+			if err := e.store.RetryDelivery(t.Context(), e.account, ep.ID, ds[0].ID); err != nil {
+				t.Fatalf("retry after enabling: %v", err)
+			}
+			e.enqueue(webhooks.TypeInvoiceIssued)
+			e.pass()
+			if got := len(down.requests()); got != n+2 {
+				t.Fatalf("%d requests after enabling (the retried delivery and a new event), want %d", got, n+2)
+			}
+			if eps, err := e.store.Endpoints(t.Context(), e.account); err != nil || eps[0].DisabledAt != nil {
+				t.Fatalf("one failure after enabling disabled the endpoint again: %+v %v", eps, err)
+			}
 		})
 	}
 }

@@ -294,6 +294,33 @@ func (s *Store) Deliveries(ctx context.Context, accountID, endpointID, after str
 	return out, nil
 }
 
+// EnableEndpoint enables again one of the account's endpoints that failing
+// deliveries disabled: it gets events from now on, its failing clock starts
+// over, and its failed deliveries can be retried (RetryDelivery). Events
+// raised while it was disabled were not queued for it. Enabling an enabled
+// endpoint changes nothing.
+func (s *Store) EnableEndpoint(ctx context.Context, accountID, id string) (Endpoint, error) {
+	var out endpointRow
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		ep, err := s.endpoint(tx, accountID, id)
+		if err != nil {
+			return err
+		}
+		if ep.DisabledAt != nil {
+			if err := tx.Model(&endpointRow{}).Where("id = ?", id).
+				Updates(map[string]any{"disabled_at": nil, "disabled_reason": nil, "failing_since": nil}).Error; err != nil {
+				return err
+			}
+		}
+		out, err = s.endpoint(tx, accountID, id)
+		return err
+	})
+	if err != nil {
+		return Endpoint{}, err
+	}
+	return out.endpoint(), nil
+}
+
 // RetryDelivery re-arms a pending or failed delivery of one of the account's
 // endpoints to be sent now, with the same event (and webhook-id). A
 // delivered one, or one of a disabled endpoint, answers conflict.
@@ -312,7 +339,7 @@ func (s *Store) RetryDelivery(ctx context.Context, accountID, endpointID, delive
 		}
 		switch {
 		case ep.DisabledAt != nil:
-			return fnmarket.Errorf(fnmarket.ECONFLICT, "the endpoint is disabled (%s); create a new one", deref(ep.DisabledReason))
+			return fnmarket.Errorf(fnmarket.ECONFLICT, "the endpoint is disabled (%s); enable it again (POST /api/v1/webhooks/{id}/enable) or create a new one", deref(ep.DisabledReason))
 		case d.Status == StatusDelivered:
 			return fnmarket.Errorf(fnmarket.ECONFLICT, "the delivery was delivered already")
 		}
@@ -339,7 +366,7 @@ func (s *Store) SendTest(ctx context.Context, accountID, endpointID string) (str
 			return err
 		}
 		if ep.DisabledAt != nil {
-			return fnmarket.Errorf(fnmarket.ECONFLICT, "the endpoint is disabled (%s); create a new one", deref(ep.DisabledReason))
+			return fnmarket.Errorf(fnmarket.ECONFLICT, "the endpoint is disabled (%s); enable it again (POST /api/v1/webhooks/{id}/enable) or create a new one", deref(ep.DisabledReason))
 		}
 		payload, _ := json.Marshal(body{Type: TypeTest, Timestamp: now.Format(time.RFC3339), Data: map[string]any{"endpoint_id": endpointID}})
 		ev := eventRow{ID: fnmarket.NewID("msg"), AccountID: accountID, Type: TypeTest, Payload: string(payload), CreatedAt: now, FannedOutAt: &now}
