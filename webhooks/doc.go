@@ -27,7 +27,8 @@
 // after Backoff (5 s to 10 h, 8 attempts over about 27.6 h), then the
 // delivery fails. An endpoint keeps failing_since, the first failure since
 // its last success; once that is DisableAfter (5 days) old, the endpoint is
-// disabled with a reason and its pending deliveries fail.
+// disabled with a reason and its pending deliveries fail. Its owner can
+// enable it again (Store.EnableEndpoint), which clears failing_since too.
 //
 // At least once: a worker that dies between send and record leaves the lease
 // to expire, and the delivery is sent again with the same webhook-id;
