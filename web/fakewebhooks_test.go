@@ -168,6 +168,16 @@ func (f *fakeWebhooks) register(e *echo.Echo) {
 		}
 		return fnmarket.Errorf(fnmarket.ENOTFOUND, "no delivery %q of this endpoint", c.Param("delivery_id"))
 	}))
+	e.POST("/api/v1/webhooks/:id/enable", f.handle(func(c echo.Context, acc string) error {
+		ep, err := f.endpoint(acc, c.Param("id"))
+		if err != nil {
+			return err
+		}
+		ep.DisabledAt, ep.DisabledReason = "", ""
+		out := *ep
+		out.Secret = ""
+		return c.JSON(http.StatusOK, out)
+	}))
 	e.POST("/api/v1/webhooks/:id/test", f.handle(func(c echo.Context, acc string) error {
 		ep, err := f.endpoint(acc, c.Param("id"))
 		if err != nil {

@@ -33,7 +33,7 @@ func endpointSel(b *browsertest.Browser, url string) string {
 // TestWebhooksInBrowser: a consumer adds an endpoint (bad ones are refused
 // next to their fields) and sees its secret once, sends a test event and
 // sees the delivery, retries a failed delivery, sees why an endpoint was
-// disabled, and deletes one.
+// disabled and enables it again, and deletes one.
 func TestWebhooksInBrowser(t *testing.T) {
 	srv := startPortalWith(t, portalOptions{webhooks: true})
 	const email, password = "grace@example.test", "another long passphrase"
@@ -118,6 +118,9 @@ func TestWebhooksInBrowser(t *testing.T) {
 	srv.webhooks.disable(me, dead, "it answered HTTP 410 to every attempt for 5 days")
 	b.Do("disabled", browsertest.Navigate(srv.url+"/webhook-endpoints"), browsertest.Visible(deadCard),
 		browsertest.WaitText(deadCard+" .badge", "Disabled"), browsertest.WaitText(deadCard+" .disabled-reason", "HTTP 410 to every attempt for 5 days"))
+	// Its owner enables it again once it answers.
+	b.Do("enable", browsertest.Click(deadCard+" button[data-enable]"), browsertest.WaitText(deadCard+" .badge", "Active"),
+		chromedp.WaitNotPresent(chromedp.CSS(deadCard+" .disabled-reason")), browsertest.Visible(deadCard+" button[data-test]"))
 
 	// Deleting asks first.
 	b.Do("delete", browsertest.Click(card+" button[data-delete]"), browsertest.Visible("#confirm-delete-webhook"), browsertest.Click("#confirm-delete-webhook"),

@@ -156,11 +156,11 @@ function endpointCard(ep, list, ctx) {
       h('span', { class: ['badge', disabled ? 'badge-bad' : 'badge-good'], dataset: { state: disabled ? 'disabled' : 'active' } }, disabled ? 'Disabled' : 'Active')),
     disabled ? h('p', { class: 'notice notice-bad disabled-reason', role: 'note' },
       h('strong', null, `Disabled ${fmtTime(ep.disabled_at)}: `), ep.disabled_reason || 'no reason was given.',
-      ' Nothing is sent to it any more; delete it and add it again once it answers.') : null,
+      ' Nothing is sent to it any more. Once it answers, enable it again: new events go to it, and its failed deliveries can be retried.') : null,
     h('p', { class: 'endpoint-events' }, h('span', { class: 'muted small' }, 'Events: '),
       (ep.events || []).map((t) => h('code', { class: 'event-chip' }, t === '*' ? '* (all)' : t))),
     h('p', { class: 'muted small' }, `Added ${fmtTime(ep.created_at)}`),
-    h('div', { class: 'actions-row' }, test,
+    h('div', { class: 'actions-row' }, disabled ? enableButton(ep, list, ctx, testErr) : test,
       h('button', { type: 'button', class: 'btn btn-small btn-danger', dataset: { delete: ep.id }, 'aria-label': `Delete endpoint ${ep.url}`,
         on: { click: () => confirmDelete(ep, list, ctx) } }, 'Delete')),
     testErr,
@@ -168,6 +168,24 @@ function endpointCard(ep, list, ctx) {
     log);
   card.loadDeliveries = loadDeliveries;
   return card;
+}
+
+// enableButton enables a disabled endpoint again (its errors go to errSlot).
+function enableButton(ep, list, ctx, errSlot) {
+  const btn = h('button', { type: 'button', class: 'btn btn-small btn-primary', dataset: { enable: ep.id }, 'aria-label': `Enable endpoint ${ep.url} again` }, 'Enable again');
+  btn.addEventListener('click', () => busy(btn, async () => {
+    errSlot.textContent = '';
+    try {
+      await api('POST', `/api/v1/webhooks/${enc(ep.id)}/enable`);
+    } catch (e) {
+      if (!(e instanceof Problem)) throw e;
+      errSlot.textContent = e.unavailable ? 'Enabling endpoints again is not available on this server yet.' : e.message;
+      return;
+    }
+    toast('Endpoint enabled');
+    await drawEndpoints(list, ctx);
+  }));
+  return btn;
 }
 
 async function drawDeliveries(slot, ep, ctx) {
