@@ -497,6 +497,12 @@ func TestFrontEndUnits(t *testing.T) {
 	  eq('unknown rate explained', old.fields.rate_limit_per_second.startsWith('per-key rate limits are not available'), true);
 	  const named = k.explainKeyProblem(new api.Problem(400, {errors: {'allowed_functions[1]': 'is not a published function'}}), ['acme/a', 'acme/gone']);
 	  eq('scope error named', named.fields['allowed_functions[1]'], 'is not a published function: acme/gone');
+	  const key = {name: 'ci', monthly_spend_cap: '25.00', rate_limit_per_second: 5, alert_thresholds: [80, 100], expires_at: null, allowed_functions: ['acme/b', 'acme/a']};
+	  const same = {name: ' ci ', monthly_spend_cap: '25.00', rate_limit_per_second: '5', alert_thresholds: '80, 100', expires_at: '', allowed_functions: 'acme/a, acme/b'};
+	  eq('edit: nothing changed', JSON.stringify(k.keyChanges(key, same)), '{}');
+	  eq('edit: changes and clears', JSON.stringify(k.keyChanges(key, {...same, name: 'nightly', monthly_spend_cap: '', rate_limit_per_second: '', alert_thresholds: '50 100', allowed_functions: ''})),
+	    '{"name":"nightly","monthly_spend_cap":null,"rate_limit_per_second":null,"alert_thresholds":[50,100],"allowed_functions":null}');
+	  eq('edit: a typed rate goes as typed', JSON.stringify(k.keyChanges(key, {...same, rate_limit_per_second: 'ten'})), '{"rate_limit_per_second":"ten"}');
 	  return fails;
 	})()`
 	failures := browsertest.Get(b, "units", chromedp.Evaluate[[]string](js, chromedp.EvalAwaitPromise))

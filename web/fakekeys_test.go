@@ -57,12 +57,19 @@ func newFakeKeys(s *api.Sessions, c *catalogstore.Store) *fakeKeys {
 	return &fakeKeys{sessions: s, catalog: c, keys: map[string]*fakeKeyExtra{}}
 }
 
-var rotatePath = regexp.MustCompile(`^/api/v1/keys/([^/]+)/rotate$`)
+var (
+	rotatePath = regexp.MustCompile(`^/api/v1/keys/([^/]+)/rotate$`)
+	keyPath    = regexp.MustCompile(`^/api/v1/keys/([^/]+)$`)
+)
 
 func (f *fakeKeys) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if m := rotatePath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPost {
 			f.rotate(w, r, next, m[1])
+			return
+		}
+		if m := keyPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPatch {
+			f.patch(w, r, next, m[1])
 			return
 		}
 		if r.URL.Path != "/api/v1/keys" || (r.Method != http.MethodPost && r.Method != http.MethodGet) {
@@ -186,6 +193,50 @@ func (f *fakeKeys) put(k map[string]any, id string) {
 	if x.prefix != "" {
 		k["prefix"] = x.prefix
 	}
+}
+
+// patch answers PATCH /api/v1/keys/{id}: the fields this fake keeps are
+// checked as at create (a member present and null clears one), the whole
+// body goes on to the API, and once it took it the fake keeps what was set.
+func (f *fakeKeys) patch(w http.ResponseWriter, r *http.Request, next http.Handler, id string) {
+	if _, err := sessionOf(f.sessions, r); err != nil {
+		fnmarket.WriteProblem(w, err)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		fnmarket.WriteProblem(w, fnmarket.Errorf(fnmarket.EINVALID, "the body is not a JSON object"))
+		return
+	}
+	v := fnmarket.Validation{}
+	x := f.check(r, v, doc)
+	if err := v.Err(); err != nil {
+		fnmarket.WriteProblem(w, err)
+		return
+	}
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	status, header, out := record(next, r)
+	if status < 300 {
+		f.mu.Lock()
+		kept := f.keys[id]
+		if kept == nil {
+			kept = &fakeKeyExtra{AllowedFunctions: []string{}}
+			f.keys[id] = kept
+		}
+		if _, ok := doc["expires_at"]; ok {
+			kept.ExpiresAt = x.ExpiresAt
+		}
+		if _, ok := doc["allowed_functions"]; ok {
+			kept.AllowedFunctions = x.AllowedFunctions
+		}
+		if _, ok := doc["rate_limit_per_second"]; ok {
+			kept.RateLimit = x.RateLimit
+		}
+		out = eachKey(out, func(k map[string]any) { f.put(k, id) })
+		f.mu.Unlock()
+	}
+	reply(w, status, header, out)
 }
 
 // rotate answers POST /api/v1/keys/{id}/rotate: the key as the list shows

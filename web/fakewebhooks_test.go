@@ -392,11 +392,34 @@ func parseThresholds(v fnmarket.Validation, raw json.RawMessage) []int {
 // GET /api/v1/keys answer each key's thresholds ([80, 100] unless set).
 func (f *fakeWebhooks) keysWithAlerts(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/v1/keys" || (r.Method != http.MethodPost && r.Method != http.MethodGet) {
+		patched := ""
+		if m := keyPath.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodPatch {
+			patched = m[1]
+		} else if r.URL.Path != "/api/v1/keys" || (r.Method != http.MethodPost && r.Method != http.MethodGet) {
 			next.ServeHTTP(w, r)
 			return
 		}
 		var set []int
+		clear := false
+		if patched != "" {
+			// An edit: thresholds checked here, the whole body to the API.
+			body, _ := io.ReadAll(r.Body)
+			var doc map[string]json.RawMessage
+			_ = json.Unmarshal(body, &doc) // not an object: the API says so
+			if raw, ok := doc["alert_thresholds"]; ok {
+				if string(raw) == "null" {
+					clear = true
+				} else {
+					v := fnmarket.Validation{}
+					set = parseThresholds(v, raw)
+					if err := v.Err(); err != nil {
+						fnmarket.WriteProblem(w, err)
+						return
+					}
+				}
+			}
+			r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		}
 		if r.Method == http.MethodPost {
 			body, _ := io.ReadAll(r.Body)
 			var doc map[string]json.RawMessage
@@ -421,6 +444,11 @@ func (f *fakeWebhooks) keysWithAlerts(next http.Handler) http.Handler {
 		res := rec.Result()
 		out, _ := io.ReadAll(res.Body)
 		if res.StatusCode < 300 {
+			if clear {
+				f.mu.Lock()
+				delete(f.thresholds, patched)
+				f.mu.Unlock()
+			}
 			out = f.addThresholds(out, set)
 		}
 		for k, vs := range res.Header {

@@ -16,7 +16,8 @@ import (
 // the catalog and a rate limit (a past expiry and a rate over the platform
 // default are refused next to their fields); the list shows last use,
 // expiry (expired, expiring soon), scope (collapsed when long), rate limit
-// and thresholds; rotating asks for the grace, shows the new secret once
+// and thresholds; editing saves a new rate, cap and scope (a bad rate is
+// refused in the dialog); rotating asks for the grace, shows the new secret once
 // and how long the old one works; nothing overflows at phone width.
 func TestKeysInBrowser(t *testing.T) {
 	srv := startPortalWith(t, portalOptions{metered: true, stripe: true, standing: "active", webhooks: true, keys: true})
@@ -118,6 +119,31 @@ func TestKeysInBrowser(t *testing.T) {
 			browsertest.Get(b, "wrap width", chromedp.Evaluate[int](`document.querySelector('#keys-list .table-wrap').clientWidth`)))
 	}
 	shot := b.Shot("keys-extended")
+
+	// Editing: a rate over the platform default is refused in the dialog
+	// and changes nothing; a new rate and cap and an emptied scope are
+	// saved; the secret is not shown again.
+	editSel := `#keys-table tr[data-key-id="` + id + `"]`
+	b.Do("edit dialog", browsertest.Click(editSel+" button[data-edit]"), browsertest.Visible("#edit-key-dialog"),
+		browsertest.Fill("#edit-key-rate-limit", "500"), browsertest.Click("#confirm-edit"),
+		browsertest.WaitText(`#edit-key-form [data-error-for="rate_limit_per_second"]`, "from 1 to 100"))
+	if got := srv.keys.extraOf(id); got.RateLimit == nil || *got.RateLimit != 12 {
+		t.Fatalf("a refused edit changed the rate to %v", deref(got.RateLimit))
+	}
+	b.Do("edit saved", browsertest.Fill("#edit-key-rate-limit", "7"), browsertest.Fill("#edit-key-cap", "12.50"), browsertest.Fill("#edit-key-scope", ""),
+		browsertest.Click("#confirm-edit"), chromedp.WaitNotPresent(chromedp.CSS("#edit-key-dialog")), browsertest.WaitText(editSel+" .key-rate", "7/s"))
+	if got := srv.keys.extraOf(id); got.RateLimit == nil || *got.RateLimit != 7 || len(got.AllowedFunctions) != 0 {
+		t.Errorf("after the edit the fake holds rate %v, allowed %v; want 7 and all functions", deref(got.RateLimit), got.AllowedFunctions)
+	}
+	if got := cell("deploy", "key-scope"); got != "All functions" {
+		t.Errorf("the edited key's scope shows %q, want All functions", got)
+	}
+	if got := cell("deploy", "key-cap"); !strings.Contains(got, "12.50") {
+		t.Errorf("the edited key's cap shows %q, want 12.50", got)
+	}
+	if b.EvalBool("no secret after edit", `!!document.querySelector('#new-key-value')`) {
+		t.Error("editing a key showed a secret")
+	}
 
 	// Rotating asks for the grace; a bad custom one is refused in the dialog.
 	sel := `#keys-table tr[data-key-id="` + id + `"]`

@@ -1,7 +1,8 @@
 // The API keys page: create a key (name, spend cap, expiry, the functions it
 // may call picked from the catalog, a rate limit, alert thresholds), list
 // keys with their last use, expiry, scope, limits and spend at a glance,
-// rotate a key with a grace period for the old one, and revoke. The server
+// edit a key's settings, rotate a key with a grace period for the old one,
+// and revoke. The server
 // checks every field; this module only turns the form into the request and
 // the answers into text. No amount is computed here.
 
@@ -300,10 +301,76 @@ async function drawKeys(list, fresh, ctx) {
         h('td', null, h('div', { class: 'key-last-used' }, k.last_used_at ? fmtTime(k.last_used_at) : 'Never'),
           h('div', { class: 'muted small key-created' }, `created ${fmtTime(k.created_at)}`)),
         h('td', null, k.revoked_at ? null : h('div', { class: 'row-actions' },
+          h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Edit key ${k.name}`, dataset: { edit: k.id }, on: { click: () => editDialog(k, list, fresh, ctx) } }, 'Edit'),
           h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Rotate key ${k.name}`, dataset: { rotate: k.id }, on: { click: () => rotateDialog(k, list, fresh, ctx) } }, 'Rotate'),
           h('button', { type: 'button', class: 'btn btn-small btn-danger', 'aria-label': `Revoke key ${k.name}`, dataset: { revoke: k.id },
             on: { click: () => confirmRevoke(k, list, fresh, ctx) } }, 'Revoke'))));
     })))));
+}
+
+// keyChanges is the PATCH body for an edit: only the settings whose field
+// differs from what it showed, an emptied field as null (no cap, never
+// expires, all functions, the platform's limit, the default thresholds).
+// Unit-tested in TestFrontEndUnits.
+export function keyChanges(k, form) {
+  const body = {};
+  const name = String(form.name || '').trim();
+  if (name !== k.name) body.name = name;
+  const cap = String(form.monthly_spend_cap || '').trim();
+  if (cap !== (k.monthly_spend_cap || '')) body.monthly_spend_cap = cap || null;
+  const rate = String(form.rate_limit_per_second || '').trim();
+  if (rate !== (k.rate_limit_per_second ? String(k.rate_limit_per_second) : '')) body.rate_limit_per_second = parseWhole(rate) ?? null;
+  const thr = String(form.alert_thresholds || '').trim();
+  if (thr !== (k.alert_thresholds || []).join(', ')) body.alert_thresholds = parseThresholds(thr) ?? null;
+  const exp = String(form.expires_at || '').trim();
+  if (exp !== (k.expires_at ? localInput(new Date(k.expires_at)) : '')) body.expires_at = localToRFC3339(exp) ?? null;
+  const fns = String(form.allowed_functions || '').split(/[\s,]+/).filter(Boolean).sort();
+  if (fns.join(',') !== [...(k.allowed_functions || [])].sort().join(',')) body.allowed_functions = fns.length ? fns : null;
+  return body;
+}
+
+// editDialog changes a key's settings; the secret stays.
+function editDialog(k, list, fresh, ctx) {
+  const err = formError();
+  const yes = h('button', { type: 'submit', class: 'btn btn-primary', id: 'confirm-edit' }, 'Save');
+  const no = h('button', { type: 'button', class: 'btn', value: 'cancel' }, 'Cancel');
+  const form = h('form', { class: 'form', id: 'edit-key-form', novalidate: true },
+    h('h2', { id: 'edit-key-h' }, `Edit “${k.name}”`),
+    h('p', null, 'The key’s secret, this month’s spend and its rotation stay as they are. Every gateway applies the change within two seconds; a lower cap holds from the next call.'),
+    field({ label: 'Name', name: 'name', value: k.name, required: true, attrs: { maxlength: 100, autocomplete: 'off', id: 'edit-key-name' } }),
+    field({ label: 'Monthly spend cap', name: 'monthly_spend_cap', value: k.monthly_spend_cap || '', hint: 'Empty: no cap.', attrs: { inputmode: 'decimal', autocomplete: 'off', id: 'edit-key-cap' } }),
+    field({ label: 'Rate limit', name: 'rate_limit_per_second', value: k.rate_limit_per_second ? String(k.rate_limit_per_second) : '', hint: 'Calls per second; empty: the platform default.',
+      attrs: { inputmode: 'numeric', autocomplete: 'off', id: 'edit-key-rate-limit', placeholder: 'Platform default' } }),
+    field({ label: 'Alert thresholds', name: 'alert_thresholds', value: (k.alert_thresholds || []).join(', '), hint: 'Percents of the cap; empty: 80 and 100.', attrs: { autocomplete: 'off', id: 'edit-key-thresholds' } }),
+    field({ label: 'Expires', name: 'expires_at', type: 'datetime-local', value: k.expires_at ? localInput(new Date(k.expires_at)) : '', hint: 'Your local time; empty: never.', attrs: { id: 'edit-key-expires' } }),
+    field({ label: 'Functions this key may call', name: 'allowed_functions', value: (k.allowed_functions || []).join(', '), hint: 'vendor/name, separated by commas; empty: all functions.',
+      attrs: { autocomplete: 'off', id: 'edit-key-scope' } }),
+    err, h('div', { class: 'actions' }, no, yes));
+  const dlg = h('dialog', { class: 'dialog', id: 'edit-key-dialog', 'aria-labelledby': 'edit-key-h' }, form);
+  no.addEventListener('click', () => dlg.close());
+  dlg.addEventListener('close', () => dlg.remove());
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const body = keyChanges(k, Object.fromEntries(new FormData(form)));
+    if (!Object.keys(body).length) { dlg.close(); toast('Nothing changed'); return; }
+    busy(yes, async () => {
+      try {
+        await api('PATCH', `/api/v1/keys/${enc(k.id)}`, body);
+      } catch (e) {
+        const p = e instanceof Problem ? e : new Problem(0, { detail: String(e && e.message) });
+        if (p.unavailable) p.message = 'Editing keys is not available on this server yet.';
+        showErrors(form, explainKeyProblem(p, body.allowed_functions || []));
+        return;
+      }
+      dlg.close();
+      toast(`Key “${body.name || k.name}” saved`);
+      await drawKeys(list, fresh, ctx);
+    }).catch((e) => toast(e.message));
+  });
+  document.body.appendChild(dlg);
+  dlg.showModal();
+  form.querySelector('#edit-key-name').focus();
 }
 
 // gracePresets are the rotate dialog's choices, in seconds.
