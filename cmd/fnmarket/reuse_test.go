@@ -2,9 +2,6 @@ package main
 
 import (
 	"encoding/base64"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,17 +15,7 @@ import (
 // GOARCH=wasm, -buildmode=c-shared), as instance_reuse needs.
 func buildReactor(t *testing.T, name string) []byte {
 	t.Helper()
-	out := filepath.Join(t.TempDir(), name+".wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../../examples/"+name)
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build example %s: %v\n%s", name, err, b)
-	}
-	code, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code
+	return buildExample(t, name, "-buildmode=c-shared")
 }
 
 // echoAnswer is what reuse-echo tells of the instance that served a call.

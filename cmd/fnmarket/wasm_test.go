@@ -12,11 +12,12 @@ import (
 	"github.com/fnmarket/fnmarket/internal/testenv"
 )
 
-// buildExample compiles one of examples/ for GOOS=wasip1 GOARCH=wasm.
-func buildExample(t *testing.T, name string) []byte {
+// buildExample compiles one of examples/ for GOOS=wasip1 GOARCH=wasm, with
+// extra go build flags (-buildmode=c-shared for a reactor).
+func buildExample(t *testing.T, name string, flags ...string) []byte {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), name+".wasm")
-	cmd := exec.Command("go", "build", "-o", out, "../../examples/"+name)
+	cmd := exec.Command("go", append(append([]string{"build"}, flags...), "-o", out, "../../examples/"+name)...)
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build example %s: %v\n%s", name, err, b)
