@@ -79,6 +79,12 @@ func eachMode(t *testing.T, fn func(t *testing.T, b testenv.Backend, leases bool
 	}
 }
 
+// moneyLease is replica i's money lease of key keyID for this month (the one
+// for calls credit may pay is apart); nil if it holds none.
+func (e *holdsEnv) moneyLease(i int, keyID string) *moneyLease {
+	return e.leasers[i].lanes[keyID].money[moneyKey{month: monthOf(e.clock.Now())}]
+}
+
 // giveBack returns every replica's leases, after which the counters in Redis
 // are exact: the spend is what calls spent, held positions are given back.
 func (e *holdsEnv) giveBack() {

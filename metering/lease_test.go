@@ -140,7 +140,7 @@ func TestLeaseOfAKilledReplicaIsKept(t *testing.T) {
 		if a, _ := e.call(0, e.request(c, p, 100), true, 1); !a.Allowed {
 			t.Fatalf("first call refused: %+v", a)
 		}
-		killed := e.leasers[0].lanes["key_kill"].money[moneyKey{month: monthOf(e.clock.Now())}]
+		killed := e.moneyLease(0, "key_kill")
 		if killed.hold <= 0 || killed.spent != toPico(dec("0.10")) {
 			t.Fatalf("the first replica's lease holds %d and spent %d, want a hold and 0.10 spent", killed.hold, killed.spent)
 		}
@@ -303,7 +303,7 @@ func TestBusyLeaseIsRenewed(t *testing.T) {
 		}
 		s := e.leasers[0]
 		expiry := func() float64 {
-			id := s.lanes[c.KeyID].money[moneyKey{month: monthOf(e.clock.Now())}].id
+			id := e.moneyLease(0, c.KeyID).id
 			v, err := e.rdb.ZScore(context.Background(), e.ks.holdExpiry(shardOf(c.ConsumerID), c.ConsumerID), id).Result()
 			if err != nil {
 				t.Fatalf("lease %s has no expiry: %v", id, err)
@@ -419,7 +419,7 @@ func TestLeaseTakesAQuarterOfTheRoom(t *testing.T) {
 		// Room 1.00: a quarter is 0.25, so two calls' worth (the first
 		// renewal came for a position, before the call's worst case was
 		// known, so it holds no floor of its own).
-		ml := e.leasers[0].lanes[c.KeyID].money[moneyKey{month: monthOf(e.clock.Now())}]
+		ml := e.moneyLease(0, c.KeyID)
 		if got := fromPico(ml.hold); !got.Equal(dec("0.2")) {
 			t.Fatalf("the first lease holds %s, want 0.20 (a quarter of the room, in whole calls)", got)
 		}
@@ -454,7 +454,7 @@ func TestLoweredCapHoldsAtOnce(t *testing.T) {
 					}
 				}
 				if leases {
-					ml := e.leasers[0].lanes[c.KeyID].money[moneyKey{month: monthOf(e.clock.Now())}]
+					ml := e.moneyLease(0, c.KeyID)
 					if room := fromPico(ml.room()); room.LessThan(dec("0.30")) {
 						t.Fatalf("the lease has %s of room left: too little for this test to tell", room)
 					}
