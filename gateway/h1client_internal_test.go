@@ -391,3 +391,42 @@ func TestHostPort(t *testing.T) {
 		}
 	}
 }
+
+// A kept connection idle for longer than idleTimeout is closed, not used
+// again; at most maxIdle are kept per address.
+func TestH1ClientBoundsWhatItKeeps(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	conns := connCounter(srv)
+	srv.Start()
+	defer srv.Close()
+
+	c := newTestH1Client()
+	c.idleTimeout = 50 * time.Millisecond
+	if _, _, err := h1Call(t, c, "GET", srv.URL, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * c.idleTimeout)
+	if _, _, err := h1Call(t, c, "GET", srv.URL, "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Fatalf("%d connections, want 2: one idle past idleTimeout must not be used again", n)
+	}
+
+	c = newTestH1Client()
+	c.maxIdle = 1
+	addr := hostPort(strings.TrimPrefix(srv.URL, "http://"))
+	a, _ := c.conn(context.Background(), addr)
+	b, _ := c.conn(context.Background(), addr)
+	c.put(a)
+	c.put(b)
+	c.mu.Lock()
+	kept := len(c.idle[addr])
+	c.mu.Unlock()
+	if kept != 1 {
+		t.Fatalf("%d connections kept, want maxIdle = 1", kept)
+	}
+	if _, err := b.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n")); err == nil {
+		t.Error("the connection over maxIdle was not closed")
+	}
+}
