@@ -142,3 +142,22 @@ func TestKeyHashIsHashAPIKey(t *testing.T) {
 		}
 	}
 }
+
+// removeHopByHop is how the gateway dropped hop-by-hop headers before the
+// hot-path work (copyAnswerHeaders now does it in its one pass): it deletes
+// those of RFC 9110 section 7.6.1, including those the Connection header
+// names. The references above use it.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = textproto.TrimString(f); f != "" {
+				delete(h, textproto.CanonicalMIMEHeaderKey(f))
+			}
+		}
+	}
+	for k := range h {
+		if isHopByHop(k) {
+			delete(h, k)
+		}
+	}
+}

@@ -522,23 +522,6 @@ func functionMaySend(canonicalKey string) bool {
 	return true
 }
 
-// removeHopByHop deletes the hop-by-hop headers of RFC 9110 section 7.6.1,
-// including those the Connection header names.
-func removeHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = textproto.TrimString(f); f != "" {
-				delete(h, textproto.CanonicalMIMEHeaderKey(f))
-			}
-		}
-	}
-	for k := range h {
-		if isHopByHop(k) {
-			delete(h, k)
-		}
-	}
-}
-
 func isHopByHop(canonicalKey string) bool {
 	switch canonicalKey {
 	case "Connection", "Keep-Alive", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
