@@ -34,9 +34,14 @@ const MaxAllowedFunctions = 50
 // validate checks the request and returns the key to make. Every function
 // in allowed_functions must be in the catalog (published), so a typo is
 // caught here, not by a 403 at call time.
-func (s *Server) validateKey(ctx context.Context, r *createKeyRequest) (accounts.NewKey, error) {
+//
+// An edit validates only what it changes: without name set, the name is
+// not checked (it stays as it is).
+func (s *Server) validateKey(ctx context.Context, r *createKeyRequest, name bool) (accounts.NewKey, error) {
 	v := fnmarket.Validation{}
-	validateText(v, "name", r.Name, 1, 100)
+	if name {
+		validateText(v, "name", r.Name, 1, 100)
+	}
 	nk := accounts.NewKey{Name: strings.TrimSpace(r.Name), AllowedFunctions: []string{}}
 	if r.MonthlySpendCap != nil {
 		d := catalog.ParseAmount(v, "monthly_spend_cap", *r.MonthlySpendCap, decimal.NewFromInt(1_000_000_000))
@@ -157,7 +162,7 @@ func (s *Server) handleCreateKey() echo.HandlerFunc {
 		if err := s.bind(c, &req); err != nil {
 			return err
 		}
-		nk, err := s.validateKey(c.Request().Context(), &req)
+		nk, err := s.validateKey(c.Request().Context(), &req, true)
 		if err != nil {
 			return err
 		}
@@ -246,13 +251,11 @@ func (s *Server) handleUpdateKey() echo.HandlerFunc {
 			v.Add("body", "names nothing to change")
 		case len(req.Name) > 0 && req.Name.Kind() == 'n':
 			v.Add("name", "cannot be null")
-		case len(req.Name) == 0:
-			cr.Name = "unchanged" // validated only when it is changed
 		}
 		if err := v.Err(); err != nil {
 			return err
 		}
-		nk, err := s.validateKey(c.Request().Context(), &cr)
+		nk, err := s.validateKey(c.Request().Context(), &cr, len(req.Name) > 0)
 		if err != nil {
 			return err
 		}
